@@ -1,0 +1,1 @@
+"""WorldSample robot side: MuJoCo Franka tasks, safety, cameras, actor, recorder, bag I/O."""

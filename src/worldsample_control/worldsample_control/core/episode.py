@@ -1,0 +1,110 @@
+"""In-memory episode and transition types shared by the robot side, world model and learner.
+
+This is the data contract of WorldSample's cores. A rosbag2 recording of an episode
+(`worldsample_control.core.bag_io`) round-trips to exactly this structure.
+
+Shapes (T = number of steps, P = proprioception size, A = action size):
+
+- ``images[camera]``: uint8 ``(T + 1, H, W, 3)`` RGB, observation 0 .. T (the last is s_T)
+- ``proprio``: float32 ``(T + 1, P)``
+- ``actions``: float32 ``(T, A)`` normalised to [-1, 1]
+- ``rewards``: float32 ``(T,)``; ``terminated`` / ``truncated`` / ``successes``: bool ``(T,)``
+- ``uncertainty`` / ``trust``: float32 ``(T,)`` (0 / 1 for real and demo data)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Source(enum.IntEnum):
+    """Where transitions came from (values match worldsample_msgs/Transition.SOURCE_*)."""
+
+    REAL = 0
+    SYNTHETIC = 1
+    DEMO = 2
+
+
+@dataclass
+class Episode:
+    """One episode (or one synthetic branch) as arrays; see the module docstring for shapes."""
+
+    episode_id: str
+    task: str
+    source: Source
+    images: dict[str, np.ndarray]
+    proprio: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    successes: np.ndarray
+    uncertainty: np.ndarray | None = None
+    trust: np.ndarray | None = None
+    policy_version: str = ""
+    world_model_version: str = ""
+    seed: int = -1
+    stamps_ns: np.ndarray | None = None  # int64 (T + 1,) observation times, when known
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.source = Source(self.source)
+        self.actions = np.asarray(self.actions, dtype=np.float32)
+        self.proprio = np.asarray(self.proprio, dtype=np.float32)
+        self.rewards = np.asarray(self.rewards, dtype=np.float32)
+        self.terminated = np.asarray(self.terminated, dtype=bool)
+        self.truncated = np.asarray(self.truncated, dtype=bool)
+        self.successes = np.asarray(self.successes, dtype=bool)
+        t = len(self.actions)
+        if self.uncertainty is None:
+            self.uncertainty = np.zeros(t, np.float32)
+        if self.trust is None:
+            self.trust = np.ones(t, np.float32)
+        self.uncertainty = np.asarray(self.uncertainty, dtype=np.float32)
+        self.trust = np.asarray(self.trust, dtype=np.float32)
+        self.validate()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def length(self) -> int:
+        return int(len(self.actions))
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(self.images)
+
+    @property
+    def success(self) -> bool:
+        return bool(self.successes.any())
+
+    @property
+    def episode_return(self) -> float:
+        return float(self.rewards.sum())
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise ValueError naming the field when shapes or values are inconsistent."""
+        t = self.length
+        where = f"episode {self.episode_id!r}"
+        if self.actions.ndim != 2:
+            raise ValueError(f"{where}: actions must be (T, A), got {self.actions.shape}")
+        if self.proprio.shape[0] != t + 1 or self.proprio.ndim != 2:
+            raise ValueError(f"{where}: proprio must be (T+1={t + 1}, P), got {self.proprio.shape}")
+        for name in ("rewards", "terminated", "truncated", "successes", "uncertainty", "trust"):
+            arr = getattr(self, name)
+            if arr.shape != (t,):
+                raise ValueError(f"{where}: {name} must be ({t},), got {arr.shape}")
+        for cam, frames in self.images.items():
+            if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+                raise ValueError(
+                    f"{where}: camera {cam!r} frames must be uint8 (T+1, H, W, 3), "
+                    f"got {frames.dtype} {frames.shape}"
+                )
+            if frames.shape[0] != t + 1:
+                raise ValueError(f"{where}: camera {cam!r} has {frames.shape[0]} frames, expected {t + 1}")
+        for name in ("actions", "proprio", "rewards"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise ValueError(f"{where}: {name} contains NaN or inf")

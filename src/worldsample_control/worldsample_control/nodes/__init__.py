@@ -1,0 +1,1 @@
+"""Thin rclpy nodes of worldsample_control: each owns a core object and converts messages."""

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes of worldsample_learner: each owns a core object and converts messages."""

@@ -1,0 +1,1 @@
+"""WorldSample world model: action-conditioned video model, post-training, grounded synthetic rollouts, fidelity."""

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes of worldsample_worldmodel: each owns a core object and converts messages."""
