@@ -24,6 +24,9 @@ class Observation:
 
     images: dict[str, np.ndarray]
     proprio: np.ndarray  # float32 (P,)
+    # Privileged simulator state (object poses, target), float32 (S,). None on a real robot.
+    # Only for state-based experiments and debugging; policies meant for the arm use images + proprio.
+    state: np.ndarray | None = None
 
 
 @dataclass
