@@ -1,4 +1,3 @@
-
 from setuptools import find_packages, setup
 
 package_name = "worldsample_learner"
