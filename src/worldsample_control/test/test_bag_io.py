@@ -15,22 +15,12 @@ import pytest
 from worldsample_control.core import bag_io
 from worldsample_control.core.bag_io import BagError
 from worldsample_control.core.episode import Episode, Source
+from worldsample_control.testing import random_episode
 
 
 def make_episode(episode_id: str = "ep-0", steps: int = 5, size: int = 16, source: Source = Source.REAL,
                  seed: int = 0) -> Episode:
-    rng = np.random.default_rng(seed)
-    return Episode(
-        episode_id=episode_id, task="push", source=source,
-        images={c: rng.integers(0, 256, (steps + 1, size, size, 3), dtype=np.uint8) for c in ("front", "wrist")},
-        proprio=rng.normal(size=(steps + 1, 7)).astype(np.float32),
-        actions=rng.uniform(-1, 1, (steps, 4)).astype(np.float32),
-        rewards=rng.normal(size=steps).astype(np.float32),
-        terminated=np.eye(steps, dtype=bool)[-1], truncated=np.zeros(steps, bool),
-        successes=np.eye(steps, dtype=bool)[-1],
-        uncertainty=rng.uniform(size=steps).astype(np.float32), trust=rng.uniform(size=steps).astype(np.float32),
-        policy_version="policy-000003", world_model_version="wm-000002", seed=42,
-    )
+    return random_episode(episode_id, steps, size, source, seed)
 
 
 def assert_same_episode(a: Episode, b: Episode, check_seed: bool = True) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .episode import Episode, Source
+from .image_codec import image_to_numpy
 
 LOG = logging.getLogger(__name__)
 
@@ -119,10 +120,10 @@ def image_array(msg, where: str) -> np.ndarray:
     """uint8 (H, W, 3) from an rgb8 sensor_msgs/Image; anything else is a clear error."""
     if msg.encoding != "rgb8":
         raise BagError(f"{where}: image encoding {msg.encoding!r}, expected 'rgb8'")
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if msg.step < msg.width * 3 or data.size != msg.step * msg.height:
-        raise BagError(f"{where}: image of {msg.width}x{msg.height} (step {msg.step}) has {data.size} bytes")
-    return data.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3).copy()
+    try:
+        return image_to_numpy(msg)
+    except ValueError as exc:
+        raise BagError(f"{where}: {exc}") from exc
 
 
 def transition_msgs(episode: Episode, t0_ns: int | None = None) -> Iterator[tuple[int, Any]]:
