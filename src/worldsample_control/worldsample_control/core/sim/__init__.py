@@ -1,0 +1,26 @@
+"""MuJoCo Franka Panda task suite: ``peg_insertion``, ``push``, ``sort``, ``pick_place``.
+
+``make_env(task, cfg)`` returns a `FrankaTaskEnv` (see `env.py` for the robot model, the control
+scheme, proprioception and privileged state; `tasks.py` for the tasks). Importing this package
+does not import MuJoCo; `make_env` does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config import DEFAULT_MAX_STEPS, TASKS, EnvConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .env import FrankaTaskEnv
+
+__all__ = ["DEFAULT_MAX_STEPS", "TASKS", "EnvConfig", "make_env"]
+
+
+def make_env(task: str, cfg: EnvConfig | None = None) -> FrankaTaskEnv:
+    """Build the environment for ``task`` (one of `TASKS`) with ``cfg`` (defaults when None)."""
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} is unknown; expected one of {TASKS}")
+    from .env import FrankaTaskEnv
+
+    return FrankaTaskEnv(task, cfg)

@@ -1,0 +1,301 @@
+"""The four tasks: scene objects, randomised resets, privileged state, success and shaped reward.
+
+World frame = robot base frame (the Panda's ``link0`` sits at the origin, the floor at z = 0
+doubles as the table). Static fixtures (targets, bins, the hole) are mocap bodies so their
+pose is part of ``MjData`` and changes per reset without recompiling.
+
+- ``push``: push a 5 cm cube into a green target disc (success: centre within 3 cm, in xy).
+- ``pick_place``: pick a 4 cm cube and put it on a green target disc 15-30 cm away
+  (success: cube resting on the floor, centre within 3 cm of the target, in xy).
+- ``sort``: a red and a blue cube, each into the bin of its colour; bin sides are random
+  (success: both cubes inside their own bin).
+- ``peg_insertion``: the peg (2.8 cm square, 8 cm long) starts grasped; insert it into a square
+  hole with 1.7 mm clearance per side in a randomly placed fixture (success: peg bottom at
+  least 2.5 cm below the hole rim, inside the hole).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .env import FrankaTaskEnv
+
+RED = (0.85, 0.15, 0.15, 1.0)
+BLUE = (0.15, 0.30, 0.90, 1.0)
+GREEN = (0.20, 0.75, 0.25, 1.0)
+YELLOW = (0.95, 0.80, 0.15, 1.0)
+GREY = (0.55, 0.55, 0.60, 1.0)
+
+
+def _mj():
+    import mujoco
+
+    return mujoco
+
+
+def _add_free_box(spec, name: str, half: tuple[float, float, float], rgba, mass: float, friction=1.0):
+    mj = _mj()
+    body = spec.worldbody.add_body(name=name, pos=[0.5, 0.0, half[2]])
+    body.add_freejoint(name=name)
+    body.add_geom(
+        name=name, type=mj.mjtGeom.mjGEOM_BOX, size=list(half), rgba=list(rgba), mass=mass,
+        friction=[friction, 0.005, 0.0001], condim=4,
+    )
+    return body
+
+
+def _add_disc(spec, name: str, radius: float, rgba):
+    """A visual-only target marker lying on the floor (mocap, no collisions)."""
+    mj = _mj()
+    body = spec.worldbody.add_body(name=name, mocap=True, pos=[0.5, 0.0, 0.0])
+    body.add_geom(
+        name=name, type=mj.mjtGeom.mjGEOM_CYLINDER, size=[radius, 0.001, 0], rgba=list(rgba),
+        contype=0, conaffinity=0, pos=[0, 0, 0.001],
+    )
+    return body
+
+
+def _yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+
+
+class Task:
+    """Base class; subclasses fill in the scene, reset, state, success and shaped reward."""
+
+    name = ""
+    state_dim = 0
+    state_labels: tuple[str, ...] = ()
+
+    def build(self, spec) -> None:
+        raise NotImplementedError
+
+    def bind(self, env: FrankaTaskEnv) -> None:
+        """Cache ids once the model is compiled."""
+
+    def start_ee(self, rng: np.random.Generator) -> np.ndarray:
+        return np.array([rng.uniform(0.40, 0.50), rng.uniform(-0.06, 0.06), rng.uniform(0.22, 0.28)])
+
+    def reset(self, env: FrankaTaskEnv, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def state(self, env: FrankaTaskEnv) -> np.ndarray:
+        raise NotImplementedError
+
+    def evaluate(self, env: FrankaTaskEnv) -> tuple[bool, float]:
+        """(success, shaped reward in [0, 1])."""
+        raise NotImplementedError
+
+
+def _sample_xy(rng, lo, hi, avoid: list[np.ndarray], min_dist: float, tries: int = 200) -> np.ndarray:
+    for _ in range(tries):
+        p = np.array([rng.uniform(lo[0], hi[0]), rng.uniform(lo[1], hi[1])])
+        if all(np.linalg.norm(p - a) >= min_dist for a in avoid):
+            return p
+    raise RuntimeError(f"could not place an object in {lo}..{hi} at {min_dist} m from {avoid}")
+
+
+def _closeness(d: float, scale: float = 10.0) -> float:
+    return float(1.0 - math.tanh(scale * d))
+
+
+class PushTask(Task):
+    name = "push"
+    state_dim = 5
+    state_labels = ("block_x", "block_y", "block_z", "target_x", "target_y")
+    half = 0.025
+    success_radius = 0.03
+
+    def build(self, spec) -> None:
+        _add_free_box(spec, "block", (self.half,) * 3, RED, mass=0.15, friction=0.6)
+        _add_disc(spec, "target", 0.04, GREEN)
+
+    def start_ee(self, rng):
+        return np.array([rng.uniform(0.38, 0.45), rng.uniform(-0.05, 0.05), rng.uniform(0.15, 0.20)])
+
+    def reset(self, env, rng) -> None:
+        block = _sample_xy(rng, (0.45, -0.12), (0.58, 0.12), [], 0.0)
+        for _ in range(200):
+            ang = rng.uniform(-math.pi, math.pi)
+            dist = rng.uniform(0.10, 0.18)
+            target = block + dist * np.array([math.cos(ang), math.sin(ang)])
+            # keep the target reachable and the pushing side of the block inside the workspace
+            behind = block - 0.07 * (target - block) / dist
+            if 0.40 <= target[0] <= 0.66 and abs(target[1]) <= 0.22 and 0.35 <= behind[0] <= 0.68:
+                break
+        env.set_free_body("block", [block[0], block[1], self.half], _yaw_quat(rng.uniform(-0.4, 0.4)))
+        env.set_mocap("target", [target[0], target[1], 0.0])
+
+    def state(self, env) -> np.ndarray:
+        return np.concatenate([env.body_pos("block"), env.mocap_pos("target")[:2]])
+
+    def evaluate(self, env):
+        b = env.body_pos("block")
+        t = env.mocap_pos("target")
+        d = float(np.linalg.norm(b[:2] - t[:2]))
+        success = d < self.success_radius and b[2] < 0.05
+        shaped = 0.3 * _closeness(float(np.linalg.norm(env.ee_pos() - b))) + 0.7 * _closeness(d)
+        return success, 1.0 if success else shaped
+
+
+class PickPlaceTask(Task):
+    name = "pick_place"
+    state_dim = 5
+    state_labels = ("block_x", "block_y", "block_z", "target_x", "target_y")
+    half = 0.02
+    success_radius = 0.03
+
+    def build(self, spec) -> None:
+        _add_free_box(spec, "block", (self.half,) * 3, RED, mass=0.08)
+        _add_disc(spec, "target", 0.035, GREEN)
+
+    def reset(self, env, rng) -> None:
+        block = _sample_xy(rng, (0.42, -0.15), (0.60, 0.15), [], 0.0)
+        target = _sample_xy(rng, (0.40, -0.20), (0.62, 0.20), [block], 0.15)
+        env.set_free_body("block", [block[0], block[1], self.half], _yaw_quat(rng.uniform(-0.4, 0.4)))
+        env.set_mocap("target", [target[0], target[1], 0.0])
+
+    def state(self, env) -> np.ndarray:
+        return np.concatenate([env.body_pos("block"), env.mocap_pos("target")[:2]])
+
+    def evaluate(self, env):
+        b = env.body_pos("block")
+        t = env.mocap_pos("target")
+        d = float(np.linalg.norm(b[:2] - t[:2]))
+        success = d < self.success_radius and b[2] < self.half + 0.005
+        reach = _closeness(float(np.linalg.norm(env.ee_pos() - b)))
+        lifted = min(1.0, max(0.0, (b[2] - self.half) / 0.05))
+        shaped = 0.25 * reach + 0.25 * max(lifted, _closeness(d)) + 0.5 * _closeness(d)
+        return success, 1.0 if success else shaped
+
+
+class SortTask(Task):
+    name = "sort"
+    state_dim = 10
+    state_labels = ("red_x", "red_y", "red_z", "blue_x", "blue_y", "blue_z",
+                    "red_bin_x", "red_bin_y", "blue_bin_x", "blue_bin_y")
+    half = 0.02
+    bin_inner = 0.055  # inner half-width of a bin
+    wall_h = 0.02
+    wall_t = 0.005
+
+    def _add_bin(self, spec, name: str, rgba) -> None:
+        mj = _mj()
+        body = spec.worldbody.add_body(name=name, mocap=True, pos=[0.6, 0.0, 0.0])
+        a, t, h = self.bin_inner, self.wall_t, self.wall_h
+        box = mj.mjtGeom.mjGEOM_BOX
+        body.add_geom(type=box, size=[a, a, 0.001], pos=[0, 0, 0.001], rgba=[rgba[0], rgba[1], rgba[2], 0.6],
+                      contype=0, conaffinity=0)
+        for sx, sy, size in (
+            (1, 0, [t, a + 2 * t, h / 2]), (-1, 0, [t, a + 2 * t, h / 2]),
+            (0, 1, [a, t, h / 2]), (0, -1, [a, t, h / 2]),
+        ):
+            body.add_geom(type=box, size=size, pos=[sx * (a + t), sy * (a + t), h / 2], rgba=list(rgba))
+
+    def build(self, spec) -> None:
+        _add_free_box(spec, "red_block", (self.half,) * 3, RED, mass=0.08)
+        _add_free_box(spec, "blue_block", (self.half,) * 3, BLUE, mass=0.08)
+        self._add_bin(spec, "red_bin", RED)
+        self._add_bin(spec, "blue_bin", BLUE)
+
+    def reset(self, env, rng) -> None:
+        x_bin = rng.uniform(0.58, 0.63)
+        side = 1.0 if rng.uniform() < 0.5 else -1.0
+        env.set_mocap("red_bin", [x_bin, side * rng.uniform(0.15, 0.19), 0.0])
+        env.set_mocap("blue_bin", [x_bin, -side * rng.uniform(0.15, 0.19), 0.0])
+        red = _sample_xy(rng, (0.38, -0.10), (0.48, 0.10), [], 0.0)
+        blue = _sample_xy(rng, (0.38, -0.10), (0.48, 0.10), [red], 0.08)
+        env.set_free_body("red_block", [red[0], red[1], self.half], _yaw_quat(rng.uniform(-0.4, 0.4)))
+        env.set_free_body("blue_block", [blue[0], blue[1], self.half], _yaw_quat(rng.uniform(-0.4, 0.4)))
+
+    def state(self, env) -> np.ndarray:
+        return np.concatenate([
+            env.body_pos("red_block"), env.body_pos("blue_block"),
+            env.mocap_pos("red_bin")[:2], env.mocap_pos("blue_bin")[:2],
+        ])
+
+    def in_bin(self, env, colour: str) -> bool:
+        b = env.body_pos(f"{colour}_block")
+        c = env.mocap_pos(f"{colour}_bin")
+        return bool(np.all(np.abs(b[:2] - c[:2]) < self.bin_inner) and b[2] < 0.05)
+
+    def evaluate(self, env):
+        done = [self.in_bin(env, c) for c in ("red", "blue")]
+        success = all(done)
+        score = 0.0
+        ee = env.ee_pos()
+        pending = [c for c, ok in zip(("red", "blue"), done, strict=True) if not ok]
+        for c, ok in zip(("red", "blue"), done, strict=True):
+            d = float(np.linalg.norm(env.body_pos(f"{c}_block")[:2] - env.mocap_pos(f"{c}_bin")[:2]))
+            score += 0.4 * (1.0 if ok else _closeness(d, 5.0))
+        if pending:
+            score += 0.2 * _closeness(float(np.linalg.norm(ee - env.body_pos(f"{pending[0]}_block"))))
+        else:
+            score += 0.2
+        return success, 1.0 if success else score
+
+
+class PegInsertionTask(Task):
+    name = "peg_insertion"
+    state_dim = 6
+    state_labels = ("peg_x", "peg_y", "peg_z", "hole_x", "hole_y", "hole_z")
+    peg_half = (0.014, 0.014, 0.04)
+    hole_half = 0.0157  # 1.7 mm clearance per side
+    outer_half = 0.05
+    depth = 0.04
+    insert_depth = 0.025  # success: peg bottom this far below the rim
+
+    def build(self, spec) -> None:
+        mj = _mj()
+        _add_free_box(spec, "peg", self.peg_half, YELLOW, mass=0.05, friction=0.8)
+        body = spec.worldbody.add_body(name="fixture", mocap=True, pos=[0.55, 0.0, 0.0])
+        a, w, h = self.hole_half, self.outer_half, self.depth
+        box = mj.mjtGeom.mjGEOM_BOX
+        for sx, sy, size in (
+            (1, 0, [(w - a) / 2, w, h / 2]), (-1, 0, [(w - a) / 2, w, h / 2]),
+            (0, 1, [a, (w - a) / 2, h / 2]), (0, -1, [a, (w - a) / 2, h / 2]),
+        ):
+            off = (a + w) / 2
+            body.add_geom(type=box, size=size, pos=[sx * off, sy * off, h / 2], rgba=list(GREY),
+                          friction=[0.3, 0.005, 0.0001])
+        body.add_geom(type=box, size=[a, a, 0.001], pos=[0, 0, 0.001], rgba=list(GREEN), contype=0, conaffinity=0)
+
+    def start_ee(self, rng):
+        return np.array([rng.uniform(0.42, 0.50), rng.uniform(-0.06, 0.06), rng.uniform(0.16, 0.20)])
+
+    def reset(self, env, rng) -> None:
+        hole = _sample_xy(rng, (0.48, -0.15), (0.62, 0.15), [], 0.0)
+        env.set_mocap("fixture", [hole[0], hole[1], 0.0])
+        # The peg hangs from the fingers: its top 2 cm above the pinch point, then the gripper closes.
+        ee = env.ee_pos()
+        env.set_free_body("peg", [ee[0], ee[1], ee[2] + 0.02 - self.peg_half[2]], np.array([1.0, 0, 0, 0]))
+        env.settle_grasp()
+
+    def hole_rim(self, env) -> np.ndarray:
+        c = env.mocap_pos("fixture")
+        return np.array([c[0], c[1], self.depth])
+
+    def state(self, env) -> np.ndarray:
+        return np.concatenate([env.body_pos("peg"), self.hole_rim(env)])
+
+    def evaluate(self, env):
+        p = env.body_pos("peg")
+        rim = self.hole_rim(env)
+        bottom = p[2] - self.peg_half[2]
+        dxy = float(np.linalg.norm(p[:2] - rim[:2]))
+        inserted = rim[2] - bottom
+        success = inserted >= self.insert_depth and dxy < self.hole_half
+        shaped = 0.4 * _closeness(dxy, 30.0) + 0.6 * min(1.0, max(0.0, inserted / self.insert_depth)) * (
+            dxy < self.hole_half)
+        return success, 1.0 if success else float(shaped)
+
+
+TASK_CLASSES: dict[str, type[Task]] = {
+    "peg_insertion": PegInsertionTask,
+    "push": PushTask,
+    "sort": SortTask,
+    "pick_place": PickPlaceTask,
+}
