@@ -79,4 +79,5 @@ def test_transition_with_images_crosses_processes_over_dds() -> None:
     np.testing.assert_array_equal(got.actions, sent.actions)
     np.testing.assert_array_equal(got.proprio, sent.proprio)
     np.testing.assert_array_equal(got.uncertainty, sent.uncertainty)
+    np.testing.assert_array_equal(got.states, sent.states)
     assert [m.header.stamp.sec for m in received] == list(range(1, steps + 1))

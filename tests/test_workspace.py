@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -14,10 +14,6 @@ PACKAGES = ["worldsample_msgs", "worldsample_control", "worldsample_worldmodel",
             "worldsample_bringup"]
 
 
-def package_dir(name: str) -> Path:
-    return ROOT / "launch" if name == "worldsample_bringup" else ROOT / "src" / name
-
-
 @pytest.mark.parametrize("name", PACKAGES)
 def test_package_is_in_the_install_space(name: str) -> None:
     assert (INSTALL / name / "share" / name / "package.xml").is_file(), f"{name} not built: run scripts/setup.sh"
@@ -27,12 +23,12 @@ def test_package_is_in_the_install_space(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [p for p in PACKAGES if p != "worldsample_msgs"])
-def test_every_console_script_is_installed(name: str) -> None:
-    tree = ast.parse((package_dir(name) / "setup.py").read_text())
-    scripts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and " = " in n.value]
-    for entry in scripts:
-        exe = entry.split(" = ")[0].strip()
-        assert (INSTALL / name / "lib" / name / exe).is_file(), f"{name}: executable {exe} missing from install space"
+def test_every_console_script_is_installed_and_imports(name: str) -> None:
+    """Each entry point (node executables, `worldsample`) is in install/<pkg>/lib/<pkg> and loads."""
+    entry_points = [e for e in importlib.metadata.distribution(name).entry_points if e.group == "console_scripts"]
+    for ep in entry_points:
+        assert (INSTALL / name / "lib" / name / ep.name).is_file(), f"{name}: executable {ep.name} not installed"
+        assert callable(ep.load()), f"{name}: {ep.value} is not callable"
 
 
 def test_interfaces_are_installed_and_generated() -> None:

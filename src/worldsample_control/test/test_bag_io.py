@@ -31,7 +31,8 @@ def assert_same_episode(a: Episode, b: Episode, check_seed: bool = True) -> None
     assert a.camera_names == b.camera_names
     for cam in a.camera_names:
         assert a.images[cam].tobytes() == b.images[cam].tobytes()  # byte-exact image data
-    for name in ("proprio", "actions", "rewards", "terminated", "truncated", "successes", "uncertainty", "trust"):
+    for name in ("proprio", "actions", "rewards", "terminated", "truncated", "successes", "uncertainty", "trust",
+                 "states"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 

@@ -67,6 +67,8 @@ class TransitionRecord:
     world_model_version: str
     policy_version: str
     stamp_ns: int
+    state: np.ndarray | None = None
+    next_state: np.ndarray | None = None
 
 
 def transition_to_msg(episode: Episode, t: int, stamp_ns: int, next_stamp_ns: int | None = None) -> Transition:
@@ -86,6 +88,9 @@ def transition_to_msg(episode: Episode, t: int, stamp_ns: int, next_stamp_ns: in
     msg.proprio = _floats(episode.proprio[t])
     msg.next_proprio = _floats(episode.proprio[t + 1])
     msg.action = _floats(episode.actions[t])
+    if episode.states is not None:
+        msg.state = _floats(episode.states[t])
+        msg.next_state = _floats(episode.states[t + 1])
     return msg
 
 
@@ -109,6 +114,8 @@ def transition_from_msg(msg: Transition) -> TransitionRecord:
         truncated=bool(msg.truncated), success=bool(msg.success), uncertainty=float(msg.uncertainty),
         trust=float(msg.trust), world_model_version=msg.world_model_version, policy_version=msg.policy_version,
         stamp_ns=stamp_to_ns(msg.header.stamp),
+        state=np.asarray(msg.state, dtype=np.float32) if len(msg.state) else None,
+        next_state=np.asarray(msg.next_state, dtype=np.float32) if len(msg.next_state) else None,
     )
 
 
@@ -129,6 +136,7 @@ def episode_from_records(records: list[TransitionRecord]) -> Episode:
         successes=np.array([r.success for r in recs]), uncertainty=np.array([r.uncertainty for r in recs]),
         trust=np.array([r.trust for r in recs]), policy_version=recs[0].policy_version,
         world_model_version=recs[0].world_model_version,
+        states=None if recs[0].state is None else np.stack([r.state for r in recs] + [recs[-1].next_state]),
     )
 
 

@@ -10,7 +10,8 @@ from .core.episode import Episode, Source
 
 
 def random_episode(episode_id: str = "ep-0", steps: int = 5, size: int = 16, source: Source = Source.REAL,
-                   seed: int = 0, task: str = "push", cameras: tuple[str, ...] = ("front", "wrist")) -> Episode:
+                   seed: int = 0, task: str = "push", cameras: tuple[str, ...] = ("front", "wrist"),
+                   state_dim: int = 6) -> Episode:
     """A valid Episode with random content, identical for identical arguments."""
     rng = np.random.default_rng(seed)
     return Episode(
@@ -23,6 +24,7 @@ def random_episode(episode_id: str = "ep-0", steps: int = 5, size: int = 16, sou
         successes=np.eye(steps, dtype=bool)[-1],
         uncertainty=rng.uniform(size=steps).astype(np.float32), trust=rng.uniform(size=steps).astype(np.float32),
         policy_version="policy-000003", world_model_version="wm-000002", seed=42,
+        states=rng.normal(size=(steps + 1, state_dim)).astype(np.float32) if state_dim else None,
     )
 
 

@@ -131,6 +131,7 @@ def transition_msgs(episode: Episode, t0_ns: int | None = None) -> Iterator[tupl
     Transition = msg_class(TRANSITION_TYPE)
     stamps = _episode_stamps(episode, t0_ns)
     cams = list(episode.camera_names)
+    no_state = np.zeros(0, np.float32)
     for t in range(episode.length):
         yield int(stamps[t]), Transition(
             header=header(int(stamps[t])),
@@ -147,6 +148,8 @@ def transition_msgs(episode: Episode, t0_ns: int | None = None) -> Iterator[tupl
             success=bool(episode.successes[t]),
             next_observation_images=[image_msg(episode.images[c][t + 1], int(stamps[t + 1]), c) for c in cams],
             next_proprio=episode.proprio[t + 1].astype(np.float32),
+            state=no_state if episode.states is None else episode.states[t],
+            next_state=no_state if episode.states is None else episode.states[t + 1],
             source=int(episode.source),
             uncertainty=float(episode.uncertainty[t]),
             trust=float(episode.trust[t]),
@@ -429,10 +432,20 @@ def _episode_from_transitions(bag_dir: Path, episode_id: str, items: list[tuple[
             uncertainty=np.array([m.uncertainty for m in msgs]), trust=np.array([m.trust for m in msgs]),
             policy_version=msgs[0].policy_version, world_model_version=msgs[0].world_model_version,
             seed=int(info.seed) if info is not None else -1, stamps_ns=np.array(stamps, dtype=np.int64),
+            states=_states(msgs, where),
             extras={"bag": str(bag_dir)},
         )
     except ValueError as exc:
         raise BagError(f"{bag_dir}: {exc}") from exc
+
+
+def _states(msgs: list[Any], where: str) -> np.ndarray | None:
+    sizes = {len(m.state) for m in msgs} | {len(msgs[-1].next_state)}
+    if sizes == {0}:
+        return None
+    if len(sizes) != 1:
+        raise BagError(f"{where}: privileged state changes size inside the episode ({sorted(sizes)})")
+    return np.stack([np.asarray(m.state) for m in msgs] + [np.asarray(msgs[-1].next_state)])
 
 
 def find_bags(directory: Path | str) -> list[Path]:

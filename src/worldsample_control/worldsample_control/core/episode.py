@@ -10,6 +10,8 @@ Shapes (T = number of steps, P = proprioception size, A = action size):
 - ``actions``: float32 ``(T, A)`` normalised to [-1, 1]
 - ``rewards``: float32 ``(T,)``; ``terminated`` / ``truncated`` / ``successes``: bool ``(T,)``
 - ``uncertainty`` / ``trust``: float32 ``(T,)`` (0 / 1 for real and demo data)
+- ``states``: float32 ``(T + 1, S)`` privileged simulator state (object poses), or None
+  (real robot). Only for state-based experiments; policies for the arm use images + proprio.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Episode:
     world_model_version: str = ""
     seed: int = -1
     stamps_ns: np.ndarray | None = None  # int64 (T + 1,) observation times, when known
+    states: np.ndarray | None = None  # float32 (T + 1, S) privileged sim state, None on a real robot
     extras: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,6 +68,8 @@ class Episode:
             self.trust = np.ones(t, np.float32)
         self.uncertainty = np.asarray(self.uncertainty, dtype=np.float32)
         self.trust = np.asarray(self.trust, dtype=np.float32)
+        if self.states is not None:
+            self.states = np.asarray(self.states, dtype=np.float32)
         self.validate()
 
     # ------------------------------------------------------------------ properties
@@ -97,6 +102,8 @@ class Episode:
             arr = getattr(self, name)
             if arr.shape != (t,):
                 raise ValueError(f"{where}: {name} must be ({t},), got {arr.shape}")
+        if self.states is not None and (self.states.ndim != 2 or self.states.shape[0] != t + 1):
+            raise ValueError(f"{where}: states must be (T+1={t + 1}, S), got {self.states.shape}")
         for cam, frames in self.images.items():
             if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(
@@ -105,6 +112,7 @@ class Episode:
                 )
             if frames.shape[0] != t + 1:
                 raise ValueError(f"{where}: camera {cam!r} has {frames.shape[0]} frames, expected {t + 1}")
-        for name in ("actions", "proprio", "rewards"):
-            if not np.isfinite(getattr(self, name)).all():
+        for name in ("actions", "proprio", "rewards", "states"):
+            arr = getattr(self, name)
+            if arr is not None and not np.isfinite(arr).all():
                 raise ValueError(f"{where}: {name} contains NaN or inf")
