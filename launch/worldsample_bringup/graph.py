@@ -1,0 +1,121 @@
+"""The WorldSample node graph, described once as data.
+
+A `NodeSpec` names a ROS 2 node (package, executable, node name, parameters, remappings).
+`process_runner.ProcessGraph` starts specs as subprocesses (no `launch` needed); the launch
+files turn the same specs into `launch_ros.actions.Node` actions, so both paths agree.
+
+`sim_graph(...)` is the simulated robot loop: the MuJoCo simulator node (which also
+publishes the camera images), the arm-control node (safety filter), the actor (policy) and
+the per-episode recorder. World model and learner nodes can be appended by the caller
+(`extra` argument or list concatenation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# executable -> python module (for running without an installed console script)
+MODULES: dict[str, str] = {
+    "sim_node": "worldsample_control.nodes.sim_node",
+    "arm_control_node": "worldsample_control.nodes.arm_control_node",
+    "camera_node": "worldsample_control.nodes.camera_node",
+    "actor_node": "worldsample_control.nodes.actor_node",
+    "recorder_node": "worldsample_control.nodes.recorder_node",
+}
+
+ParamValue = bool | int | float | str | list[bool] | list[int] | list[float] | list[str]
+
+
+@dataclass
+class NodeSpec:
+    package: str
+    executable: str
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: list[tuple[str, str]] = field(default_factory=list)
+    namespace: str = ""
+    module: str | None = None  # python module with main(); defaults to MODULES[executable]
+
+    def python_module(self) -> str:
+        mod = self.module or MODULES.get(self.executable)
+        if mod is None:
+            raise ValueError(f"node {self.name!r}: no python module known for executable {self.executable!r}; "
+                             f"set NodeSpec.module")
+        return mod
+
+    def ros_args(self) -> list[str]:
+        """``--ros-args -r __node:=name -p k:=v -r from:=to`` for this node."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        if self.namespace:
+            args += ["-r", f"__ns:={self.namespace if self.namespace.startswith('/') else '/' + self.namespace}"]
+        for key, value in self.parameters.items():
+            args += ["-p", f"{key}:={format_param(value)}"]
+        for src, dst in self.remappings:
+            args += ["-r", f"{src}:={dst}"]
+        return args
+
+
+def format_param(value: Any) -> str:
+    """A parameter value in the YAML syntax `--ros-args -p` expects."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # quote strings that YAML would read as something else (numbers, booleans, empty)
+        low = value.lower()
+        special = value == "" or low in ("true", "false", "yes", "no", "on", "off", "null", "~")
+        try:
+            float(value)
+            special = True
+        except ValueError:
+            pass
+        if special or any(c in value for c in ":#[]{},'\"") or value != value.strip():
+            return "'" + value.replace("'", "''") + "'"
+        return value
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError("empty list parameters have no type in ROS 2; give at least one element")
+        return "[" + ", ".join(format_param(v) for v in value) + "]"
+    raise TypeError(f"parameter value {value!r} of type {type(value).__name__} is not a ROS parameter type")
+
+
+def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes: int = 1,
+              seed: int = 0, max_steps: int = 0, image_size: int = 64,
+              cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
+              lockstep: bool = True, render: bool = True, source: str = "",
+              extra: list[NodeSpec] | None = None, namespace: str = "") -> list[NodeSpec]:
+    """Simulator + arm control + actor + recorder for ``episodes`` episodes of ``task``.
+
+    ``policy``: "random", "scripted" (the task's expert, run inside the simulator node and sent
+    as a suggestion) or a checkpoint path. ``source``: "demo" or "real" (default: demo for
+    scripted, real otherwise). Bags go to ``run_dir/bags``.
+    """
+    run_dir = Path(run_dir)
+    src = source or ("demo" if policy == "scripted" else "real")
+    cams = list(cameras)
+    specs = [
+        NodeSpec("worldsample_control", "sim_node", "sim", {
+            "task": task, "seed": int(seed), "image_size": int(image_size), "cameras": cams,
+            "control_hz": float(control_hz), "mode": "lockstep" if lockstep else "realtime",
+            "render": bool(render), "publish_expert": policy == "scripted",
+            "max_episode_steps": int(max_steps),
+        }),
+        NodeSpec("worldsample_control", "arm_control_node", "arm_control", {
+            "control_hz": float(control_hz), "publish_mode": "on_action" if lockstep else "rate",
+            "sim": True,
+        }),
+        NodeSpec("worldsample_control", "actor_node", "actor", {
+            "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
+            "max_steps": int(max_steps), "cameras": cams, "control_hz": float(control_hz),
+            "lockstep": bool(lockstep), "source": src, "log_dir": str(run_dir / "actor"),
+        }),
+        NodeSpec("worldsample_control", "recorder_node", "recorder", {
+            "out_dir": str(run_dir / "bags"), "cameras": cams,
+        }),
+    ]
+    for s in specs:
+        s.namespace = namespace
+    return specs + list(extra or [])

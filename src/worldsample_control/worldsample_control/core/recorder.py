@@ -1,0 +1,175 @@
+"""Per-episode rosbag2 recording: every episode becomes one MCAP bag (via `bag_io.EpisodeBagWriter`).
+
+ROS-free: messages arrive as already-serialised CDR bytes (what rosbag2 stores and what an
+rclpy subscription with ``raw=True`` delivers), with their topic, type and time stamp.
+
+Routing: a message that names its episode (Transition, PolicyAction, EpisodeInfo) goes to
+that episode's bag; any other message (images, robot state, safety reports) goes to the bag
+of the episode that is currently open, and is counted as ``unassigned`` between episodes.
+
+End of an episode: the END event is written at once, but the bag stays open until all
+``length`` transitions of the episode have arrived (topics are not ordered with respect to
+each other over DDS) or ``grace_s`` has passed; `poll()` closes such bags and returns them.
+`close_all()` (SIGINT/SIGTERM) closes every open bag cleanly. A bag of a killed process is
+made readable by `bag_io.recover_bag`. Each bag is written and closed on its own, so a
+finished episode is never lost by a later failure.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def bag_name(episode_id: str) -> str:
+    """A directory name for an episode id (anything outside [A-Za-z0-9_.-] becomes '_')."""
+    name = _SAFE_ID.sub("_", episode_id).strip(".")
+    if not name:
+        raise ValueError(f"episode id {episode_id!r} gives an empty bag name")
+    return name
+
+
+@dataclass
+class RecordedEpisode:
+    episode_id: str
+    bag_uri: str
+    messages: int
+    transitions: int
+    expected_transitions: int
+    complete: bool  # all expected transitions arrived before the bag was closed
+    reason: str  # "complete", "grace_timeout", "shutdown", "restarted"
+
+
+@dataclass
+class _Open:
+    episode_id: str
+    writer: Any
+    path: Path
+    messages: int = 0
+    transitions: int = 0
+    expected: int | None = None
+    end_time: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_writer(path: Path):
+    from .bag_io import EpisodeBagWriter
+
+    return EpisodeBagWriter(path)
+
+
+class EpisodeRecorder:
+    def __init__(self, out_dir: str | Path, writer_factory: Callable[[Path], Any] = _default_writer,
+                 grace_s: float = 3.0, clock: Callable[[], float] = time.monotonic,
+                 transition_type: str = "worldsample_msgs/msg/Transition") -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._factory = writer_factory
+        self.grace_s = grace_s
+        self._clock = clock
+        self.transition_type = transition_type
+        self._open: dict[str, _Open] = {}
+        self._current: str | None = None  # episode receiving messages without an episode id
+        self.finished: list[RecordedEpisode] = []
+        self.unassigned = 0
+        self.dropped_late = 0
+
+    # ------------------------------------------------------------------ paths
+    def bag_path(self, episode_id: str) -> Path:
+        return self.out_dir / bag_name(episode_id)
+
+    @property
+    def current_episode(self) -> str | None:
+        return self._current
+
+    @property
+    def open_episodes(self) -> list[str]:
+        return list(self._open)
+
+    # ------------------------------------------------------------------ events
+    def start_episode(self, episode_id: str, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> Path:
+        """Open the episode's bag and write its START event; returns the bag directory."""
+        finished = []
+        if episode_id in self._open:  # duplicate START: keep the running bag
+            self._write(self._open[episode_id], topic, msgtype, data, stamp_ns)
+            return self._open[episode_id].path
+        if self._current is not None and self._current in self._open:
+            prev = self._open[self._current]
+            if prev.end_time is None:  # a START without the previous END: the actor restarted
+                finished.append(self._close(prev, "restarted"))
+        path = self.bag_path(episode_id)
+        if path.exists():
+            raise FileExistsError(f"bag {path} already exists; episode ids must be unique")
+        rec = _Open(episode_id, self._factory(path), path)
+        self._open[episode_id] = rec
+        self._current = episode_id
+        self._write(rec, topic, msgtype, data, stamp_ns)
+        return path
+
+    def end_episode(self, episode_id: str, length: int, topic: str, msgtype: str, data: bytes,
+                    stamp_ns: int) -> list[RecordedEpisode]:
+        """Write the END event; the bag closes once ``length`` transitions are in (or after grace_s)."""
+        rec = self._open.get(episode_id)
+        if rec is None:
+            self.dropped_late += 1
+            return []
+        self._write(rec, topic, msgtype, data, stamp_ns)
+        rec.expected = int(length)
+        rec.end_time = self._clock()
+        if self._current == episode_id:
+            self._current = None
+        return self.poll()
+
+    def write(self, topic: str, msgtype: str, data: bytes, stamp_ns: int, episode_id: str | None = None) -> bool:
+        """Record one message; False when it belongs to no open episode (not written)."""
+        if episode_id is None:
+            episode_id = self._current
+            if episode_id is None:
+                self.unassigned += 1
+                return False
+        rec = self._open.get(episode_id)
+        if rec is None:
+            self.dropped_late += 1
+            return False
+        self._write(rec, topic, msgtype, data, stamp_ns)
+        if msgtype == self.transition_type:
+            rec.transitions += 1
+        return True
+
+    def poll(self) -> list[RecordedEpisode]:
+        """Close the ended episodes that are complete or past their grace period."""
+        now = self._clock()
+        done = []
+        for rec in list(self._open.values()):
+            if rec.end_time is None:
+                continue
+            if rec.expected is not None and rec.transitions >= rec.expected:
+                done.append(self._close(rec, "complete"))
+            elif now - rec.end_time >= self.grace_s:
+                done.append(self._close(rec, "grace_timeout"))
+        return done
+
+    def close_all(self, reason: str = "shutdown") -> list[RecordedEpisode]:
+        return [self._close(rec, reason) for rec in list(self._open.values())]
+
+    # ------------------------------------------------------------------ internals
+    def _write(self, rec: _Open, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> None:
+        rec.writer.write(topic, msgtype, data, int(stamp_ns))
+        rec.messages += 1
+
+    def _close(self, rec: _Open, reason: str) -> RecordedEpisode:
+        self._open.pop(rec.episode_id, None)
+        if self._current == rec.episode_id:
+            self._current = None
+        rec.writer.close()
+        expected = rec.expected if rec.expected is not None else -1
+        out = RecordedEpisode(rec.episode_id, str(rec.path), rec.messages, rec.transitions, expected,
+                              complete=rec.expected is not None and rec.transitions >= rec.expected, reason=reason)
+        self.finished.append(out)
+        return out

@@ -1,0 +1,150 @@
+"""recorder_node: one MCAP rosbag2 per episode, with every topic of the episode.
+
+Subscribes (raw CDR, nothing is re-encoded): ``episodes`` (EpisodeInfo START/END),
+``transitions/real`` (Transition), ``policy/action``, ``arm/safety``, ``sim/reward``, the camera
+images ``cameras/<name>/image_raw``, and the franka_ros2 state topics (current_pose,
+external wrench, measured joint states, joint_states, gripper joint states).
+
+Publishes ``episodes/recorded`` (EpisodeInfo END with ``bag_uri`` filled) once an episode's bag
+is closed. SIGINT/SIGTERM close the open bag cleanly; the bag of a SIGKILLed recorder is made
+readable with ``worldsample_control.core.bag_io.recover_bag`` (write-ahead log).
+
+Parameters: ``out_dir`` (bags go to out_dir/<episode_id>), ``cameras`` (string array),
+``grace_s`` (how long an ended episode waits for its late transitions), ``record_state``,
+``record_images`` and every topic name (``topic_*``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped, WrenchStamped
+from rclpy.node import Node
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import Image, JointState
+
+from worldsample_msgs.msg import EpisodeInfo, PolicyAction, Transition
+
+from ..core.franka_interface import BEST_EFFORT, IMAGES, FrankaTopics, QoSSpec, WorldSampleTopics
+from ..core.recorder import EpisodeRecorder
+from .common import qos, run, time_to_ns
+
+EVENTS = QoSSpec("reliable", 100)
+
+
+def msgtype_of(cls) -> str:
+    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
+
+
+class RecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("recorder")
+        ws, fr = WorldSampleTopics(), FrankaTopics()
+        out_dir = self.declare_parameter("out_dir", "bags").value
+        cameras = list(self.declare_parameter("cameras", ["front", "wrist"]).value)
+        grace = float(self.declare_parameter("grace_s", 3.0).value)
+        record_state = bool(self.declare_parameter("record_state", True).value)
+        record_images = bool(self.declare_parameter("record_images", True).value)
+        t = {
+            "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded, "transitions": ws.transitions,
+            "policy_action": ws.policy_action, "arm_safety": ws.arm_safety, "sim_reward": ws.sim_reward,
+            "current_pose": fr.current_pose, "external_wrench": fr.external_wrench,
+            "measured_joint_states": fr.measured_joint_states, "joint_states": fr.joint_states,
+            "gripper_joint_states": fr.gripper_joint_states,
+        }
+        t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in t.items()}
+        self.core = EpisodeRecorder(Path(out_dir), grace_s=grace)
+        self._end_msgs: dict[str, EpisodeInfo] = {}
+        self._pub_recorded = self.create_publisher(EpisodeInfo, t["episodes_recorded"], qos(EVENTS))
+        self._sub(EpisodeInfo, t["episodes"], EVENTS, self._on_episode)
+        self._sub(Transition, t["transitions"], EVENTS, self._on_transition)
+        self._sub(PolicyAction, t["policy_action"], EVENTS, self._on_action)
+        self._sub(DiagnosticArray, t["arm_safety"], EVENTS, None)
+        self._sub(DiagnosticArray, t["sim_reward"], EVENTS, None)
+        if record_images:
+            for cam in cameras:
+                self._sub(Image, WorldSampleTopics.camera_image(cam), IMAGES, None)
+        if record_state:
+            self._sub(PoseStamped, t["current_pose"], BEST_EFFORT, None)
+            self._sub(WrenchStamped, t["external_wrench"], BEST_EFFORT, None)
+            self._sub(JointState, t["measured_joint_states"], BEST_EFFORT, None)
+            self._sub(JointState, t["joint_states"], BEST_EFFORT, None)
+            self._sub(JointState, t["gripper_joint_states"], BEST_EFFORT, None)
+        self.create_timer(0.2, self._poll)
+        self.get_logger().info(f"recording episodes to {self.core.out_dir}")
+
+    # ------------------------------------------------------------------ subscriptions
+    def _sub(self, cls, topic: str, spec: QoSSpec, handler) -> None:
+        msgtype = msgtype_of(cls)
+        holder: dict = {}
+
+        def cb(raw: bytes) -> None:
+            name = holder["sub"].topic_name
+            try:
+                if handler is None:
+                    self.core.write(name, msgtype, raw, self._now_ns())
+                else:
+                    handler(name, msgtype, raw)
+            except Exception as exc:  # noqa: BLE001 - never let one bad message stop the recording
+                self.get_logger().error(f"cannot record a {msgtype} on {name}: {type(exc).__name__}: {exc}")
+
+        holder["sub"] = self.create_subscription(cls, topic, cb, qos(spec), raw=True)
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _on_episode(self, topic: str, msgtype: str, raw: bytes) -> None:
+        msg = deserialize_message(raw, EpisodeInfo)
+        if msg.event == EpisodeInfo.EVENT_START:
+            path = self.core.start_episode(msg.episode_id, topic, msgtype, raw, self._now_ns())
+            self.get_logger().info(f"episode {msg.episode_id}: recording to {path}")
+            self._publish_done(self.core.poll())
+            return
+        path = self.core.bag_path(msg.episode_id)
+        msg.bag_uri = str(path.resolve())
+        self._end_msgs[msg.episode_id] = msg
+        done = self.core.end_episode(msg.episode_id, msg.length, topic, msgtype, serialize_message(msg),
+                                     self._now_ns())
+        self._publish_done(done)
+
+    def _on_transition(self, topic: str, msgtype: str, raw: bytes) -> None:
+        msg = deserialize_message(raw, Transition)
+        stamp = time_to_ns(msg.header.stamp)
+        if not self.core.write(topic, msgtype, raw, stamp, episode_id=msg.episode_id):
+            self.get_logger().warning(f"transition {msg.episode_id}/{msg.step} arrived outside its episode; "
+                                      "not recorded")
+        self._publish_done(self.core.poll())
+
+    def _on_action(self, topic: str, msgtype: str, raw: bytes) -> None:
+        msg = deserialize_message(raw, PolicyAction)
+        self.core.write(topic, msgtype, raw, time_to_ns(msg.header.stamp), episode_id=msg.episode_id or None)
+
+    # ------------------------------------------------------------------ closing
+    def _poll(self) -> None:
+        self._publish_done(self.core.poll())
+
+    def _publish_done(self, done) -> None:
+        for rec in done:
+            msg = self._end_msgs.pop(rec.episode_id, None)
+            if msg is None:
+                msg = EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id=rec.episode_id)
+            msg.bag_uri = str(Path(rec.bag_uri).resolve())
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._pub_recorded.publish(msg)
+            level = self.get_logger().info if rec.complete else self.get_logger().warning
+            level(f"episode {rec.episode_id}: bag closed ({rec.reason}, {rec.messages} messages, "
+                  f"{rec.transitions}/{rec.expected_transitions} transitions) -> {msg.bag_uri}")
+
+    def on_shutdown(self) -> None:
+        for rec in self.core.close_all("shutdown"):
+            self.get_logger().info(f"episode {rec.episode_id}: bag closed on shutdown ({rec.messages} messages) "
+                                   f"-> {rec.bag_uri}")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
