@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -342,9 +343,16 @@ class FrankaTaskEnv:
         return StepResult(self._observe(), float(reward), bool(success), bool(truncated), bool(success), info)
 
     def close(self) -> None:
+        """Release the renderer (also done automatically at garbage collection or exit)."""
         if self._renderer is not None:
-            self._renderer.close()
+            self._finalizer()
             self._renderer = None
+
+    def __enter__(self) -> FrankaTaskEnv:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ observations
     def proprio(self) -> np.ndarray:
@@ -364,6 +372,8 @@ class FrankaTaskEnv:
         if self._renderer is None:
             size = self.cfg.image_size
             self._renderer = mujoco.Renderer(self.model, size, size)
+            # closes the GL context before interpreter teardown (avoids EGL errors at exit)
+            self._finalizer = weakref.finalize(self, self._renderer.close)
             opt = mujoco.MjvOption()
             self._scene_option = opt
             flags = self._renderer.scene.flags

@@ -1,0 +1,151 @@
+"""MuJoCo Franka task suite: deterministic resets, images, action validation, control API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from worldsample_control.core.env_protocol import ACTION_DIM
+from worldsample_control.core.sim import TASKS, EnvConfig, make_env
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def state_env(request):
+    env = make_env(request.param, EnvConfig(render=False))
+    yield env
+    env.close()
+
+
+def test_reset_is_deterministic_per_seed(state_env):
+    a = state_env.reset(seed=3)
+    b = state_env.reset(seed=3)
+    c = state_env.reset(seed=4)
+    assert a.images == {} and state_env.camera_names == ()
+    assert a.proprio.shape == (state_env.proprio_dim,) and a.proprio.dtype == np.float32
+    assert a.state.shape == (state_env.state_dim,) and len(state_env.state_labels) == state_env.state_dim
+    np.testing.assert_array_equal(a.proprio, b.proprio)
+    np.testing.assert_array_equal(a.state, b.state)
+    assert not np.allclose(a.state, c.state), "different seeds must give different initial states"
+    # same seed, same actions -> same trajectory
+    acts = np.random.default_rng(0).uniform(-1, 1, (5, ACTION_DIM)).astype(np.float32)
+    runs = []
+    for _ in range(2):
+        state_env.reset(seed=3)
+        runs.append([state_env.step(x).observation.proprio for x in acts])
+    np.testing.assert_allclose(runs[0], runs[1])
+
+
+def test_no_op_policy_does_not_succeed(state_env):
+    state_env.reset(seed=0)
+    for _ in range(15):
+        res = state_env.step(np.zeros(ACTION_DIM, np.float32))
+        assert not res.success and not res.terminated
+        assert res.info["sparse_reward"] == 0.0 and 0.0 <= res.info["shaped_reward"] < 1.0
+
+
+@pytest.mark.parametrize("action", [[np.nan, 0, 0, 0], [0, 0, np.inf, 1]])
+def test_non_finite_action_is_rejected(state_env, action):
+    state_env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        state_env.step(np.array(action, np.float32))
+
+
+def test_wrong_action_shape_is_rejected():
+    env = make_env("push", EnvConfig(render=False))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action must have shape \(4,\)"):
+        env.step(np.zeros(3))
+
+
+def test_actions_are_clipped_and_scaled():
+    cfg = EnvConfig(render=False, action_scale=0.02)
+    env = make_env("push", cfg)
+    env.reset(seed=1)
+    start = env.ee_target()
+    res = env.step(np.array([5.0, -3.0, 0.5, 2.0]))
+    np.testing.assert_allclose(res.info["clipped_action"], [1.0, -1.0, 0.5, 1.0])
+    np.testing.assert_allclose(env.ee_target() - start, [0.02, -0.02, 0.01], atol=1e-9)
+    # the arm follows: after a few hold steps the measured pose is at the target
+    for _ in range(5):
+        env.step(np.zeros(4))
+    np.testing.assert_allclose(env.ee_pos(), env.ee_target(), atol=3e-3)
+
+
+def test_absolute_targets_drive_the_arm():
+    env = make_env("pick_place", EnvConfig(render=False))
+    env.reset(seed=2)
+    goal = env.ee_pos() + np.array([0.05, -0.04, 0.03])
+    env.set_ee_target(goal, None, gripper_width=0.085)
+    env.step_physics(400)
+    pos, quat = env.ee_pose()
+    np.testing.assert_allclose(pos, goal, atol=3e-3)
+    assert abs(abs(quat[1]) - 1.0) < 1e-2, f"end-effector should point down, quat {quat}"
+    assert env.gripper_width() > 0.07
+    assert env.joint_positions().shape == (7,) and env.joint_velocities().shape == (7,)
+    assert np.abs(env.joint_velocities()).max() < 0.05
+    env.set_ee_target(goal, None, gripper_width=0.0)
+    env.step_physics(400)
+    assert env.gripper_width() < 0.01
+    with pytest.raises(ValueError, match="pos"):
+        env.set_ee_target([0.5, np.nan, 0.2])
+    with pytest.raises(ValueError, match="quat"):
+        env.set_ee_target([0.5, 0.0, 0.2], [0, 0, 0, 0])
+
+
+def test_external_wrench_sees_contact():
+    env = make_env("peg_insertion", EnvConfig(render=False))
+    env.reset(seed=0)
+    w_free = env.external_wrench()
+    assert w_free.shape == (6,)
+    assert abs(w_free[2]) < 1.0, f"holding the light peg in free space, got {w_free}"
+    hole = env.mocap_pos("fixture")
+    above_wall = [hole[0] + 0.033, hole[1], 0.20]  # over the fixture's top face, not over the hole
+    env.set_ee_target(above_wall, None, 0.0)
+    env.step_physics(500)
+    env.set_ee_target([above_wall[0], above_wall[1], 0.09], None, 0.0)  # peg bottom 1 cm into the wall top
+    env.step_physics(300)
+    w = env.external_wrench()
+    assert w[2] > w_free[2] + 2.0, f"upward contact force expected when pressing the peg down, got {w}"
+
+
+def test_truncation_at_max_steps_and_sparse_reward():
+    env = make_env("sort", EnvConfig(render=False, max_episode_steps=3, reward="sparse"))
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(4)) for _ in range(3)]
+    assert [r.truncated for r in flags] == [False, False, True]
+    assert all(r.reward == r.info["sparse_reward"] == 0.0 for r in flags)
+
+
+def test_images_have_configured_shape():
+    env = make_env("peg_insertion", EnvConfig(image_size=32))
+    try:
+        obs = env.reset(seed=0)
+        assert env.camera_names == ("front", "wrist")
+        for cam in ("front", "wrist"):
+            img = obs.images[cam]
+            assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+            assert img.std() > 5, f"{cam} image is blank"
+        res = env.step(np.array([1.0, 0.0, 0.0, 1.0]))
+        assert not np.array_equal(res.observation.images["wrist"], obs.images["wrist"])
+    finally:
+        env.close()
+    env = make_env("push", EnvConfig(image_size=48, cameras=("wrist",)))
+    try:
+        assert set(env.reset(seed=0).images) == {"wrist"}
+        assert env.reset(seed=0).images["wrist"].shape == (48, 48, 3)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [({"reward": "dense"}, "reward"), ({"image_size": 4}, "image_size"), ({"cameras": ("side",)}, "cameras"),
+     ({"control_hz": 0.0}, "control_hz"), ({"workspace_min": (1.0, 0.0, 0.0)}, "workspace")],
+)
+def test_bad_config_is_rejected(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        make_env("push", EnvConfig(**kwargs))
+
+
+def test_unknown_task_is_rejected():
+    with pytest.raises(ValueError, match="task 'stack' is unknown"):
+        make_env("stack")

@@ -1,0 +1,43 @@
+"""Throughput of the MuJoCo tasks: control steps per second (wired into `worldsample bench sim`)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .config import EnvConfig
+
+
+def measure_steps_per_s(task: str, render: bool, image_size: int = 64, steps: int = 200, seed: int = 0) -> float:
+    """Control steps per second of ``task`` under uniform random actions (resets included).
+
+    One warm-up step (renderer creation) is excluded from the timing.
+    """
+    from . import make_env
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    env = make_env(task, EnvConfig(render=render, image_size=image_size))
+    rng = np.random.default_rng(seed)
+    try:
+        env.reset(seed=seed)
+        env.step(np.zeros(4, np.float32))
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            res = env.step(rng.uniform(-1.0, 1.0, 4).astype(np.float32))
+            if res.terminated or res.truncated:
+                env.reset()
+        return steps / (time.perf_counter() - t0)
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    from .config import TASKS
+
+    for task in TASKS:
+        fast = measure_steps_per_s(task, render=False, steps=500)
+        slow = measure_steps_per_s(task, render=True, steps=100)
+        print(f"{task}: {fast:.0f} steps/s state-only, {slow:.1f} steps/s with 2x64x64 cameras "
+              f"(ratio {fast / slow:.1f}x)")
