@@ -34,6 +34,8 @@ def test_expert_episode_is_valid(push_env):
     assert ep.successes[-1] and ep.rewards[-1] == 1.0
     assert ep.seed == 5 and ep.policy_version == "v1" and ep.task == "push"
     assert np.all(np.diff(ep.stamps_ns) > 0)
+    assert ep.states.shape == (t + 1, push_env.state_dim)
+    np.testing.assert_allclose(ep.states[-1], push_env.privileged_state())
     # the final observation is the post-step state: its proprio matches the env now
     np.testing.assert_allclose(ep.proprio[-1], push_env.proprio())
 
@@ -77,6 +79,7 @@ def test_record_demos_writes_bags_that_read_back(tmp_path):
         env.close()
     np.testing.assert_allclose(eps[0].actions, again.actions, atol=1e-6)
     np.testing.assert_array_equal(eps[0].images["wrist"], again.images["wrist"])
+    np.testing.assert_allclose(eps[0].states, again.states, atol=1e-6)
     with pytest.raises(FileExistsError, match="never overwritten"):
         record_demos("push", 1, tmp_path / "demos", cfg=cfg, seed0=3, log=None)
 

@@ -31,7 +31,8 @@ def run_episode(
 ) -> Episode:
     """Reset ``env`` with ``seed`` and run ``policy`` until termination or truncation.
 
-    The episode holds every observation including the final one (T + 1 frames), the action the
+    The episode holds every observation including the final one (T + 1 frames; privileged
+    ``states`` too when the env provides ``Observation.state``), the action the
     environment actually executed (clipped to [-1, 1]), the configured reward, and the flags.
     ``max_steps`` cuts the episode short (marked truncated) before the env's own limit.
     """
@@ -48,6 +49,7 @@ def run_episode(
     t0_ns = time.time_ns()
     images: dict[str, list[np.ndarray]] = {c: [obs.images[c]] for c in env.camera_names}
     proprio = [obs.proprio]
+    states = [obs.state]
     stamps = [t0_ns]
     sim_t0 = float(data.time) if data is not None else 0.0
     actions, rewards, terminated, truncated, successes = [], [], [], [], []
@@ -65,6 +67,7 @@ def run_episode(
         for c in env.camera_names:
             images[c].append(obs.images[c])
         proprio.append(obs.proprio)
+        states.append(obs.state)
         if data is not None:
             stamps.append(t0_ns + int(round((float(data.time) - sim_t0) * 1e9)))
         else:
@@ -84,6 +87,7 @@ def run_episode(
         successes=np.asarray(successes, bool),
         policy_version=policy_version,
         seed=int(seed),
+        states=None if any(x is None for x in states) else np.stack(states),
         stamps_ns=np.asarray(stamps, np.int64),
     )
 
