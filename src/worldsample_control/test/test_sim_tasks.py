@@ -136,10 +136,24 @@ def test_images_have_configured_shape():
         env.close()
 
 
+def test_collision_mesh_rendering_matches_visual():
+    frames = {}
+    for meshes in ("collision", "visual"):
+        env = make_env("pick_place", EnvConfig(image_size=32, robot_meshes=meshes))
+        try:
+            frames[meshes] = env.reset(seed=0).images
+        finally:
+            env.close()
+    for cam in ("front", "wrist"):
+        a, b = (frames[m][cam].astype(float) for m in ("collision", "visual"))
+        assert a.shape == b.shape == (32, 32, 3)
+        assert np.abs(a - b).mean() < 8.0, f"{cam}: fast robot rendering differs too much from the visual one"
+
+
 @pytest.mark.parametrize(
     "kwargs, word",
     [({"reward": "dense"}, "reward"), ({"image_size": 4}, "image_size"), ({"cameras": ("side",)}, "cameras"),
-     ({"control_hz": 0.0}, "control_hz"), ({"workspace_min": (1.0, 0.0, 0.0)}, "workspace")],
+     ({"control_hz": 0.0}, "control_hz"), ({"robot_meshes": "hd"}, "robot_meshes"), ({"workspace_min": (1.0, 0.0, 0.0)}, "workspace")],
 )
 def test_bad_config_is_rejected(kwargs, word):
     with pytest.raises(ValueError, match=word):

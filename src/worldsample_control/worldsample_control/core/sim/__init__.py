@@ -2,14 +2,21 @@
 
 ``make_env(task, cfg)`` returns a `FrankaTaskEnv` (see `env.py` for the robot model, the control
 scheme, proprioception and privileged state; `tasks.py` for the tasks). Importing this package
-does not import MuJoCo; `make_env` does.
+does not import MuJoCo; `make_env` does. It sets ``MUJOCO_GL=egl`` when unset (headless
+rendering), which only works if MuJoCo was not imported before.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
-from .config import DEFAULT_MAX_STEPS, TASKS, EnvConfig
+# Headless rendering: must be decided before the first `import mujoco` anywhere in the process.
+MUJOCO_IMPORTED_BEFORE_GL_SET = "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from .config import DEFAULT_MAX_STEPS, TASKS, EnvConfig  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from .env import FrankaTaskEnv

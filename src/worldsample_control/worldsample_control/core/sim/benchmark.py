@@ -9,7 +9,9 @@ import numpy as np
 from .config import EnvConfig
 
 
-def measure_steps_per_s(task: str, render: bool, image_size: int = 64, steps: int = 200, seed: int = 0) -> float:
+def measure_steps_per_s(
+    task: str, render: bool, image_size: int = 64, steps: int = 200, seed: int = 0, robot_meshes: str = "collision"
+) -> float:
     """Control steps per second of ``task`` under uniform random actions (resets included).
 
     One warm-up step (renderer creation) is excluded from the timing.
@@ -18,7 +20,7 @@ def measure_steps_per_s(task: str, render: bool, image_size: int = 64, steps: in
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    env = make_env(task, EnvConfig(render=render, image_size=image_size))
+    env = make_env(task, EnvConfig(render=render, image_size=image_size, robot_meshes=robot_meshes))
     rng = np.random.default_rng(seed)
     try:
         env.reset(seed=seed)
@@ -38,6 +40,8 @@ if __name__ == "__main__":
 
     for task in TASKS:
         fast = measure_steps_per_s(task, render=False, steps=500)
-        slow = measure_steps_per_s(task, render=True, steps=100)
-        print(f"{task}: {fast:.0f} steps/s state-only, {slow:.1f} steps/s with 2x64x64 cameras "
-              f"(ratio {fast / slow:.1f}x)")
+        coll = measure_steps_per_s(task, render=True, steps=100)
+        vis = measure_steps_per_s(task, render=True, steps=100, robot_meshes="visual")
+        print(f"{task}: state-only {fast:.0f} steps/s; 2 cameras 64x64: {coll:.1f} steps/s (collision meshes), "
+              f"{vis:.1f} steps/s (visual meshes); collision/visual {coll / vis:.2f}x, state-only/collision "
+              f"{fast / coll:.1f}x")

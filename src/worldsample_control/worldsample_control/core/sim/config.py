@@ -12,6 +12,7 @@ DEFAULT_MAX_STEPS: dict[str, int] = {"peg_insertion": 80, "push": 80, "sort": 20
 
 CAMERAS: tuple[str, ...] = ("front", "wrist")
 REWARD_MODES: tuple[str, ...] = ("shaped", "sparse")
+ROBOT_MESHES: tuple[str, ...] = ("collision", "visual")
 
 
 @dataclass
@@ -31,6 +32,9 @@ class EnvConfig:
     timestep: float = 0.002
     max_episode_steps: int = 0
     reward: str = "shaped"
+    # "collision": draw the robot with its collision meshes (about 2.5x faster on llvmpipe, nearly
+    # the same image at 64 px); "visual": the detailed visual meshes
+    robot_meshes: str = "collision"
     action_scale: float = 0.02
     seed: int = 0
     workspace_min: tuple[float, float, float] = (0.30, -0.35, 0.012)
@@ -66,6 +70,8 @@ class EnvConfig:
             raise ValueError(f"EnvConfig.max_episode_steps must be an int >= 0, got {self.max_episode_steps!r}")
         if self.reward not in REWARD_MODES:
             raise ValueError(f"EnvConfig.reward must be one of {REWARD_MODES}, got {self.reward!r}")
+        if self.robot_meshes not in ROBOT_MESHES:
+            raise ValueError(f"EnvConfig.robot_meshes must be one of {ROBOT_MESHES}, got {self.robot_meshes!r}")
         lo, hi = self.workspace_min, self.workspace_max
         if len(lo) != 3 or len(hi) != 3 or any(a >= b for a, b in zip(lo, hi, strict=True)):
             raise ValueError(f"EnvConfig.workspace_min {lo} must be below workspace_max {hi} on every axis")

@@ -93,13 +93,14 @@ def build_spec(cfg: EnvConfig, task: Task) -> mujoco.MjSpec:
     vis.headlight.diffuse = [0.4, 0.4, 0.4]
     wb = spec.worldbody
     wb.add_light(pos=[0.4, 0.0, 1.5], dir=[0, 0, -1], diffuse=[0.45, 0.45, 0.45], castshadow=False)
+    spec.add_material(name="floor_mat", rgba=[0.78, 0.72, 0.62, 1.0], specular=0.05, shininess=0.1)
     wb.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[1.5, 1.5, 0.01],
-                rgba=[0.78, 0.72, 0.62, 1.0], friction=[0.5, 0.005, 0.0001])
+                material="floor_mat", friction=[0.5, 0.005, 0.0001])
     # front camera: in front of the robot looking back at the workspace
-    front = wb.add_camera(name="front", pos=[1.0, 0.0, 0.42], fovy=45.0)
+    front = wb.add_camera(name="front", pos=[1.05, 0.0, 0.55], fovy=48.0)
     front.mode = mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY
     front.targetbody = "workspace_anchor"
-    wb.add_body(name="workspace_anchor", pos=[0.5, 0.0, 0.05])
+    wb.add_body(name="workspace_anchor", pos=[0.5, 0.0, 0.08])
     # wrist camera on the gripper mount, looking along the fingers
     attachment = spec.body("attachment")
     attachment.add_camera(name="wrist", pos=[-0.07, 0.0, 0.02], quat=[0.0, 1.0, -1.0, 0.0], fovy=75.0)
@@ -139,7 +140,17 @@ class FrankaTaskEnv:
         self._jacp = np.zeros((3, m.nv))
         self._jacr = np.zeros((3, m.nv))
         self._renderer = None
-        self._scene_option = None
+        self._scene_option = mujoco.MjvOption()
+        if cfg.robot_meshes == "collision":
+            # draw the robot with its (coarser) collision meshes: ~2.5x cheaper on llvmpipe, and
+            # at 64 px nearly the same picture; arm off-white, gripper dark as in the visual model
+            self._scene_option.geomgroup[2] = 0
+            self._scene_option.geomgroup[3] = 1
+            for g in range(m.ngeom):
+                if m.geom_group[g] == 3 and m.geom_bodyid[g] != 0:
+                    grip = int(m.geom_bodyid[g]) in self._gripper_bodies
+                    if not (grip and m.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX):  # pads keep their grey
+                        m.geom_rgba[g] = (0.16, 0.16, 0.16, 1.0) if grip else (0.92, 0.92, 0.92, 1.0)
         self.camera_names: tuple[str, ...] = tuple(cfg.cameras) if cfg.render else ()
         self._rng = np.random.default_rng(cfg.seed)
         self._target_pos = np.zeros(3)
@@ -371,11 +382,20 @@ class FrankaTaskEnv:
             raise ValueError(f"camera must be 'front' or 'wrist', got {camera!r}")
         if self._renderer is None:
             size = self.cfg.image_size
-            self._renderer = mujoco.Renderer(self.model, size, size)
+            try:
+                self._renderer = mujoco.Renderer(self.model, size, size)
+            except Exception as exc:  # mujoco.FatalError and GL platform errors
+                from . import MUJOCO_IMPORTED_BEFORE_GL_SET
+
+                early = (" mujoco was imported before MUJOCO_GL was set: import worldsample_control.core.sim "
+                         "first or export MUJOCO_GL=egl." if MUJOCO_IMPORTED_BEFORE_GL_SET else "")
+                raise RuntimeError(
+                    f"cannot create a MuJoCo renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {exc}. "
+                    "Headless rendering needs MUJOCO_GL=egl (or osmesa) set before mujoco is first imported; "
+                    "use EnvConfig(render=False) for state-only runs." + early
+                ) from exc
             # closes the GL context before interpreter teardown (avoids EGL errors at exit)
             self._finalizer = weakref.finalize(self, self._renderer.close)
-            opt = mujoco.MjvOption()
-            self._scene_option = opt
             flags = self._renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
