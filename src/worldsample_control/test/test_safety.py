@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from worldsample_control.core.safety import ActionFilter, SafetyConfig, quat_ang
 
 CFG = SafetyConfig(workspace_min=(0.3, -0.2, 0.05), workspace_max=(0.7, 0.2, 0.5),
                    max_translation_per_step=0.02, max_rotation_per_step=0.1, max_velocity=0.3,
-                   control_hz=10.0, watchdog_timeout_s=0.5, action_scale=0.05)
+                   control_hz=10.0, watchdog_timeout_s=0.5, action_scale=0.05, max_target_lead=0.0)
 
 
 def _assert_safe(f: ActionFilter, cmd, base_pos, base_quat, dt_limit=None):
@@ -100,10 +101,21 @@ def test_watchdog_holds_and_reports_once():
     assert f.check_watchdog(1.4) is None
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_random_adversarial_streams_stay_within_limits(seed):
+def test_steps_integrate_from_the_target_within_lead_of_the_measured_pose():
+    f = ActionFilter(dataclasses.replace(CFG, max_target_lead=0.03))
+    f.update_state([0.5, 0.0, 0.2], [1, 0, 0, 0])
+    for _ in range(5):  # the arm does not move (blocked): the target leads by at most 3 cm
+        cmd = f.filter_action([0, 0, -1, 0])
+    np.testing.assert_allclose(cmd.position, [0.5, 0.0, 0.2 - 0.03], atol=1e-12)
+    f.update_state([0.5, 0.0, 0.15])
+    cmd = f.filter_action([0.2, 0, 0, 0])  # steps integrate from the last target (within lead)
+    np.testing.assert_allclose(cmd.position, [0.51, 0.0, 0.17], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed,lead", [(s, lead) for s in range(4) for lead in (0.0, 0.03)])
+def test_random_adversarial_streams_stay_within_limits(seed, lead):
     rng = np.random.default_rng(seed)
-    f = ActionFilter(CFG)
+    f = ActionFilter(dataclasses.replace(CFG, max_target_lead=lead))
     pos = rng.uniform(-1, 1.5, 3)
     quat = _rand_quat(rng)
     f.update_state(pos, quat, 0.04)
@@ -117,7 +129,12 @@ def test_random_adversarial_streams_stay_within_limits(seed):
             if rng.random() < 0.1:
                 cand[rng.integers(3)] = rng.choice(specials)
             f.update_state(cand, _rand_quat(rng), float(rng.uniform(-0.1, 0.2)), stamp=t)
-        base_pos = f._measured.position if f._measured.position is not None else f.last_command.position
+        meas = f._measured.position
+        last = None if f.last_command is None else f.last_command.position
+        if last is not None and (lead > 0 or meas is None):
+            base_pos = last
+        else:
+            base_pos = meas
         base_quat = f._measured.quaternion
         prev_t = f._last_cmd_time
         kind = rng.integers(4)
@@ -139,10 +156,20 @@ def test_random_adversarial_streams_stay_within_limits(seed):
             cmd = f.filter_action(a, stamp=t)
         dt = CFG.control_hz ** -1 if prev_t is None else min(max(t - prev_t, 0.0), 1 / CFG.control_hz)
         lim = min(CFG.max_translation_per_step, CFG.max_velocity * dt)
-        _assert_safe(f, cmd, base_pos, base_quat, dt_limit=lim)
+        if cmd.hold:  # rejected input: hold near the measured pose (last target within lead of it)
+            hold_base = base_pos if meas is None or last is None else (
+                meas if lead == 0 else np.clip(last, meas - lead, meas + lead))
+            _assert_safe(f, cmd, hold_base, base_quat, dt_limit=0.0)
+        else:
+            _assert_safe(f, cmd, base_pos, base_quat, dt_limit=lim)
         if rng.random() < 0.05:
+            prev = f.last_command.position
+            meas = f._measured.position
+            expect = prev
+            if meas is not None:
+                expect = meas if lead == 0 else np.clip(prev, meas - lead, meas + lead)
             hold = f.check_watchdog(t + 1.0)
-            assert hold is not None and f.check_command(hold, base_position=base_pos, step_limit=0.0) == []
+            assert hold is not None and f.check_command(hold, base_position=expect, step_limit=0.0) == []
     assert f.num_events > 0
     for e in f.drain_events():
         assert e.reason and isinstance(e.requested, tuple) and isinstance(e.commanded, tuple)

@@ -10,10 +10,12 @@
    and the per-step rotation to ``max_rotation_per_step`` (slerp towards the target);
 4. the position is clipped to the workspace box; the gripper width to its range.
 
-The step is measured from the *base* pose: the latest measured pose projected into the box
-(or the last command while no measurement arrived). Because projection onto a box never
-increases distances, the commanded pose is always inside the box *and* within one step of
-the base. Every clip or reject appends a `SafetyEvent` (reason, requested, commanded).
+Normalised actions integrate like an impedance controller's equilibrium (and like the MuJoCo
+tasks' own action path): ``target = last target + action * action_scale``, kept within
+``max_target_lead`` of the measured pose (no wind-up against contacts); with
+``max_target_lead = 0`` steps start from the measured pose. The step limit is measured from
+that origin, which is always inside the box; because projection onto a box never increases
+distances, the command is always inside the box *and* within one step of the origin. Every clip or reject appends a `SafetyEvent` (reason, requested, commanded).
 
 Watchdog: `check_watchdog(now)` returns a hold command (stay at the base pose) when no action
 arrived within ``watchdog_timeout_s``. Quaternions are ROS order ``(x, y, z, w)``.
@@ -35,9 +37,10 @@ DOWN_QUAT_XYZW = (1.0, 0.0, 0.0, 0.0)
 class SafetyConfig:
     """Limits of the arm-control layer. Lengths in metres, angles in radians, times in seconds."""
 
-    workspace_min: tuple[float, float, float] = (0.25, -0.40, 0.0)
-    workspace_max: tuple[float, float, float] = (0.80, 0.40, 0.60)
-    max_translation_per_step: float = 0.03
+    # Tabletop box in front of the robot base (the MuJoCo tasks use the same one).
+    workspace_min: tuple[float, float, float] = (0.30, -0.35, 0.012)
+    workspace_max: tuple[float, float, float] = (0.75, 0.35, 0.45)
+    max_translation_per_step: float = 0.035  # >= sqrt(3) * action_scale: a full diagonal action passes
     max_rotation_per_step: float = 0.15
     max_velocity: float = 0.5  # [m/s] of the commanded target
     control_hz: float = 10.0  # nominal command rate: dt used when no time stamps are given
@@ -46,6 +49,10 @@ class SafetyConfig:
     gripper_width_max: float = 0.08
     action_scale: float = 0.02  # [m] per unit of a normalised action
     target_quat: tuple[float, float, float, float] = DOWN_QUAT_XYZW  # orientation held for normalised actions
+    # Steps start from the last commanded target (an impedance controller's equilibrium), kept within
+    # this distance of the measured pose so the target never winds up against a contact. 0: from the
+    # measured pose.
+    max_target_lead: float = 0.03
     max_events: int = 1000  # events kept in memory until drained
 
     def validate(self) -> None:
@@ -59,6 +66,8 @@ class SafetyConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"SafetyConfig: {name} must be a positive finite number, got {v}")
+        if not (math.isfinite(self.max_target_lead) and self.max_target_lead >= 0):
+            raise ValueError(f"SafetyConfig: max_target_lead must be >= 0, got {self.max_target_lead}")
         if not (0 <= self.gripper_width_min <= self.gripper_width_max):
             raise ValueError(
                 f"SafetyConfig: need 0 <= gripper_width_min <= gripper_width_max, got "
@@ -194,18 +203,24 @@ class ActionFilter:
             stamp=stamp, detail=detail,
         ))
 
-    def _base(self, stamp: float | None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Base pose of the next step: measured pose projected into the box (or last command)."""
-        if self._measured.position is not None:
-            pos = self._measured.position
-        elif self._last_cmd is not None:
-            pos = self._last_cmd.position
-        else:
+    def _base(self, stamp: float | None, report: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+        """Base of the next step: the last target kept within max_target_lead of the measured pose
+        (or the measured pose), projected into the box."""
+        meas = self._measured.position
+        last = None if self._last_cmd is None else self._last_cmd.position
+        if meas is None and last is None:
             raise RuntimeError("ActionFilter: no measured pose yet; call update_state() before commanding")
+        if meas is None:
+            pos = last
+        elif last is None or self.config.max_target_lead <= 0:
+            pos = meas
+        else:
+            lead = self.config.max_target_lead
+            pos = np.clip(last, meas - lead, meas + lead)
         proj = np.clip(pos, self._lo, self._hi)
-        if not np.array_equal(proj, pos):
-            self._report("state_outside_workspace", pos, proj, stamp,
-                         "measured pose outside the box; steps start from its projection")
+        if report and meas is not None and not np.array_equal(np.clip(meas, self._lo, self._hi), meas):
+            self._report("state_outside_workspace", meas, proj, stamp,
+                         "measured pose outside the box; steps start from a projection into it")
         if self._measured.quaternion is not None:
             quat = self._measured.quaternion
         elif self._last_cmd is not None:
@@ -255,10 +270,13 @@ class ActionFilter:
         clipped = np.clip(a, -1.0, 1.0)
         if not np.array_equal(clipped, a):
             self._report("action_out_of_range", a, clipped, stamp, "normalised action clipped to [-1, 1]")
-        base_pos, _, _ = self._base(None)
-        target = base_pos + clipped[:3] * self.config.action_scale
+        origin = self._origin(stamp)
+        target = origin + clipped[:3] * self.config.action_scale
+        meas, lead = self._measured.position, self.config.max_target_lead
+        if lead > 0 and meas is not None:  # no wind-up: the target leads the measured pose by <= lead
+            target = np.clip(target, meas - lead, meas + lead)
         width = self.config.gripper_width_min if clipped[3] > 0 else self.config.gripper_width_max
-        return self._filter_absolute(target, self._target_quat, width, stamp, from_action=True)
+        return self._filter_absolute(target, self._target_quat, width, stamp, origin)
 
     def filter_target(self, position, quaternion=None, gripper_width: float | None = None,
                       stamp: float | None = None) -> SafeCommand:
@@ -275,13 +293,27 @@ class ActionFilter:
                          "expected finite position (3,) and non-zero quaternion (4,)")
             return self._commit(cmd, stamp, is_action=True)
         if gripper_width is None:
-            gripper_width = self._base(None)[2]
-        return self._filter_absolute(p, _normalize_quat(q), float(gripper_width), stamp, from_action=False)
+            gripper_width = self._base(None, report=False)[2]
+        return self._filter_absolute(p, _normalize_quat(q), float(gripper_width), stamp, self._origin(stamp))
+
+    def _origin(self, stamp: float | None) -> np.ndarray:
+        """Where the next step starts: the last command (integrating targets, as an impedance
+        controller's equilibrium) or, with ``max_target_lead = 0`` or before any command, the
+        measured pose projected into the box. Always inside the box."""
+        meas = self._measured.position
+        last = None if self._last_cmd is None else self._last_cmd.position
+        if last is not None and (self.config.max_target_lead > 0 or meas is None):
+            return last
+        proj = np.clip(meas, self._lo, self._hi)
+        if not np.array_equal(proj, meas):
+            self._report("state_outside_workspace", meas, proj, stamp,
+                         "measured pose outside the box; the step starts from its projection")
+        return proj
 
     def _filter_absolute(self, target: np.ndarray, quat: np.ndarray, width: float,
-                         stamp: float | None, from_action: bool) -> SafeCommand:
-        del from_action  # both kinds count as commands for the watchdog
-        base_pos, base_quat, _ = self._base(stamp)
+                         stamp: float | None, origin: np.ndarray) -> SafeCommand:
+        _, base_quat, _ = self._base(stamp, report=False)
+        base_pos = origin
         limit = self._step_limit(stamp)
         delta = target - base_pos
         dist = float(np.linalg.norm(delta))

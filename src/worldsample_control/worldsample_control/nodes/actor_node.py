@@ -1,0 +1,335 @@
+"""actor_node: runs a policy on the arm for episodes and publishes what happens.
+
+Per episode: ``arm/reset`` (ResetEpisode) -> EpisodeInfo START on ``episodes`` -> at each step
+the observation (latest ``cameras/<name>/image_raw`` + proprioception from
+``franka_robot_state_broadcaster/current_pose`` and ``franka_gripper/joint_states``, end-effector
+velocity from ``twist_topic`` or finite differences) goes through the policy; the action goes out
+on ``policy/action`` (PolicyAction, stamped with the observation's stamp) and the resulting
+step on ``transitions/real`` (Transition, source REAL or DEMO) -> EpisodeInfo END.
+
+Reward and success come from the simulator's ``sim/reward`` (``use_sim_reward``; on a real arm
+the success classifier will publish them the same way). A policy that returns NaN/inf (or
+raises) ends the episode at once: no further action is sent, the arm holds (arm_control's
+watchdog), and the END event carries success=false; the reason is logged. A checkpoint
+announced on ``policy/checkpoint`` (PolicyCheckpoint) is loaded before the next episode.
+
+``lockstep`` (simulation): the next action is computed as soon as the complete observation of
+the previous step has arrived (all streams with the same stamp), so results do not depend on
+CPU load. Otherwise a timer at ``control_hz`` acts on the newest messages.
+
+Writes ``log_dir/steps.jsonl`` (one line per step: episode, step, action, reward, flags) and
+``log_dir/episodes.jsonl`` (one line per episode). Exits 0 after ``episodes`` episodes (0: runs
+until stopped), once the recorder acknowledged the last bag on ``episodes/recorded`` (or after
+``recorded_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+
+from worldsample_msgs.msg import EpisodeInfo, PolicyAction, PolicyCheckpoint, Transition
+from worldsample_msgs.srv import ResetEpisode
+
+from ..core.actor import Actor, ActorConfig, StepRecord, SuggestionPolicy
+from ..core.env_protocol import Observation
+from ..core.franka_interface import (
+    BEST_EFFORT,
+    IMAGES,
+    FrankaTopics,
+    QoSSpec,
+    WorldSampleTopics,
+    gripper_width_from_fingers,
+)
+from ..core.image_codec import image_msg_to_rgb8
+from .common import declare_config, image_msg, ns_to_time, qos, run, time_to_ns
+
+EVENTS = QoSSpec("reliable", 100)
+
+
+def _parse_csv(s: str) -> np.ndarray:
+    return np.array([float(x) for x in s.split(",") if x], np.float32)
+
+
+class ActorNode(Node):
+    def __init__(self) -> None:
+        super().__init__("actor")
+        fr, ws = FrankaTopics(), WorldSampleTopics()
+        p = self.declare_parameter
+        cfg = declare_config(self, ActorConfig())
+        self.lockstep = bool(p("lockstep", True).value)
+        self.use_sim_reward = bool(p("use_sim_reward", True).value)
+        twist_topic = p("twist_topic", "sim/ee_twist").value
+        log_dir = p("log_dir", "").value
+        self.reset_timeout_s = float(p("reset_timeout_s", 30.0).value)
+        self.obs_timeout_s = float(p("observation_timeout_s", 30.0).value)
+        self.recorded_timeout_s = float(p("recorded_timeout_s", 15.0).value)
+        self.wait_recorded = bool(p("wait_recorded", True).value)
+        t = {
+            "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
+            "policy_action": ws.policy_action, "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded,
+            "transitions": ws.transitions, "policy_checkpoint": ws.policy_checkpoint, "arm_reset": ws.arm_reset,
+            "sim_reward": ws.sim_reward,
+        }
+        t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
+        self.topics = t
+        self.actor = Actor(cfg)
+        self.cfg = self.actor.config
+        self.cameras = tuple(self.cfg.cameras)
+        self.log_dir = Path(log_dir) if log_dir else None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+
+        self.pub_action = self.create_publisher(PolicyAction, t["policy_action"], qos(QoSSpec("reliable", 20)))
+        self.pub_episode = self.create_publisher(EpisodeInfo, t["episodes"], qos(EVENTS))
+        self.pub_transition = self.create_publisher(Transition, t["transitions"], qos(EVENTS))
+        self.reset_client = self.create_client(ResetEpisode, t["arm_reset"])
+        # latest message of each stream: name -> (stamp_ns, msg)
+        self.latest: dict[str, tuple[int, object]] = {}
+        self.required = [f"image:{c}" for c in self.cameras] + ["pose", "gripper"]
+        for cam in self.cameras:
+            self.create_subscription(Image, WorldSampleTopics.camera_image(cam),
+                                     lambda m, k=f"image:{cam}": self._store(k, m), qos(IMAGES))
+        self.create_subscription(PoseStamped, t["current_pose"], lambda m: self._store("pose", m), qos(BEST_EFFORT))
+        self.create_subscription(JointState, t["gripper_joint_states"], lambda m: self._store("gripper", m),
+                                 qos(BEST_EFFORT))
+        if twist_topic:
+            self.required.append("twist")
+            self.create_subscription(TwistStamped, twist_topic, lambda m: self._store("twist", m), qos(BEST_EFFORT))
+        if self.use_sim_reward:
+            self.required.append("info")
+            self.create_subscription(DiagnosticArray, t["sim_reward"], lambda m: self._store("info", m),
+                                     qos(QoSSpec("reliable", 10)))
+        self.create_subscription(PolicyCheckpoint, t["policy_checkpoint"], self._on_checkpoint, qos(EVENTS))
+        self.create_subscription(EpisodeInfo, t["episodes_recorded"], self._on_recorded, qos(EVENTS))
+
+        self.state = "idle"
+        self._state_since = time.monotonic()
+        self._reset_future = None
+        self._after_stamp = -1  # next observation must be newer than this
+        self._last_done_stamp = -1
+        self._prev_pos: np.ndarray | None = None
+        self._pending_episode_seed = -1
+        self._reset_sent_ns = -1
+        self._recorded: set[str] = set()
+        self._ended: list[str] = []
+        self.exit_code = 0
+        self.create_timer(0.02 if self.lockstep else 1.0 / self.cfg.control_hz, self._tick)
+        self.get_logger().info(f"actor: task {self.cfg.task}, policy {self.cfg.policy!r}, "
+                               f"{self.cfg.episodes or 'endless'} episode(s) of <= {self.actor.max_steps} steps, "
+                               f"source {self.cfg.source}, {'lock-step' if self.lockstep else 'real time'}")
+
+    # ------------------------------------------------------------------ inputs
+    def _store(self, key: str, msg) -> None:
+        self.latest[key] = (time_to_ns(msg.header.stamp), msg)
+        if self.lockstep and self.state in ("wait_first", "running"):
+            self._maybe_step()
+
+    def _on_checkpoint(self, msg: PolicyCheckpoint) -> None:
+        self.actor.request_swap(msg.uri, msg.version)
+        self.get_logger().info(f"checkpoint {msg.version} ({msg.uri}) will be used from the next episode")
+
+    def _on_recorded(self, msg: EpisodeInfo) -> None:
+        self._recorded.add(msg.episode_id)
+        self.get_logger().info(f"episode {msg.episode_id} recorded at {msg.bag_uri}")
+
+    def _complete_observation(self) -> tuple[int, dict] | None:
+        if any(k not in self.latest for k in self.required):
+            return None
+        stamps = {self.latest[k][0] for k in self.required}
+        if self.lockstep and len(stamps) != 1:
+            return None
+        stamp = max(stamps)
+        if stamp <= self._after_stamp:
+            return None
+        return stamp, {k: self.latest[k][1] for k in self.required}
+
+    def _observation(self, msgs: dict, first: bool) -> tuple[Observation, dict]:
+        pose = msgs["pose"].pose.position
+        pos = np.array([pose.x, pose.y, pose.z], np.float64)
+        width = gripper_width_from_fingers(msgs["gripper"].position)
+        if "twist" in msgs:
+            v = msgs["twist"].twist.linear
+            vel = np.array([v.x, v.y, v.z])
+        elif first or self._prev_pos is None:
+            vel = np.zeros(3)
+        else:
+            vel = (pos - self._prev_pos) * self.cfg.control_hz
+        self._prev_pos = pos
+        info: dict[str, str] = {}
+        if "info" in msgs:
+            status = [s for s in msgs["info"].status if s.name == "sim"]
+            if status:
+                info = {kv.key: kv.value for kv in status[0].values}
+        state = _parse_csv(info["state"]) if info.get("state") else None
+        images = {c: image_msg_to_rgb8(msgs[f"image:{c}"]) for c in self.cameras}
+        proprio = np.concatenate([pos, [width], vel]).astype(np.float32)
+        return Observation(images=images, proprio=proprio, state=state), info
+
+    # ------------------------------------------------------------------ episode loop
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._state_since = time.monotonic()
+
+    def _tick(self) -> None:
+        waited = time.monotonic() - self._state_since
+        if self.state == "idle":
+            if self.actor.done_all:
+                self._set_state("finishing")
+                return
+            self._start_reset()
+        elif self.state == "resetting":
+            fut = self._reset_future
+            if fut.done():
+                result = fut.result()
+                if result is None or not result.success:
+                    msg = "no response" if result is None else result.message
+                    self.get_logger().error(f"reset failed: {msg}; retrying")
+                    self._set_state("idle")
+                    return
+                self._pending_episode_seed = int(result.seed)
+                # the first observation is the one published by the reset (newer than the request)
+                self._after_stamp = max(self._last_done_stamp, self._reset_sent_ns)
+                self._set_state("wait_first")
+                self._maybe_step()
+            elif waited > self.reset_timeout_s:
+                self.get_logger().error(f"arm reset did not answer within {self.reset_timeout_s} s; retrying")
+                self._set_state("idle")
+        elif self.state in ("wait_first", "running"):
+            if not self.lockstep:
+                self._maybe_step()
+            elif waited > self.obs_timeout_s:
+                missing = [k for k in self.required if k not in self.latest]
+                self.get_logger().error(f"no complete observation within {self.obs_timeout_s} s "
+                                        f"(missing streams: {missing or 'none; stamps differ'}); ending the episode")
+                if self.state == "running":
+                    self._end("aborted: observation timeout")
+                else:
+                    self._set_state("idle")
+        elif self.state == "finishing":
+            pending = [e for e in self._ended if e not in self._recorded]
+            if not self.wait_recorded or not pending or waited > self.recorded_timeout_s:
+                if pending:
+                    self.get_logger().warning(f"no recording acknowledgement for {pending}")
+                self.get_logger().info(f"done: {self.actor.episode_index} episode(s)")
+                self._set_state("done")
+                raise SystemExit(0)
+
+    def _start_reset(self) -> None:
+        if not self.reset_client.wait_for_service(timeout_sec=0.0):
+            if time.monotonic() - self._state_since > 5.0:
+                self.get_logger().warning(f"waiting for the reset service {self.topics['arm_reset']!r}",
+                                          throttle_duration_sec=10.0)
+            return
+        req = ResetEpisode.Request(task=self.cfg.task, seed=self.actor.next_seed())
+        self._reset_sent_ns = self.get_clock().now().nanoseconds
+        self._reset_future = self.reset_client.call_async(req)
+        self._set_state("resetting")
+
+    def _maybe_step(self) -> None:
+        got = self._complete_observation()
+        if got is None:
+            return
+        stamp, msgs = got
+        first = self.state == "wait_first"
+        obs, info = self._observation(msgs, first)
+        self._after_stamp = stamp
+        self._state_since = time.monotonic()
+        if first:
+            eid = self.actor.begin_episode(obs, stamp, seed=self._pending_episode_seed)
+            self._publish_episode(EpisodeInfo.EVENT_START, stamp)
+            self.get_logger().info(f"episode {eid} started (seed {self.actor.seed}, policy "
+                                   f"{self.actor.policy_version or self.cfg.policy})")
+            self._set_state("running")
+        else:
+            reward = float(info.get("reward", 0.0))
+            success = info.get("success") == "true"
+            terminated = info.get("terminated") == "true"
+            truncated = info.get("truncated") == "true"
+            rec, done = self.actor.observe(obs, reward, terminated, truncated, success, stamp)
+            self._publish_transition(rec)
+            if done:
+                self._end("terminated" if rec.terminated else "truncated")
+                return
+        if isinstance(self.actor.policy, SuggestionPolicy):
+            self.actor.policy.set_suggestion(_parse_csv(info["expert_action"]) if info.get("expert_action")
+                                             else None)
+        action = self.actor.act(obs)
+        if action is None:
+            self.get_logger().error(f"episode {self.actor.episode_id}: {self.actor.stop_reason}; episode stopped, "
+                                    "arm holds")
+            self._end(self.actor.stop_reason)
+            return
+        msg = PolicyAction(episode_id=self.actor.episode_id, step=self.actor.step,
+                           action=[float(x) for x in action], policy_version=self.actor.policy_version)
+        msg.header.stamp = ns_to_time(stamp)
+        self.pub_action.publish(msg)
+
+    def _end(self, reason: str) -> None:
+        stamp = self._after_stamp
+        summary = self.actor.end_episode(reason)
+        self._last_done_stamp = stamp
+        self._publish_episode(EpisodeInfo.EVENT_END, stamp, summary)
+        self._ended.append(summary.episode_id)
+        self.get_logger().info(f"episode {summary.episode_id} ended ({reason}): {summary.length} steps, "
+                               f"return {summary.episode_return:.3f}, success {summary.success}")
+        if self.log_dir is not None:
+            with (self.log_dir / "episodes.jsonl").open("a") as f:
+                f.write(json.dumps({"episode_id": summary.episode_id, "length": summary.length,
+                                    "return": summary.episode_return, "success": summary.success,
+                                    "seed": summary.seed, "policy_version": summary.policy_version,
+                                    "reason": reason}) + "\n")
+        self._set_state("idle")
+
+    # ------------------------------------------------------------------ outputs
+    def _publish_episode(self, event: int, stamp: int, summary=None) -> None:
+        msg = EpisodeInfo(event=event, episode_id=self.actor.episode_id or summary.episode_id,
+                          source=int(self.actor.source), task=self.cfg.task,
+                          policy_version=self.actor.policy_version, seed=int(self.actor.seed))
+        msg.header.stamp = ns_to_time(stamp)
+        if summary is not None:
+            msg.episode_id = summary.episode_id
+            msg.length, msg.episode_return, msg.success = summary.length, float(summary.episode_return), summary.success
+            msg.seed = int(summary.seed)
+        self.pub_episode.publish(msg)
+
+    def _publish_transition(self, rec: StepRecord) -> None:
+        stamp, next_stamp = ns_to_time(rec.stamp_ns), ns_to_time(rec.next_stamp_ns)
+        msg = Transition(episode_id=rec.episode_id, step=rec.step, task=self.cfg.task,
+                         camera_names=list(self.cameras))
+        msg.header.stamp = stamp
+        msg.observation_images = [image_msg(rec.obs.images[c], stamp, c) for c in self.cameras]
+        msg.next_observation_images = [image_msg(rec.next_obs.images[c], next_stamp, c) for c in self.cameras]
+        msg.proprio = rec.obs.proprio.astype(np.float32).tolist()
+        msg.next_proprio = rec.next_obs.proprio.astype(np.float32).tolist()
+        if rec.obs.state is not None and rec.next_obs.state is not None and hasattr(msg, "state"):
+            msg.state = rec.obs.state.astype(np.float32).tolist()
+            msg.next_state = rec.next_obs.state.astype(np.float32).tolist()
+        msg.action = rec.action.astype(np.float32).tolist()
+        msg.reward = float(rec.reward)
+        msg.terminated, msg.truncated, msg.success = rec.terminated, rec.truncated, rec.success
+        msg.source = int(self.actor.source)
+        msg.uncertainty, msg.trust = 0.0, 1.0
+        msg.policy_version = self.actor.policy_version
+        self.pub_transition.publish(msg)
+        if self.log_dir is not None:
+            with (self.log_dir / "steps.jsonl").open("a") as f:
+                f.write(json.dumps({"episode_id": rec.episode_id, "step": rec.step,
+                                    "action": [float(x) for x in rec.action], "reward": rec.reward,
+                                    "terminated": rec.terminated, "truncated": rec.truncated,
+                                    "success": rec.success, "proprio": rec.obs.proprio.tolist()}) + "\n")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(ActorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

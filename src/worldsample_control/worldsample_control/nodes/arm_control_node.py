@@ -1,0 +1,298 @@
+"""arm_control_node: policy actions -> safe franka_ros2 commands (through `core.safety.ActionFilter`).
+
+Subscribes ``policy/action`` (worldsample_msgs/PolicyAction), the robot's
+``franka_robot_state_broadcaster/current_pose`` (best effort) and ``franka_gripper/joint_states``;
+publishes ``cartesian_impedance_example_controller/equilibrium_pose`` (PoseStamped, base frame
+fr3_link0) and ``franka_gripper/width_command`` (worldsample_msgs/GripperCommand; a small bridge
+turns it into franka_msgs' Move/Grasp goals on a real gripper). Every clipped or rejected action is
+reported on ``arm/safety`` (diagnostic_msgs/DiagnosticArray: reason, requested, commanded) and in
+the log. Service ``arm/reset`` (worldsample_msgs/srv/ResetEpisode): in simulation it forwards to
+``sim/reset``; on a real arm it runs franka's error recovery (franka_msgs ErrorRecovery action,
+where franka_msgs is installed; otherwise a logged no-op) and then moves to ``home_position``
+through the safety filter.
+
+Modes (``publish_mode``):
+- ``rate`` (real robot): a timer at ``control_hz`` publishes the filtered target of the newest
+  action, or holds the pose when none arrived within ``safety.watchdog_timeout_s`` (watchdog).
+- ``on_action`` (lock-step simulation): one command per action, stamped with the action's stamp,
+  sent once a current_pose at least as new as the action's observation arrived (at most
+  ``pose_wait_s``). The simulator only moves on commands, so a stalled policy holds the arm.
+
+All topic names are parameters (``topic_*``) relative to the node namespace, so the node runs
+unchanged against our sim_node and a real franka_ros2 bringup.
+
+Real Franka (franka_ros2 jazzy v3.x, FR3), started by the user:
+
+    ros2 launch franka_bringup example.launch.py controller_name:=cartesian_impedance_example_controller \\
+        robot_ip:=<ROBOT_IP> load_gripper:=true
+    ros2 run worldsample_control arm_control_node --ros-args -p publish_mode:=rate -p sim:=false
+
+The cartesian_impedance_example_controller listens on ``equilibrium_pose``; the state broadcaster
+publishes current_pose. On Humble (franka_ros2 v0.1.x) there is no current_pose topic nor the
+equilibrium_pose subscriber in the example controller: run a controller that accepts a
+PoseStamped target and a node that publishes the end-effector pose (e.g. from
+``franka_robot_state_broadcaster/robot_state``'s O_T_EE), then point ``topic_current_pose`` and
+``topic_equilibrium_pose`` at them; the state topics are reliable there (set
+``state_best_effort:=false``, although a best-effort subscriber also matches reliable publishers).
+franka_ros2's Gazebo bringup publishes only ``joint_states`` (no current_pose, gripper node or
+error recovery): this node then waits for a pose and logs that it has none.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from worldsample_msgs.msg import GripperCommand, PolicyAction
+from worldsample_msgs.srv import ResetEpisode
+
+from ..core.franka_interface import (
+    BASE_FRAME,
+    BEST_EFFORT,
+    RELIABLE,
+    FrankaTopics,
+    QoSSpec,
+    WorldSampleTopics,
+    gripper_width_from_fingers,
+)
+from ..core.safety import ActionFilter, SafeCommand, SafetyConfig, SafetyEvent
+from .common import declare_config, qos, run, time_to_ns
+
+
+class ArmControlNode(Node):
+    def __init__(self) -> None:
+        super().__init__("arm_control")
+        fr, ws = FrankaTopics(), WorldSampleTopics()
+        p = self.declare_parameter
+        self.control_hz = float(p("control_hz", 10.0).value)
+        self.mode = p("publish_mode", "rate").value
+        if self.mode not in ("rate", "on_action"):
+            raise ValueError(f"parameter publish_mode={self.mode!r}; expected 'rate' or 'on_action'")
+        self.sim = bool(p("sim", False).value)
+        self.pose_wait_s = float(p("pose_wait_s", 0.5).value)
+        self.gripper_speed = float(p("gripper_speed", 0.1).value)
+        self.gripper_force = float(p("gripper_force", 20.0).value)
+        self.home_position = [float(v) for v in p("home_position", [0.5, 0.0, 0.3]).value]
+        self.frame_id = p("base_frame", BASE_FRAME).value
+        state_best_effort = bool(p("state_best_effort", True).value)
+        cfg = declare_config(self, SafetyConfig(control_hz=self.control_hz), prefix="safety.",
+                             skip=("max_events", "control_hz"))
+        self.filter = ActionFilter(cfg)
+        t = {
+            "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
+            "equilibrium_pose": fr.equilibrium_pose, "gripper_width_command": fr.gripper_width_command,
+            "policy_action": ws.policy_action, "arm_safety": ws.arm_safety, "arm_reset": ws.arm_reset,
+            "sim_reset": ws.sim_reset, "error_recovery": fr.error_recovery_action,
+        }
+        t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
+        self.topics = t
+        group = ReentrantCallbackGroup()
+        state_q = qos(BEST_EFFORT if state_best_effort else RELIABLE)
+        self.pub_pose = self.create_publisher(PoseStamped, t["equilibrium_pose"], qos(fr.command_qos))
+        self.pub_gripper = self.create_publisher(GripperCommand, t["gripper_width_command"], qos(fr.command_qos))
+        self.pub_safety = self.create_publisher(DiagnosticArray, t["arm_safety"], qos(QoSSpec("reliable", 50)))
+        self.create_subscription(PoseStamped, t["current_pose"], self._on_pose, state_q)
+        self.create_subscription(JointState, t["gripper_joint_states"], self._on_gripper, state_q)
+        self.create_subscription(PolicyAction, t["policy_action"], self._on_action, qos(QoSSpec("reliable", 20)))
+        self.create_service(ResetEpisode, t["arm_reset"], self._on_reset, callback_group=group)
+        self.sim_reset = self.create_client(ResetEpisode, t["sim_reset"], callback_group=group) if self.sim else None
+        self._pose_stamp = -1
+        self._width: float | None = None
+        self._pending: list[PolicyAction] = []
+        self._pending_since = 0.0
+        self._latest: PolicyAction | None = None
+        self._homing: dict | None = None
+        self._no_pose_logged = False
+        self.create_timer(1.0 / self.control_hz if self.mode == "rate" else 0.05, self._tick)
+        self.get_logger().info(f"arm control ({self.mode}, {self.control_hz} Hz, sim={self.sim}); box "
+                               f"{cfg.workspace_min}..{cfg.workspace_max}, step <= {cfg.max_translation_per_step} m")
+
+    # ------------------------------------------------------------------ state
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        p, o = msg.pose.position, msg.pose.orientation
+        ok = self.filter.update_state([p.x, p.y, p.z], [o.x, o.y, o.z, o.w], self._width)
+        if ok:
+            self._pose_stamp = max(self._pose_stamp, time_to_ns(msg.header.stamp))
+        self._flush_events()
+        if self.mode == "on_action":
+            self._process_pending()
+
+    def _on_gripper(self, msg: JointState) -> None:
+        try:
+            w = gripper_width_from_fingers(msg.position)
+        except ValueError:
+            return
+        if math.isfinite(w):
+            self._width = w
+
+    def _on_action(self, msg: PolicyAction) -> None:
+        if self._homing is not None:
+            self.get_logger().warning(f"action {msg.episode_id}/{msg.step} ignored while homing")
+            return
+        if self.mode == "rate":
+            self._latest = msg
+            return
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(msg)
+        self._process_pending()
+
+    # ------------------------------------------------------------------ commands
+    def _process_pending(self, force: bool = False) -> None:
+        while self._pending:
+            msg = self._pending[0]
+            fresh = self._pose_stamp >= time_to_ns(msg.header.stamp)
+            if not (fresh or force):
+                return
+            if not self.filter.has_state:
+                self._log_no_pose()
+                return
+            self._pending.pop(0)
+            cmd = self.filter.filter_action(np.asarray(msg.action, np.float64))
+            self._publish(cmd, msg.header.stamp)
+            self._pending_since = time.monotonic()
+
+    def _log_no_pose(self) -> None:
+        if not self._no_pose_logged:
+            self.get_logger().warning(f"no end-effector pose on {self.topics['current_pose']!r} yet; "
+                                      "actions wait (is the robot state broadcaster running?)")
+            self._no_pose_logged = True
+
+    def _tick(self) -> None:
+        if self._homing is not None:
+            self._home_step()
+            return
+        if self.mode == "on_action":
+            if self._pending and time.monotonic() - self._pending_since > self.pose_wait_s:
+                self._process_pending(force=True)
+            return
+        if not self.filter.has_state:
+            if self._latest is not None:
+                self._log_no_pose()
+            return
+        now = self._now()
+        msg, self._latest = self._latest, None
+        if msg is not None:
+            cmd = self.filter.filter_action(np.asarray(msg.action, np.float64), stamp=now)
+        else:
+            cmd = self.filter.check_watchdog(now) or self.filter.last_command
+            if cmd is None:
+                return
+        self._publish(cmd, self.get_clock().now().to_msg())
+
+    def _publish(self, cmd: SafeCommand, stamp) -> None:
+        bad = self.filter.check_command(cmd)
+        if bad:  # last line of defence; cannot happen unless the filter is broken
+            self.get_logger().error(f"filtered command violates {bad}; not sent")
+            return
+        g = GripperCommand(width=float(cmd.gripper_width), speed=self.gripper_speed, force=self.gripper_force,
+                           grasp=bool(cmd.gripper_width <= self.filter.config.gripper_width_min + 1e-6))
+        g.header.stamp, g.header.frame_id = stamp, self.frame_id
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, self.frame_id
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in cmd.position)
+        q = cmd.quaternion
+        pose.pose.orientation.x, pose.pose.orientation.y = float(q[0]), float(q[1])
+        pose.pose.orientation.z, pose.pose.orientation.w = float(q[2]), float(q[3])
+        self.pub_gripper.publish(g)  # gripper first: the lock-step simulator steps on the pose
+        self.pub_pose.publish(pose)
+        self._flush_events()
+
+    def _flush_events(self) -> None:
+        events = self.filter.drain_events()
+        if not events:
+            return
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [self._status(e) for e in events]
+        self.pub_safety.publish(arr)
+        for e in events:
+            log = self.get_logger().error if e.reason in ("non_finite_action", "non_finite_target", "bad_shape") \
+                else self.get_logger().warning
+            log(f"safety: {e.reason}: {e.detail} requested={_fmt(e.requested)} commanded={_fmt(e.commanded)}")
+
+    @staticmethod
+    def _status(e: SafetyEvent) -> DiagnosticStatus:
+        level = DiagnosticStatus.ERROR if e.reason.startswith(("non_finite", "bad_shape")) else DiagnosticStatus.WARN
+        return DiagnosticStatus(level=level, name="arm_control/safety", message=f"{e.reason}: {e.detail}",
+                                hardware_id="fr3", values=[KeyValue(key="reason", value=e.reason),
+                                                           KeyValue(key="requested", value=_fmt(e.requested)),
+                                                           KeyValue(key="commanded", value=_fmt(e.commanded))])
+
+    # ------------------------------------------------------------------ reset
+    async def _on_reset(self, req: ResetEpisode.Request, resp: ResetEpisode.Response) -> ResetEpisode.Response:
+        self._pending.clear()
+        self._latest = None
+        if self.sim:
+            if not self.sim_reset.wait_for_service(timeout_sec=5.0):
+                resp.success, resp.seed = False, -1
+                resp.message = f"simulator reset service {self.topics['sim_reset']!r} is not available"
+                self.get_logger().error(resp.message)
+                return resp
+            result = await self.sim_reset.call_async(req)
+            self.filter.reset()
+            resp.success, resp.message, resp.seed = result.success, result.message, result.seed
+            return resp
+        self._error_recovery()
+        fut = rclpy.task.Future()
+        self.filter.reset()
+        self._homing = {"future": fut, "deadline": time.monotonic() + 20.0}
+        ok, message = await fut
+        resp.success, resp.message, resp.seed = ok, message, -1
+        return resp
+
+    def _error_recovery(self) -> None:
+        try:
+            from franka_msgs.action import ErrorRecovery  # type: ignore[import-not-found]
+            from rclpy.action import ActionClient
+        except ImportError:
+            self.get_logger().info("franka_msgs is not installed: error recovery skipped (no-op)")
+            return
+        client = ActionClient(self, ErrorRecovery, self.topics["error_recovery"])
+        if client.wait_for_server(timeout_sec=2.0):
+            client.send_goal_async(ErrorRecovery.Goal())
+            self.get_logger().info("error recovery requested")
+        else:
+            self.get_logger().warning(f"error recovery server {self.topics['error_recovery']!r} not available")
+
+    def _home_step(self) -> None:
+        h = self._homing
+        fut: rclpy.task.Future = h["future"]
+        if time.monotonic() > h["deadline"]:
+            self._homing = None
+            fut.set_result((False, "homing timed out (is the arm moving?)"))
+            return
+        if not self.filter.has_state:
+            self._log_no_pose()
+            return
+        meas = self.filter._measured.position
+        if meas is not None and np.linalg.norm(meas - np.asarray(self.home_position)) < 0.005:
+            self._homing = None
+            fut.set_result((True, f"at home {self.home_position}"))
+            return
+        cmd = self.filter.filter_target(self.home_position, gripper_width=self.filter.config.gripper_width_max,
+                                        stamp=self._now())
+        self._publish(cmd, self.get_clock().now().to_msg())
+
+
+def _fmt(values) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(ArmControlNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

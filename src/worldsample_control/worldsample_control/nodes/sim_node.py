@@ -1,0 +1,317 @@
+"""sim_node: the MuJoCo Franka task simulator behind franka_ros2's topics.
+
+Owns one `FrankaTaskEnv` (worldsample_control.core.sim) and imitates franka_ros2 (jazzy, v3.x):
+
+publishes (every step, all with the same header stamp)
+  franka_robot_state_broadcaster/current_pose                   PoseStamped (fr3_link0, best effort)
+  franka_robot_state_broadcaster/external_wrench_in_base_frame  WrenchStamped (best effort)
+  franka_robot_state_broadcaster/measured_joint_states          JointState fr3_joint1..7 (best effort)
+  joint_states                                                  JointState fr3_joint1..7 + fingers (reliable)
+  franka_gripper/joint_states                                   JointState fr3_finger_joint1/2 = width / 2 each
+  cameras/<name>/image_raw                                      Image rgb8 (one per camera)
+  sim/ee_twist                                                  TwistStamped, measured end-effector velocity (sim only)
+  sim/reward                                                    DiagnosticArray (sim only, see below)
+subscribes
+  cartesian_impedance_example_controller/equilibrium_pose       PoseStamped: absolute end-effector target
+  franka_gripper/width_command                                  worldsample_msgs/GripperCommand
+service
+  sim/reset                                                     worldsample_msgs/srv/ResetEpisode: re-randomise
+
+``sim/reward`` carries what only a simulator knows, in one DiagnosticStatus named "sim" whose
+key/values are: ``step`` (steps since reset), ``episode`` (resets so far), ``seed``, ``reward``,
+``success``/``terminated``/``truncated`` ("true"/"false"), ``state`` (privileged state, comma-
+separated floats), ``expert_action`` (the scripted expert's action for this observation, when
+``publish_expert``). On a real robot the success classifier replaces it.
+
+Stepping (``mode``):
+- ``lockstep`` (default; tests, the embedded loop): one control period per received command:
+  a target pose plus the gripper command with the same header stamp (arm_control sends both;
+  a pose without a gripper command steps after ``gripper_wait_s``). Results do not depend on CPU load.
+- ``realtime``: a timer at ``control_hz`` steps towards the latest target.
+A target is applied like the env's own action path: the normalised action
+``(target - env.ee_target()) / action_scale`` goes through `FrankaTaskEnv.step`, so reward,
+success and the target-lead limit are the env's. The commanded orientation is not used (the
+tasks hold the gripper pointing down). The latest state is re-published every
+``1 / heartbeat_hz`` s with its original stamp (late subscribers, lost best-effort messages).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+
+from worldsample_msgs.msg import GripperCommand
+from worldsample_msgs.srv import ResetEpisode
+
+from ..core.franka_interface import (
+    ARM_JOINT_NAMES,
+    BASE_FRAME,
+    FINGER_JOINT_NAMES,
+    IMAGES,
+    FrankaTopics,
+    QoSSpec,
+    WorldSampleTopics,
+)
+from .common import image_msg, qos, run, time_to_ns
+
+CMD_QOS = QoSSpec("reliable", 10)
+
+
+def floats_csv(values) -> str:
+    return ",".join(repr(float(v)) for v in np.asarray(values, np.float64).ravel())
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim")
+        from ..core.sim import TASKS, EnvConfig
+
+        fr, ws = FrankaTopics(), WorldSampleTopics()
+        p = self.declare_parameter
+        self.task = p("task", "push").value
+        if self.task not in TASKS:
+            raise ValueError(f"parameter task={self.task!r} is unknown; expected one of {TASKS}")
+        self.seed = int(p("seed", 0).value)
+        cams = tuple(p("cameras", ["front", "wrist"]).value)
+        self.env_cfg = EnvConfig(
+            image_size=int(p("image_size", 64).value), cameras=cams, render=bool(p("render", True).value),
+            control_hz=float(p("control_hz", 10.0).value), max_episode_steps=int(p("max_episode_steps", 0).value),
+            reward=p("reward", "shaped").value, seed=self.seed,
+        )
+        self.mode = p("mode", "lockstep").value
+        if self.mode not in ("lockstep", "realtime"):
+            raise ValueError(f"parameter mode={self.mode!r}; expected 'lockstep' or 'realtime'")
+        self.publish_expert = bool(p("publish_expert", False).value)
+        self.gripper_wait_s = float(p("gripper_wait_s", 0.5).value)
+        heartbeat_hz = float(p("heartbeat_hz", 2.0).value)
+        t = {
+            "current_pose": fr.current_pose, "external_wrench": fr.external_wrench,
+            "measured_joint_states": fr.measured_joint_states, "joint_states": fr.joint_states,
+            "gripper_joint_states": fr.gripper_joint_states, "equilibrium_pose": fr.equilibrium_pose,
+            "gripper_width_command": fr.gripper_width_command, "sim_reset": ws.sim_reset,
+            "sim_reward": ws.sim_reward, "ee_twist": "sim/ee_twist",
+        }
+        t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
+        self.frame_id = p("base_frame", BASE_FRAME).value
+
+        self._make_env(self.task)
+        state_q, js_q = qos(fr.state_qos), qos(fr.joint_states_qos)
+        self.pub_pose = self.create_publisher(PoseStamped, t["current_pose"], state_q)
+        self.pub_wrench = self.create_publisher(WrenchStamped, t["external_wrench"], state_q)
+        self.pub_measured = self.create_publisher(JointState, t["measured_joint_states"], state_q)
+        self.pub_joints = self.create_publisher(JointState, t["joint_states"], js_q)
+        self.pub_gripper = self.create_publisher(JointState, t["gripper_joint_states"], js_q)
+        self.pub_twist = self.create_publisher(TwistStamped, t["ee_twist"], state_q)
+        self.pub_info = self.create_publisher(DiagnosticArray, t["sim_reward"], qos(QoSSpec("reliable", 10)))
+        self.pub_images = {c: self.create_publisher(Image, WorldSampleTopics.camera_image(c), qos(IMAGES))
+                           for c in cams}
+        self.create_subscription(PoseStamped, t["equilibrium_pose"], self._on_pose, qos(CMD_QOS))
+        self.create_subscription(GripperCommand, t["gripper_width_command"], self._on_gripper, qos(CMD_QOS))
+        self.create_service(ResetEpisode, t["sim_reset"], self._on_reset)
+
+        self._pending_pose: PoseStamped | None = None
+        self._pending_since = 0.0
+        self._gripper_cmds: dict[int, float] = {}  # stamp -> width of commands not yet used
+        self._width = float(self.env_cfg_max_width())
+        self._target: np.ndarray | None = None
+        self._cached: list = []
+        self.episode = 0
+        self.steps = 0
+        self._rng = np.random.default_rng(self.seed)
+        self._reset(self.seed)
+        if self.mode == "realtime":
+            self.create_timer(1.0 / self.env_cfg.control_hz, self._realtime_tick)
+        else:
+            self.create_timer(0.05, self._lockstep_timeout)
+        if heartbeat_hz > 0:
+            self.create_timer(1.0 / heartbeat_hz, self._heartbeat)
+        self.get_logger().info(f"simulating {self.task} ({self.mode}, {self.env_cfg.control_hz} Hz, cameras {cams})")
+
+    # ------------------------------------------------------------------ env
+    def env_cfg_max_width(self) -> float:
+        from ..core.sim.env import GRIPPER_MAX_WIDTH
+
+        return GRIPPER_MAX_WIDTH
+
+    def _make_env(self, task: str) -> None:
+        from ..core.experts import make_expert
+        from ..core.sim import make_env
+
+        self.env = make_env(task, self.env_cfg)
+        self.task = task
+        self.expert = make_expert(task) if self.publish_expert else None
+
+    def _reset(self, seed: int) -> None:
+        self.obs = self.env.reset(seed=seed)
+        self.seed = seed
+        if self.expert is not None:
+            self.expert.reset()
+        self.episode += 1
+        self.steps = 0
+        self._target = None
+        self._width = self.env_cfg_max_width()
+        self._pending_pose = None
+        self._gripper_cmds.clear()
+        self._result = (0.0, False, False, False)
+        self._publish()
+
+    def _on_reset(self, req: ResetEpisode.Request, resp: ResetEpisode.Response) -> ResetEpisode.Response:
+        try:
+            from ..core.sim import TASKS
+
+            if req.task and req.task != self.task:
+                if req.task not in TASKS:
+                    raise ValueError(f"task {req.task!r} is unknown; expected one of {TASKS}")
+                self.env.close()
+                self._make_env(req.task)
+            seed = int(req.seed) if req.seed >= 0 else int(self._rng.integers(0, 2**31 - 1))
+            self._reset(seed)
+            resp.success, resp.seed = True, seed
+            resp.message = f"{self.task} reset with seed {seed}"
+            self.get_logger().info(resp.message)
+        except Exception as exc:  # noqa: BLE001 - answer the caller instead of dying
+            resp.success, resp.seed = False, -1
+            resp.message = f"reset failed: {type(exc).__name__}: {exc}"
+            self.get_logger().error(resp.message)
+        return resp
+
+    # ------------------------------------------------------------------ commands
+    def _on_pose(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        pos = np.array([p.x, p.y, p.z], float)
+        if not np.isfinite(pos).all():
+            self.get_logger().error(f"equilibrium_pose with non-finite position {pos.tolist()} ignored (holding)")
+            return
+        if self.mode == "realtime":
+            self._target = pos
+            return
+        if self._pending_pose is not None:
+            self.get_logger().warning("a new target arrived before the previous one was applied; using the newest")
+        self._pending_pose = msg
+        self._pending_since = time.monotonic()
+        self._try_lockstep()
+
+    def _on_gripper(self, msg: GripperCommand) -> None:
+        if not np.isfinite(msg.width):
+            self.get_logger().error(f"gripper width {msg.width} ignored")
+            return
+        width = 0.0 if msg.grasp else float(msg.width)
+        if self.mode == "realtime":
+            self._width = width
+            return
+        self._gripper_cmds[time_to_ns(msg.header.stamp)] = width
+        if len(self._gripper_cmds) > 50:
+            self._gripper_cmds.pop(next(iter(self._gripper_cmds)))
+        self._try_lockstep()
+
+    def _try_lockstep(self, timed_out: bool = False) -> None:
+        msg = self._pending_pose
+        if msg is None:
+            return
+        stamp = time_to_ns(msg.header.stamp)
+        if stamp in self._gripper_cmds:
+            self._width = self._gripper_cmds.pop(stamp)
+        elif not timed_out:
+            return
+        self._pending_pose = None
+        p = msg.pose.position
+        self._step(np.array([p.x, p.y, p.z], float))
+
+    def _lockstep_timeout(self) -> None:
+        if self._pending_pose is not None and time.monotonic() - self._pending_since > self.gripper_wait_s:
+            self._try_lockstep(timed_out=True)
+
+    def _realtime_tick(self) -> None:
+        self._step(self._target if self._target is not None else self.env.ee_target())
+
+    def _step(self, target: np.ndarray) -> None:
+        scale = self.env.cfg.action_scale
+        a = np.empty(4, np.float64)
+        a[:3] = (target - self.env.ee_target()) / scale
+        a[3] = 1.0 if self._width < 0.5 * self.env_cfg_max_width() else -1.0
+        res = self.env.step(np.clip(a, -1.0, 1.0))
+        self.obs = res.observation
+        self.steps += 1
+        self._result = (res.reward, res.success, res.terminated, res.truncated)
+        self._publish()
+
+    # ------------------------------------------------------------------ publishing
+    def _publish(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        env = self.env
+        pos, quat_wxyz = env.ee_pose()
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, self.frame_id
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in pos)
+        o = pose.pose.orientation
+        o.w, o.x, o.y, o.z = (float(v) for v in quat_wxyz)
+        wrench = WrenchStamped()
+        wrench.header.stamp, wrench.header.frame_id = stamp, self.frame_id
+        w = env.external_wrench()
+        wrench.wrench.force.x, wrench.wrench.force.y, wrench.wrench.force.z = (float(v) for v in w[:3])
+        wrench.wrench.torque.x, wrench.wrench.torque.y, wrench.wrench.torque.z = (float(v) for v in w[3:])
+        q, dq, tau = env.joint_positions(), env.joint_velocities(), env.joint_torques()
+        width = float(env.gripper_width())
+        measured = JointState(name=list(ARM_JOINT_NAMES), position=q.tolist(), velocity=dq.tolist(),
+                              effort=tau.tolist())
+        measured.header.stamp = stamp
+        merged = JointState(name=list(ARM_JOINT_NAMES) + list(FINGER_JOINT_NAMES),
+                            position=q.tolist() + [width / 2, width / 2], velocity=dq.tolist() + [0.0, 0.0],
+                            effort=tau.tolist() + [0.0, 0.0])
+        merged.header.stamp = stamp
+        gripper = JointState(name=list(FINGER_JOINT_NAMES), position=[width / 2, width / 2], velocity=[0.0, 0.0],
+                             effort=[0.0, 0.0])
+        gripper.header.stamp = stamp
+        twist = TwistStamped()
+        twist.header.stamp, twist.header.frame_id = stamp, self.frame_id
+        v = env.ee_velocity()
+        twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = (float(x) for x in v[:3])
+        twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z = (float(x) for x in v[3:])
+        images = [(self.pub_images[c], image_msg(self.obs.images[c], stamp, f"{c}_camera_optical_frame"))
+                  for c in self.pub_images if c in self.obs.images]
+        info = self._info_msg(stamp)
+        self._cached = [(self.pub_pose, pose), (self.pub_wrench, wrench), (self.pub_measured, measured),
+                        (self.pub_joints, merged), (self.pub_gripper, gripper), (self.pub_twist, twist),
+                        *images, (self.pub_info, info)]
+        for pub, msg in self._cached:  # sim/reward last: it marks a complete step
+            pub.publish(msg)
+
+    def _info_msg(self, stamp) -> DiagnosticArray:
+        reward, success, terminated, truncated = self._result
+        vals = {
+            "step": str(self.steps), "episode": str(self.episode), "seed": str(self.seed), "task": self.task,
+            "reward": repr(float(reward)), "success": str(bool(success)).lower(),
+            "terminated": str(bool(terminated)).lower(), "truncated": str(bool(truncated)).lower(),
+        }
+        if self.obs.state is not None:
+            vals["state"] = floats_csv(self.obs.state)
+        if self.expert is not None:
+            try:
+                vals["expert_action"] = floats_csv(self.expert.act(self.obs, self.env))
+            except Exception as exc:  # noqa: BLE001
+                self.get_logger().error(f"expert failed: {exc}")
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name="sim", message=self.task,
+                                  hardware_id="mujoco", values=[KeyValue(key=k, value=v) for k, v in vals.items()])
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = stamp
+        return arr
+
+    def _heartbeat(self) -> None:
+        for pub, msg in self._cached:
+            pub.publish(msg)
+
+    def on_shutdown(self) -> None:
+        self.env.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(SimNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
