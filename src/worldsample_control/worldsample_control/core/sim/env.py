@@ -1,9 +1,11 @@
 """`FrankaTaskEnv`: the MuJoCo Franka Panda + task scene behind the `Env` protocol.
 
-Robot model: ``gym_hil/assets/panda.xml`` from the installed gym-hil package (Apache-2.0; the
-Panda arm and the Robotiq 2F-85 gripper models in it derive from MuJoCo Menagerie), together
-with the meshes under ``gym_hil/assets/franka_emika_panda/meshes`` and
-``gym_hil/assets/robotiq_2f85/meshes``. It is loaded from the package at run time with
+Robot model: ``gym_hil/assets/panda.xml`` from the installed gym-hil package (gym-hil is
+Apache-2.0). That MJCF combines MuJoCo Menagerie's Franka Emika Panda (Apache-2.0) with
+Menagerie's Robotiq 2F-85 gripper (BSD-2-Clause, from the ROS-Industrial URDF); the gripper,
+not the Franka Hand, is what grasps here. The meshes it names are read from
+``gym_hil/assets/franka_emika_panda/meshes`` and ``gym_hil/assets/robotiq_2f85/meshes``.
+It is loaded from the package at run time with
 ``mujoco.MjSpec`` and modified in memory (nothing is copied into this repository):
 the seven joint torque motors become joint position servos, robot bodies get gravity
 compensation, and the floor, lights, cameras and task objects are added.
@@ -16,6 +18,17 @@ physics ``n`` substeps. ``step(action)`` is built on these two: the normalised a
 workspace box and within ``max_target_lead`` of the measured end-effector), holds the
 orientation pointing down, closes the gripper when ``action[3] > 0``, and runs
 ``EnvConfig.substeps`` physics steps (one control period).
+
+Frames and units: the robot base (``link0``) is the world origin, so base frame = world frame;
+the floor (z = 0) is the table. Quaternions here are MuJoCo order (w, x, y, z); ROS messages
+and `core.safety` use (x, y, z, w). Pointing down is (w, x, y, z) = (0, 1, 0, 0).
+Robot state for a ROS node: `ee_pose`, `ee_velocity`, `joint_positions`, `joint_velocities`,
+`joint_torques`, `gripper_width`, `external_wrench`, `sim_time`.
+
+Cameras: "front" (fixed, in front of the robot, looking at the workspace) and "wrist" (on the
+gripper mount, looking along the fingers). One `mujoco.Renderer` per env (both cameras share
+its size); shadows, reflections, skybox and multisampling are off; by default the robot is
+drawn with its collision meshes (``EnvConfig.robot_meshes``), which is ~2x cheaper on llvmpipe.
 
 Proprioception (``PROPRIO_DIM = 7``, float32): end-effector position xyz [m] (base frame),
 gripper opening [m], end-effector linear velocity xyz [m/s].
@@ -186,6 +199,11 @@ class FrankaTaskEnv:
     # ------------------------------------------------------------------ robot state
     def ee_pos(self) -> np.ndarray:
         return self.data.site_xpos[self._site].copy()
+
+    @property
+    def sim_time(self) -> float:
+        """Simulated time [s] since the last reset."""
+        return float(self.data.time)
 
     def ee_target(self) -> np.ndarray:
         """The commanded end-effector position (what `set_ee_target` last accepted)."""
