@@ -6,7 +6,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck disable=SC1091
+set +u  # colcon's setup scripts read unset variables
 source scripts/env.sh || exit 1
+set -u
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 100) + 1 ))}
 ruff check src launch scripts || { echo "test.sh: ruff found problems" >&2; exit 1; }
 python -m pytest "$@"
