@@ -111,6 +111,7 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
             "max_steps": int(max_steps), "cameras": cams, "control_hz": float(control_hz),
             "lockstep": bool(lockstep), "source": src, "log_dir": str(run_dir / "actor"),
+            "wait_for_recorder_s": 30.0,
         }),
         NodeSpec("worldsample_control", "recorder_node", "recorder", {
             "out_dir": str(run_dir / "bags"), "cameras": cams,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from worldsample_control.core import bag_io
 from worldsample_control.core.episode import Episode, Source
-from worldsample_control.core.recorder import EpisodeRecorder, bag_name
+from worldsample_control.core.recorder import EpisodeRecorder, bag_name, header_stamp_ns
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -43,7 +43,7 @@ class _Clock:
 
 def test_core_records_one_bag_per_episode_and_waits_for_late_transitions(tmp_path):
     clock = _Clock()
-    rec = EpisodeRecorder(tmp_path, grace_s=5.0, clock=clock)
+    rec = EpisodeRecorder(tmp_path, grace_s=5.0, linger_s=0.5, clock=clock)
     eps = [_episode("ep/0", 4, 0), _episode("ep-1", 3, 1)]
     info_t = bag_io.EPISODE_INFO_TYPE
     EpisodeInfo = bag_io.msg_class(info_t)
@@ -52,11 +52,10 @@ def test_core_records_one_bag_per_episode_and_waits_for_late_transitions(tmp_pat
         start = bag_io.episode_info_msg(ep, EpisodeInfo.EVENT_START, msgs[0][0])
         rec.start_episode(ep.episode_id, "/episodes", info_t, _ser(start, info_t), msgs[0][0])
         # A state message without an episode id goes to the open episode.
-        assert rec.write("/joint_states", "sensor_msgs/msg/JointState",
-                         _ser(bag_io.msg_class("sensor_msgs/msg/JointState")(
-                             header=bag_io.header(5), name=["a"], position=np.array([1.0]),
-                             velocity=np.array([], float), effort=np.array([], float)),
-                             "sensor_msgs/msg/JointState"), 5)
+        joint_state = _ser(bag_io.msg_class("sensor_msgs/msg/JointState")(
+            header=bag_io.header(5), name=["a"], position=np.array([1.0]), velocity=np.array([], float),
+            effort=np.array([], float)), "sensor_msgs/msg/JointState")
+        assert rec.write("/joint_states", "sensor_msgs/msg/JointState", joint_state, 5)
         for ns, m in msgs[:-1]:
             rec.write("/transitions/real", bag_io.TRANSITION_TYPE, _ser(m, bag_io.TRANSITION_TYPE), ns,
                       episode_id=ep.episode_id)
@@ -65,9 +64,15 @@ def test_core_records_one_bag_per_episode_and_waits_for_late_transitions(tmp_pat
         assert rec.end_episode(ep.episode_id, ep.length, "/episodes", info_t, _ser(end, info_t), msgs[-1][0]) == []
         assert rec.open_episodes == [ep.episode_id]
         assert not rec.write("/joint_states", "sensor_msgs/msg/JointState", b"x", 6)  # between episodes
+        # an action of the next episode overtaking its START is held back, then written
+        nxt = "ep-1" if ep.episode_id == "ep/0" else None
+        if nxt:
+            assert rec.write("/early", "sensor_msgs/msg/JointState", joint_state, 7, episode_id=nxt)
         ns, m = msgs[-1]
         rec.write("/transitions/real", bag_io.TRANSITION_TYPE, _ser(m, bag_io.TRANSITION_TYPE), ns,
                   episode_id=ep.episode_id)
+        assert rec.poll() == []  # complete, lingering for other late messages
+        clock.t += 1.0
         done = rec.poll()
         assert [d.episode_id for d in done] == [ep.episode_id] and done[0].complete
         assert done[0].transitions == ep.length
@@ -77,7 +82,10 @@ def test_core_records_one_bag_per_episode_and_waits_for_late_transitions(tmp_pat
         np.testing.assert_array_equal(back.actions, ep.actions)
         np.testing.assert_array_equal(back.images["front"], ep.images["front"])
         np.testing.assert_array_equal(back.successes, ep.successes)
-    assert rec.unassigned == 2
+    topics = [t for t, _, _, _ in bag_io.read_bag_messages(rec.bag_path("ep-1"))]
+    assert topics.count("/early") == 1 and topics.count("/joint_states") == 1
+    assert rec.unassigned == 1  # the message between the episodes is older than ep-1's START
+    assert header_stamp_ns(joint_state) == 5
 
 
 def test_core_grace_timeout_and_shutdown_close_bags(tmp_path):
@@ -97,8 +105,13 @@ def test_core_grace_timeout_and_shutdown_close_bags(tmp_path):
     (done,) = rec.poll()
     assert done.reason == "grace_timeout" and not done.complete and done.transitions == 1
     assert len(bag_io.read_episode_bag(done.bag_uri).actions) == 1
+    # A START that arrives after the episode's first images: those (stamped >= START) still go in.
+    assert not rec.write("/cameras/front/image_raw", "sensor_msgs/msg/Image",
+                         _ser(bag_io.image_msg(ep.images["front"][0], 10), "sensor_msgs/msg/Image"), 10)
     rec.start_episode("b", "/episodes", info_t, _ser(bag_io.episode_info_msg(ep, 0, 1), info_t), 1)
     (closed,) = rec.close_all()
+    topics = [t for t, _, _, _ in bag_io.read_bag_messages(closed.bag_uri)]
+    assert topics == ["/episodes", "/cameras/front/image_raw"]
     assert closed.reason == "shutdown" and (Path(closed.bag_uri) / "metadata.yaml").exists()
     with pytest.raises(FileExistsError, match="already exists"):
         rec.start_episode("b", "/episodes", info_t, b"", 1)

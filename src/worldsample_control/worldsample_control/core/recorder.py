@@ -4,12 +4,17 @@ ROS-free: messages arrive as already-serialised CDR bytes (what rosbag2 stores a
 rclpy subscription with ``raw=True`` delivers), with their topic, type and time stamp.
 
 Routing: a message that names its episode (Transition, PolicyAction, EpisodeInfo) goes to
-that episode's bag; any other message (images, robot state, safety reports) goes to the bag
-of the episode that is currently open, and is counted as ``unassigned`` between episodes.
+that episode's bag (held back until the episode's START arrives, if it comes first); any
+other message (images, robot state, safety reports) goes to the bag of the episode that is
+currently open. Between episodes such messages wait in a bounded buffer (``recent_bytes``):
+when a START arrives late, the buffered messages stamped at or after the START's stamp go
+into the new bag; older ones are counted as ``unassigned``. `header_stamp_ns` reads the
+stamp of any serialised message that begins with a std_msgs/Header.
 
 End of an episode: the END event is written at once, but the bag stays open until all
 ``length`` transitions of the episode have arrived (topics are not ordered with respect to
-each other over DDS) or ``grace_s`` has passed; `poll()` closes such bags and returns them.
+each other over DDS) and ``linger_s`` more has passed (for the episode's other late messages,
+e.g. the last action), or ``grace_s`` has passed; `poll()` closes such bags and returns them.
 `close_all()` (SIGINT/SIGTERM) closes every open bag cleanly. A bag of a killed process is
 made readable by `bag_io.recover_bag`. Each bag is written and closed on its own, so a
 finished episode is never lost by a later failure.
@@ -18,13 +23,26 @@ finished episode is never lost by a later failure.
 from __future__ import annotations
 
 import re
+import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def header_stamp_ns(data: bytes) -> int | None:
+    """Stamp of a CDR-serialised message whose first field is a std_msgs/Header (else None)."""
+    if len(data) < 12 or data[0] != 0:
+        return None
+    fmt = "<iI" if data[1] & 1 else ">iI"
+    sec, nsec = struct.unpack_from(fmt, data, 4)
+    if nsec >= 1_000_000_000:
+        return None
+    return sec * 1_000_000_000 + nsec
 
 
 def bag_name(episode_id: str) -> str:
@@ -55,6 +73,7 @@ class _Open:
     transitions: int = 0
     expected: int | None = None
     end_time: float | None = None
+    complete_time: float | None = None  # when the last expected transition arrived
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,12 +85,13 @@ def _default_writer(path: Path):
 
 class EpisodeRecorder:
     def __init__(self, out_dir: str | Path, writer_factory: Callable[[Path], Any] = _default_writer,
-                 grace_s: float = 3.0, clock: Callable[[], float] = time.monotonic,
+                 grace_s: float = 3.0, linger_s: float = 0.5, recent_bytes: int = 64 << 20, clock: Callable[[], float] = time.monotonic,
                  transition_type: str = "worldsample_msgs/msg/Transition") -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._factory = writer_factory
         self.grace_s = grace_s
+        self.linger_s = linger_s
         self._clock = clock
         self.transition_type = transition_type
         self._open: dict[str, _Open] = {}
@@ -79,6 +99,13 @@ class EpisodeRecorder:
         self.finished: list[RecordedEpisode] = []
         self.unassigned = 0
         self.dropped_late = 0
+        # messages naming an episode whose START has not arrived yet (topics are not ordered)
+        self._early: dict[str, list[tuple[str, str, bytes, int]]] = {}
+        self.max_early = 2000
+        self._recent: deque[tuple[str, str, bytes, int]] = deque()
+        self._recent_size = 0
+        self.recent_bytes = recent_bytes
+        self._closed_ids: set[str] = set()
 
     # ------------------------------------------------------------------ paths
     def bag_path(self, episode_id: str) -> Path:
@@ -110,6 +137,16 @@ class EpisodeRecorder:
         self._open[episode_id] = rec
         self._current = episode_id
         self._write(rec, topic, msgtype, data, stamp_ns)
+        for item in self._early.pop(episode_id, []):
+            self.write(*item, episode_id=episode_id)
+        while self._recent:  # messages that arrived before this (late) START
+            item = self._recent.popleft()
+            self._recent_size -= len(item[2])
+            if item[3] >= stamp_ns:
+                self._write(rec, *item)
+            else:
+                self.unassigned += 1
+        self._recent_size = 0
         return path
 
     def end_episode(self, episode_id: str, length: int, topic: str, msgtype: str, data: bytes,
@@ -127,16 +164,27 @@ class EpisodeRecorder:
         return self.poll()
 
     def write(self, topic: str, msgtype: str, data: bytes, stamp_ns: int, episode_id: str | None = None) -> bool:
-        """Record one message; False when it belongs to no open episode (not written)."""
+        """Record one message; False when it was neither written nor held back for its episode."""
         if episode_id is None:
             episode_id = self._current
             if episode_id is None:
-                self.unassigned += 1
+                self._recent.append((topic, msgtype, bytes(data), int(stamp_ns)))
+                self._recent_size += len(data)
+                while self._recent and self._recent_size > self.recent_bytes:
+                    self._recent_size -= len(self._recent.popleft()[2])
+                    self.unassigned += 1
                 return False
         rec = self._open.get(episode_id)
         if rec is None:
-            self.dropped_late += 1
-            return False
+            if episode_id in self._closed_ids:
+                self.dropped_late += 1
+                return False
+            early = self._early.setdefault(episode_id, [])
+            if sum(len(v) for v in self._early.values()) >= self.max_early:
+                self.dropped_late += 1
+                return False
+            early.append((topic, msgtype, bytes(data), int(stamp_ns)))
+            return True
         self._write(rec, topic, msgtype, data, stamp_ns)
         if msgtype == self.transition_type:
             rec.transitions += 1
@@ -150,7 +198,10 @@ class EpisodeRecorder:
             if rec.end_time is None:
                 continue
             if rec.expected is not None and rec.transitions >= rec.expected:
-                done.append(self._close(rec, "complete"))
+                if rec.complete_time is None:
+                    rec.complete_time = now
+                if now - rec.complete_time >= self.linger_s:
+                    done.append(self._close(rec, "complete"))
             elif now - rec.end_time >= self.grace_s:
                 done.append(self._close(rec, "grace_timeout"))
         return done
@@ -165,6 +216,7 @@ class EpisodeRecorder:
 
     def _close(self, rec: _Open, reason: str) -> RecordedEpisode:
         self._open.pop(rec.episode_id, None)
+        self._closed_ids.add(rec.episode_id)
         if self._current == rec.episode_id:
             self._current = None
         rec.writer.close()

@@ -72,6 +72,7 @@ class ActorNode(Node):
         self.obs_timeout_s = float(p("observation_timeout_s", 30.0).value)
         self.recorded_timeout_s = float(p("recorded_timeout_s", 15.0).value)
         self.wait_recorded = bool(p("wait_recorded", True).value)
+        self.wait_for_recorder_s = float(p("wait_for_recorder_s", 0.0).value)
         t = {
             "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
             "policy_action": ws.policy_action, "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded,
@@ -94,6 +95,7 @@ class ActorNode(Node):
         # latest message of each stream: name -> (stamp_ns, msg)
         self.latest: dict[str, tuple[int, object]] = {}
         self.required = [f"image:{c}" for c in self.cameras] + ["pose", "gripper"]
+        self._stream_topics: list[str] = []
         for cam in self.cameras:
             self.create_subscription(Image, WorldSampleTopics.camera_image(cam),
                                      lambda m, k=f"image:{cam}": self._store(k, m), qos(IMAGES))
@@ -107,6 +109,8 @@ class ActorNode(Node):
             self.required.append("info")
             self.create_subscription(DiagnosticArray, t["sim_reward"], lambda m: self._store("info", m),
                                      qos(QoSSpec("reliable", 10)))
+        self._stream_topics = [WorldSampleTopics.camera_image(c) for c in self.cameras] + [
+            t["current_pose"], t["gripper_joint_states"]] + ([t["sim_reward"]] if self.use_sim_reward else [])
         self.create_subscription(PolicyCheckpoint, t["policy_checkpoint"], self._on_checkpoint, qos(EVENTS))
         self.create_subscription(EpisodeInfo, t["episodes_recorded"], self._on_recorded, qos(EVENTS))
 
@@ -118,6 +122,7 @@ class ActorNode(Node):
         self._prev_pos: np.ndarray | None = None
         self._pending_episode_seed = -1
         self._reset_sent_ns = -1
+        self._waited_recorder = False
         self._recorded: set[str] = set()
         self._ended: list[str] = []
         self.exit_code = 0
@@ -127,6 +132,15 @@ class ActorNode(Node):
                                f"source {self.cfg.source}, {'lock-step' if self.lockstep else 'real time'}")
 
     # ------------------------------------------------------------------ inputs
+    def _recorder_ready(self) -> bool:
+        """Someone records: the episode stream has a subscriber and every observation stream has one
+        besides this node (so the first episode's images are not lost to discovery)."""
+        if self.pub_episode.get_subscription_count() < 1 or self.pub_transition.get_subscription_count() < 1:
+            return False
+        if self.count_subscribers(self.topics["policy_action"]) < 2:  # arm control + recorder
+            return False
+        return all(self.count_subscribers(t) >= 2 for t in self._stream_topics)
+
     def _store(self, key: str, msg) -> None:
         self.latest[key] = (time_to_ns(msg.header.stamp), msg)
         if self.lockstep and self.state in ("wait_first", "running"):
@@ -180,9 +194,21 @@ class ActorNode(Node):
 
     def _tick(self) -> None:
         waited = time.monotonic() - self._state_since
-        if self.state == "idle":
+        if self.state == "waiting_recorder":
+            if self._recorder_ready() or waited > self.wait_for_recorder_s:
+                if waited > self.wait_for_recorder_s:
+                    self.get_logger().warning(f"no recorder after {self.wait_for_recorder_s} s; starting anyway")
+                self._set_state("settling")
+        elif self.state == "settling":
+            if waited > 0.5:  # let the other side of the discovery finish matching
+                self._set_state("idle")
+        elif self.state == "idle":
             if self.actor.done_all:
                 self._set_state("finishing")
+                return
+            if self.wait_for_recorder_s > 0 and self.actor.episode_index == 0 and not self._waited_recorder:
+                self._waited_recorder = True
+                self._set_state("waiting_recorder")
                 return
             self._start_reset()
         elif self.state == "resetting":

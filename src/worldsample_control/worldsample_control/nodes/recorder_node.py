@@ -10,7 +10,8 @@ is closed. SIGINT/SIGTERM close the open bag cleanly; the bag of a SIGKILLed rec
 readable with ``worldsample_control.core.bag_io.recover_bag`` (write-ahead log).
 
 Parameters: ``out_dir`` (bags go to out_dir/<episode_id>), ``cameras`` (string array),
-``grace_s`` (how long an ended episode waits for its late transitions), ``record_state``,
+``grace_s`` (how long an ended episode waits for its late transitions), ``linger_s`` (how
+long a complete episode stays open for other late messages), ``record_state``,
 ``record_images`` and every topic name (``topic_*``).
 """
 
@@ -27,7 +28,7 @@ from sensor_msgs.msg import Image, JointState
 from worldsample_msgs.msg import EpisodeInfo, PolicyAction, Transition
 
 from ..core.franka_interface import BEST_EFFORT, IMAGES, FrankaTopics, QoSSpec, WorldSampleTopics
-from ..core.recorder import EpisodeRecorder
+from ..core.recorder import EpisodeRecorder, header_stamp_ns
 from .common import qos, run, time_to_ns
 
 EVENTS = QoSSpec("reliable", 100)
@@ -44,6 +45,7 @@ class RecorderNode(Node):
         out_dir = self.declare_parameter("out_dir", "bags").value
         cameras = list(self.declare_parameter("cameras", ["front", "wrist"]).value)
         grace = float(self.declare_parameter("grace_s", 3.0).value)
+        linger = float(self.declare_parameter("linger_s", 0.5).value)
         record_state = bool(self.declare_parameter("record_state", True).value)
         record_images = bool(self.declare_parameter("record_images", True).value)
         t = {
@@ -54,7 +56,7 @@ class RecorderNode(Node):
             "gripper_joint_states": fr.gripper_joint_states,
         }
         t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in t.items()}
-        self.core = EpisodeRecorder(Path(out_dir), grace_s=grace)
+        self.core = EpisodeRecorder(Path(out_dir), grace_s=grace, linger_s=linger)
         self._end_msgs: dict[str, EpisodeInfo] = {}
         self._pub_recorded = self.create_publisher(EpisodeInfo, t["episodes_recorded"], qos(EVENTS))
         self._sub(EpisodeInfo, t["episodes"], EVENTS, self._on_episode)
@@ -83,7 +85,8 @@ class RecorderNode(Node):
             name = holder["sub"].topic_name
             try:
                 if handler is None:
-                    self.core.write(name, msgtype, raw, self._now_ns())
+                    stamp = header_stamp_ns(raw)
+                    self.core.write(name, msgtype, raw, self._now_ns() if stamp is None else stamp)
                 else:
                     handler(name, msgtype, raw)
             except Exception as exc:  # noqa: BLE001 - never let one bad message stop the recording
@@ -97,7 +100,7 @@ class RecorderNode(Node):
     def _on_episode(self, topic: str, msgtype: str, raw: bytes) -> None:
         msg = deserialize_message(raw, EpisodeInfo)
         if msg.event == EpisodeInfo.EVENT_START:
-            path = self.core.start_episode(msg.episode_id, topic, msgtype, raw, self._now_ns())
+            path = self.core.start_episode(msg.episode_id, topic, msgtype, raw, time_to_ns(msg.header.stamp))
             self.get_logger().info(f"episode {msg.episode_id}: recording to {path}")
             self._publish_done(self.core.poll())
             return
@@ -105,7 +108,7 @@ class RecorderNode(Node):
         msg.bag_uri = str(path.resolve())
         self._end_msgs[msg.episode_id] = msg
         done = self.core.end_episode(msg.episode_id, msg.length, topic, msgtype, serialize_message(msg),
-                                     self._now_ns())
+                                     time_to_ns(msg.header.stamp))
         self._publish_done(done)
 
     def _on_transition(self, topic: str, msgtype: str, raw: bytes) -> None:
