@@ -84,11 +84,25 @@ def test_record_demos_writes_bags_that_read_back(tmp_path):
         record_demos("push", 1, tmp_path / "demos", cfg=cfg, seed0=3, log=None)
 
 
+def test_noisy_demos_differ_from_clean_ones():
+    env = make_env("pick_place", EnvConfig(render=False))
+    clean = run_episode(env, ExpertPolicy("pick_place", env), seed=4)
+    noisy = run_episode(env, ExpertPolicy("pick_place", env, action_noise=0.2, seed=1), seed=4)
+    assert clean.success and noisy.success
+    n = min(clean.length, noisy.length)
+    assert np.abs(clean.actions[:n, :3] - noisy.actions[:n, :3]).mean() > 0.05
+    with pytest.raises(ValueError, match="action_noise"):
+        ExpertPolicy("push", env, action_noise=float("nan"))
+
+
 def test_demos_command(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     demos_cmd.add_arguments(parser)
     assert demos_cmd.run(parser.parse_args(["--check", "--task", "peg_insertion", "--episodes", "2"])) == 0
     assert "peg_insertion: expert success 1.000 over 2 episodes" in capsys.readouterr().out
+    assert demos_cmd.run(parser.parse_args(["--check", "--task", "push", "--episodes", "1",
+                                            "--action-noise", "-1"])) == 2
+    assert "--action-noise" in capsys.readouterr().err
     assert demos_cmd.run(parser.parse_args(["--task", "push", "--episodes", "1"])) == 2  # no --out
     assert "--out" in capsys.readouterr().err
     assert demos_cmd.run(parser.parse_args(["--task", "push", "--episodes", "1", "--image-size", "2",

@@ -32,19 +32,33 @@ class DemoReport:
 
 
 class ExpertPolicy:
-    """Adapts an `Expert` (``act(obs, env)``) to the ``policy(obs)`` signature of `run_episode`."""
+    """Adapts an `Expert` (``act(obs, env)``) to the ``policy(obs)`` signature of `run_episode`.
 
-    def __init__(self, task: str, env: Any) -> None:
+    ``action_noise`` > 0 adds Gaussian noise of that standard deviation to the translation part
+    of every action (more varied demonstrations, e.g. for world-model training).
+    """
+
+    def __init__(self, task: str, env: Any, action_noise: float = 0.0, seed: int = 0) -> None:
+        import numpy as np
+
         from .experts import make_expert
 
+        if not (action_noise >= 0.0 and np.isfinite(action_noise)):
+            raise ValueError(f"action_noise must be a finite value >= 0, got {action_noise!r}")
         self.expert = make_expert(task)
         self.env = env
+        self.action_noise = float(action_noise)
+        self._rng = np.random.default_rng(seed)
 
     def reset(self) -> None:
         self.expert.reset()
 
     def __call__(self, obs):
-        return self.expert.act(obs, self.env)
+        a = self.expert.act(obs, self.env)
+        if self.action_noise > 0.0:
+            a = a.copy()
+            a[:3] += self._rng.normal(0.0, self.action_noise, 3)
+        return a
 
 
 def _check_args(task: str, episodes: int) -> None:
@@ -66,8 +80,12 @@ def record_demos(
     seed0: int = 0,
     keep_failures: bool = False,
     log=sys.stderr,
+    action_noise: float = 0.0,
 ) -> DemoReport:
-    """Run the expert for ``episodes`` episodes (seeds ``seed0 ..``) and write DEMO bags."""
+    """Run the expert for ``episodes`` episodes (seeds ``seed0 ..``) and write DEMO bags.
+
+    ``action_noise``: standard deviation of Gaussian noise on the expert's translation actions.
+    """
     from .bag_io import write_episode_bag
     from .rollout import run_episode
     from .sim import make_env
@@ -83,7 +101,11 @@ def record_demos(
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg if cfg is not None else EnvConfig()
     env = make_env(task, cfg)
-    policy = ExpertPolicy(task, env)
+    try:
+        policy = ExpertPolicy(task, env, action_noise=action_noise, seed=seed0)
+    except ValueError:
+        env.close()
+        raise
     t0 = time.time()
     rows: list[dict[str, Any]] = []
     bag_dirs: list[Path] = []
@@ -93,6 +115,7 @@ def record_demos(
             ep = run_episode(env, policy, seed=seed, source=Source.DEMO,
                              episode_id=f"{task}-demo-{seed}", policy_version=f"expert:{task}")
             ep.extras["expert"] = type(policy.expert).__name__
+            ep.extras["action_noise"] = str(action_noise)
             bag = None
             if ep.success or keep_failures:
                 bag = write_episode_bag(ep, out / bag_name(task, seed))
@@ -112,13 +135,16 @@ def record_demos(
     )
     summary = {**{k: v for k, v in asdict(report).items() if k != "bag_dirs"},
                "bag_dirs": [str(p) for p in bag_dirs], "seed0": seed0, "image_size": cfg.image_size,
+               "action_noise": action_noise,
                "cameras": list(cfg.cameras) if cfg.render else [], "episodes_detail": rows}
     summary_path = out / f"demos_summary_{task}_s{seed0:06d}.json"
     summary_path.write_text(json.dumps(summary, indent=2))
     return report
 
 
-def check_expert(task: str, episodes: int, seed0: int = 0, cfg: EnvConfig | None = None) -> dict[str, Any]:
+def check_expert(
+    task: str, episodes: int, seed0: int = 0, cfg: EnvConfig | None = None, action_noise: float = 0.0
+) -> dict[str, Any]:
     """Expert success rate over ``episodes`` randomised episodes, nothing written (state-only by default)."""
     from .rollout import evaluate
     from .sim import make_env
@@ -128,7 +154,7 @@ def check_expert(task: str, episodes: int, seed0: int = 0, cfg: EnvConfig | None
     env = make_env(task, cfg)
     try:
         t0 = time.time()
-        res = evaluate(env, ExpertPolicy(task, env), episodes, seed0)
+        res = evaluate(env, ExpertPolicy(task, env, action_noise=action_noise, seed=seed0), episodes, seed0)
         res["seconds"] = time.time() - t0
     finally:
         env.close()

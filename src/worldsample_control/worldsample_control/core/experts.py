@@ -199,7 +199,7 @@ class PegInsertionExpert(_StateMachine):
         self.timer += 1
         if self.phase == 0:  # above the hole, peg bottom 2 cm above the rim
             wp = np.array([ee_t[0] + err_xy[0], ee_t[1] + err_xy[1], ee_t[2] + (rim[2] + 0.02 - bottom)])
-            if float(np.linalg.norm(err_xy)) < 0.002 and abs(rim[2] + 0.02 - bottom) < 0.006:
+            if float(np.linalg.norm(err_xy)) < 0.003 and abs(rim[2] + 0.02 - bottom) < 0.01:
                 self._next()
             return _move(env, wp, CLOSE, max_speed=1.0)
         # descend slowly while keeping the peg centred
