@@ -25,6 +25,8 @@ def test_reset_is_deterministic_per_seed(state_env):
     np.testing.assert_array_equal(a.proprio, b.proprio)
     np.testing.assert_array_equal(a.state, b.state)
     assert not np.allclose(a.state, c.state), "different seeds must give different initial states"
+    d, e = state_env.reset(), state_env.reset()  # no seed: the env's generator moves on
+    assert not np.allclose(d.state, e.state)
     # same seed, same actions -> same trajectory
     acts = np.random.default_rng(0).uniform(-1, 1, (5, ACTION_DIM)).astype(np.float32)
     runs = []
@@ -82,9 +84,12 @@ def test_absolute_targets_drive_the_arm():
     assert env.gripper_width() > 0.07
     assert env.joint_positions().shape == (7,) and env.joint_velocities().shape == (7,)
     assert np.abs(env.joint_velocities()).max() < 0.05
-    env.set_ee_target(goal, None, gripper_width=0.0)
+    env.set_gripper_width(0.0)
     env.step_physics(400)
     assert env.gripper_width() < 0.01
+    np.testing.assert_allclose(env.ee_pos(), goal, atol=3e-3)
+    success, shaped = env.evaluate_task()
+    assert success is False and 0.0 <= shaped < 1.0
     with pytest.raises(ValueError, match="pos"):
         env.set_ee_target([0.5, np.nan, 0.2])
     with pytest.raises(ValueError, match="quat"):

@@ -312,6 +312,12 @@ class FrankaTaskEnv:
         if gripper_width is not None:
             self.data.ctrl[self._grip_act] = self._gripper_ctrl(float(gripper_width))
 
+    def set_gripper_width(self, width: float) -> None:
+        """Gripper command alone (0 closes, 0.085 opens fully); the arm target is unchanged."""
+        if not np.isfinite(width):
+            raise ValueError(f"set_gripper_width: width must be finite, got {width!r}")
+        self.data.ctrl[self._grip_act] = self._gripper_ctrl(float(width))
+
     def step_physics(self, n: int | None = None) -> None:
         """Advance the physics ``n`` substeps (default: one control period)."""
         n = self.cfg.substeps if n is None else int(n)
@@ -393,6 +399,11 @@ class FrankaTaskEnv:
 
     def success(self) -> bool:
         return self._task.evaluate(self)[0]
+
+    def evaluate_task(self) -> tuple[bool, float]:
+        """(success, shaped reward in [0, 1]) of the current state, e.g. for a node driving `step_physics`."""
+        success, shaped = self._task.evaluate(self)
+        return bool(success), float(shaped)
 
     def render(self, camera: str) -> np.ndarray:
         """One uint8 (H, W, 3) RGB frame from ``camera`` ("front" or "wrist")."""
