@@ -1,0 +1,121 @@
+"""Run the robot node graph in simulation and record every episode as a rosbag2 (MCAP).
+
+Starts, as separate processes talking over DDS: the MuJoCo simulator node (franka_ros2
+topics + camera images), the arm-control node (safety filter), the actor (the policy) and the
+recorder (one bag per episode under OUT/bags). Lock-step by default: the simulator advances one
+control period per command, so results do not depend on CPU load.
+
+  worldsample sim --task push --policy scripted --episodes 5 --out runs/push-demos
+  worldsample sim --task peg_insertion --policy runs/x/checkpoints/policy-000004.pt --episodes 10 --out runs/eval
+
+Node logs go to OUT/logs/<node>.log, per-step and per-episode logs to OUT/actor/*.jsonl. Set
+ROS_DOMAIN_ID to keep two runs on one machine apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..core.sim.config import TASKS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, choices=TASKS, help=f"simulated task, one of: {', '.join(TASKS)}")
+    parser.add_argument("--policy", default="scripted",
+                        help="'random', 'scripted' (the task's expert; recorded as demonstrations) or a checkpoint path")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes to run (default 1)")
+    parser.add_argument("--out", required=True, type=Path, help="run directory (bags in OUT/bags)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; episode k uses seed + k")
+    parser.add_argument("--max-steps", type=int, default=0, help="episode length limit (0: the task's default)")
+    parser.add_argument("--image-size", type=int, default=64, help="camera image size in pixels (square)")
+    parser.add_argument("--cameras", default="front,wrist", help="comma-separated cameras (front, wrist)")
+    parser.add_argument("--source", choices=("real", "demo"), default=None,
+                        help="transition source (default: demo for scripted, real otherwise)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="step the simulator at the control rate instead of lock-step with the commands")
+    parser.add_argument("--timeout", type=float, default=0.0,
+                        help="give up after this many seconds (default: 60 s + 2 s per step of every episode)")
+
+
+def _node_env() -> dict[str, str]:
+    """The environment of the node processes: ours, plus the source folders of the packages in use."""
+    import worldsample_bringup
+
+    import worldsample_control
+
+    env = dict(os.environ)
+    paths = [str(Path(worldsample_control.__file__).resolve().parents[1]),
+             str(Path(worldsample_bringup.__file__).resolve().parents[1])]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env.setdefault("MUJOCO_GL", "egl")
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    from worldsample_bringup.graph import sim_graph
+    from worldsample_bringup.process_runner import NodeFailed, ProcessGraph
+
+    from ..core.sim.config import DEFAULT_MAX_STEPS
+
+    if args.episodes < 1:
+        print(f"worldsample sim: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
+        return 2
+    if args.policy not in ("random", "scripted") and not Path(args.policy).exists():
+        print(f"worldsample sim: --policy {args.policy!r} is neither 'random', 'scripted' nor an existing "
+              "checkpoint file", file=sys.stderr)
+        return 2
+    cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    steps = args.max_steps or DEFAULT_MAX_STEPS[args.task]
+    timeout = args.timeout or 60.0 + 2.0 * steps * args.episodes
+    specs = sim_graph(args.task, out, policy=args.policy, episodes=args.episodes, seed=args.seed,
+                      max_steps=args.max_steps, image_size=args.image_size, cameras=cameras,
+                      lockstep=not args.realtime, source=args.source or "")
+    episodes_log = out / "actor" / "episodes.jsonl"
+    before = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
+    print(f"worldsample sim: {args.episodes} episode(s) of {args.task} with policy {args.policy!r}; "
+          f"logs in {out / 'logs'}", flush=True)
+    graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs")
+    t0 = time.monotonic()
+    seen = before
+    try:
+        with graph:
+            actor = graph.nodes["actor"]
+
+            def progress() -> bool:
+                nonlocal seen
+                if episodes_log.exists():
+                    lines = episodes_log.read_text().splitlines()
+                    for line in lines[seen:]:
+                        e = json.loads(line)
+                        print(f"  episode {len(lines[before:seen + 1])}/{args.episodes}: {e['episode_id']} "
+                              f"{e['length']} steps, return {e['return']:.3f}, success {e['success']}", flush=True)
+                        seen += 1
+                return actor.returncode is not None
+
+            finished = graph.wait(progress, timeout=timeout, allow_exit=("actor",))
+            if not finished:
+                print(f"worldsample sim: timed out after {timeout:.0f} s\n{graph.log_tail('actor')}", file=sys.stderr)
+                return 1
+            if actor.returncode != 0:
+                print(f"worldsample sim: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
+                      file=sys.stderr)
+                return 1
+    except NodeFailed as exc:
+        print(f"worldsample sim: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("worldsample sim: interrupted; nodes stopped, finished episodes are in "
+              f"{out / 'bags'}", file=sys.stderr)
+        return 130
+    results = [json.loads(line) for line in episodes_log.read_text().splitlines()[before:]]
+    wins = sum(bool(e["success"]) for e in results)
+    print(f"worldsample sim: {len(results)} episode(s) in {time.monotonic() - t0:.1f} s, success "
+          f"{wins}/{len(results)}; bags in {out / 'bags'}")
+    return 0
