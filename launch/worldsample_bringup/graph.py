@@ -120,3 +120,92 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
     for s in specs:
         s.namespace = namespace
     return specs + list(extra or [])
+
+
+# --------------------------------------------------------------------------- the whole loop
+# Launch arguments of the loop launch files: name -> (default, help). Values arrive as strings.
+LOOP_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "task": ("push", "task name (sim: one of the MuJoCo tasks; real/gazebo: the label recorded in the bags)"),
+    "run_dir": ("runs/loop", "run directory: bags, checkpoints, world models, logs"),
+    "policy": ("random", "initial policy: 'random', 'scripted' (sim only) or a checkpoint path"),
+    "episodes": ("0", "real episodes to run (0: until stopped)"),
+    "seed": ("0", "seed of the first episode (sim)"),
+    "max_steps": ("0", "episode length limit (0: the task's default)"),
+    "image_size": ("64", "camera image size [px] (square)"),
+    "cameras": ("front,wrist", "comma-separated camera names"),
+    "camera_sources": ("0,2", "real: comma-separated OpenCV sources (device index, path, URL) per camera"),
+    "robot_ip": ("172.16.0.2", "real: the Franka's IP address (passed to franka_bringup)"),
+    "control_hz": ("10.0", "control rate [Hz]"),
+    "namespace": ("", "ROS namespace of the robot-side nodes"),
+    "mode": ("ppl", "learner mode: rl-only, naive, selection, schedule, ppl"),
+}
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random", episodes: int = 0,
+                seed: int = 0, max_steps: int = 0, image_size: int = 64,
+                cameras: tuple[str, ...] = ("front", "wrist"), camera_sources: tuple[str, ...] = (),
+                control_hz: float = 10.0, namespace: str = "") -> list[NodeSpec]:
+    """The robot side for ``kind`` in {"sim", "real", "gazebo"}.
+
+    sim: `sim_graph` (lock-step MuJoCo node). real / gazebo: arm control at a fixed rate against
+    franka_ros2 (started by the launch file), camera nodes (real only: Gazebo cameras are
+    remapped onto ``cameras/<name>/image_raw`` by the user), the actor in real time without
+    simulator rewards, and the recorder.
+    """
+    if kind == "sim":
+        return sim_graph(task, run_dir, policy=policy, episodes=episodes, seed=seed, max_steps=max_steps,
+                         image_size=image_size, cameras=cameras, control_hz=control_hz, namespace=namespace)
+    if kind not in ("real", "gazebo"):
+        raise ValueError(f"graph kind {kind!r}; expected 'sim', 'real' or 'gazebo'")
+    run_dir = Path(run_dir)
+    cams = list(cameras)
+    specs: list[NodeSpec] = []
+    if kind == "real":
+        if len(camera_sources) != len(cams):
+            raise ValueError(f"{len(cams)} camera(s) {cams} but {len(camera_sources)} camera source(s) "
+                             f"{list(camera_sources)}; give one source per camera")
+        specs += [NodeSpec("worldsample_control", "camera_node", f"camera_{c}", {
+            "name": c, "source": str(src), "width": int(image_size), "height": int(image_size),
+        }) for c, src in zip(cams, camera_sources, strict=True)]
+    specs += [
+        NodeSpec("worldsample_control", "arm_control_node", "arm_control", {
+            "control_hz": float(control_hz), "publish_mode": "rate", "sim": False,
+        }),
+        NodeSpec("worldsample_control", "actor_node", "actor", {
+            "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
+            "max_steps": int(max_steps) if max_steps else 200, "cameras": cams, "control_hz": float(control_hz),
+            "lockstep": False, "use_sim_reward": False, "twist_topic": "", "source": "real",
+            "log_dir": str(run_dir / "actor"), "wait_for_recorder_s": 30.0,
+        }),
+        NodeSpec("worldsample_control", "recorder_node", "recorder", {
+            "out_dir": str(run_dir / "bags"), "cameras": cams,
+        }),
+    ]
+    for s in specs:
+        s.namespace = namespace
+    return specs
+
+
+def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
+    """World model + learner nodes of the loop (filled in by their owners; empty until then)."""
+    del kind, args
+    return []
+
+
+def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
+    """The whole closed loop for ``kind`` from launch-argument strings (see `LOOP_ARGUMENTS`)."""
+    a = {name: str(args.get(name, default)) for name, (default, _) in LOOP_ARGUMENTS.items()}
+    unknown = set(args) - set(LOOP_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"unknown loop argument(s) {sorted(unknown)}; known: {sorted(LOOP_ARGUMENTS)}")
+    robot = robot_graph(
+        kind, a["task"], a["run_dir"], policy=a["policy"], episodes=int(a["episodes"]), seed=int(a["seed"]),
+        max_steps=int(a["max_steps"]), image_size=int(a["image_size"]), cameras=tuple(_split(a["cameras"])),
+        camera_sources=tuple(_split(a["camera_sources"])), control_hz=float(a["control_hz"]),
+        namespace=a["namespace"],
+    )
+    return robot + learning_graph(kind, a)
