@@ -113,3 +113,75 @@ def test_sim_graph_records_two_episodes(tmp_path):
             assert successes == ep.successes.tolist()
         finally:
             env.close()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+def test_arm_control_rejects_nan_and_clips_huge_actions(tmp_path):
+    import time
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from worldsample_bringup.graph import sim_graph
+    from worldsample_bringup.process_runner import ProcessGraph
+
+    from worldsample_msgs.msg import PolicyAction
+
+    specs = [s for s in sim_graph("push", tmp_path, render=False) if s.name in ("sim", "arm_control")]
+    env = _env()
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    with ProcessGraph(specs, env=env, log_dir=tmp_path / "logs") as graph:
+        rclpy.init()
+        node = rclpy.create_node("arm_probe")
+        try:
+            poses, commands, reports = [], [], []
+            be = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+            rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+            node.create_subscription(PoseStamped, "franka_robot_state_broadcaster/current_pose", poses.append, be)
+            node.create_subscription(PoseStamped, "cartesian_impedance_example_controller/equilibrium_pose",
+                                     commands.append, rel)
+            node.create_subscription(DiagnosticArray, "arm/safety", reports.append, rel)
+            pub = node.create_publisher(PolicyAction, "policy/action", rel)
+
+            def spin_until(cond, what, timeout=30.0):
+                deadline = time.monotonic() + timeout
+                while not cond():
+                    graph.check()
+                    assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                    rclpy.spin_once(node, timeout_sec=0.05)
+
+            spin_until(lambda: poses and pub.get_subscription_count() > 0, "the simulator pose and arm control")
+            spin_until(lambda: len(poses) >= 2, "a second pose (arm control has it too)")
+            pose = poses[-1]
+            p0 = np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z])
+
+            def send(action, step):
+                msg = PolicyAction(episode_id="probe", step=step, action=[float(v) for v in action])
+                msg.header.stamp = poses[-1].header.stamp
+                pub.publish(msg)
+
+            send([float("nan"), 0.0, 0.0, 0.0], 0)
+            spin_until(lambda: commands and reports, "the hold command and the safety report")
+            reasons = [s.values[0].value for r in reports for s in r.status]
+            assert "non_finite_action" in reasons
+            c = commands[-1].pose.position
+            np.testing.assert_allclose([c.x, c.y, c.z], p0, atol=1e-9)  # held where the arm is
+
+            spin_until(lambda: poses[-1].header.stamp != pose.header.stamp, "the simulator to step")
+            n_cmd, n_rep = len(commands), len(reports)
+            p1 = poses[-1].pose.position
+            send([100.0, 0.0, -50.0, 1.0], 1)
+            spin_until(lambda: len(commands) > n_cmd and len(reports) > n_rep, "the clipped command")
+            c = commands[-1].pose.position
+            step = np.linalg.norm(np.array([c.x, c.y, c.z]) - np.array([p1.x, p1.y, p1.z]))
+            assert step <= 0.035 + 1e-9
+            assert "action_out_of_range" in [s.values[0].value for r in reports[n_rep:] for s in r.status]
+        finally:
+            node.destroy_node()
+            rclpy.shutdown()
+        codes = graph.stop()
+    assert all(c == 0 for c in codes.values()), codes

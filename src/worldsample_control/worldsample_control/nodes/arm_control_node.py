@@ -217,10 +217,12 @@ class ArmControlNode(Node):
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [self._status(e) for e in events]
         self.pub_safety.publish(arr)
-        for e in events:
-            log = self.get_logger().error if e.reason in ("non_finite_action", "non_finite_target", "bad_shape") \
-                else self.get_logger().warning
-            log(f"safety: {e.reason}: {e.detail} requested={_fmt(e.requested)} commanded={_fmt(e.commanded)}")
+        for e in events:  # one call site per severity (rclpy's logger insists)
+            text = f"safety: {e.reason}: {e.detail} requested={_fmt(e.requested)} commanded={_fmt(e.commanded)}"
+            if e.reason in ("non_finite_action", "non_finite_target", "bad_shape"):
+                self.get_logger().error(text)
+            else:
+                self.get_logger().warning(text)
 
     @staticmethod
     def _status(e: SafetyEvent) -> DiagnosticStatus:

@@ -135,9 +135,12 @@ class RecorderNode(Node):
             msg.bag_uri = str(Path(rec.bag_uri).resolve())
             msg.header.stamp = self.get_clock().now().to_msg()
             self._pub_recorded.publish(msg)
-            level = self.get_logger().info if rec.complete else self.get_logger().warning
-            level(f"episode {rec.episode_id}: bag closed ({rec.reason}, {rec.messages} messages, "
-                  f"{rec.transitions}/{rec.expected_transitions} transitions) -> {msg.bag_uri}")
+            text = (f"episode {rec.episode_id}: bag closed ({rec.reason}, {rec.messages} messages, "
+                    f"{rec.transitions}/{rec.expected_transitions} transitions) -> {msg.bag_uri}")
+            if rec.complete:
+                self.get_logger().info(text)
+            else:
+                self.get_logger().warning(text)
 
     def on_shutdown(self) -> None:
         for rec in self.core.close_all("shutdown"):
