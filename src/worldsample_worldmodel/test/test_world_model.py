@@ -1,0 +1,223 @@
+"""Tests of the world-model core on the tiny 'moving square' world (16x16, small nets)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from worldsample_control.core.episode import Episode, Source
+from worldsample_worldmodel.core.config import WorldModelConfig
+from worldsample_worldmodel.core.data import filter_episodes
+from worldsample_worldmodel.core.fidelity import evaluate_fidelity, frame_metrics, save_comparison_strip
+from worldsample_worldmodel.core.generate import RandomPolicy, generate_branches
+from worldsample_worldmodel.core.model import WorldModel, build_model
+from worldsample_worldmodel.core.store import WorldModelStore
+from worldsample_worldmodel.core.toy import toy_episode, toy_episodes
+from worldsample_worldmodel.core.train import TRAIN_STATE, compute_loss, train_world_model
+
+torch.set_num_threads(1)
+
+
+def small_cfg(**kw) -> WorldModelConfig:
+    base = dict(image_size=16, latent_dim=16, base_channels=8, max_channels=16, hidden_dim=48, ensemble_size=3,
+                batch_size=16, rollout_steps=3, lr=3e-3, log_every=5, checkpoint_every=10, device="cpu")
+    base.update(kw)
+    return WorldModelConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def demos() -> list[Episode]:
+    return toy_episodes(8, seed0=0, steps=16)
+
+
+@pytest.fixture(scope="module")
+def trained(demos):
+    model, metrics = train_world_model(demos, small_cfg(), steps=120, progress=False)
+    return model, metrics
+
+
+def test_loss_falls(demos):
+    cfg = small_cfg()
+    model, metrics = train_world_model(demos, cfg, steps=60, progress=False)
+    # the loss of a fresh model and of the trained one on the same fixed batches
+    from worldsample_worldmodel.core.data import WindowSampler
+
+    sampler = WindowSampler(demos, cfg.cameras, cfg.history, cfg.rollout_steps)
+    batches = [sampler.sample(32, np.random.default_rng(i)) for i in range(3)]
+    fresh = build_model(cfg, demos[0].proprio.shape[1])
+    fresh.set_proprio_stats(np.concatenate([e.proprio for e in demos]))
+
+    def mean_loss(m):
+        with torch.no_grad():
+            return float(np.mean([float(compute_loss(m, b, torch.Generator().manual_seed(0))["loss"]) for b in batches]))
+
+    assert mean_loss(model) < 0.7 * mean_loss(fresh)
+    assert metrics["steps"] == 60 and metrics["finished"]
+
+
+def test_save_load_round_trip_identical_predictions(trained, tmp_path, demos):
+    model, metrics = trained
+    store = WorldModelStore(tmp_path / "run")
+    v = store.save_version(model, {"metrics": metrics})
+    assert v == "wm-000001" and store.latest() == v
+    loaded = store.load(v)
+    assert loaded.version == v
+    assert float(loaded.uncertainty_ref) == pytest.approx(float(model.uncertainty_ref))
+    hist_frames = {c: np.stack([demos[0].images[c][:2]]) for c in model.cameras}
+    p = torch.as_tensor(demos[0].proprio[:1])
+    a = demos[0].actions[:1]
+    outs = []
+    for m in (model, loaded):
+        h = m.encode_history(hist_frames)
+        r = m.step(h, p, a)
+        outs.append((r["proprio"].numpy(), r["uncertainty"].numpy(), m.render(r["hist"])["front"]))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    np.testing.assert_array_equal(outs[0][2], outs[1][2])
+    manifest = json.loads((tmp_path / "run" / "versions" / v / "manifest.json").read_text())
+    assert manifest["version"] == v
+
+
+def test_generation_well_formed(trained, demos):
+    model, _ = trained
+    model.version = "wm-000007"
+    starts = toy_episodes(3, seed0=50, steps=12, source=Source.REAL, noise=0.5)
+    eps = generate_branches(model, starts, RandomPolicy(1), num_branches=10, horizon=6, action_noise=0.2,
+                            rng=np.random.default_rng(0), policy_version="p-3")
+    assert len(eps) == 10
+    for e in eps:
+        e.validate()
+        assert e.source == Source.SYNTHETIC
+        assert 1 <= e.length <= 6
+        assert e.uncertainty.shape == (e.length,) and np.isfinite(e.uncertainty).all()
+        assert (e.uncertainty >= 0).all()
+        assert e.world_model_version == "wm-000007" and e.policy_version == "p-3"
+        assert set(e.images) == {"front", "wrist"}
+        assert e.images["front"].dtype == np.uint8 and e.images["front"].shape[1:] == (16, 16, 3)
+        assert np.abs(e.actions).max() <= 1.0
+        assert e.extras["start_episode"].startswith("toy-real-")
+        # step 0 is the real start frame (grounding)
+        src = next(s for s in starts if s.episode_id == e.extras["start_episode"])
+        np.testing.assert_array_equal(e.images["front"][0], src.images["front"][int(e.extras["start_step"])])
+
+
+def test_uncertainty_higher_out_of_distribution(trained, demos):
+    model, _ = trained
+    rng = np.random.default_rng(0)
+    n = 64
+    # in distribution: real training states with their real actions
+    idx = rng.integers(0, len(demos), n)
+    ts = [rng.integers(1, demos[i].length) for i in idx]
+    frames_in = {c: np.stack([demos[i].images[c][t - 1: t + 1] for i, t in zip(idx, ts, strict=True)])
+                 for c in model.cameras}
+    p_in = np.stack([demos[i].proprio[t] for i, t in zip(idx, ts, strict=True)])
+    a_in = np.stack([demos[i].actions[t] for i, t in zip(idx, ts, strict=True)])
+    # out of distribution: noise images, far-away proprio
+    frames_out = {c: rng.integers(0, 256, (n, 2, 16, 16, 3), dtype=np.uint8) for c in model.cameras}
+    p_out = p_in + 5.0
+    u = []
+    for f, p, a in ((frames_in, p_in, a_in), (frames_out, p_out, a_in)):
+        r = model.step(model.encode_history(f), torch.as_tensor(p), a)
+        u.append(float(r["uncertainty"].mean()))
+    assert u[1] > 2.0 * u[0]
+
+
+def test_fidelity_metrics_perfect_and_noise():
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    psnr, ssim = frame_metrics(real, real.copy())
+    assert psnr == float("inf") and ssim == pytest.approx(1.0)
+    close = np.clip(real.astype(int) + rng.integers(-2, 3, real.shape), 0, 255).astype(np.uint8)
+    p_close, s_close = frame_metrics(real, close)
+    noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    p_noise, s_noise = frame_metrics(real, noise)
+    assert p_close > 40 and s_close > 0.95
+    assert p_noise < 12 and s_noise < 0.2
+    with pytest.raises(ValueError, match="frames must both be"):
+        frame_metrics(real, real[:16])
+
+
+def test_evaluate_fidelity_and_strip(trained, tmp_path):
+    model, _ = trained
+    held = toy_episodes(3, seed0=100, steps=16, noise=0.3)
+    f = evaluate_fidelity(model, held, horizons=(1, 4), max_starts=16)
+    assert f["horizons"] == [1, 4] and len(f["psnr"]) == 2 and len(f["ssim"]) == 2
+    assert all(np.isfinite(f["psnr"])) and all(-1 <= s <= 1 for s in f["ssim"])
+    # a trained model predicts better than an untrained one
+    fresh = build_model(model.cfg, model.proprio_dim)
+    f0 = evaluate_fidelity(fresh, held, horizons=(1, 4), max_starts=16)
+    assert f["psnr"][0] > f0["psnr"][0] + 3
+    png = save_comparison_strip(model, held, tmp_path / "strip.png", horizons=(1, 4), num_examples=2)
+    assert png.stat().st_size > 1000
+
+
+def test_store_never_overwrites_and_crash_leaves_nothing(trained, tmp_path):
+    model, _ = trained
+    store = WorldModelStore(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        store.save_version(model, {"n": 0}, _fail_after_model=True)
+    assert store.versions() == [] and store.latest() is None
+    assert not list((tmp_path / "run" / "versions").iterdir())  # tmp dir removed too
+    v1 = store.save_version(model, {"n": 1})
+    before = (store.path(v1) / "model.pt").read_bytes()
+    v2 = store.save_version(model, {"n": 2})
+    assert (v1, v2) == ("wm-000001", "wm-000002")
+    assert (store.path(v1) / "model.pt").read_bytes() == before
+    assert store.manifest(v1)["n"] == 1 and store.manifest(v2)["n"] == 2
+    # a leftover tmp dir from a killed process is invisible and cleaned up
+    leftover = tmp_path / "run" / "versions" / ".tmp-dead"
+    leftover.mkdir()
+    (leftover / "model.pt").write_bytes(b"partial")
+    assert store.versions() == [v1, v2]
+    store.cleanup()
+    assert not leftover.exists()
+    with pytest.raises(FileNotFoundError, match="wm-000009 not found"):
+        store.load("wm-000009")
+    with pytest.raises(ValueError, match="wm-NNNNNN"):
+        store.load("latest-please")
+
+
+def test_resume_after_crash(demos, tmp_path):
+    cfg = small_cfg(checkpoint_every=10)
+    run = tmp_path / "run"
+    _, m1 = train_world_model(demos, cfg, steps=30, progress=False, run_dir=run, stop_after=20)
+    assert not m1["finished"] and (run / TRAIN_STATE).exists()
+    model, m2 = train_world_model(demos, cfg, steps=30, progress=False, run_dir=run)
+    assert m2["resumed_from"] == 20 and m2["steps_this_call"] == 10 and m2["finished"]
+    assert (run / "logs" / "train_metrics.csv").read_text().count("\n") == 1 + 30 // cfg.log_every
+    assert (run / "logs" / "train_loss.png").exists()
+    # a different job ignores the state of this one
+    _, m3 = train_world_model(demos[:4], cfg, steps=5, progress=False, run_dir=run)
+    assert m3["resumed_from"] == 0
+
+
+def test_post_training_continues_from_init(trained, demos):
+    model, _ = trained
+    real = toy_episodes(4, seed0=200, steps=16, source=Source.REAL, policy="random")
+    post, metrics = train_world_model(demos + real, None, init=model, steps=10, progress=False)
+    assert metrics["num_real_episodes"] == 4 and metrics["num_demo_episodes"] == len(demos)
+    assert post is not model and post.cfg.latent_dim == model.cfg.latent_dim
+    # the original is untouched
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), post.state_dict().values(),
+                                                   strict=True))
+
+
+def test_bad_episodes_rejected_with_names(demos):
+    good = demos[0]
+    no_wrist = toy_episode(1, steps=5)
+    del no_wrist.images["wrist"]
+    no_wrist.extras["bag"] = "/bags/no_wrist"
+    big = toy_episode(2, steps=5, size=32)
+    kept, rejected = filter_episodes([good, no_wrist, big], ("front", "wrist"), 16)
+    assert kept == [good]
+    reasons = dict(rejected)
+    assert "missing camera(s) ['wrist']" in reasons["bag /bags/no_wrist (episode 'toy-demo-1')"]
+    assert "32x32" in reasons["episode 'toy-demo-2'"] and "16x16" in reasons["episode 'toy-demo-2'"]
+    with pytest.raises(ValueError, match="no usable episodes.*32x32"):
+        train_world_model([big], small_cfg(), steps=1, progress=False)
+    with pytest.raises(ValueError, match="WorldModelConfig.image_size"):
+        small_cfg(image_size=24).validate()
+    with pytest.raises(ValueError, match="not a WorldSample world-model checkpoint"):
+        WorldModel.from_checkpoint({"format": "something else"})

@@ -1,0 +1,120 @@
+"""Typed configuration of the world model (no torch import: cheap to import)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+ROLLOUT_MODES = ("mean", "random_member")
+
+
+@dataclass
+class WorldModelConfig:
+    """Sizes and training settings of the world model. Defaults train on 2 CPU cores at 64x64 in minutes.
+
+    Architecture: one conv encoder per camera maps a frame to a ``latent_dim`` vector; the
+    dynamics is an ensemble of ``ensemble_size`` MLPs that take the latents of the last
+    ``history`` frames of every camera, the normalised proprioception and the action, and
+    predict the residual change of every camera latent and of the proprioception; a conv
+    decoder per camera maps a latent back to a frame; a small head predicts reward, success
+    and termination. For 128x128+ set ``image_size`` (the encoder adds stride-2 stages until
+    the feature map is 4x4) and widen ``base_channels`` / ``latent_dim``; ``device="auto"``
+    picks CUDA when present.
+    """
+
+    image_size: int = 64
+    cameras: tuple[str, ...] = ("front", "wrist")
+    history: int = 2  # frames of context per camera
+    latent_dim: int = 128  # per camera
+    base_channels: int = 16
+    max_channels: int = 64
+    ensemble_size: int = 5
+    hidden_dim: int = 256
+    # training
+    batch_size: int = 16
+    rollout_steps: int = 4  # multi-step open-loop latent rollout in the loss
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0
+    recon_weight: float = 1.0  # pixel loss on autoencoded frames
+    pred_weight: float = 1.0  # pixel loss on frames decoded from predicted latents
+    latent_weight: float = 1.0  # predicted latent vs encoded (stop-grad) target latent
+    proprio_weight: float = 1.0
+    reward_weight: float = 1.0
+    done_weight: float = 0.5
+    real_fraction: float = 0.7  # share of each batch drawn from REAL episodes when demos are mixed in
+    log_every: int = 25
+    checkpoint_every: int = 200
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    # generation
+    rollout_mode: str = "mean"  # "mean" of the ensemble or a "random_member" per step and branch
+    done_threshold: float = 0.5
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+
+        def pos_int(name: str, lo: int = 1) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"WorldModelConfig.{name} must be an int >= {lo}, got {v!r}")
+
+        for name in ("history", "latent_dim", "base_channels", "max_channels", "ensemble_size",
+                     "hidden_dim", "batch_size", "rollout_steps", "log_every", "checkpoint_every"):
+            pos_int(name)
+        pos_int("image_size", 8)
+        pos_int("num_threads", 0)
+        if self.image_size & (self.image_size - 1) or self.image_size < 8:
+            raise ValueError(f"WorldModelConfig.image_size must be a power of two >= 8, got {self.image_size!r}")
+        cams = tuple(self.cameras)
+        if not cams or len(set(cams)) != len(cams) or not all(isinstance(c, str) and c for c in cams):
+            raise ValueError(f"WorldModelConfig.cameras must be distinct non-empty names, got {self.cameras!r}")
+        for name in ("lr", "grad_clip"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"WorldModelConfig.{name} must be a positive number, got {v!r}")
+        for name in ("weight_decay", "recon_weight", "pred_weight", "latent_weight", "proprio_weight",
+                     "reward_weight", "done_weight"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"WorldModelConfig.{name} must be a number >= 0, got {v!r}")
+        if not 0.0 <= self.real_fraction <= 1.0:
+            raise ValueError(f"WorldModelConfig.real_fraction must be in [0, 1], got {self.real_fraction!r}")
+        if not 0.0 < self.done_threshold < 1.0:
+            raise ValueError(f"WorldModelConfig.done_threshold must be in (0, 1), got {self.done_threshold!r}")
+        if self.rollout_mode not in ROLLOUT_MODES:
+            raise ValueError(f"WorldModelConfig.rollout_mode must be one of {ROLLOUT_MODES}, got {self.rollout_mode!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            raise ValueError(f"WorldModelConfig.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cameras"] = list(self.cameras)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorldModelConfig:
+        """Build from a dict (e.g. a saved manifest); unknown keys are an error naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"WorldModelConfig: unknown field(s) {unknown}; expected a subset of {sorted(names)}")
+        d = dict(d)
+        if "cameras" in d:
+            d["cameras"] = tuple(d["cameras"])
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return device

@@ -1,0 +1,176 @@
+"""Grounded synthetic rollouts: branch from real states, roll the world model under a policy.
+
+Each branch starts at a real state (frame history of every camera + proprioception) sampled
+from recent real episodes, then runs ``horizon`` imagined steps: the policy acts on the
+model's *predicted* frames and proprioception (the real ones at step 0), Gaussian exploration
+noise is added, and the model predicts the next frames, proprio, reward, success and
+termination. All branches run as one batch. A branch ends early at the first step whose
+predicted termination probability exceeds ``cfg.done_threshold``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from worldsample_control.core.env_protocol import ACTION_DIM
+from worldsample_control.core.episode import Episode, Source
+
+from .data import WindowSampler, filter_episodes
+
+
+class BatchPolicy(Protocol):
+    def act_batch(self, images: dict[str, np.ndarray], proprio: np.ndarray, noise_std: float = 0.0,
+                  rng: np.random.Generator | None = None) -> np.ndarray: ...
+
+
+class RandomPolicy:
+    """Uniform random actions in [-1, 1] (a legitimate exploration policy; same API as the learner's)."""
+
+    version = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act_batch(self, images: dict[str, np.ndarray], proprio: np.ndarray, noise_std: float = 0.0,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+        r = rng if rng is not None else self.rng
+        return r.uniform(-1.0, 1.0, size=(len(proprio), ACTION_DIM)).astype(np.float32)
+
+
+def load_any_policy(spec: str, seed: int = 0) -> Any:
+    """``"random"`` -> `RandomPolicy`; otherwise a learner checkpoint path via `worldsample_learner`."""
+    if spec == "random":
+        return RandomPolicy(seed)
+    if not Path(spec).exists():
+        raise FileNotFoundError(f"policy {spec!r}: expected 'random' or the path of a policy checkpoint")
+    try:
+        from worldsample_learner.core.policy import load_policy
+    except ImportError as exc:
+        raise RuntimeError(f"policy {spec!r}: loading checkpoints needs worldsample_learner.core.policy ({exc})") from exc
+    return load_policy(spec)
+
+
+def generate_branches(
+    model,
+    start_episodes: list[Episode],
+    policy: BatchPolicy,
+    num_branches: int,
+    horizon: int,
+    action_noise: float = 0.1,
+    rng: np.random.Generator | None = None,
+    policy_version: str | None = None,
+    batch_size: int = 256,
+) -> list[Episode]:
+    """``num_branches`` synthetic episodes of up to ``horizon`` steps branched from real states.
+
+    Returns Episodes with ``source=Source.SYNTHETIC``, per-step ``uncertainty`` (normalised
+    ensemble disagreement, see `model`), ``world_model_version=model.version``,
+    ``policy_version`` (default: ``policy.version``) and predicted frames as uint8 images.
+    ``extras`` name the real start (``start_episode``, ``start_step``, ``start_bag``).
+    """
+    import torch
+
+    if not hasattr(policy, "act_batch"):
+        raise ValueError(f"policy must have act_batch(images, proprio, ...), got {type(policy).__name__}")
+    for name, v in (("num_branches", num_branches), ("horizon", horizon), ("batch_size", batch_size)):
+        if not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not (np.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise!r}")
+    rng = rng if rng is not None else np.random.default_rng()
+    cfg = model.cfg
+    kept, rejected = filter_episodes(list(start_episodes), model.cameras, cfg.image_size, model.proprio_dim)
+    if not kept:
+        detail = "; ".join(f"{n}: {r}" for n, r in rejected[:5]) or "the list is empty"
+        raise ValueError(f"no usable start episodes for synthetic rollouts ({detail})")
+    pver = policy_version if policy_version is not None else str(getattr(policy, "version", ""))
+    sampler = WindowSampler(kept, model.cameras, cfg.history, 1)
+    pick = rng.integers(0, sampler.num_transitions, size=num_branches)
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**31 - 1)))
+    out: list[Episode] = []
+    model.eval()
+    for s in range(0, num_branches, batch_size):
+        idx = pick[s: s + batch_size]
+        out.extend(_rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver))
+    return out
+
+
+def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver) -> list[Episode]:
+    import torch
+
+    cfg = model.cfg
+    h = cfg.history
+    win = sampler.window(sampler.anchor_ep[idx], sampler.anchor_t[idx])
+    hist = model.encode_history({c: win.frames[c][:, :h] for c in model.cameras})
+    proprio = torch.as_tensor(win.proprio[:, 0], device=model.device)
+    frames = {c: [win.frames[c][:, h - 1]] for c in model.cameras}  # real frame at the start
+    props = [win.proprio[:, 0]]
+    acts, rews, sucs, terms, uncs = [], [], [], [], []
+    cur_images = {c: win.frames[c][:, h - 1] for c in model.cameras}
+    for _ in range(horizon):
+        a = np.asarray(policy.act_batch(cur_images, proprio.cpu().numpy().astype(np.float32), noise_std=0.0, rng=rng),
+                       dtype=np.float32)
+        if a.shape != (len(idx), ACTION_DIM) or not np.isfinite(a).all():
+            raise ValueError(f"policy.act_batch returned {a.shape} (finite={np.isfinite(a).all()}), "
+                             f"expected finite ({len(idx)}, {ACTION_DIM})")
+        if action_noise > 0:
+            a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
+        a = np.clip(a, -1.0, 1.0)
+        res = model.step(hist, proprio, a, generator=gen)
+        hist, proprio = res["hist"], res["proprio"]
+        cur_images = model.render(hist)
+        for c in model.cameras:
+            frames[c].append(cur_images[c])
+        props.append(proprio.cpu().numpy())
+        acts.append(a)
+        rews.append(res["reward"].cpu().numpy())
+        sucs.append(res["success_prob"].cpu().numpy() > cfg.done_threshold)
+        terms.append(res["terminated_prob"].cpu().numpy() > cfg.done_threshold)
+        uncs.append(res["uncertainty"].cpu().numpy())
+    term = np.stack(terms, 1)  # (B, K)
+    eps: list[Episode] = []
+    for b, i in enumerate(idx):
+        src = kept[int(sampler.anchor_ep[i])]
+        t0 = int(sampler.anchor_t[i])
+        ends = np.flatnonzero(term[b])
+        n = int(ends[0]) + 1 if len(ends) else horizon
+        terminated = np.zeros(n, bool)
+        terminated[-1] = bool(len(ends))
+        truncated = np.zeros(n, bool)
+        truncated[-1] = not terminated[-1]
+        eps.append(Episode(
+            episode_id=f"{src.task}-syn-{model.version or 'wm'}-{uuid.uuid4().hex[:10]}",
+            task=src.task,
+            source=Source.SYNTHETIC,
+            images={c: np.stack([f[b] for f in frames[c][: n + 1]]) for c in model.cameras},
+            proprio=np.stack([p[b] for p in props[: n + 1]]).astype(np.float32),
+            actions=np.stack([x[b] for x in acts[:n]]),
+            rewards=np.array([x[b] for x in rews[:n]], np.float32),
+            terminated=terminated,
+            truncated=truncated,
+            successes=np.array([x[b] for x in sucs[:n]], bool),
+            uncertainty=np.array([x[b] for x in uncs[:n]], np.float32),
+            policy_version=pver,
+            world_model_version=model.version,
+            extras={"start_episode": src.episode_id, "start_step": str(t0),
+                    "start_bag": src.extras.get("bag", "") if src.extras else ""},
+        ))
+    return eps
+
+
+def write_synthetic_bags(episodes: list[Episode], out_dir: Path | str, name: str | None = None) -> Path:
+    """Write synthetic episodes as one rosbag2 (MCAP) directory ``out_dir/name``; returns its path."""
+    from worldsample_control.core.bag_io import write_episodes_bag
+
+    if not episodes:
+        raise ValueError("write_synthetic_bags: no episodes to write")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or f"synthetic_{episodes[0].world_model_version or 'wm'}_{uuid.uuid4().hex[:8]}"
+    bag = out / name
+    if bag.exists():
+        raise FileExistsError(f"synthetic bag {bag} already exists; bags are never overwritten")
+    return write_episodes_bag(episodes, bag)

@@ -1,0 +1,341 @@
+"""Training and post-training of the world model, with crash-resume checkpoints and metrics.
+
+Loss of one batch of windows (see `data.WindowSampler`), with H history frames and a K-step
+open-loop latent rollout driven by the real actions:
+
+- ``recon``: pixel MSE of the autoencoded newest history frame and targets;
+- ``pred``: pixel MSE of the frames decoded from the *rolled-out* latents at steps 1..K
+  (each sample is rolled out by one randomly chosen ensemble member, so every member learns to
+  be decoded well and members stay diverse);
+- ``latent``: MSE of every member's predicted next latents against the encoded real frames
+  (stop-gradient targets);
+- ``proprio``: MSE of every member's predicted next (normalised) proprioception;
+- ``reward`` (MSE), ``success`` and ``terminated`` (BCE) from the outcome head.
+
+Steps past an episode's end are masked. Pre-training = train on demos from scratch;
+post-training = continue from the previous version (``init``) on real episodes with demos kept
+in the mix (``WorldModelConfig.real_fraction`` of each batch is real).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from worldsample_control.core.episode import Episode, Source
+
+from .config import WorldModelConfig
+from .data import Batch, WindowSampler, filter_episodes
+
+LOG = logging.getLogger(__name__)
+
+TRAIN_STATE = "train_state.pt"
+LOSS_KEYS = ("loss", "recon", "pred", "latent", "proprio", "reward", "success", "terminated")
+
+
+def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
+    """Losses of one batch (tensors; ``loss`` is the weighted total)."""
+    import torch
+    from torch.nn import functional as F
+
+    cfg = model.cfg
+    dev = model.device
+    h, k = cfg.history, cfg.rollout_steps
+    mask = torch.as_tensor(batch.mask, device=dev)  # (B, K)
+    msum = mask.sum().clamp_min(1.0)
+    x = {c: model.frames_to_tensor(batch.frames[c]) for c in model.cameras}  # (B, H+K, 3, S, S)
+    z = {c: model.encode(c, x[c]) for c in model.cameras}  # (B, H+K, D)
+    # autoencoding of the newest history frame and the targets (older history frames are targets elsewhere)
+    recon = sum(F.mse_loss(model.decode(c, z[c][:, h - 1:]), x[c][:, h - 1:]) for c in model.cameras) / len(model.cameras)
+    prop = model.norm_proprio(torch.as_tensor(batch.proprio, device=dev))
+    acts = torch.as_tensor(batch.actions, device=dev)
+    rew = torch.as_tensor(batch.rewards, device=dev)
+    suc = torch.as_tensor(batch.successes, device=dev)
+    term = torch.as_tensor(batch.terminated, device=dev)
+    b = mask.shape[0]
+    member = torch.randint(0, cfg.ensemble_size, (b,), generator=gen).to(dev)
+    ar = torch.arange(b, device=dev)
+    hist = {c: z[c][:, :h] for c in model.cameras}
+    p = prop[:, 0]
+    pred = latent = prop_l = rew_l = suc_l = term_l = torch.zeros((), device=dev)
+    for i in range(k):
+        m = mask[:, i]
+        zs, ps = model.dynamics(hist, p, acts[:, i])  # (N, B, C, D), (N, B, P)
+        target = torch.stack([z[c][:, h + i] for c in model.cameras], dim=1).detach()
+        latent = latent + (((zs - target) ** 2).mean(dim=(0, 2, 3)) * m).sum() / msum
+        prop_l = prop_l + (((ps - prop[:, i + 1]) ** 2).mean(dim=(0, 2)) * m).sum() / msum
+        z1, p1 = zs[member, ar], ps[member, ar]
+        for j, c in enumerate(model.cameras):
+            err = ((model.decode(c, z1[:, j]) - x[c][:, h + i]) ** 2).mean(dim=(1, 2, 3))
+            pred = pred + (err * m).sum() / msum / len(model.cameras)
+        z0 = torch.stack([hist[c][:, -1] for c in model.cameras], dim=1)
+        out = model.outcome(z0, p, acts[:, i], z1, p1)
+        rew_l = rew_l + (((out[:, 0] - rew[:, i]) ** 2) * m).sum() / msum
+        suc_l = suc_l + (F.binary_cross_entropy_with_logits(out[:, 1], suc[:, i], reduction="none") * m).sum() / msum
+        term_l = term_l + (F.binary_cross_entropy_with_logits(out[:, 2], term[:, i], reduction="none") * m).sum() / msum
+        hist = {c: torch.cat([hist[c][:, 1:], z1[:, j: j + 1]], dim=1) for j, c in enumerate(model.cameras)}
+        p = p1
+    loss = (cfg.recon_weight * recon + cfg.pred_weight * pred + cfg.latent_weight * latent
+            + cfg.proprio_weight * prop_l + cfg.reward_weight * rew_l + cfg.done_weight * (suc_l + term_l))
+    return {"loss": loss, "recon": recon, "pred": pred, "latent": latent, "proprio": prop_l,
+            "reward": rew_l, "success": suc_l, "terminated": term_l}
+
+
+def _signature(episodes: list[Episode], cfg: WorldModelConfig, steps: int, init_version: str) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"cfg": cfg.to_dict(), "steps": steps, "init": init_version}, sort_keys=True).encode())
+    for e in episodes:
+        h.update(f"{e.episode_id}:{e.length};".encode())
+    return h.hexdigest()[:16]
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def calibrate_uncertainty(model, episodes: list[Episode], max_samples: int = 512, seed: int = 0) -> float:
+    """Set ``model.uncertainty_ref`` to the median raw one-step ensemble disagreement on ``episodes``.
+
+    Use real (ideally held-out) episodes; returns the reference value.
+    """
+    import torch
+
+    sampler = WindowSampler(episodes, model.cameras, model.cfg.history, 1)
+    rng = np.random.default_rng(seed)
+    n = min(max_samples, sampler.num_transitions)
+    idx = rng.choice(sampler.num_transitions, size=n, replace=False)
+    raws = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, n, 128):
+            sl = idx[s: s + 128]
+            b = sampler.window(sampler.anchor_ep[sl], sampler.anchor_t[sl])
+            hist = model.encode_history({c: b.frames[c][:, : model.cfg.history] for c in model.cameras})
+            p = torch.as_tensor(b.proprio[:, 0], device=model.device)
+            out = model.step(hist, p, b.actions[:, 0])
+            raws.append(out["raw_uncertainty"].cpu().numpy())
+    model.train(was_training)
+    ref = float(np.median(np.concatenate(raws)))
+    ref = ref if ref > 0 else 1.0
+    model.uncertainty_ref.fill_(ref)
+    return ref
+
+
+def _plot(rows: list[dict[str, float]], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in rows]
+    for key in ("loss", "recon", "pred", "latent", "proprio"):
+        ax.plot(steps, [max(r[key], 1e-8) for r in rows], label=key)
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    tmp = png.with_name(png.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, png)
+
+
+def _write_csv(rows: list[dict[str, float]], path: Path) -> None:
+    if not rows:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def train_world_model(
+    episodes: list[Episode],
+    cfg: WorldModelConfig | None = None,
+    init=None,
+    steps: int = 1000,
+    progress: bool = True,
+    run_dir: Path | str | None = None,
+    tag: str = "train",
+    calibration_episodes: list[Episode] | None = None,
+    stop_after: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Train a world model on ``episodes`` for ``steps`` gradient steps; returns ``(model, metrics)``.
+
+    ``init`` (a `WorldModel`) continues from that model (post-training; its config wins, and
+    ``cfg`` only overrides training settings when given); otherwise a new model is built
+    from ``cfg``. Episodes that do not fit the model (cameras, image size, proprio size,
+    malformed) are skipped with a warning naming them; if none are left, ValueError.
+
+    With ``run_dir``: writes ``{run_dir}/logs/{tag}_metrics.csv`` and ``{tag}_loss.png``, and
+    every ``cfg.checkpoint_every`` steps ``{run_dir}/train_state.pt``; a later call with the same
+    episodes, config, steps and init resumes from it (a different job starts afresh). The
+    caller deletes the train state once the version is saved (`clear_train_state`).
+    ``stop_after`` ends early after that many steps of this call (used to simulate a crash).
+
+    After training, ``uncertainty_ref`` is calibrated on ``calibration_episodes`` (default: the
+    REAL training episodes, or all when there are none).
+    """
+    import torch
+
+    from .model import WorldModel, build_model
+
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if init is not None:
+        if not isinstance(init, WorldModel):
+            raise ValueError(f"init must be a WorldModel, got {type(init).__name__}")
+        base = init.cfg
+        if cfg is not None:
+            keep = ("image_size", "cameras", "history", "latent_dim", "base_channels", "max_channels",
+                    "ensemble_size", "hidden_dim")
+            cfg = WorldModelConfig.from_dict({**cfg.to_dict(), **{k: getattr(base, k) for k in keep},
+                                              "cameras": list(base.cameras)})
+        else:
+            cfg = copy.deepcopy(base)
+        proprio_dim: int | None = init.proprio_dim
+    else:
+        cfg = cfg or WorldModelConfig()
+        proprio_dim = None
+    cfg.validate()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    kept, rejected = filter_episodes(list(episodes), tuple(cfg.cameras), cfg.image_size, proprio_dim)
+    if not kept:
+        detail = "; ".join(f"{n}: {r}" for n, r in rejected[:5]) or "the list is empty"
+        raise ValueError(f"no usable episodes to train the world model on ({detail})")
+    if init is not None:
+        model = copy.deepcopy(init)
+        model.cfg = cfg
+        init_version = init.version
+    else:
+        model = build_model(cfg, kept[0].proprio.shape[1])
+        model.set_proprio_stats(np.concatenate([e.proprio for e in kept]))
+        init_version = ""
+    model.train()
+    sampler = WindowSampler(kept, tuple(cfg.cameras), cfg.history, cfg.rollout_steps, cfg.real_fraction)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rows: list[dict[str, float]] = []
+    start = 0
+    sig = _signature(kept, cfg, steps, init_version)
+    run = Path(run_dir) if run_dir is not None else None
+    state_path = run / TRAIN_STATE if run is not None else None
+    if run is not None:
+        (run / "logs").mkdir(parents=True, exist_ok=True)
+        if state_path.exists():
+            try:
+                st = torch.load(state_path, map_location="cpu", weights_only=False)
+            except Exception as exc:  # noqa: BLE001 - a damaged state file is reported and ignored
+                LOG.warning("world model: ignoring unreadable %s (%s); starting afresh", state_path, exc)
+                st = None
+            if st is not None and st.get("signature") == sig:
+                model.load_state_dict(st["model"])
+                opt.load_state_dict(st["optimizer"])
+                start = int(st["step"])
+                rows = list(st["rows"])
+                rng.bit_generator.state = st["np_rng"]
+                gen.set_state(st["torch_rng"])
+                LOG.info("world model: resuming %s from step %d", tag, start)
+                if progress:
+                    print(f"[wm] resuming from {state_path} at step {start}/{steps}", flush=True)
+            elif st is not None:
+                LOG.warning("world model: %s belongs to another training job; starting afresh", state_path)
+    t0 = time.time()
+    done_here = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=f"wm {tag}", unit="step", dynamic_ncols=True)
+    acc: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
+    nacc = 0
+    for step in range(start, steps):
+        if stop_after is not None and done_here >= stop_after:
+            break
+        batch = sampler.sample(cfg.batch_size, rng)
+        losses = compute_loss(model, batch, gen)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        done_here += 1
+        for key in LOSS_KEYS:
+            acc[key] += float(losses[key].detach())
+        nacc += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(losses['loss']):.4f}")
+        n = step + 1
+        if n % cfg.log_every == 0 or n == steps:
+            rows.append({"step": n, **{k: v / nacc for k, v in acc.items()}, "wall_s": time.time() - t0})
+            acc = {k: 0.0 for k in LOSS_KEYS}
+            nacc = 0
+            if run is not None:
+                _write_csv(rows, run / "logs" / f"{tag}_metrics.csv")
+        if state_path is not None and (n % cfg.checkpoint_every == 0) and n < steps:
+            _save_atomic({"signature": sig, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "step": n, "rows": rows, "np_rng": rng.bit_generator.state,
+                          "torch_rng": gen.get_state()}, state_path)
+    if bar is not None:
+        bar.close()
+    elapsed = time.time() - t0
+    finished = stop_after is None or done_here < stop_after or start + done_here >= steps
+    model.eval()
+    if run is not None:
+        _write_csv(rows, run / "logs" / f"{tag}_metrics.csv")
+        _plot(rows, run / "logs" / f"{tag}_loss.png", f"world model {tag}")
+    calib = calibration_episodes
+    if calib is None:
+        calib = [e for e in kept if e.source == Source.REAL] or kept
+    else:
+        calib, _ = filter_episodes(list(calib), tuple(cfg.cameras), cfg.image_size, model.proprio_dim)
+        calib = calib or kept
+    ref = calibrate_uncertainty(model, calib, seed=cfg.seed) if finished else float(model.uncertainty_ref)
+    n_real = sum(e.source == Source.REAL for e in kept)
+    metrics = {
+        "steps": int(start + done_here),
+        "steps_this_call": done_here,
+        "resumed_from": start,
+        "finished": bool(finished and start + done_here >= steps),
+        "seconds": elapsed,
+        "samples_per_s": done_here * cfg.batch_size / elapsed if elapsed > 0 and done_here else 0.0,
+        "num_episodes": len(kept),
+        "num_real_episodes": int(n_real),
+        "num_demo_episodes": int(sum(e.source == Source.DEMO for e in kept)),
+        "num_transitions": int(sampler.num_transitions),
+        "rejected": [{"episode": n, "reason": r} for n, r in rejected],
+        "uncertainty_ref": ref,
+        "init_version": init_version,
+        "final": rows[-1] if rows else {},
+    }
+    return model, metrics
+
+
+def clear_train_state(run_dir: Path | str) -> None:
+    p = Path(run_dir) / TRAIN_STATE
+    if p.exists():
+        p.unlink()
