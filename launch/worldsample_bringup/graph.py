@@ -174,6 +174,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
     specs += [
         NodeSpec("worldsample_control", "arm_control_node", "arm_control", {
             "control_hz": float(control_hz), "publish_mode": "rate", "sim": False,
+            "gripper_interface": "franka_action" if kind == "real" else "topic",
         }),
         NodeSpec("worldsample_control", "actor_node", "actor", {
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),

@@ -3,8 +3,10 @@
 Subscribes ``policy/action`` (worldsample_msgs/PolicyAction), the robot's
 ``franka_robot_state_broadcaster/current_pose`` (best effort) and ``franka_gripper/joint_states``;
 publishes ``cartesian_impedance_example_controller/equilibrium_pose`` (PoseStamped, base frame
-fr3_link0) and ``franka_gripper/width_command`` (worldsample_msgs/GripperCommand; a small bridge
-turns it into franka_msgs' Move/Grasp goals on a real gripper). Every clipped or rejected action is
+fr3_link0) and the gripper command: ``franka_gripper/width_command`` (worldsample_msgs/GripperCommand,
+``gripper_interface:=topic``, what our simulator listens to) or, on a real Franka Hand with
+``gripper_interface:=franka_action``, franka_msgs' ``franka_gripper/move`` and ``franka_gripper/grasp``
+action goals (sent when the command changes; needs franka_msgs). Every clipped or rejected action is
 reported on ``arm/safety`` (diagnostic_msgs/DiagnosticArray: reason, requested, commanded) and in
 the log. Service ``arm/reset`` (worldsample_msgs/srv/ResetEpisode): in simulation it forwards to
 ``sim/reset``; on a real arm it runs franka's error recovery (franka_msgs ErrorRecovery action,
@@ -25,7 +27,8 @@ Real Franka (franka_ros2 jazzy v3.x, FR3), started by the user:
 
     ros2 launch franka_bringup example.launch.py controller_name:=cartesian_impedance_example_controller \\
         robot_ip:=<ROBOT_IP> load_gripper:=true
-    ros2 run worldsample_control arm_control_node --ros-args -p publish_mode:=rate -p sim:=false
+    ros2 run worldsample_control arm_control_node --ros-args -p publish_mode:=rate -p sim:=false \
+        -p gripper_interface:=franka_action
 
 The cartesian_impedance_example_controller listens on ``equilibrium_pose``; the state broadcaster
 publishes current_pose. On Humble (franka_ros2 v0.1.x) there is no current_pose topic nor the
@@ -80,6 +83,10 @@ class ArmControlNode(Node):
         self.pose_wait_s = float(p("pose_wait_s", 0.5).value)
         self.gripper_speed = float(p("gripper_speed", 0.1).value)
         self.gripper_force = float(p("gripper_force", 20.0).value)
+        self.gripper_interface = p("gripper_interface", "topic").value
+        if self.gripper_interface not in ("topic", "franka_action"):
+            raise ValueError(f"parameter gripper_interface={self.gripper_interface!r}; expected 'topic' or "
+                             "'franka_action'")
         self.home_position = [float(v) for v in p("home_position", [0.5, 0.0, 0.3]).value]
         self.frame_id = p("base_frame", BASE_FRAME).value
         state_best_effort = bool(p("state_best_effort", True).value)
@@ -91,6 +98,7 @@ class ArmControlNode(Node):
             "equilibrium_pose": fr.equilibrium_pose, "gripper_width_command": fr.gripper_width_command,
             "policy_action": ws.policy_action, "arm_safety": ws.arm_safety, "arm_reset": ws.arm_reset,
             "sim_reset": ws.sim_reset, "error_recovery": fr.error_recovery_action,
+            "gripper_move": fr.gripper_move_action, "gripper_grasp": fr.gripper_grasp_action,
         }
         t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
         self.topics = t
@@ -98,6 +106,9 @@ class ArmControlNode(Node):
         state_q = qos(BEST_EFFORT if state_best_effort else RELIABLE)
         self.pub_pose = self.create_publisher(PoseStamped, t["equilibrium_pose"], qos(fr.command_qos))
         self.pub_gripper = self.create_publisher(GripperCommand, t["gripper_width_command"], qos(fr.command_qos))
+        self._franka_gripper = None
+        if self.gripper_interface == "franka_action":
+            self._franka_gripper = self._make_franka_gripper(t)
         self.pub_safety = self.create_publisher(DiagnosticArray, t["arm_safety"], qos(QoSSpec("reliable", 50)))
         self.create_subscription(PoseStamped, t["current_pose"], self._on_pose, state_q)
         self.create_subscription(JointState, t["gripper_joint_states"], self._on_gripper, state_q)
@@ -205,7 +216,10 @@ class ArmControlNode(Node):
         q = cmd.quaternion
         pose.pose.orientation.x, pose.pose.orientation.y = float(q[0]), float(q[1])
         pose.pose.orientation.z, pose.pose.orientation.w = float(q[2]), float(q[3])
-        self.pub_gripper.publish(g)  # gripper first: the lock-step simulator steps on the pose
+        if self._franka_gripper is not None:
+            self._send_franka_gripper(g)
+        else:
+            self.pub_gripper.publish(g)  # gripper first: the lock-step simulator steps on the pose
         self.pub_pose.publish(pose)
         self._flush_events()
 
@@ -231,6 +245,38 @@ class ArmControlNode(Node):
                                 hardware_id="fr3", values=[KeyValue(key="reason", value=e.reason),
                                                            KeyValue(key="requested", value=_fmt(e.requested)),
                                                            KeyValue(key="commanded", value=_fmt(e.commanded))])
+
+    # ------------------------------------------------------------------ franka gripper actions
+    def _make_franka_gripper(self, t: dict) -> dict:
+        try:
+            from franka_msgs.action import Grasp, Move  # type: ignore[import-not-found]
+            from rclpy.action import ActionClient
+        except ImportError as exc:
+            raise RuntimeError("gripper_interface:=franka_action needs franka_msgs (a franka_ros2 install); "
+                               "use gripper_interface:=topic otherwise") from exc
+        return {"Move": Move, "Grasp": Grasp, "move": ActionClient(self, Move, t["gripper_move"]),
+                "grasp": ActionClient(self, Grasp, t["gripper_grasp"]), "last": None}
+
+    def _send_franka_gripper(self, g: GripperCommand) -> None:
+        """franka_gripper Move (open to a width) / Grasp (close with force), only when the command changes."""
+        fg = self._franka_gripper
+        key = (bool(g.grasp), round(float(g.width), 4))
+        if key == fg["last"]:
+            return
+        fg["last"] = key
+        if g.grasp:
+            goal = fg["Grasp"].Goal(width=0.0, speed=float(g.speed), force=float(g.force))
+            goal.epsilon.inner, goal.epsilon.outer = 0.08, 0.08  # succeed on any object size
+            client = fg["grasp"]
+        else:
+            goal = fg["Move"].Goal(width=float(g.width), speed=float(g.speed))
+            client = fg["move"]
+        if not client.server_is_ready():
+            self.get_logger().warning("franka gripper action server not ready; gripper command dropped",
+                                      throttle_duration_sec=5.0)
+            fg["last"] = None
+            return
+        client.send_goal_async(goal)
 
     # ------------------------------------------------------------------ reset
     async def _on_reset(self, req: ResetEpisode.Request, resp: ResetEpisode.Response) -> ResetEpisode.Response:

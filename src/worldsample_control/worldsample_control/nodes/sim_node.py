@@ -14,6 +14,10 @@ publishes (every step, all with the same header stamp)
 subscribes
   cartesian_impedance_example_controller/equilibrium_pose       PoseStamped: absolute end-effector target
   franka_gripper/width_command                                  worldsample_msgs/GripperCommand
+actions (only where franka_msgs is installed)
+  franka_gripper/move, franka_gripper/grasp                     franka_msgs/action/Move, Grasp (set the width
+                                                                used from the next step; lock-step then steps
+                                                                on the pose after ``gripper_wait_s``)
 service
   sim/reset                                                     worldsample_msgs/srv/ResetEpisode: re-randomise
 
@@ -113,6 +117,7 @@ class SimNode(Node):
         self.create_subscription(PoseStamped, t["equilibrium_pose"], self._on_pose, qos(CMD_QOS))
         self.create_subscription(GripperCommand, t["gripper_width_command"], self._on_gripper, qos(CMD_QOS))
         self.create_service(ResetEpisode, t["sim_reset"], self._on_reset)
+        self._gripper_actions = self._franka_gripper_servers()
 
         self._pending_pose: PoseStamped | None = None
         self._pending_since = 0.0
@@ -208,6 +213,27 @@ class SimNode(Node):
         if len(self._gripper_cmds) > 50:
             self._gripper_cmds.pop(next(iter(self._gripper_cmds)))
         self._try_lockstep()
+
+    def _franka_gripper_servers(self) -> list:
+        """franka_gripper/move and /grasp action servers, where franka_msgs is installed."""
+        try:
+            from franka_msgs.action import Grasp, Move  # type: ignore[import-not-found]
+            from rclpy.action import ActionServer
+        except ImportError:
+            return []
+
+        def move(handle):
+            self._width = float(handle.request.width)
+            handle.succeed()
+            return Move.Result(success=True)
+
+        def grasp(handle):
+            self._width = 0.0
+            handle.succeed()
+            return Grasp.Result(success=True)
+
+        return [ActionServer(self, Move, "franka_gripper/move", move),
+                ActionServer(self, Grasp, "franka_gripper/grasp", grasp)]
 
     def _try_lockstep(self, timed_out: bool = False) -> None:
         msg = self._pending_pose
