@@ -185,3 +185,34 @@ def test_arm_control_rejects_nan_and_clips_huge_actions(tmp_path):
             rclpy.shutdown()
         codes = graph.stop()
     assert all(c == 0 for c in codes.values()), codes
+
+
+def test_process_graph_escalates_signals_and_reports_failures(tmp_path):
+    from worldsample_bringup.graph import NodeSpec, format_param
+    from worldsample_bringup.process_runner import NodeFailed, ProcessGraph
+
+    (tmp_path / "polite.py").write_text(
+        "import sys, time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    sys.exit(0)\n")
+    (tmp_path / "stubborn.py").write_text(
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    (tmp_path / "crash.py").write_text("import sys\nsys.exit(3)\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    specs = [NodeSpec("p", "polite", "polite", {"a": 1, "s": "x y", "n": "1.5", "l": ["u", "v"], "b": True},
+                      [("in", "out")], module="polite"),
+             NodeSpec("p", "stubborn", "stubborn", module="stubborn")]
+    graph = ProcessGraph(specs, env=env, log_dir=tmp_path / "logs", sigint_timeout_s=1.0, sigterm_timeout_s=1.0)
+    with graph:
+        assert graph.wait(lambda: all("] ready" in graph.log_tail(n) for n in ("polite", "stubborn")), timeout=20)
+        codes = graph.stop()
+    assert codes == {"stubborn": -9, "polite": 0}
+    log = (tmp_path / "logs" / "polite.log").read_text()
+    for arg in ("__node:=polite", "a:=1", "s:=x y", "n:='1.5'", "l:=[u, v]", "b:=true", "in:=out"):
+        assert arg in log
+    assert format_param("true") == "'true'" and format_param(2.0) == "2.0"
+    with pytest.raises(ValueError, match="empty list"):
+        format_param([])
+    crash = ProcessGraph([NodeSpec("p", "crash", "crash", module="crash")], env=env, log_dir=tmp_path / "logs2")
+    with crash, pytest.raises(NodeFailed, match="crash.*code 3"):
+        crash.wait(lambda: False, timeout=20)

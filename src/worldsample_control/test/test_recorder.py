@@ -159,7 +159,7 @@ def _transition(eid: str, step: int, rng):
 @pytest.mark.ros
 @pytest.mark.slow
 @pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
-@pytest.mark.parametrize("stop", ["sigint", "sigkill"])
+@pytest.mark.parametrize("stop", ["sigint", "sigterm", "sigkill"])
 def test_recorder_node_stop_and_recovery(tmp_path, stop):
     env = _ros_env()
     os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
@@ -199,7 +199,7 @@ def test_recorder_node_stop_and_recovery(tmp_path, stop):
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, f"recorder logged {n}/4 messages within 20 s"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT if stop == "sigint" else signal.SIGKILL)
+        proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[stop])
         proc.wait(timeout=20)
         bag = out / eid
         if stop == "sigkill":
