@@ -1,0 +1,154 @@
+"""Soft actor-critic with a LayerNorm critic ensemble, in the spirit of RLPD / HIL-SERL.
+
+- critic target: ``r + discount * (1 - terminated) * (min over a random subset of
+  num_min_critics target critics of Q(s', a') - alpha * log pi(a'|s'))``
+- ``utd_ratio`` critic updates per call of `update`, one actor + temperature update
+- pixels: the conv encoder is trained by the critic loss only (actor sees detached features),
+  random-shift augmentation on every image batch, a Polyak-averaged target encoder.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import AgentConfig
+from .networks import Actor, CriticEnsemble, ObsEncoder
+from .replay import ObsSpec
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def obs_spec_of(cfg: AgentConfig) -> ObsSpec:
+    cams = tuple(cfg.cameras) if cfg.obs_mode == "pixels" else ()
+    return ObsSpec(cfg.proprio_dim, cfg.state_dim if cfg.obs_mode == "state" else 0, cams, cfg.image_size,
+                   cfg.action_dim)
+
+
+class SACAgent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.spec = obs_spec_of(cfg)
+        self.encoder = ObsEncoder(cfg).to(self.device)
+        d = self.encoder.out_dim
+        self.actor = Actor(d, cfg).to(self.device)
+        self.critic = CriticEnsemble(d, cfg).to(self.device)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=self.device, requires_grad=True)
+        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -cfg.action_dim / 2.0
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(list(self.critic.parameters()) + list(self.encoder.parameters()),
+                                           lr=cfg.critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.updates = 0
+        self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+
+    # ------------------------------------------------------------------ tensors
+    def obs_to_torch(self, obs: dict[str, Any]) -> dict[str, Any]:
+        dev = self.device
+        out: dict[str, Any] = {"proprio": torch.as_tensor(np.asarray(obs["proprio"], np.float32), device=dev)}
+        if self.spec.state_dim:
+            out["state"] = torch.as_tensor(np.asarray(obs["state"], np.float32), device=dev)
+        out["images"] = {c: torch.as_tensor(np.ascontiguousarray(obs["images"][c]), device=dev) for c in self.spec.cameras}
+        return out
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs: dict[str, Any], deterministic: bool = False) -> np.ndarray:
+        """Actions (B, A) in [-1, 1] for a batch of numpy observations."""
+        feat = self.encoder(self.obs_to_torch(obs))
+        a = self.actor.mean_action(feat) if deterministic else self.actor.sample(feat)[0]
+        return a.cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def q_values(self, obs: dict[str, Any], action: np.ndarray) -> np.ndarray:
+        """Q of every critic (N, B) for numpy observations and actions."""
+        feat = self.encoder(self.obs_to_torch(obs))
+        return self.critic(feat, torch.as_tensor(np.asarray(action, np.float32), device=self.device)).cpu().numpy()
+
+    @torch.no_grad()
+    def target_values(self, batch: dict[str, Any]) -> np.ndarray:
+        """Bootstrapped critic target (B,) of a batch (same formula as training, mean over critics)."""
+        nxt = self.obs_to_torch(batch["next_obs"])
+        feat = self.encoder(nxt)
+        a, logp = self.actor.sample(feat)
+        q = self.target_critic(self.target_encoder(nxt), a).mean(0) - self.alpha * logp
+        r = torch.as_tensor(batch["reward"], device=self.device)
+        done = torch.as_tensor(batch["terminated"], device=self.device).float()
+        return (r + self.cfg.discount * (1.0 - done) * q).cpu().numpy()
+
+    # ------------------------------------------------------------------ learning
+    def update(self, batches: list[dict[str, Any]]) -> dict[str, float]:
+        """One critic step per batch (the UTD steps), then one actor and temperature step on the last."""
+        if not batches:
+            raise ValueError("SACAgent.update: no batches given")
+        cfg = self.cfg
+        info: dict[str, float] = {}
+        for batch in batches:
+            obs = self.obs_to_torch(batch["obs"])
+            nxt = self.obs_to_torch(batch["next_obs"])
+            act = torch.as_tensor(batch["action"], device=self.device)
+            rew = torch.as_tensor(batch["reward"], device=self.device)
+            done = torch.as_tensor(batch["terminated"], device=self.device).float()
+            with torch.no_grad():
+                nfeat = self.encoder(nxt, augment=True)
+                na, nlogp = self.actor.sample(nfeat)
+                tq = self.target_critic(self.target_encoder(nxt, augment=True), na)
+                sub = torch.randperm(cfg.num_critics, generator=self._gen)[: cfg.num_min_critics].to(self.device)
+                tq = tq[sub].min(0).values - self.alpha * nlogp
+                target = rew + cfg.discount * (1.0 - done) * tq
+            q = self.critic(self.encoder(obs, augment=True), act)
+            critic_loss = F.mse_loss(q, target.unsqueeze(0).expand_as(q))
+            self.critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.critic_opt.step()
+            with torch.no_grad():
+                for p, tp in zip(self.critic.parameters(), self.target_critic.parameters(), strict=True):
+                    tp.lerp_(p, cfg.tau)
+                for p, tp in zip(self.encoder.parameters(), self.target_encoder.parameters(), strict=True):
+                    tp.lerp_(p, cfg.tau)
+            self.updates += 1
+        # actor + temperature on the last batch
+        with torch.no_grad():
+            feat = self.encoder(obs, augment=True)
+        a, logp = self.actor.sample(feat)
+        qa = self.critic(feat, a).mean(0)
+        actor_loss = (self.alpha.detach() * logp - qa).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        info.update(critic_loss=float(critic_loss.detach()), actor_loss=float(actor_loss.detach()), alpha=float(self.alpha.detach()),
+                    entropy=float(-logp.mean()), q_mean=float(q.mean()))
+        src = np.asarray(batches[-1]["source"])
+        qm = q.detach().mean(0).cpu().numpy()
+        for name, code in (("q_real", 0), ("q_synthetic", 1), ("q_demo", 2)):
+            m = src == code
+            info[name] = float(qm[m].mean()) if m.any() else float("nan")
+        return info
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.state_dict(), "actor": self.actor.state_dict(),
+                "critic": self.critic.state_dict(), "target_encoder": self.target_encoder.state_dict(),
+                "target_critic": self.target_critic.state_dict(), "log_alpha": self.log_alpha.detach().cpu(),
+                "updates": self.updates}

@@ -1,0 +1,174 @@
+"""Typed configuration of the learner: agent (SAC), replay, PPL and the in-process driver.
+
+No torch import here: cheap to import from the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+OBS_MODES: tuple[str, ...] = ("state", "pixels")
+PPL_MODES: tuple[str, ...] = ("rl-only", "naive", "selection", "schedule", "ppl")
+
+
+def _positive(owner: str, name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner}.{name} must be a positive finite number, got {value!r}")
+
+
+def _unit(owner: str, name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{owner}.{name} must be in [0, 1], got {value!r}")
+
+
+@dataclass
+class AgentConfig:
+    """SAC with a LayerNorm critic ensemble (RLPD / HIL-SERL style).
+
+    ``obs_mode="pixels"``: a small conv encoder over every camera (shared by actor and critic,
+    trained through the critic loss, random-shift augmented) + proprio. ``obs_mode="state"``:
+    an MLP over proprio + privileged sim state (fast CPU experiments).
+    """
+
+    obs_mode: str = "state"
+    cameras: tuple[str, ...] = ("front", "wrist")
+    image_size: int = 64
+    proprio_dim: int = 7
+    state_dim: int = 0  # privileged state size (state mode); 0 = proprio only
+    action_dim: int = 4
+    hidden_dim: int = 256
+    hidden_layers: int = 2
+    feature_dim: int = 64  # conv encoder output per camera set (pixels)
+    encoder_channels: int = 32
+    num_critics: int = 10
+    num_min_critics: int = 2  # min over a random subset of this many for the target
+    discount: float = 0.97
+    tau: float = 0.005
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    init_alpha: float = 0.1
+    target_entropy: float | None = None  # None: -action_dim / 2
+    batch_size: int = 256
+    utd_ratio: int = 4  # critic updates per environment step
+    augment_pad: int = 4  # random-shift padding [px] (pixels)
+    demo_fraction: float = 0.5  # of the non-synthetic part of a batch (symmetric sampling)
+    device: str = "auto"  # "auto" = cuda if available else cpu
+    seed: int = 0
+
+    def validate(self) -> None:
+        o = "AgentConfig"
+        if self.obs_mode not in OBS_MODES:
+            raise ValueError(f"{o}.obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        if self.obs_mode == "pixels" and not self.cameras:
+            raise ValueError(f"{o}.cameras must name at least one camera for obs_mode='pixels'")
+        for name in ("proprio_dim", "action_dim", "hidden_dim", "hidden_layers", "batch_size", "utd_ratio",
+                     "num_critics", "num_min_critics", "image_size", "feature_dim", "encoder_channels"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")
+        if not isinstance(self.state_dim, int) or self.state_dim < 0:
+            raise ValueError(f"{o}.state_dim must be an int >= 0, got {self.state_dim!r}")
+        if self.num_min_critics > self.num_critics:
+            raise ValueError(f"{o}.num_min_critics ({self.num_min_critics}) must be <= num_critics ({self.num_critics})")
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "tau"):
+            _positive(o, name, getattr(self, name))
+        _unit(o, "discount", self.discount)
+        _unit(o, "demo_fraction", self.demo_fraction)
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"{o}.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 200_000  # per store, in memory (oldest dropped first; the disk keeps everything)
+    synthetic_capacity: int = 50_000  # synthetic data goes stale: a smaller window
+    chunk_size: int = 2_000  # transitions per npz chunk on disk
+    store_images: bool | None = None  # None: only when obs_mode == "pixels"
+
+
+@dataclass
+class PPLConfig:
+    """Policy-Paced Learning: which synthetic transitions are trusted and how many are used.
+
+    Trust of a synthetic transition = ``exp(-u / uncertainty_scale) * exp(-v / value_risk_scale)``
+    with ``u`` the world model's uncertainty and ``v`` the value-inflation risk (critic-ensemble
+    disagreement + excess of its Q over the largest Q on real data, both normalised by the real
+    Q spread). Admission needs ``trust >= threshold``. The pace ``p`` in [0, 1] combines real
+    progress (recent success rate and its trend) and world-model fidelity, and is damped by the
+    overestimation indicator; the threshold falls, and the synthetic share and rollout horizon
+    grow, with ``p``.
+    """
+
+    mode: str = "ppl"
+    # selection
+    uncertainty_scale: float = 0.5
+    value_risk_scale: float = 1.0
+    threshold_max: float = 0.8  # admission threshold at pace 0 (strict)
+    threshold_min: float = 0.3  # admission threshold at pace 1
+    fixed_threshold: float = 0.5  # "selection" mode (no pacing)
+    # schedule
+    share_min: float = 0.05
+    share_max: float = 0.5
+    naive_share: float = 0.5  # "naive" and "selection" modes
+    horizon_min: int = 3
+    horizon_max: int = 15
+    naive_horizon: int = 10
+    progress_weight: float = 0.6
+    fidelity_weight: float = 0.4
+    trend_gain: float = 2.0  # success-rate slope per window added to progress
+    success_window: int = 20  # real episodes in the progress estimate
+    overestimation_tolerance: float = 0.5  # normalised q_syn - q_real at which the share reaches 0
+    initial_fidelity: float = 0.0  # until the world model reports one
+
+    def validate(self) -> None:
+        o = "PPLConfig"
+        if self.mode not in PPL_MODES:
+            raise ValueError(f"{o}.mode must be one of {PPL_MODES}, got {self.mode!r}")
+        for name in ("uncertainty_scale", "value_risk_scale", "overestimation_tolerance"):
+            _positive(o, name, getattr(self, name))
+        for name in ("threshold_max", "threshold_min", "fixed_threshold", "share_min", "share_max",
+                     "naive_share", "progress_weight", "fidelity_weight", "initial_fidelity"):
+            _unit(o, name, getattr(self, name))
+        if self.threshold_min > self.threshold_max:
+            raise ValueError(f"{o}.threshold_min ({self.threshold_min}) must be <= threshold_max ({self.threshold_max})")
+        if self.share_min > self.share_max:
+            raise ValueError(f"{o}.share_min ({self.share_min}) must be <= share_max ({self.share_max})")
+        for name in ("horizon_min", "horizon_max", "naive_horizon", "success_window"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")
+        if self.horizon_min > self.horizon_max:
+            raise ValueError(f"{o}.horizon_min ({self.horizon_min}) must be <= horizon_max ({self.horizon_max})")
+
+
+@dataclass
+class LearnConfig:
+    """The in-process training driver (`train_in_process`)."""
+
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    ppl: PPLConfig = field(default_factory=PPLConfig)
+    env_steps: int = 20_000  # real environment steps
+    warmup_steps: int = 500  # env steps before updates start (random actions if no demos)
+    eval_every: int = 2_000  # env steps
+    eval_episodes: int = 10
+    synthetic_every: int = 1_000  # env steps between synthetic-branch requests
+    synthetic_branches: int = 16
+    synthetic_noise: float = 0.1  # action noise for synthetic branches
+    checkpoint_every: int = 5_000  # env steps; 0 = only at the end
+    log_every: int = 500  # env steps between metric rows / PPL windows
+    seed: int = 0
+
+    def validate(self) -> None:
+        self.agent.validate()
+        self.ppl.validate()
+        for name in ("env_steps", "eval_every", "eval_episodes", "synthetic_every", "synthetic_branches", "log_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"LearnConfig.{name} must be an int >= 1, got {v!r}")
+        for name in ("warmup_steps", "checkpoint_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"LearnConfig.{name} must be an int >= 0, got {v!r}")

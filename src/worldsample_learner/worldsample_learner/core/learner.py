@@ -1,0 +1,182 @@
+"""`Learner`: the agent + the three replay stores + PPL, shared by the in-process driver and the ROS node.
+
+Batch composition: ``round(batch_size * synthetic_share)`` synthetic transitions (when any are
+admitted), the rest split ``demo_fraction`` / ``1 - demo_fraction`` between demo and real data
+(symmetric sampling, RLPD style; all from the non-empty one when the other is empty).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from worldsample_control.core.episode import Episode, Source
+
+from .agent import SACAgent
+from .config import AgentConfig, PPLConfig, ReplayConfig
+from .ppl import PPLController, q_scale_of
+from .replay import AddReport, ReplayStore, Transition, concat_batches, episode_rows, subset_rows
+
+log = logging.getLogger(__name__)
+
+
+class SyntheticSource(Protocol):
+    """Anything that produces synthetic branches for a policy (the world model, a static pool, ...)."""
+
+    def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]: ...
+
+
+class Learner:
+    def __init__(self, agent_cfg: AgentConfig, ppl_cfg: PPLConfig | None = None,
+                 replay_cfg: ReplayConfig | None = None, replay_dir: str | Path | None = None) -> None:
+        self.agent = SACAgent(agent_cfg)
+        self.cfg = agent_cfg
+        self.ppl = PPLController(ppl_cfg)
+        rc = replay_cfg or ReplayConfig()
+        spec = self.agent.spec
+        if rc.store_images is False and spec.cameras:
+            raise ValueError("ReplayConfig.store_images=False contradicts AgentConfig.obs_mode='pixels'")
+        d = Path(replay_dir) if replay_dir is not None else None
+        self.demo = ReplayStore("demo", spec, rc.capacity, d / "demo" if d else None, rc.chunk_size)
+        self.real = ReplayStore("real", spec, rc.capacity, d / "real" if d else None, rc.chunk_size)
+        self.synthetic = ReplayStore("synthetic", spec, rc.synthetic_capacity, d / "synthetic" if d else None,
+                                     rc.chunk_size)
+        self.rng = np.random.default_rng(agent_cfg.seed)
+        self._window: dict[str, list[float]] = {"q_real": [], "q_synthetic": [], "critic_loss": [], "alpha": []}
+        self.last_info: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ data in
+    def add_demo_episode(self, ep: Episode) -> AddReport:
+        return self.demo.add_episode(ep)
+
+    def add_real_episode(self, ep: Episode, count_progress: bool = True) -> AddReport:
+        rep = self.real.add_episode(ep)
+        if count_progress and rep.added:
+            self.ppl.observe_real_episode(ep.success)
+        return rep
+
+    def add_transition(self, tr: Transition) -> AddReport:
+        """A single transition (the ROS topic path). Synthetic ones go through PPL selection."""
+        if int(tr.source) == Source.SYNTHETIC:
+            rows_rep = AddReport()
+            from .replay import transition_rows
+
+            try:
+                rows, problems = transition_rows(tr, self.agent.spec)
+            except (TypeError, ValueError):
+                rows, problems = {}, ["invalid"]
+            if problems:
+                rows_rep.rejected[problems[0]] += 1
+                self.synthetic.rejected.update(rows_rep.rejected)
+                return rows_rep
+            return self._admit_rows(rows)
+        store = self.demo if int(tr.source) == Source.DEMO else self.real
+        return store.add_transition(tr)
+
+    def add_synthetic_episodes(self, episodes: list[Episode]) -> AddReport:
+        """Score every synthetic transition, admit the trusted ones into the synthetic store."""
+        total = AddReport()
+        for ep in episodes:
+            rows, problems = episode_rows(ep, self.agent.spec)
+            if problems:
+                total.rejected[problems[0]] += ep.length
+                self.ppl.rejected["invalid"] += ep.length
+                continue
+            total.merge(self._admit_rows(rows))
+        return total
+
+    def _admit_rows(self, rows: dict[str, Any]) -> AddReport:
+        n = len(rows["episode_id"])
+        # replay-level validity first (shapes, NaN, action range): those are "invalid" for PPL
+        ok, reasons = self.synthetic._validate(rows, n)
+        rep = AddReport(rejected=Counter(reasons))
+        if reasons:
+            self.ppl.rejected["invalid"] += int(sum(reasons.values()))
+        if not ok.any():
+            return rep
+        rows = subset_rows(rows, ok)
+        unc = np.asarray(rows["uncertainty"], np.float32)
+        q_ens, q_real_max = self._value_inputs(rows)
+        scores = self.ppl.score(unc, q_ens, q_real_max)
+        mask, ppl_reasons = self.ppl.admit(scores)
+        rep.rejected.update(ppl_reasons)
+        rows = dict(rows)
+        rows["trust"] = scores.trust
+        if mask.any():
+            rep.merge(self.synthetic.add_rows(subset_rows(rows, mask)))
+        return rep
+
+    def _value_inputs(self, rows: dict[str, Any]) -> tuple[np.ndarray | None, float]:
+        """Critic-ensemble Q (N, B) on synthetic rows and the largest mean Q on a real sample."""
+        base = self.real if len(self.real) else self.demo
+        if len(base) == 0 or self.agent.updates == 0:
+            return None, float("inf")
+        from .replay import batch_from_flat
+
+        flat = {k: np.asarray(v) for k, v in rows.items() if k != "episode_id"}
+        batch = batch_from_flat(flat, self.agent.spec)
+        qs = [self.agent.q_values(_slice_obs(batch["obs"], i, i + 512), batch["action"][i:i + 512])
+              for i in range(0, len(batch["action"]), 512)]
+        q_ens = np.concatenate(qs, axis=1)
+        real = base.sample(min(1024, len(base)), self.rng)
+        q_real = self.agent.q_values(real["obs"], real["action"]).mean(0)
+        self.ppl.observe_q(self.ppl.q_real, self.ppl.q_synthetic, q_scale_of(q_real))
+        return q_ens, float(np.max(q_real))
+
+    # ------------------------------------------------------------------ training
+    def can_train(self) -> bool:
+        return len(self.real) + len(self.demo) > 0
+
+    def sample_batch(self) -> dict[str, Any]:
+        bs = self.cfg.batch_size
+        n_syn = int(round(bs * self.ppl.synthetic_share())) if len(self.synthetic) else 0
+        rest = bs - n_syn
+        if len(self.demo) and len(self.real):
+            n_demo = int(round(rest * self.cfg.demo_fraction))
+        elif len(self.demo):
+            n_demo = rest
+        else:
+            n_demo = 0
+        n_real = rest - n_demo
+        parts = []
+        if n_demo:
+            parts.append(self.demo.sample(n_demo, self.rng))
+        if n_real:
+            parts.append(self.real.sample(n_real, self.rng))
+        if n_syn:
+            parts.append(self.synthetic.sample(n_syn, self.rng))
+        return concat_batches(parts)
+
+    def train_step(self) -> dict[str, float]:
+        """``utd_ratio`` critic updates and one actor update."""
+        if not self.can_train():
+            raise RuntimeError("Learner.train_step: no demo or real transitions yet")
+        info = self.agent.update([self.sample_batch() for _ in range(self.cfg.utd_ratio)])
+        for k in self._window:
+            if np.isfinite(info.get(k, float("nan"))):
+                self._window[k].append(info[k])
+        self.last_info = info
+        return info
+
+    def close_window(self) -> dict[str, Any]:
+        """End an update window: feed the window's mean Q on real / synthetic data to PPL, return its status."""
+        qr = float(np.mean(self._window["q_real"])) if self._window["q_real"] else float("nan")
+        qs = float(np.mean(self._window["q_synthetic"])) if self._window["q_synthetic"] else float("nan")
+        self.ppl.observe_q(qr, qs)
+        status = self.ppl.status(self.agent.updates)
+        status["critic_loss"] = float(np.mean(self._window["critic_loss"])) if self._window["critic_loss"] else float("nan")
+        status["alpha"] = float(np.mean(self._window["alpha"])) if self._window["alpha"] else float("nan")
+        for k in self._window:
+            self._window[k] = []
+        return status
+
+    def flush(self) -> None:
+        for s in (self.demo, self.real, self.synthetic):
+            s.flush()
+
+
+def _slice_obs(obs: dict[str, Any], a: int, b: int) -> dict[str, Any]:
+    return {k: ({c: x[a:b] for c, x in v.items()} if isinstance(v, dict) else v[a:b]) for k, v in obs.items()}

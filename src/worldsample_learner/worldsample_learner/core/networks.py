@@ -1,0 +1,145 @@
+"""Networks: observation encoder (pixels or state), tanh-Gaussian actor, LayerNorm critic ensemble."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AgentConfig
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Random-shift augmentation (DrQ idea): replicate-pad by ``pad`` and crop back at a random offset.
+
+    ``x`` float (B, C, H, W); each sample gets its own integer shift in [-pad, pad].
+    """
+    if pad <= 0:
+        return x
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    # integer shifts expressed as a sampling grid over the padded image
+    eps = 1.0 / (h + 2 * pad)
+    base_y = torch.linspace(-1.0 + eps, 1.0 - eps, h + 2 * pad, device=x.device)[:h]
+    base_x = torch.linspace(-1.0 + eps, 1.0 - eps, w + 2 * pad, device=x.device)[:w]
+    gy, gx = torch.meshgrid(base_y, base_x, indexing="ij")
+    grid = torch.stack((gx, gy), dim=-1).unsqueeze(0).expand(b, h, w, 2)
+    shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2), device=x.device).float() * (2.0 / (h + 2 * pad))
+    return F.grid_sample(padded, grid + shift, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+class ObsEncoder(nn.Module):
+    """Observation -> feature vector.
+
+    pixels: every camera's frame is stacked on the channel axis, passed through a 4-layer conv
+    net, projected to ``feature_dim`` with LayerNorm + tanh and concatenated with proprio.
+    state: proprio (+ privileged state) passed through unchanged.
+    """
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pixels = cfg.obs_mode == "pixels"
+        if self.pixels:
+            c = cfg.encoder_channels
+            in_ch = 3 * len(cfg.cameras)
+            self.conv = nn.Sequential(
+                nn.Conv2d(in_ch, c, 3, stride=2), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
+            )
+            with torch.no_grad():
+                n = self.conv(torch.zeros(1, in_ch, cfg.image_size, cfg.image_size)).numel()
+            self.proj = nn.Sequential(nn.Linear(n, cfg.feature_dim), nn.LayerNorm(cfg.feature_dim), nn.Tanh())
+            self.out_dim = cfg.feature_dim + cfg.proprio_dim
+        else:
+            self.out_dim = cfg.proprio_dim + cfg.state_dim
+
+    def forward(self, obs: dict[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
+        proprio = obs["proprio"]
+        if not self.pixels:
+            if self.cfg.state_dim:
+                return torch.cat([proprio, obs["state"]], dim=-1)
+            return proprio
+        frames = [obs["images"][c] for c in self.cfg.cameras]  # uint8 (B, H, W, 3)
+        x = torch.cat(frames, dim=-1).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        if augment:
+            x = random_shift(x, self.cfg.augment_pad)
+        h = self.conv(x).flatten(1)
+        return torch.cat([self.proj(h), proprio], dim=-1)
+
+
+def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, layer_norm: bool = True) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = in_dim
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden)]
+        if layer_norm:
+            mods += [nn.LayerNorm(hidden)]
+        mods += [nn.ReLU()]
+        d = hidden
+    mods.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*mods)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian policy over features."""
+
+    def __init__(self, in_dim: int, cfg: AgentConfig) -> None:
+        super().__init__()
+        self.net = mlp(in_dim, cfg.hidden_dim, cfg.hidden_layers, 2 * cfg.action_dim)
+
+    def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self.net(feat).chunk(2, dim=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
+        return mu, log_std
+
+    def sample(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action in (-1, 1) and its log-probability (B,)."""
+        mu, log_std = self(feat)
+        std = log_std.exp()
+        u = mu + std * torch.randn_like(mu)
+        a = torch.tanh(u)
+        logp = (-0.5 * ((u - mu) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = logp - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return a, logp
+
+    def mean_action(self, feat: torch.Tensor) -> torch.Tensor:
+        mu, _ = self(feat)
+        return torch.tanh(mu)
+
+
+class EnsembleLinear(nn.Module):
+    def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, B, in) -> (N, B, out)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """``num_critics`` independent LayerNorm MLP Q-functions evaluated in one batched pass."""
+
+    def __init__(self, in_dim: int, cfg: AgentConfig) -> None:
+        super().__init__()
+        self.n = cfg.num_critics
+        layers: list[nn.Module] = []
+        d = in_dim + cfg.action_dim
+        for _ in range(cfg.hidden_layers):
+            layers += [EnsembleLinear(self.n, d, cfg.hidden_dim), nn.LayerNorm(cfg.hidden_dim), nn.ReLU()]
+            d = cfg.hidden_dim
+        layers.append(EnsembleLinear(self.n, d, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q-values (N, B)."""
+        x = torch.cat([feat, action], dim=-1).unsqueeze(0).expand(self.n, -1, -1)
+        return self.net(x).squeeze(-1)

@@ -1,0 +1,377 @@
+"""Replay stores for demo, real and synthetic transitions, persisted on disk in npz chunks.
+
+A `ReplayStore` holds transitions of one kind in memory (a ring of ``capacity``; the oldest
+are dropped first) and, when given a directory, appends every accepted transition to
+``chunk-NNNNNN.npz`` files there (written atomically, ``chunk_size`` transitions each, plus
+the remainder on `flush`/`close`). Re-opening the directory reloads every chunk. Every
+transition is keyed by ``(episode_id, step, source)``: a key seen before is skipped (counted
+as a duplicate), so replaying the same bags or messages after a restart never duplicates.
+
+Bad input (wrong shapes, NaN/inf, actions outside [-1, 1], missing camera or state) is
+rejected with a count per reason, never raised into training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from worldsample_control.core.episode import Episode, Source
+
+log = logging.getLogger(__name__)
+
+ACTION_TOLERANCE = 1e-4
+_SCALARS = ("reward", "terminated", "truncated", "success", "uncertainty", "trust", "step", "source")
+
+
+@dataclass
+class ObsSpec:
+    """What a store (and a policy) needs of an observation. ``cameras=()`` stores no images."""
+
+    proprio_dim: int
+    state_dim: int = 0
+    cameras: tuple[str, ...] = ()
+    image_size: int = 64
+    action_dim: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"proprio_dim": self.proprio_dim, "state_dim": self.state_dim, "cameras": list(self.cameras),
+                "image_size": self.image_size, "action_dim": self.action_dim}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ObsSpec:
+        return cls(int(d["proprio_dim"]), int(d["state_dim"]), tuple(d["cameras"]), int(d["image_size"]),
+                   int(d["action_dim"]))
+
+
+@dataclass
+class Transition:
+    """One (s, a, r, s') step as plain arrays (the core form of worldsample_msgs/Transition)."""
+
+    episode_id: str
+    step: int
+    source: Source
+    proprio: np.ndarray
+    action: np.ndarray
+    reward: float
+    next_proprio: np.ndarray
+    terminated: bool = False
+    truncated: bool = False
+    success: bool = False
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    next_images: dict[str, np.ndarray] = field(default_factory=dict)
+    state: np.ndarray | None = None
+    next_state: np.ndarray | None = None
+    uncertainty: float = 0.0
+    trust: float = 1.0
+    task: str = ""
+
+
+@dataclass
+class AddReport:
+    added: int = 0
+    duplicates: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def merge(self, other: AddReport) -> None:
+        self.added += other.added
+        self.duplicates += other.duplicates
+        self.rejected.update(other.rejected)
+
+    @property
+    def rejected_total(self) -> int:
+        return int(sum(self.rejected.values()))
+
+
+def episode_rows(ep: Episode, spec: ObsSpec) -> tuple[dict[str, Any], list[str]]:
+    """Arrays of every transition of ``ep`` (leading axis T) in store layout; problems as strings."""
+    t = ep.length
+    problems: list[str] = []
+    rows: dict[str, Any] = {
+        "proprio": ep.proprio[:-1], "next_proprio": ep.proprio[1:], "action": ep.actions,
+        "reward": ep.rewards, "terminated": ep.terminated, "truncated": ep.truncated, "success": ep.successes,
+        "uncertainty": ep.uncertainty, "trust": ep.trust,
+        "step": np.arange(t, dtype=np.int64), "source": np.full(t, int(ep.source), np.int64),
+        "episode_id": [ep.episode_id] * t,
+    }
+    if spec.state_dim:
+        if ep.states is None:
+            problems.append("missing_state")
+        else:
+            rows["state"], rows["next_state"] = ep.states[:-1], ep.states[1:]
+    for cam in spec.cameras:
+        if cam not in ep.images:
+            problems.append("missing_camera")
+            continue
+        rows[f"img_{cam}"], rows[f"next_img_{cam}"] = ep.images[cam][:-1], ep.images[cam][1:]
+    return rows, problems
+
+
+def transition_rows(tr: Transition, spec: ObsSpec) -> tuple[dict[str, Any], list[str]]:
+    problems: list[str] = []
+    rows: dict[str, Any] = {
+        "proprio": np.asarray(tr.proprio, np.float32)[None], "next_proprio": np.asarray(tr.next_proprio, np.float32)[None],
+        "action": np.asarray(tr.action, np.float32)[None], "reward": np.asarray([tr.reward], np.float32),
+        "terminated": np.asarray([tr.terminated]), "truncated": np.asarray([tr.truncated]),
+        "success": np.asarray([tr.success]), "uncertainty": np.asarray([tr.uncertainty], np.float32),
+        "trust": np.asarray([tr.trust], np.float32), "step": np.asarray([tr.step], np.int64),
+        "source": np.asarray([int(tr.source)], np.int64), "episode_id": [tr.episode_id],
+    }
+    if spec.state_dim:
+        if tr.state is None or tr.next_state is None or len(tr.state) == 0 or len(tr.next_state) == 0:
+            problems.append("missing_state")
+        else:
+            rows["state"] = np.asarray(tr.state, np.float32)[None]
+            rows["next_state"] = np.asarray(tr.next_state, np.float32)[None]
+    for cam in spec.cameras:
+        if cam not in tr.images or cam not in tr.next_images:
+            problems.append("missing_camera")
+            continue
+        rows[f"img_{cam}"] = np.asarray(tr.images[cam])[None]
+        rows[f"next_img_{cam}"] = np.asarray(tr.next_images[cam])[None]
+    return rows, problems
+
+
+class ReplayStore:
+    """Transitions of one kind (demo / real / synthetic) in memory, optionally persisted to ``directory``."""
+
+    def __init__(self, name: str, spec: ObsSpec, capacity: int = 200_000, directory: str | Path | None = None,
+                 chunk_size: int = 2_000) -> None:
+        if capacity < 1:
+            raise ValueError(f"ReplayStore {name!r}: capacity must be >= 1, got {capacity}")
+        if chunk_size < 1:
+            raise ValueError(f"ReplayStore {name!r}: chunk_size must be >= 1, got {chunk_size}")
+        self.name, self.spec, self.capacity, self.chunk_size = name, spec, int(capacity), int(chunk_size)
+        s = spec
+        self._shapes: dict[str, tuple[tuple[int, ...], Any]] = {
+            "proprio": ((s.proprio_dim,), np.float32), "next_proprio": ((s.proprio_dim,), np.float32),
+            "action": ((s.action_dim,), np.float32), "reward": ((), np.float32), "terminated": ((), bool),
+            "truncated": ((), bool), "success": ((), bool), "uncertainty": ((), np.float32),
+            "trust": ((), np.float32), "step": ((), np.int64), "source": ((), np.int64),
+        }
+        if s.state_dim:
+            self._shapes["state"] = ((s.state_dim,), np.float32)
+            self._shapes["next_state"] = ((s.state_dim,), np.float32)
+        for cam in s.cameras:
+            for k in (f"img_{cam}", f"next_img_{cam}"):
+                self._shapes[k] = ((s.image_size, s.image_size, 3), np.uint8)
+        self._data = {k: np.zeros((self.capacity, *shape), dtype) for k, (shape, dtype) in self._shapes.items()}
+        self._ids: list[str] = [""] * self.capacity
+        self._size = 0
+        self._pos = 0
+        self._keys: set[tuple[str, int, int]] = set()
+        self.total_added = 0
+        self.rejected: Counter = Counter()
+        self.duplicates = 0
+        self.directory = Path(directory) if directory is not None else None
+        self._pending: list[dict[str, Any]] = []
+        self._pending_n = 0
+        self._next_chunk = 0
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._load_chunks()
+
+    # ------------------------------------------------------------------ size
+    def __len__(self) -> int:
+        return self._size
+
+    def contains(self, episode_id: str, step: int, source: Source | int) -> bool:
+        return (episode_id, int(step), int(source)) in self._keys
+
+    # ------------------------------------------------------------------ adding
+    def add_episode(self, ep: Episode) -> AddReport:
+        rows, problems = episode_rows(ep, self.spec)
+        if problems:
+            rep = AddReport(rejected=Counter({problems[0]: ep.length}))
+            self.rejected.update(rep.rejected)
+            log.warning("replay %s: episode %s rejected (%s)", self.name, ep.episode_id, problems[0])
+            return rep
+        return self._add_rows(rows)
+
+    def add_transition(self, tr: Transition) -> AddReport:
+        try:
+            rows, problems = transition_rows(tr, self.spec)
+        except (TypeError, ValueError) as e:  # unconvertible values
+            log.warning("replay %s: transition %s/%s rejected: %s", self.name, tr.episode_id, tr.step, e)
+            rep = AddReport(rejected=Counter({"invalid": 1}))
+            self.rejected.update(rep.rejected)
+            return rep
+        if problems:
+            rep = AddReport(rejected=Counter({problems[0]: 1}))
+            self.rejected.update(rep.rejected)
+            return rep
+        return self._add_rows(rows)
+
+    def add_rows(self, rows: dict[str, Any]) -> AddReport:
+        """Add rows in `episode_rows` layout (validated, deduplicated, persisted)."""
+        return self._add_rows(rows)
+
+    def _validate(self, rows: dict[str, Any], n: int) -> tuple[np.ndarray, Counter]:
+        """Mask of good rows and rejection counts by reason (first reason per row)."""
+        ok = np.ones(n, bool)
+        reasons: Counter = Counter()
+        for k, (shape, _dtype) in self._shapes.items():
+            arr = np.asarray(rows[k])
+            if arr.shape != (n, *shape):
+                return np.zeros(n, bool), Counter({"shape": n})
+        for k, (_shape, dtype) in self._shapes.items():
+            if dtype is np.float32:
+                bad = ~np.isfinite(np.asarray(rows[k], np.float64).reshape(n, -1)).all(axis=1) & ok
+                reasons["nan_or_inf"] += int(bad.sum())
+                ok &= ~bad
+        act = np.asarray(rows["action"], np.float32)
+        bad = (np.abs(act) > 1.0 + ACTION_TOLERANCE).any(axis=1) & ok
+        reasons["action_range"] += int(bad.sum())
+        ok &= ~bad
+        for cam in self.spec.cameras:
+            for k in (f"img_{cam}", f"next_img_{cam}"):
+                if np.asarray(rows[k]).dtype != np.uint8:
+                    return np.zeros(n, bool), Counter({"image_dtype": n})
+        return ok, Counter({k: v for k, v in reasons.items() if v})
+
+    def _add_rows(self, rows: dict[str, Any], persist: bool = True) -> AddReport:
+        ids = rows["episode_id"]
+        n = len(ids)
+        rep = AddReport()
+        if n == 0:
+            return rep
+        ok, reasons = self._validate(rows, n)
+        rep.rejected.update(reasons)
+        steps = np.asarray(rows["step"]).reshape(-1) if np.asarray(rows["step"]).shape == (n,) else np.zeros(n, int)
+        sources = np.asarray(rows["source"]).reshape(-1) if np.asarray(rows["source"]).shape == (n,) else np.zeros(n, int)
+        keep = []
+        for i in np.flatnonzero(ok):
+            key = (str(ids[i]), int(steps[i]), int(sources[i]))
+            if key in self._keys:
+                rep.duplicates += 1
+                continue
+            self._keys.add(key)
+            keep.append(i)
+        if rep.rejected:
+            log.warning("replay %s: rejected %s", self.name, dict(rep.rejected))
+        self.rejected.update(rep.rejected)
+        self.duplicates += rep.duplicates
+        if not keep:
+            return rep
+        idx = np.asarray(keep)
+        sel = {k: np.asarray(rows[k], dtype)[idx] for k, (_s, dtype) in self._shapes.items()}
+        sel_ids = [str(ids[i]) for i in keep]
+        m = len(keep)
+        slots = (self._pos + np.arange(m)) % self.capacity
+        if m > self.capacity:  # only the newest fit in memory
+            slots, sel_mem, ids_mem = slots[-self.capacity:], {k: v[-self.capacity:] for k, v in sel.items()}, sel_ids[-self.capacity:]
+        else:
+            sel_mem, ids_mem = sel, sel_ids
+        for k, v in sel_mem.items():
+            self._data[k][slots] = v
+        for s, eid in zip(slots, ids_mem, strict=True):
+            self._ids[int(s)] = eid
+        self._pos = int((self._pos + m) % self.capacity)
+        self._size = min(self.capacity, self._size + m)
+        self.total_added += m
+        rep.added = m
+        if persist and self.directory is not None:
+            sel["episode_id"] = np.asarray(sel_ids)
+            self._pending.append(sel)
+            self._pending_n += m
+            if self._pending_n >= self.chunk_size:
+                self.flush()
+        return rep
+
+    # ------------------------------------------------------------------ persistence
+    def flush(self) -> Path | None:
+        """Write pending transitions as the next chunk file (atomic). Returns its path."""
+        if self.directory is None or not self._pending:
+            return None
+        data = {k: np.concatenate([p[k] for p in self._pending]) for k in self._pending[0]}
+        path = self.directory / f"chunk-{self._next_chunk:06d}.npz"
+        tmp = self.directory / f".chunk-{self._next_chunk:06d}.npz.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, **data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._next_chunk += 1
+        self._pending, self._pending_n = [], 0
+        return path
+
+    def close(self) -> None:
+        self.flush()
+
+    def _load_chunks(self) -> None:
+        assert self.directory is not None
+        chunks = sorted(self.directory.glob("chunk-*.npz"))
+        for path in chunks:
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    rows = {k: z[k] for k in z.files}
+                rows["episode_id"] = [str(x) for x in rows["episode_id"]]
+            except Exception as e:  # noqa: BLE001 - a corrupt chunk must not stop the learner
+                log.error("replay %s: skipping unreadable chunk %s: %s", self.name, path, e)
+                continue
+            missing = [k for k in self._shapes if k not in rows]
+            if missing:
+                log.error("replay %s: skipping chunk %s: fields %s missing (other obs spec?)", self.name, path, missing)
+                continue
+            self._add_rows(rows, persist=False)
+        if chunks:
+            self._next_chunk = int(chunks[-1].stem.split("-")[1]) + 1
+            log.info("replay %s: reloaded %d transitions from %d chunks", self.name, len(self), len(chunks))
+
+    # ------------------------------------------------------------------ reading
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
+        if self._size == 0:
+            raise ValueError(f"ReplayStore {self.name!r} is empty; cannot sample {n}")
+        return self.gather(rng.integers(0, self._size, size=n))
+
+    def gather(self, idx: np.ndarray) -> dict[str, Any]:
+        """Batch dict: obs / next_obs ({images, proprio, state}), action, reward, terminated, ..."""
+        d = {k: v[idx] for k, v in self._data.items()}
+        return batch_from_flat(d, self.spec)
+
+    def recent_indices(self, n: int) -> np.ndarray:
+        """Indices of the newest ``n`` transitions in memory."""
+        n = min(n, self._size)
+        return (self._pos - 1 - np.arange(n)) % self.capacity if self._size == self.capacity else np.arange(self._size - n, self._size)
+
+    def keys(self) -> set[tuple[str, int, int]]:
+        return set(self._keys)
+
+    def stats(self) -> dict[str, Any]:
+        return {"size": len(self), "total_added": self.total_added, "duplicates": self.duplicates,
+                "rejected": dict(self.rejected)}
+
+
+def batch_from_flat(d: dict[str, np.ndarray], spec: ObsSpec) -> dict[str, Any]:
+    def obs(prefix: str) -> dict[str, Any]:
+        o: dict[str, Any] = {"proprio": d[f"{prefix}proprio"], "images": {c: d[f"{prefix}img_{c}"] for c in spec.cameras}}
+        if spec.state_dim:
+            o["state"] = d[f"{prefix}state"]
+        return o
+
+    return {"obs": obs(""), "next_obs": obs("next_"), "action": d["action"], "reward": d["reward"],
+            "terminated": d["terminated"], "truncated": d["truncated"], "success": d["success"],
+            "uncertainty": d["uncertainty"], "trust": d["trust"], "source": d["source"]}
+
+
+def concat_batches(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Concatenate batch dicts (same layout) along the first axis."""
+    batches = [b for b in batches if len(b["action"])]
+
+    def cat(values: list[Any]) -> Any:
+        if isinstance(values[0], dict):
+            return {k: cat([v[k] for v in values]) for k in values[0]}
+        return np.concatenate(values)
+
+    return cat(batches)
+
+
+def subset_rows(rows: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    """Rows of an `episode_rows` dict where ``mask`` is true."""
+    idx = np.flatnonzero(mask)
+    return {k: ([v[i] for i in idx] if isinstance(v, list) else np.asarray(v)[idx]) for k, v in rows.items()}

@@ -1,0 +1,300 @@
+"""In-process training driver: policy on a sim env, updates, evaluation, PPL-scheduled synthetic data.
+
+`train_in_process` alternates one environment step with one learner step (``utd_ratio``
+critic updates), evaluates the deterministic policy every ``eval_every`` env steps, asks the
+synthetic source for branches every ``synthetic_every`` env steps (horizon and admission per
+PPL), and writes ``metrics.csv``, ``eval.csv``, ``ppl.csv``, ``plots.png`` and policy
+checkpoints under ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from worldsample_control.core.env_protocol import Env, Observation
+from worldsample_control.core.episode import Episode, Source
+from worldsample_control.core.rollout import evaluate
+
+from .config import LearnConfig
+from .learner import Learner, SyntheticSource
+from .policy import checkpoint_path, policy_from_agent, save_policy
+from .ppl import CsvLog, flat_status
+
+log = logging.getLogger(__name__)
+
+
+class StaticSyntheticSource:
+    """A fixed pool of synthetic episodes (e.g. loaded from bags); hands out slices cut to ``horizon``."""
+
+    def __init__(self, episodes: list[Episode]) -> None:
+        if not episodes:
+            raise ValueError("StaticSyntheticSource: the pool of synthetic episodes is empty")
+        self.episodes = episodes
+        self._next = 0
+
+    def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
+        out = []
+        for _ in range(num_branches):
+            ep = self.episodes[self._next % len(self.episodes)]
+            self._next += 1
+            out.append(truncate_episode(ep, horizon))
+        return out
+
+
+def truncate_episode(ep: Episode, horizon: int) -> Episode:
+    if horizon >= ep.length:
+        return ep
+    h = max(1, int(horizon))
+    return Episode(
+        episode_id=ep.episode_id, task=ep.task, source=ep.source,
+        images={c: v[: h + 1] for c, v in ep.images.items()}, proprio=ep.proprio[: h + 1], actions=ep.actions[:h],
+        rewards=ep.rewards[:h], terminated=ep.terminated[:h], truncated=ep.truncated[:h], successes=ep.successes[:h],
+        uncertainty=ep.uncertainty[:h], trust=ep.trust[:h], policy_version=ep.policy_version,
+        world_model_version=ep.world_model_version, seed=ep.seed,
+        states=None if ep.states is None else ep.states[: h + 1],
+    )
+
+
+def make_task_env(task: str, cfg: LearnConfig) -> Env:
+    from worldsample_control.core.sim import EnvConfig, make_env
+
+    a = cfg.agent
+    pixels = a.obs_mode == "pixels"
+    return make_env(task, EnvConfig(image_size=a.image_size, cameras=tuple(a.cameras), render=pixels,
+                                    seed=cfg.seed))
+
+
+def _episode_from_buffer(env: Env, buf: dict[str, list], seed: int, version: str) -> Episode:
+    return Episode(
+        episode_id=f"{env.task}-real-{seed}-{uuid.uuid4().hex[:8]}", task=env.task, source=Source.REAL,
+        images={c: np.stack(v) for c, v in buf["images"].items()} if buf["images"] else {},
+        proprio=np.stack(buf["proprio"]), actions=np.stack(buf["actions"]),
+        rewards=np.asarray(buf["rewards"], np.float32), terminated=np.asarray(buf["terminated"], bool),
+        truncated=np.asarray(buf["truncated"], bool), successes=np.asarray(buf["successes"], bool),
+        states=None if any(s is None for s in buf["states"]) else np.stack(buf["states"]),
+        policy_version=version, seed=seed,
+    )
+
+
+def _new_buffer(obs: Observation, cams: tuple[str, ...]) -> dict[str, list]:
+    return {"images": {c: [obs.images[c]] for c in cams}, "proprio": [obs.proprio], "states": [obs.state],
+            "actions": [], "rewards": [], "terminated": [], "truncated": [], "successes": []}
+
+
+def _obs_batch(obs: Observation, cams: tuple[str, ...], state: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {"proprio": np.asarray(obs.proprio, np.float32)[None],
+                         "images": {c: obs.images[c][None] for c in cams}}
+    if state:
+        d["state"] = np.asarray(obs.state, np.float32)[None]
+    return d
+
+
+def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episode],
+                     synthetic_source: SyntheticSource | None, out_dir: str | Path,
+                     eval_env: Env | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train a policy on ``task_or_env``; returns final/best success, curves and paths."""
+    cfg.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_task_env(task_or_env, cfg) if isinstance(task_or_env, str) else task_or_env
+    if eval_env is None:
+        eval_env = make_task_env(task_or_env, cfg) if isinstance(task_or_env, str) else env
+    a = cfg.agent
+    obs = env.reset(seed=cfg.seed)
+    a.proprio_dim = int(np.asarray(obs.proprio).shape[0])
+    a.action_dim = int(env.action_dim)
+    if a.obs_mode == "state":
+        if obs.state is None and a.state_dim:
+            raise ValueError(f"obs_mode='state' needs Observation.state from env {env.task!r}, which gives none")
+        a.state_dim = 0 if obs.state is None else int(np.asarray(obs.state).shape[0])
+    else:
+        missing = [c for c in a.cameras if c not in obs.images]
+        if missing:
+            raise ValueError(f"obs_mode='pixels' needs cameras {missing} that env {env.task!r} does not render")
+        a.image_size = int(obs.images[a.cameras[0]].shape[0])
+    a.seed = cfg.seed
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    learner = Learner(a, cfg.ppl, cfg.replay, None)
+    for ep in demos:
+        rep = learner.add_demo_episode(ep)
+        if rep.rejected:
+            log.warning("demo %s: %s", ep.episode_id, dict(rep.rejected))
+    if demos and len(learner.demo) == 0:
+        raise ValueError("none of the demo episodes could be used (see the warnings above for reasons)")
+    pixels = a.obs_mode == "pixels"
+    cams = tuple(a.cameras) if pixels else ()
+    state_mode = a.obs_mode == "state" and a.state_dim > 0
+    metrics = CsvLog(out / "metrics.csv")
+    evals = CsvLog(out / "eval.csv")
+    ppl_log = CsvLog(out / "ppl.csv")
+    rng = np.random.default_rng(cfg.seed)
+    policy = policy_from_agent(learner.agent, 0)
+    ep_seed = cfg.seed * 100_000
+    obs = env.reset(seed=ep_seed)
+    buf = _new_buffer(obs, cams)
+    ep_returns: list[float] = []
+    ep_return = 0.0
+    version = 0
+    t_start = time.time()
+    synthetic_calls = 0
+
+    def run_eval(step: int) -> dict[str, Any]:
+        r = evaluate(eval_env, policy, cfg.eval_episodes, seed0=1_000_000 + cfg.seed * 1000)
+        row = {"env_steps": step, "success_rate": r["success_rate"], "mean_return": r["mean_return"],
+               "mean_length": r["mean_length"], "updates": learner.agent.updates, "wall_s": time.time() - t_start}
+        evals.write(row)
+        if progress:
+            print(f"[learn {cfg.ppl.mode}] env_steps={step} success={r['success_rate']:.2f} "
+                  f"return={r['mean_return']:.2f} updates={learner.agent.updates} "
+                  f"share={learner.ppl.synthetic_share():.2f} ({time.time() - t_start:.0f}s)", flush=True)
+        return row
+
+    for step in range(1, cfg.env_steps + 1):
+        if step <= cfg.warmup_steps and not demos:
+            action = rng.uniform(-1, 1, size=a.action_dim).astype(np.float32)
+        else:
+            action = learner.agent.act(_obs_batch(obs, cams, state_mode), deterministic=False)[0]
+        res = env.step(action)
+        executed = np.asarray(res.info.get("clipped_action", np.clip(action, -1, 1)), np.float32)
+        buf["actions"].append(executed)
+        buf["rewards"].append(res.reward)
+        buf["terminated"].append(res.terminated)
+        ep_len = len(buf["actions"])
+        trunc = bool(res.truncated or (ep_len >= env.max_episode_steps and not res.terminated))
+        buf["truncated"].append(trunc)
+        buf["successes"].append(res.success)
+        obs = res.observation
+        for c in cams:
+            buf["images"][c].append(obs.images[c])
+        buf["proprio"].append(obs.proprio)
+        buf["states"].append(obs.state)
+        ep_return += float(res.reward)
+        if res.terminated or trunc:
+            learner.add_real_episode(_episode_from_buffer(env, buf, ep_seed, policy.version))
+            ep_returns.append(ep_return)
+            ep_return = 0.0
+            ep_seed += 1
+            obs = env.reset(seed=ep_seed)
+            buf = _new_buffer(obs, cams)
+        if step > cfg.warmup_steps and learner.can_train():
+            learner.train_step()
+        if (synthetic_source is not None and cfg.ppl.mode != "rl-only" and step % cfg.synthetic_every == 0
+                and step > cfg.warmup_steps and len(learner.real)):
+            fid = getattr(synthetic_source, "fidelity", None)
+            if callable(fid):
+                f = fid()
+                if f is not None and math.isfinite(f):
+                    learner.ppl.observe_fidelity(float(np.clip(f, 0.0, 1.0)))
+            horizon = learner.ppl.rollout_horizon()
+            if horizon > 0:
+                branches = synthetic_source.generate(policy, cfg.synthetic_branches, horizon)
+                learner.add_synthetic_episodes(branches)
+                synthetic_calls += 1
+        if step % cfg.log_every == 0:
+            status = learner.close_window()
+            ppl_log.write(flat_status(status))
+            n_scored = status["admitted"] + status["rejected"]
+            metrics.write({
+                "env_steps": step, "updates": learner.agent.updates, "episodes": len(ep_returns),
+                "train_return": float(np.mean(ep_returns[-10:])) if ep_returns else float("nan"),
+                "train_success_rate": status["real_success_rate"], "q_real": status["q_real"],
+                "q_synthetic": status["q_synthetic"], "synthetic_share": status["synthetic_share"],
+                "admission_threshold": status["admission_threshold"], "rollout_horizon": status["rollout_horizon"],
+                "admission_rate": status["admitted"] / n_scored if n_scored else float("nan"),
+                "synthetic_size": len(learner.synthetic), "critic_loss": status["critic_loss"],
+                "alpha": status["alpha"], "wall_s": time.time() - t_start,
+            })
+        if step % cfg.eval_every == 0:
+            run_eval(step)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            version += 1
+            save_policy(learner.agent, out / "checkpoints", version, {"env_steps": step, "mode": cfg.ppl.mode})
+    if cfg.env_steps % cfg.eval_every != 0:
+        run_eval(cfg.env_steps)
+    version += 1
+    final_ckpt = save_policy(learner.agent, out / "checkpoints", version,
+                             {"env_steps": cfg.env_steps, "mode": cfg.ppl.mode})
+    plot_run(out)
+    curve = [(r["env_steps"], r["success_rate"]) for r in evals.rows]
+    results = {
+        "mode": cfg.ppl.mode, "final_success_rate": curve[-1][1], "best_success_rate": max(s for _, s in curve),
+        "success_curve": curve, "updates": learner.agent.updates, "env_steps": cfg.env_steps,
+        "synthetic_calls": synthetic_calls, "ppl_status": learner.ppl.status(learner.agent.updates),
+        "replay": {s.name: s.stats() for s in (learner.demo, learner.real, learner.synthetic)},
+        "checkpoint": str(final_ckpt), "wall_s": time.time() - t_start,
+        "steps_to_success": steps_to(curve, 0.5),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    assert checkpoint_path(out / "checkpoints", version) == final_ckpt
+    return results
+
+
+def steps_to(curve: list[tuple[int, float]], level: float) -> int | None:
+    """First evaluated env step with success rate >= level (None if never)."""
+    for s, v in curve:
+        if v >= level:
+            return int(s)
+    return None
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    import csv
+
+    if not path.exists():
+        return {}
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+
+    def num(x: str) -> float:
+        try:
+            return float(x)
+        except ValueError:
+            return float("nan")
+
+    return {k: np.asarray([num(r[k]) for r in rows]) for k in rows[0]}
+
+
+def plot_run(out_dir: str | Path) -> Path:
+    """plots.png: success vs env steps, returns, Q real vs synthetic, synthetic share, admission rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    m, e = _read_csv(out / "metrics.csv"), _read_csv(out / "eval.csv")
+    fig, axes = plt.subplots(1, 5, figsize=(22, 3.8))
+    if e:
+        axes[0].plot(e["env_steps"], e["success_rate"], marker="o")
+    axes[0].set(title="eval success rate", xlabel="env steps", ylim=(-0.05, 1.05))
+    if m:
+        axes[1].plot(m["env_steps"], m["train_return"], label="train (last 10)")
+        if e:
+            axes[1].plot(e["env_steps"], e["mean_return"], marker="o", label="eval")
+        axes[1].legend()
+        axes[2].plot(m["env_steps"], m["q_real"], label="Q real")
+        axes[2].plot(m["env_steps"], m["q_synthetic"], label="Q synthetic")
+        axes[2].legend()
+        axes[3].plot(m["env_steps"], m["synthetic_share"], label="share")
+        axes[3].plot(m["env_steps"], m["admission_threshold"], label="threshold")
+        axes[3].legend()
+        axes[4].plot(m["env_steps"], m["admission_rate"])
+    axes[1].set(title="returns", xlabel="env steps")
+    axes[2].set(title="critic estimates", xlabel="env steps")
+    axes[3].set(title="PPL schedule", xlabel="env steps")
+    axes[4].set(title="synthetic admission rate (cumulative)", xlabel="env steps", ylim=(-0.05, 1.05))
+    fig.tight_layout()
+    path = out / "plots.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
