@@ -138,7 +138,7 @@ class SACAgent:
         alpha_loss.backward()
         self.alpha_opt.step()
         info.update(critic_loss=float(critic_loss.detach()), actor_loss=float(actor_loss.detach()), alpha=float(self.alpha.detach()),
-                    entropy=float(-logp.mean()), q_mean=float(q.mean()))
+                    entropy=float(-logp.detach().mean()), q_mean=float(q.detach().mean()))
         src = np.asarray(batches[-1]["source"])
         qm = q.detach().mean(0).cpu().numpy()
         for name, code in (("q_real", 0), ("q_synthetic", 1), ("q_demo", 2)):

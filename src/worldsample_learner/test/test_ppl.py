@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+from helpers import make_episode
+from worldsample_control.core.episode import Source
+from worldsample_learner.core.config import AgentConfig, PPLConfig
+from worldsample_learner.core.learner import Learner
+from worldsample_learner.core.ppl import PPLController
+
+
+def _ctl(mode="ppl", **kw):
+    return PPLController(PPLConfig(mode=mode, **kw))
+
+
+def test_trust_combines_uncertainty_and_value_risk():
+    c = _ctl()
+    c.q_scale = 1.0
+    q_agree = np.full((4, 3), 1.0)
+    s = c.score(np.array([0.0, 0.5, 2.0]), q_agree, q_real_max=5.0)
+    np.testing.assert_allclose(s.trust, np.exp(-np.array([0.0, 0.5, 2.0]) / 0.5), rtol=1e-6)
+    q = np.array([[1.0, 0.0, 9.0], [1.0, 2.0, 9.0], [1.0, 0.0, 9.0], [1.0, 2.0, 9.0]])
+    s = c.score(np.zeros(3), q, q_real_max=5.0)
+    # agreement and below the real max: full trust; disagreement (std 1); inflated above real max (9 - 5)
+    np.testing.assert_allclose(s.trust, [1.0, np.exp(-1.0), np.exp(-4.0)], rtol=1e-6)
+
+
+def test_admission_threshold_admits_and_rejects_with_reasons():
+    c = _ctl()  # no progress, no fidelity: threshold = threshold_max = 0.8
+    assert c.admission_threshold() == pytest.approx(0.8)
+    c.q_scale = 1.0
+    unc = np.array([0.0, 0.05, 1.0, 0.0, np.nan])
+    q = np.ones((4, 5))
+    q[:, 3] = [0.0, 3.0, 0.0, 3.0]  # disagreement 1.5 -> value factor exp(-1.5)
+    mask, reasons = c.admit(c.score(unc, q, q_real_max=2.0))
+    # trust: 1, exp(-0.1)=0.905 (>= 0.8), exp(-2)=0.135, 0.22, invalid
+    assert mask.tolist() == [True, True, False, False, False]
+    assert reasons == {"uncertainty": 1, "value_inflation": 1, "invalid": 1}
+    st = c.status(7)
+    assert st["admitted"] == 2 and st["rejected"] == 3 and st["learner_step"] == 7
+    assert dict(zip(st["rejection_reasons"], st["rejection_counts"], strict=True)) == reasons
+
+
+def test_schedule_grows_with_progress_and_fidelity_and_shrinks_with_overestimation():
+    c = _ctl()
+    share0, hor0, thr0 = c.synthetic_share(), c.rollout_horizon(), c.admission_threshold()
+    for s in [0, 0, 0, 0, 1, 1, 1, 1]:
+        c.observe_real_episode(bool(s))
+    share1, hor1, thr1 = c.synthetic_share(), c.rollout_horizon(), c.admission_threshold()
+    assert share1 > share0 and hor1 > hor0 and thr1 < thr0
+    c.observe_fidelity(0.9)
+    share2, hor2, thr2 = c.synthetic_share(), c.rollout_horizon(), c.admission_threshold()
+    assert share2 > share1 and hor2 >= hor1 and thr2 < thr1
+    # a rising trend counts more than the same rate falling
+    rising, falling = _ctl(), _ctl()
+    for s in [0, 0, 1, 1]:
+        rising.observe_real_episode(bool(s))
+    for s in [1, 1, 0, 0]:
+        falling.observe_real_episode(bool(s))
+    assert rising.synthetic_share() > falling.synthetic_share()
+    # overestimation: Q on synthetic above Q on real shrinks the share, horizon; raises the threshold
+    c.observe_q(q_real=1.0, q_synthetic=1.0, q_scale=1.0)
+    assert c.synthetic_share() == pytest.approx(share2)
+    c.observe_q(q_real=1.0, q_synthetic=1.25, q_scale=1.0)
+    share3 = c.synthetic_share()
+    assert share3 < share2 and c.admission_threshold() > thr2 and c.overestimation() == pytest.approx(0.25)
+    c.observe_q(q_real=1.0, q_synthetic=3.0, q_scale=1.0)
+    assert c.synthetic_share() == 0.0 and c.rollout_horizon() == c.cfg.horizon_min
+
+
+def test_ablation_modes_behave_as_named():
+    unc = np.array([0.0, 3.0])  # one trusted, one very uncertain
+    progress = [1, 1, 1, 1]
+
+    def run(mode):
+        c = _ctl(mode)
+        before = (c.synthetic_share(), c.rollout_horizon())
+        for s in progress:
+            c.observe_real_episode(bool(s))
+        after = (c.synthetic_share(), c.rollout_horizon())
+        mask, reasons = c.admit(c.score(unc, None, np.inf))
+        return before, after, mask.tolist(), reasons
+
+    b, a, m, r = run("rl-only")
+    assert b == a == (0.0, 0) and m == [False, False] and r == {"disabled": 2}
+    b, a, m, r = run("naive")
+    assert b == a == (0.5, 10) and m == [True, True]
+    b, a, m, r = run("selection")
+    assert b == a == (0.5, 10) and m == [True, False] and r == {"uncertainty": 1}
+    b, a, m, r = run("schedule")
+    assert a[0] > b[0] and a[1] > b[1] and m == [True, True]
+    b, a, m, r = run("ppl")
+    assert a[0] > b[0] and m == [True, False]
+    # invalid data is never admitted, whatever the mode
+    for mode in ("naive", "schedule"):
+        c = _ctl(mode)
+        assert c.admit(c.score(np.array([np.inf]), None, np.inf))[0].tolist() == [False]
+
+
+def test_bad_config_and_fidelity_named():
+    with pytest.raises(ValueError, match="PPLConfig.mode"):
+        PPLController(PPLConfig(mode="magic"))
+    with pytest.raises(ValueError, match="threshold_min"):
+        PPLController(PPLConfig(threshold_min=0.9, threshold_max=0.5))
+    with pytest.raises(ValueError, match="fidelity"):
+        _ctl().observe_fidelity(1.5)
+
+
+def _learner(mode):
+    cfg = AgentConfig(obs_mode="state", state_dim=2, hidden_dim=32, num_critics=4, batch_size=40, utd_ratio=1)
+    return Learner(cfg, PPLConfig(mode=mode))
+
+
+def test_learner_selects_synthetic_and_mixes_batches_by_share():
+    for mode, expect_admitted in (("naive", 10), ("ppl", 5), ("rl-only", 0)):
+        lr = _learner(mode)
+        lr.add_demo_episode(make_episode("d", t=20, source=Source.DEMO, cams=()))
+        lr.add_real_episode(make_episode("r", t=20, cams=(), seed=1))
+        unc = np.array([0.0] * 5 + [5.0] * 5, np.float32)
+        syn = make_episode("s", t=10, source=Source.SYNTHETIC, cams=(), seed=2, uncertainty=unc)
+        bad = make_episode("s-bad", t=3, source=Source.SYNTHETIC, cams=(), seed=3)
+        bad.actions[0, 0] = 2.0
+        rep = lr.add_synthetic_episodes([syn, bad])
+        assert len(lr.synthetic) == expect_admitted + (2 if mode != "rl-only" else 0), mode
+        assert rep.rejected.get("action_range") == 1
+        batch = lr.sample_batch()
+        n_syn = int((batch["source"] == Source.SYNTHETIC).sum())
+        assert n_syn == round(40 * lr.ppl.synthetic_share()), mode
+        n_demo = int((batch["source"] == Source.DEMO).sum())
+        assert n_demo == round((40 - n_syn) * 0.5)
+        info = lr.train_step()
+        assert np.isfinite(info["critic_loss"])
+        st = lr.close_window()
+        assert st["mode"] == mode and st["learner_step"] == 1

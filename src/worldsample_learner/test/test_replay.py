@@ -1,0 +1,104 @@
+import numpy as np
+from helpers import make_episode
+from worldsample_control.core.episode import Source
+from worldsample_learner.core.replay import ObsSpec, ReplayStore, Transition
+
+SPEC = ObsSpec(proprio_dim=7, state_dim=2, cameras=("front", "wrist"), image_size=8)
+
+
+def _tr(eid="e", step=0, **kw):
+    rng = np.random.default_rng(step)
+    d = dict(episode_id=eid, step=step, source=Source.REAL, proprio=rng.normal(size=7).astype(np.float32),
+             action=np.zeros(4, np.float32), reward=0.5, next_proprio=np.zeros(7, np.float32),
+             images={c: np.zeros((8, 8, 3), np.uint8) for c in SPEC.cameras},
+             next_images={c: np.ones((8, 8, 3), np.uint8) for c in SPEC.cameras},
+             state=np.zeros(2, np.float32), next_state=np.ones(2, np.float32))
+    d.update(kw)
+    return Transition(**d)
+
+
+def test_persistence_round_trip_no_loss_no_duplicates(tmp_path):
+    eps = [make_episode(f"ep{i}", t=7, seed=i) for i in range(5)]
+    store = ReplayStore("real", SPEC, capacity=1000, directory=tmp_path, chunk_size=10)
+    for ep in eps:
+        assert store.add_episode(ep).added == 7
+    for s in range(3):
+        assert store.add_transition(_tr("single", s)).added == 1
+    before = {k: None for k in store.keys()}
+    snapshot = store.gather(np.arange(len(store)))
+    store.close()
+    sizes = [len(np.load(p)["step"]) for p in sorted(tmp_path.glob("chunk-*.npz"))]
+    assert sum(sizes) == 38 and all(s >= 10 for s in sizes[:-1])
+    again = ReplayStore("real", SPEC, capacity=1000, directory=tmp_path, chunk_size=10)
+    assert len(again) == 38 and again.keys() == set(before)
+    reloaded = again.gather(np.arange(len(again)))
+    for k in ("action", "reward", "terminated"):
+        np.testing.assert_array_equal(reloaded[k], snapshot[k])
+    np.testing.assert_array_equal(reloaded["obs"]["images"]["wrist"], snapshot["obs"]["images"]["wrist"])
+    np.testing.assert_array_equal(reloaded["next_obs"]["state"], snapshot["next_obs"]["state"])
+    # the same bags / messages again after the restart: nothing added, all counted as duplicates
+    rep = again.add_episode(eps[2])
+    assert rep.added == 0 and rep.duplicates == 7
+    assert again.add_transition(_tr("single", 1)).duplicates == 1
+    # a new one still goes in, and survives another restart
+    assert again.add_episode(make_episode("ep-new", t=4)).added == 4
+    again.close()
+    third = ReplayStore("real", SPEC, capacity=1000, directory=tmp_path, chunk_size=10)
+    assert len(third) == 42
+
+
+def test_same_key_other_source_is_not_a_duplicate():
+    store = ReplayStore("mixed", SPEC, capacity=100)
+    assert store.add_transition(_tr("e", 0)).added == 1
+    assert store.add_transition(_tr("e", 0, source=Source.DEMO)).added == 1
+    assert store.add_transition(_tr("e", 0)).duplicates == 1
+
+
+def test_bad_transitions_rejected_with_reasons():
+    store = ReplayStore("real", SPEC, capacity=100)
+    nan = np.zeros(7, np.float32)
+    nan[3] = np.nan
+    assert store.add_transition(_tr(step=0, proprio=nan)).rejected == {"nan_or_inf": 1}
+    assert store.add_transition(_tr(step=1, reward=float("inf"))).rejected == {"nan_or_inf": 1}
+    assert store.add_transition(_tr(step=2, action=np.array([0, 1.5, 0, 0], np.float32))).rejected == {"action_range": 1}
+    assert store.add_transition(_tr(step=3, action=np.zeros(3, np.float32))).rejected == {"shape": 1}
+    assert store.add_transition(_tr(step=4, images={"front": np.zeros((8, 8, 3), np.uint8)})).rejected == {"missing_camera": 1}
+    assert store.add_transition(_tr(step=5, state=None)).rejected == {"missing_state": 1}
+    big = {c: np.zeros((9, 8, 3), np.uint8) for c in SPEC.cameras}
+    assert store.add_transition(_tr(step=6, images=big)).rejected == {"shape": 1}
+    assert store.add_transition(_tr(step=7, proprio="x")).rejected  # unconvertible: rejected, not raised
+    assert store.add_transition(_tr(step=8)).added == 1
+    assert len(store) == 1
+    assert store.stats()["rejected"] == {"nan_or_inf": 2, "action_range": 1, "shape": 2, "missing_camera": 1,
+                                         "missing_state": 1, "invalid": 1}
+
+
+def test_episode_with_some_bad_steps_keeps_the_good_ones():
+    ep = make_episode("bad", t=5, cams=())
+    ep.actions[2, 0] = 3.0  # outside [-1, 1]
+    store = ReplayStore("real", ObsSpec(proprio_dim=7, state_dim=2), capacity=100)
+    rep = store.add_episode(ep)
+    assert rep.added == 4 and rep.rejected == {"action_range": 1}
+    assert not store.contains("bad", 2, Source.REAL) and store.contains("bad", 3, Source.REAL)
+
+
+def test_ring_capacity_keeps_newest_in_memory_but_all_on_disk(tmp_path):
+    store = ReplayStore("real", ObsSpec(7, 2), capacity=10, directory=tmp_path, chunk_size=100)
+    for i in range(4):
+        store.add_episode(make_episode(f"e{i}", t=6, cams=(), seed=i))
+    assert len(store) == 10 and store.total_added == 24
+    store.close()
+    assert len(ReplayStore("real", ObsSpec(7, 2), capacity=100, directory=tmp_path)) == 24
+
+
+def test_corrupt_chunk_is_skipped_not_fatal(tmp_path):
+    store = ReplayStore("real", ObsSpec(7, 2), capacity=100, directory=tmp_path, chunk_size=3)
+    store.add_episode(make_episode("a", t=3, cams=()))
+    store.add_episode(make_episode("b", t=3, cams=()))
+    store.close()
+    (tmp_path / "chunk-000000.npz").write_bytes(b"not an npz")
+    again = ReplayStore("real", ObsSpec(7, 2), capacity=100, directory=tmp_path, chunk_size=3)
+    assert len(again) == 3
+    again.add_episode(make_episode("c", t=2, cams=()))
+    again.close()
+    assert (tmp_path / "chunk-000002.npz").exists()  # never overwrites an existing chunk
