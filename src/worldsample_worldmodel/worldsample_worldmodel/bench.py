@@ -1,0 +1,131 @@
+"""World-model benchmark: training samples/s and generation transitions/s vs the simulator's step rate.
+
+  worldsample bench wm [--task push] [--train-steps 20] [--branches 64] [--horizon 8] [--device auto]
+
+Measured side by side in one run: (1) the MuJoCo task's real step rate with rendering (random
+actions), which is also used to collect the episodes the model trains on; (2) world-model
+training throughput (windows/s, each a ``history + rollout_steps`` clip of every camera);
+(3) synthetic transitions/s of batched grounded generation under a random policy, printed as a
+ratio to (1). Peak memory: process max RSS, plus CUDA max allocated on a GPU. Without MuJoCo the
+toy world stands in for the simulator (said so in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="push", help="sim task for the real step rate and data (default push)")
+    parser.add_argument("--episodes", type=int, default=6, help="episodes to collect for training data")
+    parser.add_argument("--sim-steps", type=int, default=200, help="steps to time the simulator over")
+    parser.add_argument("--train-steps", type=int, default=20, help="gradient steps to time")
+    parser.add_argument("--branches", type=int, default=64, help="synthetic branches to generate")
+    parser.add_argument("--horizon", type=int, default=8, help="steps per branch")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+
+
+def _sim(task: str, image_size: int, sim_steps: int, episodes: int):
+    import numpy as np
+    from worldsample_control.core.demos import ExpertPolicy
+    from worldsample_control.core.episode import Source
+    from worldsample_control.core.rollout import run_episode
+    from worldsample_control.core.sim import EnvConfig, make_env
+
+    env = make_env(task, EnvConfig(image_size=image_size))
+    try:
+        rng = np.random.default_rng(0)
+        env.reset(seed=0)
+        n = 0
+        t0 = time.perf_counter()
+        while n < sim_steps:
+            res = env.step(rng.uniform(-1, 1, env.action_dim).astype(np.float32))
+            n += 1
+            if res.terminated or res.truncated:
+                env.reset(seed=n)
+        rate = n / (time.perf_counter() - t0)
+        expert = ExpertPolicy(task, env)
+        eps = [run_episode(env, expert, seed=100 + i, source=Source.DEMO) for i in range(episodes)]
+    finally:
+        env.close()
+    return rate, eps, f"MuJoCo {task} with rendering ({image_size}x{image_size}, cameras {list(eps[0].images)})"
+
+
+def _toy(image_size: int, sim_steps: int, episodes: int):
+    from worldsample_worldmodel.core.toy import toy_episode
+
+    t0 = time.perf_counter()
+    eps = []
+    n = 0
+    while n < sim_steps:
+        e = toy_episode(len(eps), steps=30, size=image_size)
+        eps.append(e)
+        n += e.length
+    rate = n / (time.perf_counter() - t0)
+    return rate, eps[: max(episodes, 1)], "toy world (MuJoCo unavailable)"
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from worldsample_worldmodel.core.config import WorldModelConfig
+    from worldsample_worldmodel.core.generate import RandomPolicy, generate_branches
+    from worldsample_worldmodel.core.train import train_world_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        sim_rate, eps, sim_label = _sim(args.task, args.image_size, args.sim_steps, args.episodes)
+    except Exception as exc:  # noqa: BLE001 - any sim failure falls back to the toy world, reported
+        print(f"[bench wm] simulator unavailable ({type(exc).__name__}: {exc}); using the toy world", file=sys.stderr)
+        sim_rate, eps, sim_label = _toy(args.image_size, args.sim_steps, args.episodes)
+    cfg = WorldModelConfig(image_size=args.image_size, cameras=tuple(eps[0].images), device=args.device,
+                           log_every=max(1, args.train_steps))
+    if args.batch_size:
+        cfg.batch_size = args.batch_size
+    # warm-up (allocator, kernels), then the timed run
+    train_world_model(eps, cfg, steps=2, progress=False)
+    model, metrics = train_world_model(eps, cfg, steps=args.train_steps, progress=False)
+    train_rate = metrics["samples_per_s"]
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    generate_branches(model, eps, RandomPolicy(0), min(8, args.branches), 2, 0.1, rng=np.random.default_rng(0))
+    t0 = time.perf_counter()
+    syn = generate_branches(model, eps, RandomPolicy(0), args.branches, args.horizon, 0.1,
+                            rng=np.random.default_rng(1))
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    gen_s = time.perf_counter() - t0
+    n_syn = sum(e.length for e in syn)
+    gen_rate = n_syn / gen_s
+    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"world-model benchmark on {model.device} (torch threads {torch.get_num_threads()}), image {args.image_size}px, "
+          f"cameras {list(model.cameras)}, ensemble {cfg.ensemble_size}, batch {cfg.batch_size}")
+    print(f"  baseline: simulator real step rate           {sim_rate:10.1f} steps/s   [{sim_label}]")
+    print(f"  training throughput                          {train_rate:10.1f} samples/s "
+          f"({args.train_steps} steps x {cfg.batch_size} windows of {cfg.history}+{cfg.rollout_steps} frames/camera)")
+    print(f"  generation throughput                        {gen_rate:10.1f} transitions/s "
+          f"({args.branches} branches x <= {args.horizon} steps, random policy)")
+    print(f"  generation / simulator                       {gen_rate / sim_rate:10.2f} x")
+    print(f"  peak memory (max RSS)                        {maxrss_mb:10.0f} MiB")
+    if model.device.type == "cuda":
+        print(f"  peak CUDA memory allocated                   {torch.cuda.max_memory_allocated() / 2**20:10.0f} MiB")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worldsample bench wm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

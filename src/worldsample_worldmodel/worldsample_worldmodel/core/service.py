@@ -1,0 +1,230 @@
+"""The world-model component of the loop, without ROS: ingest episode bags, post-train, generate.
+
+`WorldModelService` is what `nodes/world_model_node.py` owns (and what an in-process driver can
+call directly):
+
+- `add_bag(bag_uri)`: read a recorded episode bag (bad bags rejected, reason returned and kept);
+  REAL episodes join the training pool; every ``heldout_every``-th one is held out for fidelity
+  (and for calibrating the uncertainty reference).
+- `should_train()` / `train()`: once ``min_new_episodes`` new real episodes arrived, post-train
+  the latest version (or pre-train on ``demos_dir`` first when the store is empty), evaluate
+  fidelity on held-out real episodes and save a new version atomically.
+- `generate(...)`: synthetic branches from recent real episodes under a policy -> one bag.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from worldsample_control.core.episode import Episode, Source
+
+from .config import WorldModelConfig
+from .store import WorldModelStore
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class WorldModelServiceConfig:
+    run_dir: str = "runs/world_model"  # versions, logs, train state
+    demos_dir: str = ""  # demonstration bags for pre-training / keeping in the mix ("" = none)
+    synthetic_dir: str = ""  # where synthetic bags go ("" = RUN/synthetic)
+    min_new_episodes: int = 5  # post-train when this many new real episodes arrived
+    pretrain_steps: int = 1500
+    posttrain_steps: int = 600
+    heldout_every: int = 5  # every N-th real episode is held out for fidelity / calibration
+    recent_episodes: int = 20  # synthetic branches start from the most recent real episodes
+    fidelity_horizons: tuple[int, ...] = (1, 4, 8)
+    device: str = "auto"
+    threads: int = 0
+    progress: bool = False
+    model: WorldModelConfig = field(default_factory=WorldModelConfig)
+
+    def validate(self) -> None:
+        for name in ("min_new_episodes", "heldout_every", "recent_episodes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"WorldModelServiceConfig.{name} must be an int >= 1, got {v!r}")
+        for name in ("pretrain_steps", "posttrain_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"WorldModelServiceConfig.{name} must be an int >= 0, got {v!r}")
+        if not self.fidelity_horizons or min(self.fidelity_horizons) < 1:
+            raise ValueError(f"WorldModelServiceConfig.fidelity_horizons must be positive, got {self.fidelity_horizons}")
+
+
+class WorldModelService:
+    def __init__(self, cfg: WorldModelServiceConfig | None = None) -> None:
+        self.cfg = cfg or WorldModelServiceConfig()
+        self.cfg.validate()
+        self.cfg.model.device = self.cfg.device
+        self.cfg.model.num_threads = self.cfg.threads
+        self.store = WorldModelStore(self.cfg.run_dir)
+        self.store.cleanup()
+        self.lock = threading.Lock()  # guards the pools and the current model
+        self.train_pool: list[Episode] = []
+        self.heldout: list[Episode] = []
+        self.seen: set[str] = set()
+        self.rejected: list[tuple[str, str]] = []
+        self.new_since_train = 0
+        self.real_count = 0
+        self.demos: list[Episode] = []
+        self.model = None
+        self.fidelity: dict[str, Any] | None = None
+        self.state = "idle"
+        self.message = ""
+        if self.store.latest():
+            self.model = self.store.load(device=self.cfg.device)
+            self.fidelity = self.store.manifest(self.model.version).get("fidelity")
+        if self.cfg.demos_dir:
+            from worldsample_control.core.bag_io import load_episodes_report
+
+            rep = load_episodes_report(self.cfg.demos_dir, sources=[Source.DEMO])
+            for bag, reason in rep.skipped:
+                self.rejected.append((str(bag), reason))
+            self.demos = rep.episodes
+
+    # ------------------------------------------------------------------ ingest
+    def add_episode(self, ep: Episode) -> str | None:
+        """Add an in-memory episode; returns why it was rejected, or None."""
+        from .data import check_episode, episode_name
+
+        if ep.episode_id in self.seen:
+            return None
+        mcfg = self.model.cfg if self.model is not None else self.cfg.model
+        pdim = self.model.proprio_dim if self.model is not None else None
+        reason = check_episode(ep, tuple(mcfg.cameras), mcfg.image_size, pdim)
+        if reason is None and ep.source != Source.REAL:
+            reason = f"source is {ep.source.name}, the world model post-trains on REAL episodes"
+        if reason is not None:
+            self.rejected.append((episode_name(ep), reason))
+            LOG.warning("world model: rejected %s: %s", episode_name(ep), reason)
+            return reason
+        with self.lock:
+            self.seen.add(ep.episode_id)
+            self.real_count += 1
+            if self.real_count % self.cfg.heldout_every == 0:
+                self.heldout.append(ep)
+            else:
+                self.train_pool.append(ep)
+                self.new_since_train += 1
+        return None
+
+    def add_bag(self, bag_uri: str) -> str | None:
+        """Read an episode bag and add its episodes; returns the reason when it was rejected."""
+        from worldsample_control.core.bag_io import BagError, read_bag_episodes
+
+        try:
+            eps = read_bag_episodes(bag_uri)
+        except (BagError, FileNotFoundError, OSError) as exc:
+            reason = f"bag {bag_uri}: {exc}"
+            self.rejected.append((bag_uri, str(exc)))
+            LOG.warning("world model: %s", reason)
+            return reason
+        reasons = [r for r in (self.add_episode(e) for e in eps) if r]
+        return "; ".join(reasons) or None
+
+    # ------------------------------------------------------------------ training
+    def should_train(self) -> bool:
+        return self.new_since_train >= self.cfg.min_new_episodes or (self.model is None and bool(self.demos))
+
+    def train(self) -> str:
+        """Pre-train (no version yet) or post-train; evaluate fidelity; save a version. Returns it."""
+        from .fidelity import evaluate_fidelity
+        from .store import version_name
+        from .train import clear_train_state, train_world_model
+
+        with self.lock:
+            real = list(self.train_pool)
+            held = list(self.heldout)
+            consumed = self.new_since_train
+        self.state, self.message = "training", ""
+        try:
+            if self.model is None:
+                data = self.demos + real
+                if not data:
+                    raise ValueError("nothing to train on: no demos (demos_dir) and no real episodes yet")
+                model, metrics = train_world_model(
+                    data, self.cfg.model, steps=self.cfg.pretrain_steps, progress=self.cfg.progress,
+                    run_dir=self.cfg.run_dir, tag=version_name(len(self.store.versions()) + 1),
+                    calibration_episodes=held or None)
+                mode, parent = ("pretrain-demos" if not real else "pretrain-demos+real"), None
+            else:
+                parent = self.model.version
+                model, metrics = train_world_model(
+                    self.demos + real, None, init=self.model, steps=self.cfg.posttrain_steps,
+                    progress=self.cfg.progress, run_dir=self.cfg.run_dir,
+                    tag=version_name(len(self.store.versions()) + 1), calibration_episodes=held or None)
+                mode = "posttrain-real"
+            fid = None
+            if held:
+                try:
+                    fid = evaluate_fidelity(model, held, self.cfg.fidelity_horizons)
+                except ValueError as exc:  # held-out episodes shorter than the horizons
+                    LOG.warning("world model: no fidelity for this version: %s", exc)
+            manifest = {
+                "mode": mode, "parent": parent, "steps": metrics["steps"], "metrics": metrics, "fidelity": fid,
+                "trained_on": [{"episode_id": e.episode_id, "source": e.source.name, "bag": e.extras.get("bag", "")}
+                               for e in self.demos + real],
+                "heldout": [e.episode_id for e in held],
+            }
+            version = self.store.save_version(model, manifest)
+            clear_train_state(self.cfg.run_dir)
+            with self.lock:
+                self.model = model
+                self.fidelity = fid
+                self.new_since_train = max(0, self.new_since_train - consumed)
+            self.state, self.message = "idle", f"trained {version} ({mode}, {metrics['steps']} steps)"
+            return version
+        except Exception as exc:
+            self.state, self.message = "error", f"training failed: {exc}"
+            raise
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, policy: Any, num_branches: int, horizon: int, action_noise: float,
+                 policy_version: str = "", seed: int | None = None) -> tuple[list[Episode], Path]:
+        from .generate import generate_branches, write_synthetic_bags
+
+        with self.lock:
+            model = self.model
+            starts = (self.train_pool + self.heldout)[-self.cfg.recent_episodes:]
+        if model is None:
+            raise ValueError("no world-model version yet: nothing to generate with")
+        if not starts:
+            starts = self.demos[-self.cfg.recent_episodes:]
+        if not starts:
+            raise ValueError("no real (or demo) episodes received yet to branch synthetic rollouts from")
+        self.state = "generating"
+        try:
+            rng = np.random.default_rng(seed)
+            eps = generate_branches(model, starts, policy, num_branches, horizon, action_noise, rng,
+                                    policy_version=policy_version or None)
+            out = Path(self.cfg.synthetic_dir) if self.cfg.synthetic_dir else Path(self.cfg.run_dir) / "synthetic"
+            bag = write_synthetic_bags(eps, out, name=f"synthetic_{model.version}_{time.strftime('%Y%m%d-%H%M%S')}"
+                                                      f"_{rng.integers(1 << 30):08x}")
+            return eps, bag
+        finally:
+            self.state = "idle"
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        m = self.model
+        man = self.store.manifest(m.version) if m is not None and m.version else {}
+        met = man.get("metrics", {})
+        fid = self.fidelity or {}
+        return {
+            "state": self.state, "version": m.version if m is not None else "",
+            "uri": str(self.store.path(m.version)) if m is not None and m.version else "",
+            "train_steps": int(man.get("steps", 0)),
+            "num_real_episodes": int(met.get("num_real_episodes", 0)),
+            "num_demo_episodes": int(met.get("num_demo_episodes", 0)),
+            "horizons": list(fid.get("horizons", [])), "psnr": list(fid.get("psnr", [])),
+            "ssim": list(fid.get("ssim", [])), "message": self.message,
+            "pending_real_episodes": self.new_since_train,
+        }

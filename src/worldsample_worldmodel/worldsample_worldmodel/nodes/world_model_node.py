@@ -1,0 +1,178 @@
+"""world_model_node: post-trains the world model on recorded real episodes and generates on request.
+
+Owns a `core.service.WorldModelService`; does no modelling itself.
+
+Subscribes
+  ``episodes/recorded`` and ``episodes`` (worldsample_msgs/EpisodeInfo): END events that carry a
+  ``bag_uri`` (the recorder fills it on ``episodes/recorded``) are read with bag_io; bad bags are
+  logged with the bag and the reason and skipped.
+Publishes
+  ``world_model/status`` (worldsample_msgs/WorldModelStatus, transient local): version, steps,
+  fidelity (PSNR/SSIM per horizon on held-out real episodes), state, every ``status_period_s``
+  and on every change.
+  ``transitions/synthetic`` (worldsample_msgs/Transition, source SYNTHETIC): every generated step.
+Serves
+  ``world_model/generate`` (worldsample_msgs/srv/RequestSyntheticRollouts): generates branches
+  from recent real states under the requested policy (``policy_uri`` = checkpoint, or "" /
+  "random"), writes them to one synthetic bag (``bag_uri`` in the response) and publishes them.
+
+Training runs in a worker thread once ``min_new_episodes`` new real episodes arrived, so the
+service and subscriptions stay responsive; requests use the latest *saved* version.
+Parameters: the fields of `WorldModelServiceConfig` (``run_dir``, ``demos_dir``,
+``min_new_episodes``, ``posttrain_steps`` ...) plus ``status_period_s`` and topic names.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
+from worldsample_control.ros_conversions import ns_to_stamp, transition_to_msg
+
+from worldsample_msgs.msg import EpisodeInfo, Transition, WorldModelStatus
+from worldsample_msgs.srv import RequestSyntheticRollouts
+
+from ..core.service import WorldModelService, WorldModelServiceConfig
+
+STATES = {"idle": WorldModelStatus.STATE_IDLE, "training": WorldModelStatus.STATE_TRAINING,
+          "generating": WorldModelStatus.STATE_GENERATING, "error": WorldModelStatus.STATE_ERROR}
+
+
+def _reliable(depth: int, latched: bool = False) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+class WorldModelNode(Node):
+    def __init__(self) -> None:
+        super().__init__("world_model")
+        base = WorldModelServiceConfig()
+        p = {f: self.declare_parameter(f, getattr(base, f)).value for f in (
+            "run_dir", "demos_dir", "synthetic_dir", "min_new_episodes", "pretrain_steps", "posttrain_steps",
+            "heldout_every", "recent_episodes", "device", "threads")}
+        p["fidelity_horizons"] = tuple(self.declare_parameter("fidelity_horizons", list(base.fidelity_horizons)).value)
+        mc = base.model
+        for f in ("batch_size", "ensemble_size", "image_size", "history", "rollout_steps", "seed", "latent_dim",
+                  "base_channels", "max_channels", "hidden_dim", "log_every", "checkpoint_every"):
+            setattr(mc, f, int(self.declare_parameter(f"model.{f}", getattr(mc, f)).value))
+        mc.cameras = tuple(self.declare_parameter("model.cameras", list(mc.cameras)).value)
+        period = float(self.declare_parameter("status_period_s", 2.0).value)
+        topics = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in {
+            "episodes_recorded": "episodes/recorded", "episodes": "episodes", "status": "world_model/status",
+            "synthetic": "transitions/synthetic", "generate": "world_model/generate"}.items()}
+        self.core = WorldModelService(WorldModelServiceConfig(**p, model=mc))
+        self._status_pub = self.create_publisher(WorldModelStatus, topics["status"], _reliable(1, latched=True))
+        self._syn_pub = self.create_publisher(Transition, topics["synthetic"], _reliable(1000))
+        events = MutuallyExclusiveCallbackGroup()
+        for t in (topics["episodes_recorded"], topics["episodes"]):
+            self.create_subscription(EpisodeInfo, t, self._on_episode, _reliable(100), callback_group=events)
+        self.create_service(RequestSyntheticRollouts, topics["generate"], self._on_generate,
+                            callback_group=ReentrantCallbackGroup())
+        self.create_timer(period, self._tick, callback_group=events)
+        self._worker: threading.Thread | None = None
+        self._gen_lock = threading.Lock()
+        self._tick()
+        v = self.core.model.version if self.core.model is not None else "none"
+        self.get_logger().info(f"world model ready: run {self.core.cfg.run_dir}, version {v}, "
+                               f"post-train every {self.core.cfg.min_new_episodes} new real episodes")
+
+    # ------------------------------------------------------------------ inputs
+    def _on_episode(self, msg: EpisodeInfo) -> None:
+        if msg.event != EpisodeInfo.EVENT_END or not msg.bag_uri:
+            return
+        if msg.source != EpisodeInfo.SOURCE_REAL or msg.episode_id in self.core.seen:
+            return
+        reason = self.core.add_bag(msg.bag_uri)
+        if reason:
+            self.get_logger().warning(f"skipped episode {msg.episode_id!r}: {reason}")
+        self._tick()
+
+    def _tick(self) -> None:
+        busy = self._worker is not None and self._worker.is_alive()
+        if not busy and self.core.should_train():
+            self._worker = threading.Thread(target=self._train, daemon=True)
+            self._worker.start()
+        self._publish_status()
+
+    def _train(self) -> None:
+        try:
+            self._publish_status()
+            version = self.core.train()
+            self.get_logger().info(f"world model {version}: {self.core.message}")
+        except Exception as exc:  # noqa: BLE001 - reported on the status topic, the node keeps serving
+            self.get_logger().error(f"world-model training failed: {exc}\n{traceback.format_exc()}")
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        s = self.core.status()
+        msg = WorldModelStatus(
+            header=Header(stamp=ns_to_stamp(self.get_clock().now().nanoseconds)), state=STATES.get(s["state"], 0),
+            version=s["version"], uri=s["uri"], train_steps=s["train_steps"], num_real_episodes=s["num_real_episodes"],
+            num_demo_episodes=s["num_demo_episodes"], horizons=[int(h) for h in s["horizons"]],
+            psnr=[float(x) for x in s["psnr"]], ssim=[float(x) for x in s["ssim"]],
+            message=f"{s['message']} (pending real episodes: {s['pending_real_episodes']})".strip())
+        self._status_pub.publish(msg)
+
+    # ------------------------------------------------------------------ service
+    def _on_generate(self, req, resp):
+        from ..core.generate import load_any_policy
+
+        try:
+            with self._gen_lock:
+                policy = load_any_policy(req.policy_uri or "random")
+                eps, bag = self.core.generate(policy, int(req.num_branches), int(req.horizon),
+                                              float(req.action_noise), policy_version=req.policy_version)
+            self._publish_status()
+            now = self.get_clock().now().nanoseconds
+            n = 0
+            for e in eps:
+                for t in range(e.length):
+                    self._syn_pub.publish(transition_to_msg(e, t, now + t * 100_000_000, now + (t + 1) * 100_000_000))
+                    n += 1
+            resp.accepted, resp.bag_uri, resp.num_transitions = True, str(bag), n
+            resp.message = f"{len(eps)} branches, {n} transitions from {eps[0].world_model_version}"
+        except Exception as exc:  # noqa: BLE001 - the caller gets the reason
+            resp.accepted, resp.message, resp.num_transitions = False, f"{type(exc).__name__}: {exc}", 0
+            self.get_logger().warning(f"generate request refused: {resp.message}")
+        return resp
+
+    def on_shutdown(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            self.get_logger().info("waiting for the running training to finish (its checkpoint allows resuming)")
+            deadline = time.time() + 5.0
+            while self._worker.is_alive() and time.time() < deadline:
+                time.sleep(0.1)
+
+
+def main(args: list[str] | None = None) -> int:
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=sys.argv if args is None else args)
+    node = None
+    try:
+        node = WorldModelNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.on_shutdown()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
