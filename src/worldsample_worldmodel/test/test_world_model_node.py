@@ -1,0 +1,129 @@
+"""world_model_node as a separate process over real DDS: episodes in, versions + status out, generate service."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _ros_available() -> bool:
+    try:
+        import rclpy  # noqa: F401
+
+        import worldsample_msgs.msg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = [str(ROOT / "src" / p) for p in ("worldsample_control", "worldsample_worldmodel", "worldsample_learner")]
+    env["PYTHONPATH"] = os.pathsep.join(src + [str(ROOT / "launch"), env.get("PYTHONPATH", "")])
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+def test_world_model_node_trains_and_generates(tmp_path):
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from worldsample_control.core.bag_io import read_bag_episodes, write_episode_bag
+    from worldsample_control.core.episode import Source
+    from worldsample_worldmodel.core.toy import toy_episode
+
+    from worldsample_msgs.msg import EpisodeInfo, Transition, WorldModelStatus
+    from worldsample_msgs.srv import RequestSyntheticRollouts
+
+    for i in range(3):
+        write_episode_bag(toy_episode(i, steps=10), tmp_path / "demos" / f"demo_{i}")
+    real = [write_episode_bag(toy_episode(10 + i, steps=10, source=Source.REAL, policy="random"),
+                              tmp_path / "real" / f"real_{i}") for i in range(3)]
+    broken = tmp_path / "real" / "broken"
+    broken.mkdir()
+    (broken / "metadata.yaml").write_text("garbage")
+    domain = str(os.getpid() % 100 + 101)
+    env = {**_env(), "ROS_DOMAIN_ID": domain}
+    params = {"run_dir": str(tmp_path / "run"), "demos_dir": str(tmp_path / "demos"), "min_new_episodes": 2,
+              "pretrain_steps": 6, "posttrain_steps": 4, "heldout_every": 2, "fidelity_horizons": "[1,2]",
+              "device": "cpu", "threads": 1, "status_period_s": 0.5, "model.image_size": 16, "model.latent_dim": 16,
+              "model.base_channels": 8, "model.max_channels": 16, "model.hidden_dim": 32, "model.ensemble_size": 3,
+              "model.batch_size": 8, "model.rollout_steps": 2}
+    cmd = [sys.executable, "-m", "worldsample_worldmodel.nodes.world_model_node", "--ros-args"]
+    for k, v in params.items():
+        cmd += ["-p", f"{k}:={v}"]
+    log = open(tmp_path / "node.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    os.environ["ROS_DOMAIN_ID"] = domain
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    rclpy.init()
+    node = rclpy.create_node("wm_test_client")
+    statuses: list = []
+    synthetic: list = []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(WorldModelStatus, "world_model/status", statuses.append, latched)
+    node.create_subscription(Transition, "transitions/synthetic", synthetic.append, 1000)
+    pub = node.create_publisher(EpisodeInfo, "episodes/recorded", 100)
+    client = node.create_client(RequestSyntheticRollouts, "world_model/generate")
+
+    def spin_until(cond, timeout: float) -> bool:
+        end = time.time() + timeout
+        while time.time() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if cond():
+                return True
+            if proc.poll() is not None:
+                return False
+        return False
+
+    def node_log() -> str:
+        log.flush()
+        return (tmp_path / "node.log").read_text()[-3000:]
+
+    try:
+        assert spin_until(lambda: statuses and statuses[-1].version == "wm-000001", 60), node_log()
+        assert pub.get_subscription_count() >= 1 or spin_until(lambda: pub.get_subscription_count() >= 1, 10)
+        for i, bag in enumerate([broken, *real]):
+            pub.publish(EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id=f"real-{i}", source=EpisodeInfo.SOURCE_REAL,
+                                    task="toy", bag_uri=str(bag), length=10))
+        assert spin_until(lambda: statuses and statuses[-1].version == "wm-000002"
+                          and statuses[-1].state == WorldModelStatus.STATE_IDLE, 60), node_log()
+        st = statuses[-1]
+        assert st.num_real_episodes == 2 and st.num_demo_episodes == 3 and list(st.horizons) == [1, 2]
+        assert len(st.psnr) == 2 and all(p > 0 for p in st.psnr)
+        assert "broken" in node_log()  # the bad bag was named in the log
+        assert client.wait_for_service(timeout_sec=10)
+        fut = client.call_async(RequestSyntheticRollouts.Request(policy_uri="random", policy_version="rand",
+                                                                 num_branches=3, horizon=4, action_noise=0.1))
+        assert spin_until(fut.done, 60), node_log()
+        resp = fut.result()
+        assert resp.accepted, resp.message
+        eps = read_bag_episodes(resp.bag_uri)
+        assert len(eps) == 3 and all(e.source == Source.SYNTHETIC and e.world_model_version == "wm-000002" for e in eps)
+        assert resp.num_transitions == sum(e.length for e in eps)
+        assert spin_until(lambda: len(synthetic) >= resp.num_transitions, 20)
+        assert all(m.source == Transition.SOURCE_SYNTHETIC for m in synthetic)
+        # a bad request is refused with a reason, not a crash
+        fut = client.call_async(RequestSyntheticRollouts.Request(policy_uri="/no/such/policy.pt", num_branches=1,
+                                                                 horizon=1))
+        assert spin_until(fut.done, 20)
+        assert not fut.result().accepted and "/no/such/policy.pt" in fut.result().message
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
