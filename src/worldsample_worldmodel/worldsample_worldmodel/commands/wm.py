@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("bagdir", help="directory of real-episode bags to replay into the world model")
     p.add_argument("--model", required=True, help="run directory with at least one version")
     p.add_argument("--demos", default=None,
-                   help="demo bags to keep in the mix (default: the demo dirs recorded in the manifests)")
+                   help="demo bags to keep in the mix (default: the demo dirs recorded in the manifests); "
+                        "real bags of earlier replays (manifest real_dirs) are kept in the mix too")
     _add_model_options(p, pretrain=False)
 
     p = sub.add_parser("generate", help="synthetic rollouts branched from real states -> rosbag2")
@@ -195,6 +196,17 @@ def _replay(args) -> int:
             print(f"[wm] demo directory {d} (from the manifest of {parent}) is gone; post-training on real only",
                   file=sys.stderr)
     real_dirs = sorted(set(man.get("real_dirs", [])) | {str(Path(args.bagdir).resolve())})
+    # earlier real bags (recorded in the parent's manifest) stay in the mix: no forgetting
+    seen = {e.episode_id for e in real}
+    for d in real_dirs:
+        if Path(d) == Path(args.bagdir).resolve():
+            continue
+        if not Path(d).is_dir():
+            print(f"[wm] real-bag directory {d} (from the manifest of {parent}) is gone; skipped", file=sys.stderr)
+            continue
+        eps, _ = _load_bags(d, "earlier real", sources=[Source.REAL])
+        real.extend(e for e in eps if e.episode_id not in seen)
+        seen.update(e.episode_id for e in eps)
     cfg = _cfg_overrides(args, base=init.cfg)
     model, metrics = train_world_model(demos + real, cfg, init=init, steps=steps, progress=not args.no_progress,
                                        run_dir=args.model, tag=version_name(len(store.versions()) + 1))
