@@ -1,0 +1,221 @@
+"""learner_node: trains the policy continuously from real, demo and synthetic transitions.
+
+Subscribes ``transitions/real`` and ``transitions/synthetic`` (worldsample_msgs/Transition),
+``episodes`` and ``episodes/recorded`` (EpisodeInfo: END events give the progress signal; a
+``bag_uri`` is loaded into the replay, duplicates of topic transitions are skipped) and
+``world_model/status`` (WorldModelStatus: mean SSIM = world-model fidelity for PPL).
+Publishes ``policy/checkpoint`` (PolicyCheckpoint, a new versioned file every
+``checkpoint_every`` updates) and ``ppl/status`` (PPLStatus, every ``status_period_s``).
+The logic lives in `worldsample_learner.core.learner.Learner`; this node only converts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from worldsample_control.core.episode import Source
+from worldsample_control.core.franka_interface import LATCHED, QoSSpec
+from worldsample_control.core.image_codec import image_msg_to_rgb8
+from worldsample_control.nodes.common import declare_config, qos
+from worldsample_control.nodes.common import run as run_node
+
+from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
+
+from ..core.config import AgentConfig, PPLConfig, ReplayConfig
+from ..core.learner import Learner
+from ..core.policy import save_policy
+from ..core.ppl import CsvLog, flat_status
+from ..core.replay import Transition as CoreTransition
+
+EVENTS = QoSSpec("reliable", 100)
+
+
+@dataclass
+class LearnerNodeConfig:
+    task: str = "push"
+    mode: str = "ppl"
+    obs_mode: str = "pixels"
+    cameras: tuple[str, ...] = ("front", "wrist")
+    image_size: int = 64
+    proprio_dim: int = 7
+    state_dim: int = 0
+    batch_size: int = 256
+    utd_ratio: int = 1
+    out_dir: str = "runs/loop/learner"  # checkpoints/, replay/, ppl.csv
+    demos_dir: str = ""  # demo bags loaded at start-up
+    min_transitions: int = 200  # real + demo transitions before training starts
+    updates_per_tick: int = 1
+    train_period_s: float = 0.05
+    status_period_s: float = 2.0
+    checkpoint_every: int = 500  # learner steps between checkpoints
+    synthetic_batch: int = 64  # synthetic transitions scored together by PPL
+    device: str = "auto"
+    seed: int = 0
+
+
+def transition_from_msg(msg: Transition) -> CoreTransition:
+    """worldsample_msgs/Transition -> core Transition (images decoded to RGB uint8)."""
+    cams = list(msg.camera_names)
+    if len(cams) != len(msg.observation_images) or len(cams) != len(msg.next_observation_images):
+        raise ValueError(f"transition {msg.episode_id}/{msg.step}: {len(cams)} camera names but "
+                         f"{len(msg.observation_images)}/{len(msg.next_observation_images)} images")
+    return CoreTransition(
+        episode_id=msg.episode_id, step=int(msg.step), source=Source(int(msg.source)),
+        proprio=np.asarray(msg.proprio, np.float32), action=np.asarray(msg.action, np.float32),
+        reward=float(msg.reward), next_proprio=np.asarray(msg.next_proprio, np.float32),
+        terminated=bool(msg.terminated), truncated=bool(msg.truncated), success=bool(msg.success),
+        images={c: image_msg_to_rgb8(m) for c, m in zip(cams, msg.observation_images, strict=True)},
+        next_images={c: image_msg_to_rgb8(m) for c, m in zip(cams, msg.next_observation_images, strict=True)},
+        state=np.asarray(msg.state, np.float32) if len(msg.state) else None,
+        next_state=np.asarray(msg.next_state, np.float32) if len(msg.next_state) else None,
+        uncertainty=float(msg.uncertainty), trust=float(msg.trust), task=msg.task,
+    )
+
+
+class LearnerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("learner")
+        cfg = declare_config(self, LearnerNodeConfig())
+        self.cfg = cfg
+        topics = {"transitions_real": "transitions/real", "transitions_synthetic": "transitions/synthetic",
+                  "episodes": "episodes", "episodes_recorded": "episodes/recorded",
+                  "world_model_status": "world_model/status", "policy_checkpoint": "policy/checkpoint",
+                  "ppl_status": "ppl/status"}
+        t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in topics.items()}
+        agent = AgentConfig(obs_mode=cfg.obs_mode, cameras=tuple(cfg.cameras), image_size=cfg.image_size,
+                            proprio_dim=cfg.proprio_dim, state_dim=cfg.state_dim, batch_size=cfg.batch_size,
+                            utd_ratio=cfg.utd_ratio, device=cfg.device, seed=cfg.seed)
+        self.out = Path(cfg.out_dir)
+        self.learner = Learner(agent, PPLConfig(mode=cfg.mode), ReplayConfig(), self.out / "replay")
+        self.ppl_log = CsvLog(self.out / "ppl.csv")
+        self.version = 0
+        self.train_steps = 0
+        self.env_steps = len(self.learner.real)
+        self._seen_episodes: set[str] = set()
+        self._synthetic: list[CoreTransition] = []
+        self._bad_messages = 0
+        if cfg.demos_dir:
+            self._load_bags(cfg.demos_dir, demo=True)
+        self.pub_ckpt = self.create_publisher(PolicyCheckpoint, t["policy_checkpoint"], qos(LATCHED))
+        self.pub_status = self.create_publisher(PPLStatus, t["ppl_status"], qos(EVENTS))
+        self.create_subscription(Transition, t["transitions_real"], self._on_transition, qos(EVENTS))
+        self.create_subscription(Transition, t["transitions_synthetic"], self._on_transition, qos(EVENTS))
+        self.create_subscription(EpisodeInfo, t["episodes"], self._on_episode, qos(EVENTS))
+        self.create_subscription(EpisodeInfo, t["episodes_recorded"], self._on_episode, qos(EVENTS))
+        self.create_subscription(WorldModelStatus, t["world_model_status"], self._on_wm_status, qos(EVENTS))
+        self.create_timer(cfg.train_period_s, self._train_tick)
+        self.create_timer(cfg.status_period_s, self._status_tick)
+        self.get_logger().info(
+            f"learner: mode={cfg.mode} obs={cfg.obs_mode} replay demo={len(self.learner.demo)} "
+            f"real={len(self.learner.real)} synthetic={len(self.learner.synthetic)} -> {self.out}")
+
+    # ------------------------------------------------------------------ inputs
+    def _on_transition(self, msg: Transition) -> None:
+        try:
+            tr = transition_from_msg(msg)
+        except (ValueError, TypeError) as e:
+            self._bad_messages += 1
+            self.get_logger().warning(f"rejected transition message: {e}")
+            return
+        if tr.source == Source.SYNTHETIC:
+            self._synthetic.append(tr)
+            if len(self._synthetic) >= self.cfg.synthetic_batch:
+                self._score_synthetic()
+            return
+        rep = self.learner.add_transition(tr)
+        if tr.source == Source.REAL:
+            self.env_steps += rep.added
+        if rep.rejected:
+            self.get_logger().warning(f"transition {tr.episode_id}/{tr.step} rejected: {dict(rep.rejected)}")
+
+    def _score_synthetic(self) -> None:
+        batch, self._synthetic = self._synthetic, []
+        for tr in batch:
+            self.learner.add_transition(tr)
+
+    def _on_episode(self, msg: EpisodeInfo) -> None:
+        if msg.event != EpisodeInfo.EVENT_END:
+            return
+        if msg.source == EpisodeInfo.SOURCE_REAL and msg.episode_id not in self._seen_episodes:
+            self._seen_episodes.add(msg.episode_id)
+            self.learner.ppl.observe_real_episode(bool(msg.success))
+        if msg.bag_uri:
+            self._load_bags(msg.bag_uri, demo=msg.source == EpisodeInfo.SOURCE_DEMO)
+
+    def _load_bags(self, path: str, demo: bool) -> None:
+        from worldsample_control.core.bag_io import load_episodes
+
+        try:
+            eps = load_episodes(path)
+        except Exception as e:  # noqa: BLE001 - a bad bag must not stop the learner
+            self.get_logger().error(f"cannot load bags from {path!r}: {e}")
+            return
+        for ep in eps:
+            if ep.source == Source.SYNTHETIC:
+                self.learner.add_synthetic_episodes([ep])
+                continue
+            store = self.learner.demo if demo or ep.source == Source.DEMO else self.learner.real
+            rep = store.add_episode(ep)
+            if store is self.learner.real:
+                self.env_steps += rep.added
+            if rep.rejected:
+                self.get_logger().warning(f"episode {ep.episode_id}: rejected {dict(rep.rejected)}")
+
+    def _on_wm_status(self, msg: WorldModelStatus) -> None:
+        ssim = [float(x) for x in msg.ssim if np.isfinite(x)]
+        if ssim:
+            self.learner.ppl.observe_fidelity(float(np.clip(np.mean(ssim), 0.0, 1.0)))
+
+    # ------------------------------------------------------------------ training
+    def _train_tick(self) -> None:
+        lr = self.learner
+        if len(lr.real) + len(lr.demo) < self.cfg.min_transitions:
+            return
+        for _ in range(self.cfg.updates_per_tick):
+            lr.train_step()
+            self.train_steps += 1
+            if self.train_steps % self.cfg.checkpoint_every == 0:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        self.version += 1
+        lr = self.learner
+        st = lr.ppl.status(lr.agent.updates)
+        path = save_policy(lr.agent, self.out / "checkpoints", self.version,
+                           {"learner_step": lr.agent.updates, "env_steps": self.env_steps, "mode": self.cfg.mode})
+        names = ["q_real", "q_synthetic", "synthetic_share", "admission_threshold", "real_success_rate"]
+        msg = PolicyCheckpoint(version=path.stem, uri=str(path.resolve()), learner_step=lr.agent.updates,
+                               env_steps=self.env_steps, metric_names=names,
+                               metric_values=[float(st[n]) if np.isfinite(st[n]) else 0.0 for n in names])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_ckpt.publish(msg)
+        lr.flush()
+        self.get_logger().info(f"checkpoint {path.stem} at learner step {lr.agent.updates}")
+
+    def _status_tick(self) -> None:
+        st = self.learner.close_window()
+        self.ppl_log.write(flat_status(st))
+        msg = PPLStatus(
+            mode=st["mode"], learner_step=st["learner_step"], synthetic_share=float(st["synthetic_share"]),
+            admission_threshold=float(st["admission_threshold"]), rollout_horizon=int(st["rollout_horizon"]),
+            admitted=st["admitted"], rejected=st["rejected"], rejection_reasons=list(st["rejection_reasons"]),
+            rejection_counts=[int(c) for c in st["rejection_counts"]],
+            q_real=float(st["q_real"]), q_synthetic=float(st["q_synthetic"]),
+            real_success_rate=float(st["real_success_rate"]), world_model_fidelity=float(st["world_model_fidelity"]),
+            overestimation=float(st["overestimation"]))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_status.publish(msg)
+
+    def on_shutdown(self) -> None:
+        self.learner.flush()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(LearnerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
