@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--obs", default="state", choices=("state", "pixels"), help="observation mode (default state)")
     parser.add_argument("--utd", type=int, default=None, help="critic updates per env step (default: AgentConfig)")
+    parser.add_argument("--hidden", type=int, default=None, help="MLP width (default: AgentConfig, 256)")
+    parser.add_argument("--critics", type=int, default=None, help="critic ensemble size (default: AgentConfig, 10)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: AgentConfig, 256)")
+    parser.add_argument("--synthetic-every", type=int, default=1_000, help="env steps between synthetic requests")
     parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -73,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         source = StaticSyntheticSource(pool)
     agent = AgentConfig(obs_mode=args.obs, device=args.device, seed=args.seed)
-    if args.utd is not None:
-        agent.utd_ratio = args.utd
+    for flag, field in (("utd", "utd_ratio"), ("hidden", "hidden_dim"), ("critics", "num_critics"),
+                        ("batch_size", "batch_size")):
+        if getattr(args, flag) is not None:
+            setattr(agent, field, getattr(args, flag))
     cfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=args.mode), env_steps=args.env_steps, seed=args.seed,
                       eval_every=min(args.eval_every, args.env_steps), eval_episodes=args.eval_episodes,
+                      synthetic_every=args.synthetic_every,
                       log_every=min(500, args.env_steps), warmup_steps=min(500, args.env_steps // 4))
     try:
         cfg.validate()

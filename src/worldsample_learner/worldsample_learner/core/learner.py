@@ -106,7 +106,9 @@ class Learner:
         rows = dict(rows)
         rows["trust"] = scores.trust
         if mask.any():
-            rep.merge(self.synthetic.add_rows(subset_rows(rows, mask)))
+            added = self.synthetic.add_rows(subset_rows(rows, mask))
+            self.ppl.admitted -= added.duplicates  # admitted = entered training, once per transition
+            rep.merge(added)
         return rep
 
     def _value_inputs(self, rows: dict[str, Any]) -> tuple[np.ndarray | None, float]:
