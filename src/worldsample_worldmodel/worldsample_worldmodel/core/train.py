@@ -288,7 +288,7 @@ def train_world_model(
         nacc += 1
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(losses['loss']):.4f}")
+            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}", refresh=False)
         n = step + 1
         if n % cfg.log_every == 0 or n == steps:
             rows.append({"step": n, **{k: v / nacc for k, v in acc.items()}, "wall_s": time.time() - t0})
