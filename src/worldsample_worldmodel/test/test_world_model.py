@@ -223,3 +223,34 @@ def test_bad_episodes_rejected_with_names(demos):
         small_cfg(image_size=24).validate()
     with pytest.raises(ValueError, match="not a WorldSample world-model checkpoint"):
         WorldModel.from_checkpoint({"format": "something else"})
+
+
+def test_generation_rejects_bad_policy_and_inputs(trained, demos):
+    model, _ = trained
+
+    class BadPolicy:
+        def act_batch(self, images, proprio, noise_std=0.0, rng=None):
+            return np.zeros((len(proprio), 3), np.float32)
+
+    with pytest.raises(ValueError, match=r"act_batch returned \(4, 3\)"):
+        generate_branches(model, demos, BadPolicy(), 4, 2, 0.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="policy must have act_batch"):
+        generate_branches(model, demos, object(), 4, 2, 0.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="horizon must be a positive int"):
+        generate_branches(model, demos, RandomPolicy(), 4, 0, 0.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no usable start episodes.*32x32"):
+        generate_branches(model, [toy_episode(3, steps=4, size=32)], RandomPolicy(), 4, 2, 0.0)
+    from worldsample_worldmodel.core.generate import load_any_policy
+
+    with pytest.raises(FileNotFoundError, match="expected 'random' or the path"):
+        load_any_policy("/no/such/ckpt.pt")
+
+
+def test_random_member_rollout_mode(trained, demos):
+    model, _ = trained
+    import copy
+
+    m = copy.deepcopy(model)
+    m.cfg.rollout_mode = "random_member"
+    eps = generate_branches(m, demos, RandomPolicy(2), 6, 3, 0.0, np.random.default_rng(1))
+    assert len(eps) == 6 and all(np.isfinite(e.uncertainty).all() for e in eps)
