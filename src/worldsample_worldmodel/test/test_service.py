@@ -58,3 +58,23 @@ def test_service_pretrain_posttrain_generate(tmp_path):
     # a restarted service picks up the latest version
     again = WorldModelService(cfg)
     assert again.model.version == "wm-000002"
+
+
+def test_video_source_for_the_learner(tmp_path):
+    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
+
+    scfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), min_new_episodes=2, pretrain_steps=5,
+                                   posttrain_steps=3, heldout_every=3, fidelity_horizons=(1, 2), device="cpu",
+                                   model=small_model_cfg())
+    src = VideoWorldModelSource(VideoSourceConfig(service=scfg))
+    assert src.generate(RandomPolicy(0), 2, 2) == [] and src.fidelity() is None  # no model yet
+    for i in range(3):
+        src.observe_real(toy_episode(30 + i, steps=8, source=Source.REAL, policy="random"))
+    assert src.version == "wm-000001"  # pre-trained from the first real episodes
+    f = src.fidelity()
+    assert f is not None and 0.0 <= f <= 1.0
+    eps = src.generate(RandomPolicy(0), 3, 2)
+    assert len(eps) == 3 and all(e.source == Source.SYNTHETIC and e.length <= 2 for e in eps)
+    assert not (tmp_path / "run" / "synthetic").exists()  # no bags unless asked
+    src.observe_real(toy_episode(40, steps=8, source=Source.DEMO))
+    assert src.rejected and "REAL" in src.rejected[-1]

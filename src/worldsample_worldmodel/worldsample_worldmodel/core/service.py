@@ -109,12 +109,33 @@ class WorldModelService:
         with self.lock:
             self.seen.add(ep.episode_id)
             self.real_count += 1
-            if self.real_count % self.cfg.heldout_every == 0:
+            held = self.real_count % self.cfg.heldout_every == 0
+            if held:
                 self.heldout.append(ep)
             else:
                 self.train_pool.append(ep)
                 self.new_since_train += 1
+        if held and self.model is not None and self.fidelity is None:
+            self.refresh_fidelity()
         return None
+
+    def refresh_fidelity(self) -> dict[str, Any] | None:
+        """Evaluate the current version on the held-out real episodes (None if it cannot yet)."""
+        from .fidelity import evaluate_fidelity
+
+        with self.lock:
+            model, held = self.model, list(self.heldout)
+        if model is None or not held:
+            return None
+        try:
+            fid = evaluate_fidelity(model, held, self.cfg.fidelity_horizons)
+        except ValueError as exc:  # held-out episodes shorter than the horizons
+            LOG.warning("world model: no fidelity for %s yet: %s", model.version, exc)
+            return None
+        with self.lock:
+            if self.model is model:
+                self.fidelity = fid
+        return fid
 
     def add_bag(self, bag_uri: str) -> str | None:
         """Read an episode bag and add its episodes; returns the reason when it was rejected."""
@@ -188,7 +209,8 @@ class WorldModelService:
 
     # ------------------------------------------------------------------ generation
     def generate(self, policy: Any, num_branches: int, horizon: int, action_noise: float,
-                 policy_version: str = "", seed: int | None = None) -> tuple[list[Episode], Path]:
+                 policy_version: str = "", seed: int | None = None,
+                 write_bag: bool = True) -> tuple[list[Episode], Path | None]:
         from .generate import generate_branches, write_synthetic_bags
 
         with self.lock:
@@ -205,6 +227,8 @@ class WorldModelService:
             rng = np.random.default_rng(seed)
             eps = generate_branches(model, starts, policy, num_branches, horizon, action_noise, rng,
                                     policy_version=policy_version or None)
+            if not write_bag:
+                return eps, None
             out = Path(self.cfg.synthetic_dir) if self.cfg.synthetic_dir else Path(self.cfg.run_dir) / "synthetic"
             bag = write_synthetic_bags(eps, out, name=f"synthetic_{model.version}_{time.strftime('%Y%m%d-%H%M%S')}"
                                                       f"_{rng.integers(1 << 30):08x}")
