@@ -254,3 +254,20 @@ def test_random_member_rollout_mode(trained, demos):
     m.cfg.rollout_mode = "random_member"
     eps = generate_branches(m, demos, RandomPolicy(2), 6, 3, 0.0, np.random.default_rng(1))
     assert len(eps) == 6 and all(np.isfinite(e.uncertainty).all() for e in eps)
+
+
+def test_generation_with_a_learner_policy_checkpoint(trained, demos, tmp_path):
+    """The learner's pixels policy, loaded from its checkpoint, drives the rollouts on predicted frames."""
+    learner = pytest.importorskip("worldsample_learner.core.agent")
+    from worldsample_learner.core.config import AgentConfig
+    from worldsample_learner.core.policy import save_policy
+    from worldsample_worldmodel.core.generate import load_any_policy
+
+    model, _ = trained
+    cfg = AgentConfig(obs_mode="pixels", cameras=("front", "wrist"), image_size=16, proprio_dim=4, hidden_dim=32,
+                      feature_dim=16, encoder_channels=8, num_critics=2, device="cpu")
+    path = save_policy(learner.SACAgent(cfg), tmp_path, 5)
+    policy = load_any_policy(str(path))
+    eps = generate_branches(model, demos, policy, 4, 3, 0.1, np.random.default_rng(0))
+    assert len(eps) == 4 and all(e.policy_version == "policy-000005" for e in eps)
+    assert all(np.abs(e.actions).max() <= 1.0 for e in eps)
