@@ -175,7 +175,8 @@ class WorldModelService:
                     data, self.cfg.model, steps=self.cfg.pretrain_steps, progress=self.cfg.progress,
                     run_dir=self.cfg.run_dir, tag=version_name(len(self.store.versions()) + 1),
                     calibration_episodes=held or None)
-                mode, parent = ("pretrain-demos" if not real else "pretrain-demos+real"), None
+                mode = "pretrain-demos" if not real else ("pretrain-real" if not self.demos else "pretrain-demos+real")
+                parent = None
             else:
                 parent = self.model.version
                 model, metrics = train_world_model(
