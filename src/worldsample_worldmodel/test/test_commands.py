@@ -55,6 +55,13 @@ def test_wm_commands_end_to_end(tmp_path, capsys):
     res = json.loads((tmp_path / "fid" / "fidelity.json").read_text())
     assert {r["version"] for r in res.values()} == {"wm-000001", "wm-000002"}
     assert len(list((tmp_path / "fid").glob("strip_*.png"))) == 2
+    # demo-only continuation baseline: same parent, demos only, its own run
+    assert cli("train", "--demos", str(tmp_path / "demos"), "--out", str(tmp_path / "demo_only"), "--init",
+               f"{run}:wm-000001", "--steps", "2", "--no-progress", "--device", "cpu") == 0
+    base = WorldModelStore(tmp_path / "demo_only")
+    assert base.versions() == ["wm-000001"] and base.manifest("wm-000001")["mode"] == "posttrain-demos"
+    assert "wm-000001" in base.manifest("wm-000001")["parent"]
+    assert {e["source"] for e in base.manifest("wm-000001")["trained_on"]} == {"DEMO"}
     # bad input: clear errors, exit code 2, no new version
     assert cli("replay", str(tmp_path / "nope"), "--model", str(run)) == 2
     assert cli("fidelity", "--model", str(run), "--on", str(tmp_path / "held"), "--horizons", "0") == 2

@@ -1,6 +1,7 @@
 """World model: pre-train on demos, post-train by replaying bags, generate synthetic bags, fidelity.
 
   worldsample wm train    --demos DIR --out RUN [--steps N]        demo-only pre-training -> RUN/versions/wm-000001
+                          [--init RUN0[:wm-NNNNNN]]                 (continue RUN0 on demos: demo-only baseline)
   worldsample wm replay   BAGDIR --model RUN [--steps N]           post-train on real bags (demos kept) -> next version
   worldsample wm generate --model RUN --from BAGDIR --policy {random,CKPT} --out DIR
                           [--branches N --horizon K --noise S]     synthetic rollouts -> rosbag2 (MCAP)
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="demo-only pre-training: bags of demonstrations -> first model version")
     p.add_argument("--demos", required=True, help="directory of demonstration bags")
     p.add_argument("--out", required=True, help="run directory (versions are written to OUT/versions/)")
+    p.add_argument("--init", default=None,
+                   help="continue from this model (RUN, RUN:wm-NNNNNN or a version dir) on the demos only: the "
+                        "paper's demo-only post-training baseline (architecture options then come from it)")
     _add_model_options(p, pretrain=True)
 
     p = sub.add_parser("replay", help="post-train the latest version on a directory of real-episode bags")
@@ -158,11 +162,14 @@ def _train(args) -> int:
     store.cleanup()
     tag = version_name(len(store.versions()) + 1)
     t0 = time.time()
-    model, metrics = train_world_model(demos, cfg, steps=steps, progress=not args.no_progress,
+    init = _load_model(args.init, None, args.device) if args.init else None
+    model, metrics = train_world_model(demos, cfg, init=init, steps=steps, progress=not args.no_progress,
                                        run_dir=args.out, tag=tag)
     _report_rejected(metrics)
-    version = _save(store, model, metrics, demos, {"mode": "pretrain-demos", "demo_dirs": [str(Path(args.demos).resolve())],
-                                                    "real_dirs": [], "parent": None})
+    version = _save(store, model, metrics, demos, {
+        "mode": "posttrain-demos" if init is not None else "pretrain-demos",
+        "demo_dirs": [str(Path(args.demos).resolve())], "real_dirs": [],
+        "parent": f"{args.init} ({init.version})" if init is not None else None})
     print(f"[wm] {version}: {metrics['steps']} steps on {metrics['num_episodes']} demo episodes "
           f"({metrics['num_transitions']} transitions), {metrics['samples_per_s']:.1f} samples/s, "
           f"{time.time() - t0:.0f} s -> {store.path(version)}")
