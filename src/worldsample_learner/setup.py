@@ -19,6 +19,8 @@ setup(
     entry_points={
         "console_scripts": [
             "learner_node = worldsample_learner.nodes.learner_node:main",
+            "success_node = worldsample_learner.nodes.success_node:main",
+            "success_keys = worldsample_learner.nodes.success_node:keys_main",
         ],
     },
 )

@@ -54,3 +54,75 @@ def test_classifier_bad_input_named():
         SuccessClassifier(SuccessClassifierConfig(image_size=64)).fit(eps)
     with pytest.raises(ValueError, match="both successful and failed"):
         SuccessClassifier(SuccessClassifierConfig(image_size=32, holdout_fraction=0.0)).fit(eps[2:])
+
+
+def _constant_classifier(logit: float, image_size: int = 16) -> SuccessClassifier:
+    """A real classifier whose output is fixed by its weights: sigmoid(logit) for every frame."""
+    import torch
+
+    clf = SuccessClassifier(SuccessClassifierConfig(image_size=image_size, channels=4))
+    with torch.no_grad():
+        for p in clf.net.parameters():
+            p.zero_()
+        clf.net.conv[-1].bias.fill_(logit)
+    return clf
+
+
+def test_detector_needs_consecutive_frames_and_human_override_wins():
+    from worldsample_learner.core.success_classifier import SuccessDetector, SuccessDetectorConfig
+
+    frame = {c: np.zeros((16, 16, 3), np.uint8) for c in ("front", "wrist")}
+    det = SuccessDetector(_constant_classifier(4.0), SuccessDetectorConfig(confirm_frames=3, success_reward=2.0))
+    seq = [det.step(frame) for _ in range(4)]
+    assert [d.success for d in seq] == [False, False, True, True]
+    assert [d.reward for d in seq] == [0.0, 0.0, 2.0, 2.0] and seq[2].terminated and seq[0].source == "classifier"
+    assert seq[0].probability == pytest.approx(1 / (1 + np.exp(-4.0)), rel=1e-5)
+    # a human "failure" overrides the classifier's success and ends the episode, until reset
+    det.override(False)
+    d = det.step(frame)
+    assert (d.success, d.terminated, d.reward, d.source) == (False, True, 0.0, "human")
+    det.reset()
+    assert not det.override_pending and not det.step(frame).success  # the streak starts again
+    # a classifier that says "no" never ends the episode; the human's "success" does
+    no = SuccessDetector(_constant_classifier(-4.0))
+    assert not any(no.step(frame).success for _ in range(5))
+    no.override(True)
+    d = no.step(frame)
+    assert (d.success, d.terminated, d.reward, d.source) == (True, True, 1.0, "human") and no.overrides == 1
+    # human-only mode: nothing until the key press
+    human = SuccessDetector(None)
+    d = human.step(None)
+    assert (d.success, d.terminated, d.source) == (False, False, "none") and np.isnan(d.probability)
+    human.override(True)
+    assert human.step(None).success
+    with pytest.raises(ValueError, match="needs images of cameras"):
+        det.step(None)
+    with pytest.raises(ValueError, match="camera 'wrist' missing"):
+        det.step({"front": frame["front"]})
+    with pytest.raises(ValueError, match="confirm_frames"):
+        SuccessDetector(None, SuccessDetectorConfig(confirm_frames=0))
+
+
+def test_classifier_command_reports_heldout_accuracy(tmp_path, capsys):
+    import json
+
+    from worldsample_control.core.bag_io import write_episode_bag
+    from worldsample_learner.commands import success_classifier as cmd
+
+    for i, ep in enumerate(_episodes(6, 6)):
+        write_episode_bag(ep, tmp_path / "bags" / f"ep{i}")
+    (tmp_path / "bags" / "broken").mkdir()
+    (tmp_path / "bags" / "broken" / "metadata.yaml").write_text("{{{")
+    out = tmp_path / "clf.pt"
+    assert cmd.main(["--bags", str(tmp_path / "bags"), "--out", str(out), "--image-size", "32", "--epochs", "3",
+                     "--holdout", "0.34"]) == 0
+    cap = capsys.readouterr()
+    assert "held-out accuracy" in cap.out and "12 episodes (6 successful, 6 failed)" in cap.out
+    assert "skipping bag" in cap.err and "broken" in cap.err
+    r = json.loads(out.with_suffix(".json").read_text())
+    assert r["heldout_episodes"] == 4 and 0.0 <= r["heldout_accuracy"] <= 1.0
+    assert SuccessClassifier.load(out).cfg.image_size == 32
+    # wrong size for these bags: named error, exit 2
+    assert cmd.main(["--bags", str(tmp_path / "bags"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "expected (64, 64, 3)" in capsys.readouterr().err
+    assert cmd.main(["--bags", str(tmp_path / "nope"), "--out", str(tmp_path / "x.pt")]) == 2

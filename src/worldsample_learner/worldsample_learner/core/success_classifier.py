@@ -96,6 +96,11 @@ class SuccessClassifier:
         for c in self.cfg.cameras:
             if c not in images:
                 raise ValueError(f"success classifier: camera {c!r} missing (got {sorted(images)})")
+        s = self.cfg.image_size
+        for c in self.cfg.cameras:
+            shape = np.shape(images[c])
+            if len(shape) != 4 or shape[1:] != (s, s, 3):
+                raise ValueError(f"success classifier: camera {c!r} frames are {shape}, expected (N, {s}, {s}, 3)")
         x = np.concatenate([np.asarray(images[c]) for c in self.cfg.cameras], axis=-1)
         if x.dtype != np.uint8 or x.ndim != 4:
             raise ValueError(f"success classifier: images must be uint8 (N, H, W, 3) per camera, got {x.dtype} {x.shape}")
@@ -175,3 +180,77 @@ class SuccessClassifier:
         clf = cls(SuccessClassifierConfig(**raw))
         clf.net.load_state_dict(payload["net"])
         return clf
+
+
+# --------------------------------------------------------------------------- on the robot
+@dataclass
+class SuccessDetectorConfig:
+    confirm_frames: int = 2  # consecutive frames the classifier must call "success" before it counts
+    success_reward: float = 1.0  # reward of the step that is judged successful (0 otherwise: sparse)
+    terminate_on_success: bool = True  # a detected success ends the episode (HIL-SERL style)
+
+    def validate(self) -> None:
+        if int(self.confirm_frames) < 1:
+            raise ValueError(f"SuccessDetectorConfig.confirm_frames must be >= 1, got {self.confirm_frames}")
+
+
+@dataclass
+class SuccessDecision:
+    reward: float
+    success: bool
+    terminated: bool
+    source: str  # "human" (override), "classifier", or "none" (no classifier, no override yet)
+    probability: float  # classifier probability (nan without a classifier)
+
+
+class SuccessDetector:
+    """Reward / success of each step on a real arm: the classifier, overridden by a human.
+
+    `step(images)` judges one observation. The classifier must call success on
+    ``confirm_frames`` consecutive frames (one blurry frame does not end an episode). A human
+    override (`override(True/False)`, from a key press or button) wins over the classifier and
+    ends the episode: it stays in force until `reset()` at the start of the next episode.
+    Without a classifier only the human decides (the human-labelling mode for a new task).
+    """
+
+    def __init__(self, classifier: SuccessClassifier | None, cfg: SuccessDetectorConfig | None = None) -> None:
+        self.cfg = cfg or SuccessDetectorConfig()
+        self.cfg.validate()
+        self.classifier = classifier
+        self.overrides = 0
+        self.reset()
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self.classifier.cfg.cameras) if self.classifier is not None else ()
+
+    @property
+    def override_pending(self) -> bool:
+        return self._override is not None
+
+    def reset(self) -> None:
+        self._override: bool | None = None
+        self._streak = 0
+
+    def override(self, success: bool) -> None:
+        self._override = bool(success)
+        self.overrides += 1
+
+    def step(self, images: dict[str, np.ndarray] | None) -> SuccessDecision:
+        prob = float("nan")
+        if self.classifier is not None:
+            if images is None:
+                raise ValueError(f"success detector: the classifier needs images of cameras {list(self.cameras)}")
+            missing = [c for c in self.cameras if c not in images]
+            if missing:
+                raise ValueError(f"success classifier: camera {missing[0]!r} missing (got {sorted(images)})")
+            prob = float(self.classifier.predict_proba({c: np.asarray(images[c])[None] for c in self.cameras})[0])
+            self._streak = self._streak + 1 if prob >= self.classifier.cfg.threshold else 0
+        if self._override is not None:
+            ok = self._override
+            return SuccessDecision(self.cfg.success_reward if ok else 0.0, ok, True, "human", prob)
+        if self.classifier is None:
+            return SuccessDecision(0.0, False, False, "none", prob)
+        ok = self._streak >= self.cfg.confirm_frames
+        return SuccessDecision(self.cfg.success_reward if ok else 0.0, ok, ok and self.cfg.terminate_on_success,
+                               "classifier", prob)
