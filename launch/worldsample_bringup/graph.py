@@ -86,12 +86,14 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
               seed: int = 0, max_steps: int = 0, image_size: int = 64,
               cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
               lockstep: bool = True, render: bool = True, source: str = "",
-              extra: list[NodeSpec] | None = None, namespace: str = "") -> list[NodeSpec]:
+              extra: list[NodeSpec] | None = None, namespace: str = "",
+              episodes_per_policy: int = 0) -> list[NodeSpec]:
     """Simulator + arm control + actor + recorder for ``episodes`` episodes of ``task``.
 
     ``policy``: "random", "scripted" (the task's expert, run inside the simulator node and sent
     as a suggestion) or a checkpoint path. ``source``: "demo" or "real" (default: demo for
-    scripted, real otherwise). Bags go to ``run_dir/bags``.
+    scripted, real otherwise). Bags go to ``run_dir/bags``. ``episodes_per_policy`` > 0: the
+    actor holds between episodes after that many with one policy until a newer checkpoint.
     """
     run_dir = Path(run_dir)
     src = source or ("demo" if policy == "scripted" else "real")
@@ -111,7 +113,7 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
             "max_steps": int(max_steps), "cameras": cams, "control_hz": float(control_hz),
             "lockstep": bool(lockstep), "source": src, "log_dir": str(run_dir / "actor"),
-            "wait_for_recorder_s": 30.0,
+            "wait_for_recorder_s": 30.0, "episodes_per_policy": int(episodes_per_policy),
         }),
         NodeSpec("worldsample_control", "recorder_node", "recorder", {
             "out_dir": str(run_dir / "bags"), "cameras": cams,
@@ -137,8 +139,60 @@ LOOP_ARGUMENTS: dict[str, tuple[str, str]] = {
     "robot_ip": ("172.16.0.2", "real: the Franka's IP address (passed to franka_bringup)"),
     "control_hz": ("10.0", "control rate [Hz]"),
     "namespace": ("", "ROS namespace of the robot-side nodes"),
+    "episodes_per_policy": ("0", "iteration pacing: after N episodes with one policy the actor waits for the "
+                                 "next checkpoint (0: never waits)"),
     "mode": ("ppl", "learner mode: rl-only, naive, selection, schedule, ppl"),
+    "demos_dir": ("", "directory of demonstration bags for the world model's pre-training and the learner"),
+    "params_file": ("", "parameter YAML of the learning nodes ('' = the package's config/loop.yaml)"),
+    "device": ("auto", "torch device of world model and learner: auto, cpu, cuda"),
 }
+
+PPL_MODES = ("rl-only", "naive", "selection", "schedule", "ppl")
+
+
+def config_path(name: str) -> Path:
+    """A file of this package's ``config/`` (source tree, else the ament share directory)."""
+    here = Path(__file__).resolve().parents[1] / "config" / name
+    if here.exists():
+        return here
+    import os
+
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        cand = Path(prefix) / "share" / "worldsample_bringup" / "config" / name
+        if prefix and cand.exists():
+            return cand
+    raise FileNotFoundError(f"worldsample_bringup config file {name!r} not found next to {Path(__file__).parent} "
+                            "or in any AMENT_PREFIX_PATH share directory")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def load_node_params(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A ROS 2 parameter YAML (``node: {ros__parameters: {...}}``) -> {node: {dotted.name: value}}."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"parameter file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"parameter file {path}: expected a mapping of node names, got {type(data).__name__}")
+    out = {}
+    for node, body in data.items():
+        params = body.get("ros__parameters") if isinstance(body, dict) else None
+        if not isinstance(params, dict):
+            raise ValueError(f"parameter file {path}: node {node!r} has no 'ros__parameters' mapping")
+        out[str(node).lstrip("/")] = _flatten(params)
+    return out
 
 
 def _split(value: str) -> list[str]:
@@ -148,7 +202,7 @@ def _split(value: str) -> list[str]:
 def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random", episodes: int = 0,
                 seed: int = 0, max_steps: int = 0, image_size: int = 64,
                 cameras: tuple[str, ...] = ("front", "wrist"), camera_sources: tuple[str, ...] = (),
-                control_hz: float = 10.0, namespace: str = "") -> list[NodeSpec]:
+                control_hz: float = 10.0, namespace: str = "", episodes_per_policy: int = 0) -> list[NodeSpec]:
     """The robot side for ``kind`` in {"sim", "real", "gazebo"}.
 
     sim: `sim_graph` (lock-step MuJoCo node). real / gazebo: arm control at a fixed rate against
@@ -158,7 +212,8 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
     """
     if kind == "sim":
         return sim_graph(task, run_dir, policy=policy, episodes=episodes, seed=seed, max_steps=max_steps,
-                         image_size=image_size, cameras=cameras, control_hz=control_hz, namespace=namespace)
+                         image_size=image_size, cameras=cameras, control_hz=control_hz, namespace=namespace,
+                         episodes_per_policy=episodes_per_policy)
     if kind not in ("real", "gazebo"):
         raise ValueError(f"graph kind {kind!r}; expected 'sim', 'real' or 'gazebo'")
     run_dir = Path(run_dir)
@@ -181,6 +236,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
             "max_steps": int(max_steps) if max_steps else 200, "cameras": cams, "control_hz": float(control_hz),
             "lockstep": False, "use_sim_reward": False, "twist_topic": "", "source": "real",
             "log_dir": str(run_dir / "actor"), "wait_for_recorder_s": 30.0,
+            "episodes_per_policy": int(episodes_per_policy),
         }),
         NodeSpec("worldsample_control", "recorder_node", "recorder", {
             "out_dir": str(run_dir / "bags"), "cameras": cams,
@@ -192,9 +248,42 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
 
 
 def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
-    """World model + learner nodes of the loop (filled in by their owners; empty until then)."""
-    del kind, args
-    return []
+    """World model + learner nodes of the loop.
+
+    Their parameters come from the parameter file (``params_file``, default config/loop.yaml),
+    then the launch arguments set what they decide: run directories under ``run_dir``, task,
+    cameras, image size, mode, demos, device. In ``rl-only`` mode the world model still
+    post-trains and reports fidelity, but generates no synthetic data.
+    """
+    if args["mode"] not in PPL_MODES:
+        raise ValueError(f"mode {args['mode']!r}; expected one of {PPL_MODES}")
+    params = load_node_params(args["params_file"] or config_path("loop.yaml"))
+    unknown = set(params) - {"world_model", "learner"}
+    if unknown:
+        raise ValueError(f"parameter file names unknown node(s) {sorted(unknown)}; expected world_model, learner")
+    run_dir = Path(args["run_dir"])
+    cams = _split(args["cameras"])
+    size = int(args["image_size"])
+    wm = dict(params.get("world_model", {}))
+    wm.update({"run_dir": str(run_dir / "world_model"), "demos_dir": args["demos_dir"],
+               "real_dir": str(run_dir / "bags"), "synthetic_dir": str(run_dir / "synthetic"),
+               "device": args["device"], "model.image_size": size, "model.cameras": cams,
+               "model.seed": int(args["seed"])})
+    if args["mode"] == "rl-only":
+        wm["generate_period_s"] = 0.0
+    learner = dict(params.get("learner", {}))
+    learner.update({"task": args["task"], "mode": args["mode"], "cameras": cams, "image_size": size,
+                    "out_dir": str(run_dir / "learner"), "demos_dir": args["demos_dir"], "device": args["device"],
+                    "seed": int(args["seed"])})
+    specs = [
+        NodeSpec("worldsample_worldmodel", "world_model_node", "world_model", wm,
+                 module="worldsample_worldmodel.nodes.world_model_node"),
+        NodeSpec("worldsample_learner", "learner_node", "learner", learner,
+                 module="worldsample_learner.nodes.learner_node"),
+    ]
+    for s in specs:
+        s.namespace = args["namespace"]
+    return specs
 
 
 def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
@@ -207,6 +296,6 @@ def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
         kind, a["task"], a["run_dir"], policy=a["policy"], episodes=int(a["episodes"]), seed=int(a["seed"]),
         max_steps=int(a["max_steps"]), image_size=int(a["image_size"]), cameras=tuple(_split(a["cameras"])),
         camera_sources=tuple(_split(a["camera_sources"])), control_hz=float(a["control_hz"]),
-        namespace=a["namespace"],
+        namespace=a["namespace"], episodes_per_policy=int(a["episodes_per_policy"]),
     )
     return robot + learning_graph(kind, a)

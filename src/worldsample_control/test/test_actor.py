@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from worldsample_control.core.actor import Actor, ActorConfig, RandomPolicy, SuggestionPolicy
+from worldsample_control.core.actor import (
+    Actor,
+    ActorConfig,
+    RandomPolicy,
+    SuggestionPolicy,
+    TeleopPolicy,
+    load_policy,
+)
 from worldsample_control.core.env_protocol import Observation
 from worldsample_control.core.episode import Source
 
@@ -86,6 +93,22 @@ def test_checkpoint_swap_happens_between_episodes_only():
     assert a.shape == (4,)
 
 
+def test_iteration_pacing_waits_for_a_newer_checkpoint():
+    actor = Actor(ActorConfig(task="push", max_steps=1, cameras=("front",)), policy=RandomPolicy(0),
+                  policy_loader=lambda uri: _Const([0, 0, 0, 0]))
+    assert not actor.waits_for_policy(2)
+    for k in range(2):
+        actor.begin_episode(_obs(), k)
+        actor.end_episode()
+    assert actor.waits_for_policy(2) and not actor.waits_for_policy(3) and not actor.waits_for_policy(0)
+    actor.request_swap("/ckpt/policy-000002.pt", "policy-000002")
+    assert not actor.waits_for_policy(2)  # a newer checkpoint is waiting: go on
+    actor.begin_episode(_obs(), 5)
+    assert actor.policy_version == "policy-000002" and actor.episodes_with_policy == 1
+    actor.end_episode()
+    assert not actor.waits_for_policy(2)
+
+
 def test_bad_observations_and_config_are_named():
     actor = Actor(ActorConfig(task="push", max_steps=2, cameras=("front", "wrist")), policy=RandomPolicy(0))
     with pytest.raises(ValueError, match="wrist"):
@@ -96,3 +119,36 @@ def test_bad_observations_and_config_are_named():
         Actor(ActorConfig(task="push", policy="/nope.pt"))
     with pytest.raises(RuntimeError, match="expert"):
         SuggestionPolicy().act(_obs())
+
+
+def test_teleop_forwards_fresh_commands_and_stays_when_the_device_is_quiet():
+    now = [0.0]
+    teleop = TeleopPolicy(timeout_s=0.5, clock=lambda: now[0])
+    np.testing.assert_array_equal(teleop.act(_obs()), [0, 0, 0, -1])  # nothing yet: stay, gripper open
+    assert teleop.set_command([0.3, -2.0, 0.1, 1.0]) is None
+    np.testing.assert_allclose(teleop.act(_obs()), [0.3, -1.0, 0.1, 1.0])  # clipped like a policy's action
+    for bad in ([np.nan, 0, 0, 0], [0, np.inf, 0, 1], [1, 2, 3], None):
+        assert teleop.set_command(bad) is not None  # rejected, the last good command stays
+    now[0] = 0.4
+    np.testing.assert_allclose(teleop.act(_obs()), [0.3, -1.0, 0.1, 1.0])
+    now[0] = 0.6  # the device went quiet: stay, and keep the gripper closed (never drop the object)
+    np.testing.assert_array_equal(teleop.act(_obs()), [0, 0, 0, 1])
+    assert teleop.stale_steps == 2
+    with pytest.raises(ValueError, match="timeout_s"):
+        TeleopPolicy(timeout_s=0)
+
+
+def test_teleop_demonstration_episode_records_the_operator_commands():
+    commands = [[1, 0, 0, -1], [0, 1, 0, -1], [0, 0, -1, 1]]
+    actor = Actor(ActorConfig(task="push", policy="teleop", source="demo", max_steps=3, cameras=("front",)),
+                  policy=load_policy("teleop"))
+    assert isinstance(actor.policy, TeleopPolicy) and actor.policy_version == "" and actor.source == Source.DEMO
+    actor.begin_episode(_obs(0), 0)
+    done = False
+    for t, cmd in enumerate(commands):
+        actor.policy.set_command(cmd)
+        np.testing.assert_array_equal(actor.act(), cmd)
+        rec, done = actor.observe(_obs(t + 1), 0.0, False, False, False, t + 1)
+        assert rec.action.tolist() == cmd
+    assert done
+    assert actor.end_episode().length == 3

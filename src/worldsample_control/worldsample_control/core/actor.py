@@ -6,6 +6,10 @@ Policies (``ActorConfig.policy``):
 - ``"scripted"``: the task's scripted expert. On the ROS graph the expert needs the simulator's
   privileged state, so the simulator node computes the expert action and sends it with the
   observation; `SuggestionPolicy` returns it (the in-process driver can pass a callable);
+- ``"teleop"``: an operator's commands (`TeleopPolicy`): the actor node forwards the latest
+  message of its teleoperation topic (``teleop/action``, worldsample_msgs/PolicyAction with
+  the normalised ``(dx, dy, dz, gripper)`` action); with ``source="demo"`` this records
+  demonstrations on a real arm through the same recorder;
 - anything else is a checkpoint path, loaded lazily with
   ``worldsample_learner.core.policy.load_policy(path)`` (``policy.act(obs) -> np.ndarray(4)``).
 
@@ -63,21 +67,62 @@ class SuggestionPolicy:
         return np.asarray(a, np.float32)
 
 
+class TeleopPolicy:
+    """Teleoperation: the operator's latest command, as long as it is fresh.
+
+    ``set_command(action)`` stores a normalised ``(dx, dy, dz, gripper)`` command from the
+    teleoperation device (a non-finite or wrongly shaped one is ignored and its reason returned).
+    ``act`` returns the latest command if it is at most ``timeout_s`` old; otherwise (no command
+    yet, or the device went quiet) the arm stays where it is: zero translation, and the gripper
+    keeps its last commanded state (open before any command), so a dropout never drops an object.
+    """
+
+    def __init__(self, timeout_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+        if not (timeout_s > 0 and np.isfinite(timeout_s)):
+            raise ValueError(f"teleop timeout_s must be a positive finite number of seconds, got {timeout_s!r}")
+        self.timeout_s = float(timeout_s)
+        self._clock = clock
+        self._command: np.ndarray | None = None
+        self._received_at = -np.inf
+        self._gripper = -1.0  # open
+        self.stale_steps = 0  # steps answered with "stay" because no fresh command was there
+
+    def set_command(self, action) -> str | None:
+        a = np.asarray(action, np.float64) if action is not None else np.zeros(0)
+        if a.shape != (ACTION_DIM,):
+            return f"teleop command has shape {a.shape}, expected ({ACTION_DIM},) (dx, dy, dz, gripper)"
+        if not np.isfinite(a).all():
+            return f"teleop command {a.tolist()} is not finite"
+        self._command = np.clip(a, -1.0, 1.0).astype(np.float32)
+        self._received_at = self._clock()
+        self._gripper = float(self._command[3])
+        return None
+
+    def act(self, obs: Observation) -> np.ndarray:
+        if self._command is not None and self._clock() - self._received_at <= self.timeout_s:
+            return self._command.copy()
+        self.stale_steps += 1
+        return np.array([0.0, 0.0, 0.0, self._gripper], np.float32)
+
+
 def policy_version_of(spec: str) -> str:
-    if spec in ("random", "scripted"):
+    if spec in ("random", "scripted", "teleop"):
         return ""
     return Path(spec).stem
 
 
 def load_policy(spec: str, seed: int = 0) -> Policy:
-    """"random", "scripted" or a checkpoint path -> a policy object."""
+    """"random", "scripted", "teleop" or a checkpoint path -> a policy object."""
     if spec == "random":
         return RandomPolicy(seed)
     if spec == "scripted":
         return SuggestionPolicy()
+    if spec == "teleop":
+        return TeleopPolicy()
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"policy checkpoint {spec!r} does not exist (expected 'random', 'scripted' or a file)")
+        raise FileNotFoundError(f"policy checkpoint {spec!r} does not exist "
+                                "(expected 'random', 'scripted', 'teleop' or a file)")
     from worldsample_learner.core.policy import load_policy as _load  # lazy: pulls in torch
 
     return _load(str(path))
@@ -155,6 +200,7 @@ class Actor:
         self._loader = policy_loader or (lambda uri: load_policy(uri, config.seed))
         self._pending: tuple[str, str] | None = None
         self.swaps: list[str] = []
+        self.episodes_with_policy = 0  # episodes begun with the policy now in use
         self.episode_id: str | None = None
         self.episode_index = 0
         self.step = 0
@@ -182,7 +228,13 @@ class Actor:
         self.policy = self._loader(uri)
         self.policy_version = version or Path(uri).stem
         self.swaps.append(self.policy_version)
+        self.episodes_with_policy = 0
         return self.policy_version
+
+    def waits_for_policy(self, episodes_per_policy: int) -> bool:
+        """True when ``episodes_per_policy`` (> 0) episodes ran with the current policy and no newer
+        checkpoint is waiting: an iteration-paced loop holds the arm here until the learner's next one."""
+        return episodes_per_policy > 0 and self._pending is None and self.episodes_with_policy >= episodes_per_policy
 
     # ------------------------------------------------------------------ episodes
     @property
@@ -202,6 +254,7 @@ class Actor:
             raise RuntimeError(f"episode {self.episode_id} is still running")
         self._apply_swap()
         self._check_obs(obs)
+        self.episodes_with_policy += 1
         self.episode_id = episode_id or new_episode_id(self.config.task, self.source)
         self.seed = self.next_seed() if seed is None else int(seed)
         self.step = 0

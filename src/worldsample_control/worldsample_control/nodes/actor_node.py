@@ -13,6 +13,19 @@ raises) ends the episode at once: no further action is sent, the arm holds (arm_
 watchdog), and the END event carries success=false; the reason is logged. A checkpoint
 announced on ``policy/checkpoint`` (PolicyCheckpoint) is loaded before the next episode.
 
+Demonstrations on a real arm (``policy:=teleop``): the actor forwards the operator's latest
+command from ``teleop/action`` (parameter ``topic_teleop_action``; worldsample_msgs/PolicyAction,
+``action = [dx, dy, dz, gripper]`` normalised to [-1, 1] like a policy's, gripper > 0 closes; any
+QoS) at the control rate. A command older than ``teleop_timeout_s`` means "stay" (zero motion,
+gripper unchanged); a non-finite or wrongly shaped one is ignored and logged. Run it with
+``source:=demo`` so the recorder writes DEMO bags, e.g.
+
+    ros2 run worldsample_control actor_node --ros-args -p policy:=teleop -p source:=demo \
+        -p lockstep:=false -p use_sim_reward:=false -p twist_topic:='' -p task:=peg_insertion \
+        -p max_steps:=300 -p episodes:=20
+
+with a device driver (SpaceMouse, keyboard, VR) that publishes PolicyAction on ``teleop/action``.
+
 ``lockstep`` (simulation): the next action is computed as soon as the complete observation of
 the previous step has arrived (all streams with the same stamp), so results do not depend on
 CPU load. Otherwise a timer at ``control_hz`` acts on the newest messages.
@@ -38,7 +51,7 @@ from sensor_msgs.msg import Image, JointState
 from worldsample_msgs.msg import EpisodeInfo, PolicyAction, PolicyCheckpoint, Transition
 from worldsample_msgs.srv import ResetEpisode
 
-from ..core.actor import Actor, ActorConfig, StepRecord, SuggestionPolicy
+from ..core.actor import Actor, ActorConfig, StepRecord, SuggestionPolicy, TeleopPolicy
 from ..core.env_protocol import Observation
 from ..core.franka_interface import (
     BEST_EFFORT,
@@ -73,15 +86,20 @@ class ActorNode(Node):
         self.recorded_timeout_s = float(p("recorded_timeout_s", 15.0).value)
         self.wait_recorded = bool(p("wait_recorded", True).value)
         self.wait_for_recorder_s = float(p("wait_for_recorder_s", 0.0).value)
+        # iteration pacing: after this many episodes with one policy, hold (between episodes, arm
+        # at rest) until the learner announces a newer checkpoint, at most policy_wait_s (0: off)
+        self.episodes_per_policy = int(p("episodes_per_policy", 0).value)
+        self.policy_wait_s = float(p("policy_wait_s", 300.0).value)
+        teleop_timeout_s = float(p("teleop_timeout_s", 0.5).value)
         t = {
             "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
             "policy_action": ws.policy_action, "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded,
             "transitions": ws.transitions, "policy_checkpoint": ws.policy_checkpoint, "arm_reset": ws.arm_reset,
-            "sim_reward": ws.sim_reward,
+            "sim_reward": ws.sim_reward, "teleop_action": ws.teleop_action,
         }
         t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
         self.topics = t
-        self.actor = Actor(cfg)
+        self.actor = Actor(cfg, policy=TeleopPolicy(teleop_timeout_s) if cfg.policy == "teleop" else None)
         self.cfg = self.actor.config
         self.cameras = tuple(self.cfg.cameras)
         self.log_dir = Path(log_dir) if log_dir else None
@@ -112,6 +130,8 @@ class ActorNode(Node):
         self._stream_topics = [WorldSampleTopics.camera_image(c) for c in self.cameras] + [
             t["current_pose"], t["gripper_joint_states"]] + ([t["sim_reward"]] if self.use_sim_reward else [])
         self.create_subscription(PolicyCheckpoint, t["policy_checkpoint"], self._on_checkpoint, qos(EVENTS))
+        if isinstance(self.actor.policy, TeleopPolicy):  # best effort matches reliable and best-effort devices
+            self.create_subscription(PolicyAction, t["teleop_action"], self._on_teleop, qos(BEST_EFFORT))
         self.create_subscription(EpisodeInfo, t["episodes_recorded"], self._on_recorded, qos(EVENTS))
 
         self.state = "idle"
@@ -149,6 +169,14 @@ class ActorNode(Node):
     def _on_checkpoint(self, msg: PolicyCheckpoint) -> None:
         self.actor.request_swap(msg.uri, msg.version)
         self.get_logger().info(f"checkpoint {msg.version} ({msg.uri}) will be used from the next episode")
+
+    def _on_teleop(self, msg: PolicyAction) -> None:
+        if not isinstance(self.actor.policy, TeleopPolicy):
+            return
+        problem = self.actor.policy.set_command(list(msg.action))
+        if problem is not None:
+            self.get_logger().warning(f"{self.topics['teleop_action']}: {problem}; ignored",
+                                      throttle_duration_sec=2.0)
 
     def _on_recorded(self, msg: EpisodeInfo) -> None:
         self._recorded.add(msg.episode_id)
@@ -210,7 +238,21 @@ class ActorNode(Node):
                 self._waited_recorder = True
                 self._set_state("waiting_recorder")
                 return
+            if self.actor.waits_for_policy(self.episodes_per_policy):
+                self.get_logger().info(f"{self.actor.episodes_with_policy} episode(s) with policy "
+                                       f"{self.actor.policy_version or self.cfg.policy}: waiting up to "
+                                       f"{self.policy_wait_s:.0f} s for the learner's next checkpoint")
+                self._set_state("waiting_policy")
+                return
             self._start_reset()
+        elif self.state == "waiting_policy":
+            if not self.actor.waits_for_policy(self.episodes_per_policy):
+                self._set_state("idle")
+            elif waited > self.policy_wait_s:
+                self.get_logger().warning(f"no new checkpoint within {self.policy_wait_s:.0f} s; "
+                                          "going on with the current policy")
+                self.actor.episodes_with_policy = 0
+                self._set_state("idle")
         elif self.state == "resetting":
             fut = self._reset_future
             if fut.done():

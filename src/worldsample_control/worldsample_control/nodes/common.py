@@ -82,13 +82,25 @@ def build_observation(images: dict[str, Any], cameras: tuple[str, ...], proprio:
 
 
 def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM (calls node.on_shutdown() if defined)."""
+    """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM (calls node.on_shutdown() if defined).
+
+    A node with an ``executor_threads`` attribute > 1 spins in a MultiThreadedExecutor of that size
+    (its callback groups decide what may run concurrently).
+    """
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     code = 0
     try:
         node = node_factory()
-        rclpy.spin(node)
+        threads = int(getattr(node, "executor_threads", 1))
+        if threads > 1:
+            from rclpy.executors import MultiThreadedExecutor
+
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            executor.spin()
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SystemExit as exc:

@@ -152,3 +152,11 @@ class SACAgent:
                 "critic": self.critic.state_dict(), "target_encoder": self.target_encoder.state_dict(),
                 "target_critic": self.target_critic.state_dict(), "log_alpha": self.log_alpha.detach().cpu(),
                 "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved (weights, alpha, update count; optimisers start afresh)."""
+        for name in ("encoder", "actor", "critic", "target_encoder", "target_critic"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(torch.as_tensor(state["log_alpha"], device=self.device))
+        self.updates = int(state["updates"])

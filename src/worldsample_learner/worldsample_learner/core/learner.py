@@ -72,35 +72,45 @@ class Learner:
                 rows_rep.rejected[problems[0]] += 1
                 self.synthetic.rejected.update(rows_rep.rejected)
                 return rows_rep
-            return self._admit_rows(rows)
+            return self._admit_rows(rows)[0]
         store = self.demo if int(tr.source) == Source.DEMO else self.real
         return store.add_transition(tr)
 
     def add_synthetic_episodes(self, episodes: list[Episode]) -> AddReport:
-        """Score every synthetic transition, admit the trusted ones into the synthetic store."""
+        """Score every synthetic transition, admit the trusted ones into the synthetic store.
+
+        Each episode's ``trust`` is overwritten with PPL's score of its transitions (0 where the
+        transition was invalid), so callers can record the decisions (e.g. in a bag).
+        """
         total = AddReport()
         for ep in episodes:
             rows, problems = episode_rows(ep, self.agent.spec)
             if problems:
                 total.rejected[problems[0]] += ep.length
                 self.ppl.rejected["invalid"] += ep.length
+                ep.trust = np.zeros(ep.length, np.float32)
                 continue
-            total.merge(self._admit_rows(rows))
+            rep, trust = self._admit_rows(rows)
+            ep.trust = trust
+            total.merge(rep)
         return total
 
-    def _admit_rows(self, rows: dict[str, Any]) -> AddReport:
+    def _admit_rows(self, rows: dict[str, Any]) -> tuple[AddReport, np.ndarray]:
+        """PPL selection of synthetic rows; returns the report and the trust of every row (0 if invalid)."""
         n = len(rows["episode_id"])
+        trust_all = np.zeros(n, np.float32)
         # replay-level validity first (shapes, NaN, action range): those are "invalid" for PPL
         ok, reasons = self.synthetic._validate(rows, n)
         rep = AddReport(rejected=Counter(reasons))
         if reasons:
             self.ppl.rejected["invalid"] += int(sum(reasons.values()))
         if not ok.any():
-            return rep
+            return rep, trust_all
         rows = subset_rows(rows, ok)
         unc = np.asarray(rows["uncertainty"], np.float32)
         q_ens, q_real_max = self._value_inputs(rows)
         scores = self.ppl.score(unc, q_ens, q_real_max)
+        trust_all[np.asarray(ok, bool)] = scores.trust
         mask, ppl_reasons = self.ppl.admit(scores)
         rep.rejected.update(ppl_reasons)
         rows = dict(rows)
@@ -109,7 +119,7 @@ class Learner:
             added = self.synthetic.add_rows(subset_rows(rows, mask))
             self.ppl.admitted -= added.duplicates  # admitted = entered training, once per transition
             rep.merge(added)
-        return rep
+        return rep, trust_all
 
     def _value_inputs(self, rows: dict[str, Any]) -> tuple[np.ndarray | None, float]:
         """Critic-ensemble Q (N, B) on synthetic rows and the largest mean Q on a real sample."""
@@ -123,7 +133,7 @@ class Learner:
         qs = [self.agent.q_values(_slice_obs(batch["obs"], i, i + 512), batch["action"][i:i + 512])
               for i in range(0, len(batch["action"]), 512)]
         q_ens = np.concatenate(qs, axis=1)
-        real = base.sample(min(1024, len(base)), self.rng)
+        real = base.sample(min(256, len(base)), self.rng)
         q_real = self.agent.q_values(real["obs"], real["action"]).mean(0)
         self.ppl.observe_q(self.ppl.q_real, self.ppl.q_synthetic, q_scale_of(q_real))
         return q_ens, float(np.max(q_real))

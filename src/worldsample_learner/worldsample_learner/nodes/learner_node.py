@@ -6,15 +6,23 @@ Subscribes ``transitions/real`` and ``transitions/synthetic`` (worldsample_msgs/
 ``world_model/status`` (WorldModelStatus: mean SSIM = world-model fidelity for PPL).
 Publishes ``policy/checkpoint`` (PolicyCheckpoint, a new versioned file every
 ``checkpoint_every`` updates) and ``ppl/status`` (PPLStatus, every ``status_period_s``).
+Synthetic transitions are grouped into their branches; complete branches are scored by PPL
+together (`Learner.add_synthetic_episodes`) once ``synthetic_batch`` transitions are pending
+(or ``synthetic_flush_s`` after the last one), and every scored batch is written as a bag
+under ``out_dir/synthetic_scored/`` whose Transitions carry PPL's trust score, so each
+admission decision can be audited with ``ros2 bag`` or Foxglove.
 The logic lives in `worldsample_learner.core.learner.Learner`; this node only converts.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from worldsample_control.core.episode import Source
 from worldsample_control.core.franka_interface import LATCHED, QoSSpec
@@ -52,6 +60,8 @@ class LearnerNodeConfig:
     status_period_s: float = 2.0
     checkpoint_every: int = 500  # learner steps between checkpoints
     synthetic_batch: int = 64  # synthetic transitions scored together by PPL
+    synthetic_flush_s: float = 1.0  # score complete branches this long after the last synthetic message
+    write_scored_bags: bool = True  # out_dir/synthetic_scored/*: synthetic batches with PPL trust
     device: str = "auto"
     seed: int = 0
 
@@ -93,37 +103,48 @@ class LearnerNode(Node):
         self.ppl_log = CsvLog(self.out / "ppl.csv")
         self.version = 0
         self.train_steps = 0
+        self._resume()
         self.env_steps = len(self.learner.real)
         self._seen_episodes: set[str] = set()
-        self._synthetic: list[CoreTransition] = []
+        self._branches: dict[str, list] = {}  # episode_id -> transition records (incomplete branches)
+        self._complete: list = []  # complete synthetic branches (Episodes) waiting to be scored
+        self._last_synthetic = 0.0
+        self._scored_batches = 0
         self._bad_messages = 0
         if cfg.demos_dir:
             self._load_bags(cfg.demos_dir, demo=True)
         self.pub_ckpt = self.create_publisher(PolicyCheckpoint, t["policy_checkpoint"], qos(LATCHED))
         self.pub_status = self.create_publisher(PPLStatus, t["ppl_status"], qos(EVENTS))
-        self.create_subscription(Transition, t["transitions_real"], self._on_transition, qos(EVENTS))
-        self.create_subscription(Transition, t["transitions_synthetic"], self._on_transition, qos(EVENTS))
-        self.create_subscription(EpisodeInfo, t["episodes"], self._on_episode, qos(EVENTS))
-        self.create_subscription(EpisodeInfo, t["episodes_recorded"], self._on_episode, qos(EVENTS))
-        self.create_subscription(WorldModelStatus, t["world_model_status"], self._on_wm_status, qos(EVENTS))
-        self.create_timer(cfg.train_period_s, self._train_tick)
-        self.create_timer(cfg.status_period_s, self._status_tick)
+        # Intake callbacks only queue messages (their own reentrant group, so they never wait behind a
+        # training step); the timers, in one mutually exclusive group, drain the queue and train.
+        intake, work = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self._inbox: deque = deque()
+        for msg_type, topic, handler in (
+                (Transition, t["transitions_real"], self._on_transition),
+                (Transition, t["transitions_synthetic"], self._on_transition),
+                (EpisodeInfo, t["episodes"], self._on_episode),
+                (EpisodeInfo, t["episodes_recorded"], self._on_episode),
+                (WorldModelStatus, t["world_model_status"], self._on_wm_status)):
+            self.create_subscription(msg_type, topic, lambda m, h=handler: self._inbox.append((h, m)), qos(EVENTS),
+                                     callback_group=intake)
+        self.create_timer(cfg.train_period_s, self._train_tick, callback_group=work)
+        self.create_timer(cfg.status_period_s, self._status_tick, callback_group=work)
+        self.create_timer(0.25, self._synthetic_tick, callback_group=work)
+        self.executor_threads = 2
         self.get_logger().info(
             f"learner: mode={cfg.mode} obs={cfg.obs_mode} replay demo={len(self.learner.demo)} "
             f"real={len(self.learner.real)} synthetic={len(self.learner.synthetic)} -> {self.out}")
 
     # ------------------------------------------------------------------ inputs
     def _on_transition(self, msg: Transition) -> None:
+        if int(msg.source) == Transition.SOURCE_SYNTHETIC:
+            self._on_synthetic(msg)
+            return
         try:
             tr = transition_from_msg(msg)
         except (ValueError, TypeError) as e:
             self._bad_messages += 1
             self.get_logger().warning(f"rejected transition message: {e}")
-            return
-        if tr.source == Source.SYNTHETIC:
-            self._synthetic.append(tr)
-            if len(self._synthetic) >= self.cfg.synthetic_batch:
-                self._score_synthetic()
             return
         rep = self.learner.add_transition(tr)
         if tr.source == Source.REAL:
@@ -131,10 +152,51 @@ class LearnerNode(Node):
         if rep.rejected:
             self.get_logger().warning(f"transition {tr.episode_id}/{tr.step} rejected: {dict(rep.rejected)}")
 
+    def _on_synthetic(self, msg: Transition) -> None:
+        from worldsample_control.ros_conversions import episode_from_records
+        from worldsample_control.ros_conversions import transition_from_msg as record_from_msg
+
+        try:
+            rec = record_from_msg(msg)
+        except (ValueError, TypeError) as e:
+            self._bad_messages += 1
+            self.learner.ppl.rejected["invalid"] += 1
+            self.get_logger().warning(f"rejected synthetic transition message: {e}")
+            return
+        self._last_synthetic = time.monotonic()
+        recs = self._branches.setdefault(rec.episode_id, [])
+        recs.append(rec)
+        if rec.terminated or rec.truncated:
+            del self._branches[rec.episode_id]
+            try:
+                self._complete.append(episode_from_records(recs))
+            except ValueError as e:  # a lost message: the branch has a gap
+                self.learner.ppl.rejected["invalid"] += len(recs)
+                self.get_logger().warning(f"synthetic branch dropped: {e}")
+        if sum(ep.length for ep in self._complete) >= self.cfg.synthetic_batch:
+            self._score_synthetic()
+
+    def _synthetic_tick(self) -> None:
+        self._drain()
+        if self._complete and time.monotonic() - self._last_synthetic >= self.cfg.synthetic_flush_s:
+            self._score_synthetic()
+
     def _score_synthetic(self) -> None:
-        batch, self._synthetic = self._synthetic, []
-        for tr in batch:
-            self.learner.add_transition(tr)
+        eps, self._complete = self._complete, []
+        rep = self.learner.add_synthetic_episodes(eps)
+        n = sum(ep.length for ep in eps)
+        self._scored_batches += 1
+        if self.cfg.write_scored_bags:
+            from worldsample_control.core.bag_io import write_episodes_bag
+
+            wm = eps[0].world_model_version or "wm"
+            bag = self.out / "synthetic_scored" / f"scored_{self._scored_batches:06d}_{wm}_{time.strftime('%H%M%S')}"
+            try:
+                write_episodes_bag(eps, bag)
+            except Exception as e:  # noqa: BLE001 - the audit bag is a record, training goes on
+                self.get_logger().error(f"could not write scored synthetic bag {bag}: {e}")
+        self.get_logger().info(f"PPL scored {n} synthetic transitions from {len(eps)} branches: admitted "
+                               f"{rep.added}, rejected {dict(rep.rejected)}")
 
     def _on_episode(self, msg: EpisodeInfo) -> None:
         if msg.event != EpisodeInfo.EVENT_END:
@@ -170,7 +232,14 @@ class LearnerNode(Node):
             self.learner.ppl.observe_fidelity(float(np.clip(np.mean(ssim), 0.0, 1.0)))
 
     # ------------------------------------------------------------------ training
+    def _drain(self) -> None:
+        """Handle every queued message (in arrival order)."""
+        while self._inbox:
+            handler, msg = self._inbox.popleft()
+            handler(msg)
+
     def _train_tick(self) -> None:
+        self._drain()
         lr = self.learner
         if len(lr.real) + len(lr.demo) < self.cfg.min_transitions:
             return
@@ -180,12 +249,35 @@ class LearnerNode(Node):
             if self.train_steps % self.cfg.checkpoint_every == 0:
                 self._checkpoint()
 
+    def _resume(self) -> None:
+        """Continue a stopped run: the newest checkpoint number and the agent's saved weights."""
+        import torch
+
+        from ..core.policy import latest_checkpoint
+
+        last = latest_checkpoint(self.out / "checkpoints")
+        if last is not None:
+            self.version = int(last.stem.split("-")[-1])
+        state_file = self.out / "agent_state.pt"
+        if state_file.exists():
+            try:
+                self.learner.agent.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=False))
+                self.get_logger().info(f"resumed the agent from {state_file} at learner step "
+                                       f"{self.learner.agent.updates}, after checkpoint {self.version}")
+            except Exception as e:  # noqa: BLE001 - a stale or partial file: start the agent afresh, say so
+                self.get_logger().error(f"cannot resume the agent from {state_file} ({e}); starting afresh")
+
     def _checkpoint(self) -> None:
+        import torch
+
         self.version += 1
         lr = self.learner
         st = lr.ppl.status(lr.agent.updates)
         path = save_policy(lr.agent, self.out / "checkpoints", self.version,
                            {"learner_step": lr.agent.updates, "env_steps": self.env_steps, "mode": self.cfg.mode})
+        tmp = self.out / "agent_state.pt.tmp"
+        torch.save(lr.agent.state_dict(), tmp)
+        tmp.replace(self.out / "agent_state.pt")
         names = ["q_real", "q_synthetic", "synthetic_share", "admission_threshold", "real_success_rate"]
         msg = PolicyCheckpoint(version=path.stem, uri=str(path.resolve()), learner_step=lr.agent.updates,
                                env_steps=self.env_steps, metric_names=names,
@@ -210,6 +302,7 @@ class LearnerNode(Node):
         self.pub_status.publish(msg)
 
     def on_shutdown(self) -> None:
+        self._drain()
         self.learner.flush()
 
 

@@ -151,6 +151,33 @@ class WorldModelService:
         reasons = [r for r in (self.add_episode(e) for e in eps) if r]
         return "; ".join(reasons) or None
 
+    def add_recorded(self, directory: str | Path) -> tuple[int, list[str]]:
+        """Ingest the real-episode bags already in ``directory`` (a resumed run).
+
+        Episodes the newest version was trained on (its manifest's ``trained_on``) do not count
+        as new, so resuming does not retrain on old data. Returns (episodes added, skip reasons).
+        """
+        from worldsample_control.core.bag_io import load_episodes_report
+
+        if not Path(directory).is_dir():
+            return 0, []
+        rep = load_episodes_report(directory, sources=[Source.REAL])
+        skipped = [f"{bag}: {reason}" for bag, reason in rep.skipped]
+        trained: set[str] = set()
+        if self.model is not None and self.model.version:
+            trained = {e["episode_id"] for e in self.store.manifest(self.model.version).get("trained_on", [])}
+        added = 0
+        for ep in sorted(rep.episodes, key=lambda e: str(e.extras.get("bag", e.episode_id))):
+            reason = self.add_episode(ep)
+            if reason:
+                skipped.append(reason)
+                continue
+            added += 1
+            if ep.episode_id in trained:
+                with self.lock:
+                    self.new_since_train = max(0, self.new_since_train - 1)
+        return added, skipped
+
     # ------------------------------------------------------------------ training
     def should_train(self) -> bool:
         return self.new_since_train >= self.cfg.min_new_episodes or (self.model is None and bool(self.demos))

@@ -18,8 +18,17 @@ Serves
 
 Training runs in a worker thread once ``min_new_episodes`` new real episodes arrived, so the
 service and subscriptions stay responsive; requests use the latest *saved* version.
+
+Scheduled generation (``generate_period_s`` > 0): every period, when a world-model version
+exists and a new policy checkpoint (``policy/checkpoint``, PolicyCheckpoint) or new real
+episodes arrived since the last batch, the node generates ``generate_branches`` branches for
+the newest policy. The horizon is the one PPL asks for on ``ppl/status`` (PPLStatus
+``rollout_horizon``; no batch while PPL asks for 0), or ``generate_horizon`` before any status.
+
+``real_dir``: real-episode bags already recorded (a resumed run) join the pools at start-up.
 Parameters: the fields of `WorldModelServiceConfig` (``run_dir``, ``demos_dir``,
-``min_new_episodes``, ``posttrain_steps`` ...) plus ``status_period_s`` and topic names.
+``min_new_episodes``, ``posttrain_steps`` ...) plus ``status_period_s``, the scheduling
+parameters above and topic names.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import Header
 from worldsample_control.ros_conversions import ns_to_stamp, transition_to_msg
 
-from worldsample_msgs.msg import EpisodeInfo, Transition, WorldModelStatus
+from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
 from worldsample_msgs.srv import RequestSyntheticRollouts
 
 from ..core.service import WorldModelService, WorldModelServiceConfig
@@ -63,10 +72,23 @@ class WorldModelNode(Node):
             setattr(mc, f, int(self.declare_parameter(f"model.{f}", getattr(mc, f)).value))
         mc.cameras = tuple(self.declare_parameter("model.cameras", list(mc.cameras)).value)
         period = float(self.declare_parameter("status_period_s", 2.0).value)
+        self.gen_period = float(self.declare_parameter("generate_period_s", 0.0).value)
+        self.gen_branches = int(self.declare_parameter("generate_branches", 8).value)
+        self.gen_horizon = int(self.declare_parameter("generate_horizon", 5).value)
+        self.gen_noise = float(self.declare_parameter("generate_action_noise", 0.1).value)
+        real_dir = str(self.declare_parameter("real_dir", "").value)
         topics = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in {
             "episodes_recorded": "episodes/recorded", "episodes": "episodes", "status": "world_model/status",
-            "synthetic": "transitions/synthetic", "generate": "world_model/generate"}.items()}
+            "synthetic": "transitions/synthetic", "generate": "world_model/generate",
+            "policy_checkpoint": "policy/checkpoint", "ppl_status": "ppl/status"}.items()}
         self.core = WorldModelService(WorldModelServiceConfig(**p, model=mc))
+        if real_dir:
+            n, skipped = self.core.add_recorded(real_dir)
+            self.get_logger().info(f"{n} recorded real episode(s) from {real_dir} joined the pools"
+                                   + (f"; skipped: {skipped}" if skipped else ""))
+        self._policy: tuple[str, str] = ("random", "")  # (uri, version) of the newest policy
+        self._ppl_horizon: int | None = None
+        self._last_gen_key: tuple | None = None
         self._status_pub = self.create_publisher(WorldModelStatus, topics["status"], _reliable(1, latched=True))
         self._syn_pub = self.create_publisher(Transition, topics["synthetic"], _reliable(1000))
         events = MutuallyExclusiveCallbackGroup()
@@ -75,6 +97,13 @@ class WorldModelNode(Node):
         self.create_service(RequestSyntheticRollouts, topics["generate"], self._on_generate,
                             callback_group=ReentrantCallbackGroup())
         self.create_timer(period, self._tick, callback_group=events)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(PolicyCheckpoint, topics["policy_checkpoint"], self._on_checkpoint, latched,
+                                 callback_group=events)
+        self.create_subscription(PPLStatus, topics["ppl_status"], self._on_ppl, _reliable(10), callback_group=events)
+        if self.gen_period > 0:
+            self.create_timer(self.gen_period, self._scheduled_generate, callback_group=MutuallyExclusiveCallbackGroup())
         self._worker: threading.Thread | None = None
         self._gen_lock = threading.Lock()
         self._tick()
@@ -119,24 +148,53 @@ class WorldModelNode(Node):
             message=f"{s['message']} (pending real episodes: {s['pending_real_episodes']})".strip())
         self._status_pub.publish(msg)
 
-    # ------------------------------------------------------------------ service
-    def _on_generate(self, req, resp):
+    def _on_checkpoint(self, msg: PolicyCheckpoint) -> None:
+        if msg.uri:
+            self._policy = (msg.uri, msg.version)
+
+    def _on_ppl(self, msg: PPLStatus) -> None:
+        self._ppl_horizon = int(msg.rollout_horizon)
+
+    # ------------------------------------------------------------------ generation
+    def _generate_and_publish(self, policy_uri: str, policy_version: str, branches: int, horizon: int,
+                              noise: float) -> tuple[int, str, str]:
+        """Generate under the lock, publish every step; returns (transitions, bag, model version)."""
         from ..core.generate import load_any_policy
 
+        with self._gen_lock:
+            policy = load_any_policy(policy_uri or "random")
+            eps, bag = self.core.generate(policy, branches, horizon, noise, policy_version=policy_version)
+        self._publish_status()
+        now = self.get_clock().now().nanoseconds
+        n = 0
+        for e in eps:
+            for t in range(e.length):
+                self._syn_pub.publish(transition_to_msg(e, t, now + t * 100_000_000, now + (t + 1) * 100_000_000))
+                n += 1
+        return n, str(bag), eps[0].world_model_version if eps else ""
+
+    def _scheduled_generate(self) -> None:
+        if self.core.model is None:
+            return
+        horizon = self.gen_horizon if self._ppl_horizon is None else self._ppl_horizon
+        key = (self._policy[0], self.core.real_count, self.core.model.version)
+        if horizon < 1 or key == self._last_gen_key:
+            return
+        self._last_gen_key = key
         try:
-            with self._gen_lock:
-                policy = load_any_policy(req.policy_uri or "random")
-                eps, bag = self.core.generate(policy, int(req.num_branches), int(req.horizon),
-                                              float(req.action_noise), policy_version=req.policy_version)
-            self._publish_status()
-            now = self.get_clock().now().nanoseconds
-            n = 0
-            for e in eps:
-                for t in range(e.length):
-                    self._syn_pub.publish(transition_to_msg(e, t, now + t * 100_000_000, now + (t + 1) * 100_000_000))
-                    n += 1
-            resp.accepted, resp.bag_uri, resp.num_transitions = True, str(bag), n
-            resp.message = f"{len(eps)} branches, {n} transitions from {eps[0].world_model_version}"
+            n, bag, wm = self._generate_and_publish(*self._policy, self.gen_branches, horizon, self.gen_noise)
+            self.get_logger().info(f"scheduled generation: {n} synthetic transitions from {wm} for policy "
+                                   f"{self._policy[1] or self._policy[0]} (horizon {horizon}) -> {bag}")
+        except Exception as exc:  # noqa: BLE001 - logged; the next period tries again
+            self.get_logger().warning(f"scheduled generation failed: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ service
+    def _on_generate(self, req, resp):
+        try:
+            n, bag, wm = self._generate_and_publish(req.policy_uri, req.policy_version, int(req.num_branches),
+                                                    int(req.horizon), float(req.action_noise))
+            resp.accepted, resp.bag_uri, resp.num_transitions = True, bag, n
+            resp.message = f"{n} transitions from {wm}"
         except Exception as exc:  # noqa: BLE001 - the caller gets the reason
             resp.accepted, resp.message, resp.num_transitions = False, f"{type(exc).__name__}: {exc}", 0
             self.get_logger().warning(f"generate request refused: {resp.message}")

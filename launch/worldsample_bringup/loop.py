@@ -1,0 +1,253 @@
+"""The whole closed loop in simulation, as separate processes over DDS and rosbag2.
+
+    worldsample loop --task push --out runs/push            # start (Ctrl-C stops cleanly)
+    worldsample loop --out runs/push --resume               # continue a stopped run
+
+Nodes (the graph of `graph.loop_graph("sim", ...)`, the same one `sim_loop.launch.py` starts):
+MuJoCo Franka simulator (franka_ros2 topics + cameras), arm control (safety filter), actor
+(policy, hot-swaps each new checkpoint between episodes), recorder (one MCAP bag per real
+episode in RUN/bags), world model (post-trains on the recorded bags, reports PSNR/SSIM on
+held-out episodes, generates synthetic branches for the newest policy into RUN/synthetic) and
+learner (SAC on demo + real + PPL-selected synthetic data; checkpoints in RUN/learner).
+
+Before the first episode, ``--demos N`` scripted-expert demonstrations are recorded to
+RUN/demos (the world model's pre-training data and the learner's demo store).
+
+This process watches the graph over DDS (episodes/recorded, world_model/status, ppl/status,
+policy/checkpoint), prints one line per event, appends RUN/progress.csv and draws
+RUN/progress.png. Ctrl-C stops every node with SIGINT (the recorder closes its bag first:
+no recorded episode is lost); ``--resume`` continues with the next seed, the newest
+checkpoint, the learner's persisted replay and agent state and the world model's versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+LOOP_STATE = "loop.json"
+# settings fixed for the life of a run (a resumed run takes them from RUN/loop.json)
+RUN_SETTINGS = ("task", "mode", "seed", "max_steps", "image_size", "cameras", "params", "device", "demos",
+                "policy", "episodes_per_policy")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from worldsample_control.core.sim.config import TASKS
+
+    from .graph import PPL_MODES
+
+    parser.add_argument("--task", choices=TASKS, default=None, help=f"simulated task: {', '.join(TASKS)}")
+    parser.add_argument("--out", required=True, type=Path, help="run directory")
+    parser.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="total real episodes of the run (default 60; with --resume: the saved total)")
+    parser.add_argument("--demos", type=int, default=10, help="scripted-expert demonstrations recorded first")
+    parser.add_argument("--mode", choices=PPL_MODES, default="ppl", help="learner mode (ablations)")
+    parser.add_argument("--policy", default="random", help="policy of the first episodes: random or a checkpoint")
+    parser.add_argument("--episodes-per-policy", type=int, default=5,
+                        help="iteration pacing: real episodes per policy version; then the actor waits for the "
+                             "learner's next checkpoint (0: never waits)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first real episode (episode k: seed + k)")
+    parser.add_argument("--max-steps", type=int, default=0, help="episode length (0: the task's default)")
+    parser.add_argument("--image-size", type=int, default=64, help="camera image size [px], a power of two")
+    parser.add_argument("--cameras", default="front,wrist", help="comma-separated cameras")
+    parser.add_argument("--params", default="", help="parameter YAML of world model and learner "
+                                                     "(default: worldsample_bringup config/loop.yaml)")
+    parser.add_argument("--device", default="auto", help="torch device for world model and learner")
+    parser.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
+
+
+# --------------------------------------------------------------------------- run state (plain, tested)
+def run_settings(args: argparse.Namespace, out: Path) -> dict:
+    """The settings of this run: new ones from ``args``, or the saved ones for ``--resume``."""
+    state_file = out / LOOP_STATE
+    if args.resume:
+        if not state_file.exists():
+            raise ValueError(f"--resume: {state_file} does not exist; {out} is not a loop run directory")
+        saved = json.loads(state_file.read_text())
+        if args.task and args.task != saved["task"]:
+            raise ValueError(f"--resume: the run in {out} is task {saved['task']!r}, not {args.task!r}")
+        if args.episodes is not None:
+            saved["episodes"] = int(args.episodes)
+        return saved
+    if state_file.exists():
+        raise ValueError(f"{out} already holds a loop run ({state_file}); use --resume or another --out")
+    if not args.task:
+        raise ValueError("--task is required for a new run")
+    settings = {k: getattr(args, k) for k in RUN_SETTINGS}
+    settings["episodes"] = 60 if args.episodes is None else int(args.episodes)
+    if settings["params"]:
+        settings["params"] = str(Path(settings["params"]).resolve())
+    return settings
+
+
+def validate_settings(s: dict) -> None:
+    if s["episodes"] < 1:
+        raise ValueError(f"--episodes must be >= 1, got {s['episodes']}")
+    if s["demos"] < 0:
+        raise ValueError(f"--demos must be >= 0, got {s['demos']}")
+    size = int(s["image_size"])
+    if size < 8 or size & (size - 1):
+        raise ValueError(f"--image-size must be a power of two >= 8 (the world model halves it to 4), got {size}")
+    if s["policy"] not in ("random",) and not Path(s["policy"]).exists():
+        raise ValueError(f"--policy {s['policy']!r} is neither 'random' nor an existing checkpoint file")
+    if s["params"] and not Path(s["params"]).exists():
+        raise ValueError(f"--params {s['params']!r} does not exist")
+
+
+def recorded_real_episodes(bag_dir: Path) -> int:
+    """Real episodes already recorded in ``bag_dir`` (each is one bag; a crashed one is recovered on read)."""
+    from worldsample_control.core.bag_io import find_bags
+
+    return len(find_bags(bag_dir)) if bag_dir.is_dir() else 0
+
+
+def start_policy(settings: dict, out: Path) -> str:
+    """The newest learner checkpoint of the run, else the configured first policy."""
+    from worldsample_learner.core.policy import latest_checkpoint
+
+    last = latest_checkpoint(out / "learner" / "checkpoints")
+    return str(last.resolve()) if last is not None else settings["policy"]
+
+
+def loop_specs(settings: dict, out: Path, done: int, policy: str):
+    from .graph import loop_graph
+
+    return loop_graph(
+        "sim", task=settings["task"], run_dir=str(out), policy=policy, episodes=str(settings["episodes"] - done),
+        seed=str(int(settings["seed"]) + done), max_steps=str(settings["max_steps"]),
+        image_size=str(settings["image_size"]), cameras=settings["cameras"], mode=settings["mode"],
+        demos_dir=str(out / "demos") if settings["demos"] else "", params_file=settings["params"],
+        device=settings["device"], episodes_per_policy=str(settings["episodes_per_policy"]))
+
+
+def record_demonstrations(settings: dict, out: Path) -> None:
+    """RUN/demos: the scripted expert's demonstrations (skipped when already there)."""
+    from worldsample_control.core.bag_io import find_bags
+    from worldsample_control.core.demos import record_demos
+    from worldsample_control.core.sim import EnvConfig
+
+    demo_dir = out / "demos"
+    have = len(find_bags(demo_dir)) if demo_dir.is_dir() else 0
+    need = int(settings["demos"]) - have
+    if need <= 0:
+        return
+    cams = tuple(c.strip() for c in settings["cameras"].split(",") if c.strip())
+    print(f"loop: recording {need} scripted-expert demonstration(s) of {settings['task']} -> {demo_dir}", flush=True)
+    cfg = EnvConfig(image_size=int(settings["image_size"]), cameras=cams)  # the expert gets the task's full length
+    rep = record_demos(settings["task"], need, demo_dir, cfg, seed0=10_000 + have, keep_failures=False,
+                       log=sys.stdout)
+    print(f"loop: demonstrations: {rep}", flush=True)
+
+
+# --------------------------------------------------------------------------- the run
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out.resolve()
+    try:
+        settings = run_settings(args, out)
+        validate_settings(settings)
+    except ValueError as exc:
+        print(f"worldsample loop: {exc}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOOP_STATE).write_text(json.dumps(settings, indent=2))
+    done = recorded_real_episodes(out / "bags")
+    if done >= settings["episodes"]:
+        print(f"worldsample loop: {out} already has {done} of {settings['episodes']} real episodes; "
+              "raise --episodes to continue", file=sys.stderr)
+        return 0
+    try:
+        record_demonstrations(settings, out)
+    except KeyboardInterrupt:
+        print("worldsample loop: interrupted while recording demonstrations; finished ones are kept, "
+              "--resume continues", file=sys.stderr)
+        return 130
+    policy = start_policy(settings, out)
+    specs = loop_specs(settings, out, done, policy)
+    print(f"loop: {settings['task']} mode={settings['mode']} episodes {done}/{settings['episodes']} done, "
+          f"starting with policy {Path(policy).name if policy != 'random' else 'random'}; node logs in "
+          f"{out / 'logs'}", flush=True)
+    return _run_graph(specs, settings, out, done, args.timeout)
+
+
+def _node_env() -> dict[str, str]:
+    """Our environment plus the source folders of every package (nodes run as ``python -m``)."""
+    from worldsample_control.commands.sim import _node_env as robot_env
+
+    import worldsample_learner
+    import worldsample_worldmodel
+
+    env = robot_env()
+    extra = [str(Path(m.__file__).resolve().parents[1]) for m in (worldsample_learner, worldsample_worldmodel)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(extra + env["PYTHONPATH"].split(os.pathsep)))
+    return env
+
+
+def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    from .monitor import LoopMonitor
+    from .process_runner import NodeFailed, ProcessGraph
+    from .progress import plot_progress
+
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C stays a KeyboardInterrupt here
+    monitor = LoopMonitor(out, episodes_before=done, total=settings["episodes"], namespace="")
+    executor = SingleThreadedExecutor()
+    executor.add_node(monitor)
+    graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs")
+    t0 = time.monotonic()
+    code = 0
+    try:
+        graph.start()
+        actor = graph.nodes["actor"]
+
+        def finished() -> bool:
+            executor.spin_once(timeout_sec=0.1)
+            return actor.returncode is not None or (timeout > 0 and time.monotonic() - t0 > timeout)
+
+        graph.wait(finished, allow_exit=("actor",))
+        if actor.returncode not in (None, 0):
+            print(f"worldsample loop: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
+                  file=sys.stderr)
+            code = 1
+        elif actor.returncode is None:
+            print(f"worldsample loop: --timeout {timeout:.0f} s reached; stopping (resume with --resume)")
+        # let the last recorded episode and status messages arrive
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+    except NodeFailed as exc:
+        print(f"worldsample loop: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("\nworldsample loop: interrupted; stopping the nodes (the recorder closes its bag first)...",
+              file=sys.stderr, flush=True)
+        code = 130
+    finally:
+        codes = graph.stop()
+        for _ in range(10):  # recorded-episode events sent while stopping
+            executor.spin_once(timeout_sec=0.05)
+        monitor.close()
+        executor.shutdown()
+        monitor.destroy_node()
+        rclpy.try_shutdown()
+    bad = {n: c for n, c in codes.items() if c not in (0, None) and n != "actor" and code == 0}
+    if bad:
+        print(f"worldsample loop: node(s) did not stop cleanly: {bad}; logs in {out / 'logs'}", file=sys.stderr)
+    total = recorded_real_episodes(out / "bags")
+    summary = monitor.summary(total)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if (out / "progress.csv").exists() and monitor.rows_written:
+        plot_progress(out / "progress.csv", out / "progress.png")
+    print(f"loop: {total}/{settings['episodes']} real episodes recorded in {out / 'bags'}; policy versions used "
+          f"{summary['policy_versions_used']}; world model {summary['wm_version'] or '-'}; "
+          f"{summary['synthetic_bags']} synthetic bag(s); {time.monotonic() - t0:.0f} s", flush=True)
+    if code == 130 or total < settings["episodes"]:
+        print(f"loop: continue with: worldsample loop --out {out} --resume", flush=True)
+    return code
