@@ -69,3 +69,59 @@ def test_wm_commands_end_to_end(tmp_path, capsys):
                "--out", str(tmp_path / "syn2")) == 2
     assert "does not exist" in capsys.readouterr().err
     assert store.versions() == ["wm-000001", "wm-000002"]
+
+
+def _damaged_bags(root):
+    """A truncated MCAP, a bag with bgr8 frames, a bag without Transition messages, one of the wrong size."""
+    from worldsample_control.core.bag_io import (
+        EPISODE_INFO_TYPE,
+        TOPIC_EPISODES,
+        TOPIC_TRANSITIONS,
+        TRANSITION_TYPE,
+        EpisodeBagWriter,
+        episode_info_msg,
+        transition_msgs,
+    )
+
+    trunc = write_episode_bag(toy_episode(40, steps=10, source=Source.REAL), root / "truncated")
+    mcap = next(trunc.glob("*.mcap"))
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) // 2])
+    ep = toy_episode(41, steps=4, source=Source.REAL)
+    with EpisodeBagWriter(root / "bgr") as w:
+        for ns, msg in transition_msgs(ep):
+            msg.observation_images[0].encoding = "bgr8"
+            w.write(TOPIC_TRANSITIONS, TRANSITION_TYPE, msg, ns)
+    with EpisodeBagWriter(root / "no_transitions") as w:
+        w.write(TOPIC_EPISODES, EPISODE_INFO_TYPE, episode_info_msg(ep, 1, 1), 1)
+    write_episode_bag(toy_episode(42, steps=6, size=32, source=Source.REAL), root / "wrong_size")
+
+
+def test_replay_skips_damaged_bags_by_name_and_publishes_nothing_partial(tmp_path, capsys):
+    write_episode_bag(toy_episode(0, steps=10), tmp_path / "demos" / "d0")
+    write_episode_bag(toy_episode(1, steps=10), tmp_path / "demos" / "d1")
+    run = tmp_path / "run"
+    assert cli("train", "--demos", str(tmp_path / "demos"), "--out", str(run), "--steps", "2", "--image-size", "16",
+               "--batch-size", "4", "--threads", "1", "--no-progress", "--device", "cpu") == 0
+    _damaged_bags(tmp_path / "bad")
+    capsys.readouterr()
+    # only damaged bags: a clear error naming each, exit 2, no new version, no leftovers
+    assert cli("replay", str(tmp_path / "bad"), "--model", str(run), "--steps", "2", "--no-progress",
+               "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert "truncated" in err and "cannot read bag" in err
+    assert "bgr" in err and "encoding 'bgr8', expected 'rgb8'" in err
+    assert "no_transitions" in err and "no worldsample_msgs/msg/Transition messages" in err
+    assert "none of its 1 REAL episode(s) fits wm-000001" in err and "wrong_size" in err and "32x32" in err
+    store = WorldModelStore(run)
+    assert store.versions() == ["wm-000001"]
+    assert not [p for p in (run / "versions").iterdir() if p.name.startswith(".tmp")]
+    # damaged bags next to good ones: the good ones train a new version, each bad one is named
+    write_episode_bag(toy_episode(43, steps=10, source=Source.REAL), tmp_path / "bad" / "good")
+    assert cli("replay", str(tmp_path / "bad"), "--model", str(run), "--steps", "2", "--no-progress",
+               "--device", "cpu") == 0
+    err = capsys.readouterr().err
+    assert err.count("skipping bag") == 3 and "wrong_size" in err and "32x32" in err
+    assert store.versions() == ["wm-000001", "wm-000002"]
+    trained = {e["episode_id"] for e in store.manifest("wm-000002")["trained_on"]}
+    assert "toy-real-43" in trained and "toy-real-42" not in trained

@@ -138,8 +138,12 @@ def _cfg_overrides(args, base=None):
 
 
 def _save(store, model, metrics, trained_on, extra) -> str:
+    from worldsample_worldmodel.core.data import episode_name
     from worldsample_worldmodel.core.train import clear_train_state
 
+    # the data manifest lists what the version was trained on: episodes the trainer rejected are not in it
+    skipped = {r["episode"] for r in metrics.get("rejected", [])}
+    trained_on = [e for e in trained_on if episode_name(e) not in skipped]
     manifest = {"trained_on": _episode_list(trained_on), "steps": metrics["steps"],
                 "metrics": {k: v for k, v in metrics.items()}, **extra}
     version = store.save_version(model, manifest)
@@ -179,6 +183,7 @@ def _train(args) -> int:
 def _replay(args) -> int:
     from worldsample_control.core.episode import Source
 
+    from worldsample_worldmodel.core.data import filter_episodes
     from worldsample_worldmodel.core.store import WorldModelStore, version_name
     from worldsample_worldmodel.core.train import train_world_model
 
@@ -194,6 +199,11 @@ def _replay(args) -> int:
     real = [e for e in real if e.source == Source.REAL]
     if not real:
         raise ValueError(f"BAGDIR {args.bagdir}: no REAL episodes in its bags")
+    # no version "post-trained on real data" that saw none: every real episode unusable -> error, nothing saved
+    usable, rejected = filter_episodes(real, init.cameras, init.cfg.image_size, init.proprio_dim)
+    if not usable:
+        why = "; ".join(f"{name}: {reason}" for name, reason in rejected)
+        raise ValueError(f"BAGDIR {args.bagdir}: none of its {len(real)} REAL episode(s) fits {parent} ({why})")
     demo_dirs = [args.demos] if args.demos else list(man.get("demo_dirs", []))
     demos = []
     for d in demo_dirs:
