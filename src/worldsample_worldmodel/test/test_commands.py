@@ -48,6 +48,17 @@ def test_wm_commands_end_to_end(tmp_path, capsys):
     assert len(bags) == 1
     eps = read_bag_episodes(bags[0])
     assert len(eps) == 5 and all(e.source == Source.SYNTHETIC and e.world_model_version == "wm-000002" for e in eps)
+    # on the wire: worldsample_msgs/Transition messages, SYNTHETIC, each with a finite uncertainty and both versions
+    from worldsample_control.core.bag_io import TRANSITION_TYPE, read_bag_messages
+
+    msgs = [m for _t, typ, _ns, m in read_bag_messages(bags[0]) if typ == TRANSITION_TYPE]
+    assert len(msgs) == sum(e.length for e in eps) and 5 <= len(msgs) <= 15
+    for m in msgs:
+        assert m.source == int(Source.SYNTHETIC) and m.uncertainty >= 0 and m.uncertainty == m.uncertainty
+        assert m.world_model_version == "wm-000002" and m.policy_version == "random"
+        assert list(m.camera_names) == ["front", "wrist"] and len(m.observation_images) == 2
+        assert all(img.encoding == "rgb8" and (img.height, img.width) == (16, 16) for img in m.next_observation_images)
+        assert len(m.action) == 4 and max(abs(x) for x in m.action) <= 1.0
     assert cli("fidelity", "--model", str(run), "--vs", f"{run}:wm-000001", "--on", str(tmp_path / "held"),
                "--horizons", "1,2", "--out", str(tmp_path / "fid")) == 0
     out = capsys.readouterr().out
