@@ -216,3 +216,62 @@ def test_process_graph_escalates_signals_and_reports_failures(tmp_path):
     crash = ProcessGraph([NodeSpec("p", "crash", "crash", module="crash")], env=env, log_dir=tmp_path / "logs2")
     with crash, pytest.raises(NodeFailed, match="crash.*code 3"):
         crash.wait(lambda: False, timeout=20)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+def test_teleop_demonstration_is_recorded_as_a_demo_bag(tmp_path):
+    """actor policy:=teleop forwards the operator's teleop/action commands; the recorder writes a DEMO bag."""
+    import time
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from worldsample_bringup.graph import sim_graph
+    from worldsample_bringup.process_runner import ProcessGraph
+    from worldsample_control.core import bag_io
+    from worldsample_control.core.episode import Source
+
+    from worldsample_msgs.msg import PolicyAction
+
+    steps, command, stay = 30, [1.0, 0.0, 0.0, -1.0], [0.0, 0.0, 0.0, -1.0]
+    specs = sim_graph("push", tmp_path, policy="teleop", source="demo", episodes=1, max_steps=steps, seed=3)
+    env = _env()
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    graph = ProcessGraph(specs, env=env, log_dir=tmp_path / "logs")
+    with graph:
+        rclpy.init()
+        node = rclpy.create_node("teleop_device")
+        try:
+            pub = node.create_publisher(PolicyAction, "teleop/action",
+                                        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            deadline = time.monotonic() + 50
+            sent = []  # what the actor sent to the arm
+            node.create_subscription(PolicyAction, "policy/action", lambda m: sent.append(list(m.action)),
+                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+            i = 0
+            while graph.nodes["actor"].returncode is None:
+                graph.check(allow_exit=("actor",))
+                assert time.monotonic() < deadline, "actor did not finish its teleop episode\n" + graph.log_tail("actor")
+                i += 1
+                if command in sent and i % 2:  # commands get through: glitches now, which the actor ignores
+                    pub.publish(PolicyAction(action=[float("nan"), 0.0, 0.0, 0.0]))
+                pub.publish(PolicyAction(action=command))
+                rclpy.spin_once(node, timeout_sec=0.02)
+        finally:
+            node.destroy_node()
+            rclpy.shutdown()
+        assert graph.nodes["actor"].returncode == 0, graph.log_tail("actor")
+        codes = graph.stop()
+    assert all(c == 0 for c in codes.values()), codes
+
+    (bag,) = sorted((tmp_path / "bags").iterdir())
+    ep = bag_io.read_episode_bag(bag)
+    assert ep.source == Source.DEMO and ep.policy_version == "" and ep.length == steps
+    actions = ep.actions.tolist()
+    assert all(a in (command, stay) for a in actions), actions  # the operator's command or "stay"
+    assert actions.count(command) >= steps // 2 and actions[-1] == command, actions
+    assert ep.proprio[-1][0] - ep.proprio[0][0] > 0.02  # the arm followed the operator along +x
+    assert "teleop/action: teleop command [nan, 0.0, 0.0, 0.0] is not finite; ignored" in \
+        (tmp_path / "logs" / "actor.log").read_text()

@@ -82,6 +82,7 @@ class WorldSampleTopics:
     episodes_recorded: str = "episodes/recorded"  # worldsample_msgs/EpisodeInfo END with bag_uri (recorder)
     transitions: str = "transitions/real"  # worldsample_msgs/Transition
     policy_checkpoint: str = "policy/checkpoint"  # worldsample_msgs/PolicyCheckpoint
+    teleop_action: str = "teleop/action"  # worldsample_msgs/PolicyAction from a teleoperation device (actor policy:=teleop)
 
     @staticmethod
     def camera_image(name: str) -> str:
