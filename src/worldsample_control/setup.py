@@ -26,6 +26,5 @@ setup(
     maintainer_email="dev@worldsample.org",
     description="WorldSample robot side: simulator node, arm control, cameras, actor, recorder.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={"console_scripts": [f"{name} = {target}" for name, target in NODES.items()]},
 )

@@ -142,3 +142,95 @@ def test_torn_write_ahead_log_tail_is_dropped(tmp_path: Path) -> None:
     back = bag_io.read_episode_bag(bag)
     assert back.length == 3
     np.testing.assert_array_equal(back.actions, ep.actions[:3])
+
+
+def _bag_with_foreign_topic(bag_dir: Path, ep: Episode) -> Path:
+    """A bag as `ros2 bag record` might leave it: our transitions plus a type this workspace does not know."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    other = get_typestore(Stores.ROS2_KILTED)
+    other.register(get_types_from_msg("int32 value\nstring note", "other_msgs/msg/Thing"))
+    store = bag_io.typestore()
+    with Writer(bag_dir, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        thing = w.add_connection("/thing", "other_msgs/msg/Thing", typestore=other)
+        w.write(thing, 1, other.serialize_cdr(other.types["other_msgs/msg/Thing"](value=3, note="x"),
+                                              "other_msgs/msg/Thing"))
+        conn = w.add_connection(bag_io.TOPIC_TRANSITIONS, bag_io.TRANSITION_TYPE, typestore=store)
+        for ns, msg in bag_io.transition_msgs(ep):
+            w.write(conn, ns, store.serialize_cdr(msg, bag_io.TRANSITION_TYPE))
+    return bag_dir
+
+
+def test_unknown_type_in_a_bag_is_named_by_the_reader_and_does_not_hide_the_episode(tmp_path: Path) -> None:
+    ep = make_episode(steps=3)
+    bag = _bag_with_foreign_topic(tmp_path / "foreign", ep)
+    with pytest.raises(BagError, match=r"foreign: topic /thing has unknown message type 'other_msgs/msg/Thing'"):
+        list(bag_io.read_bag_messages(bag))
+    # selecting other topics reads fine; the episode loader only decodes its own types
+    assert [m[0] for m in bag_io.read_bag_messages(bag, topics=[bag_io.TOPIC_TRANSITIONS])] == [bag_io.TOPIC_TRANSITIONS] * 3
+    back = bag_io.read_episode_bag(bag)
+    assert_same_episode(ep, back, check_seed=False)  # no EpisodeInfo in this bag, so no seed
+    assert [e.episode_id for e in bag_io.load_episodes(tmp_path)] == [ep.episode_id]
+
+
+def _garbage_storage(bag: Path) -> None:
+    next(bag.glob("*.mcap")).write_bytes(b"not an mcap file " * 8)
+
+
+def _empty_storage(bag: Path) -> None:
+    next(bag.glob("*.mcap")).write_bytes(b"")
+
+
+def _missing_storage(bag: Path) -> None:
+    next(bag.glob("*.mcap")).unlink()
+
+
+def _broken_metadata(bag: Path) -> None:
+    (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: [")
+
+
+def _other_message_data(bag: Path) -> None:
+    """Transition bytes that do not decode as a Transition (e.g. an incompatible schema)."""
+    data = next(bag.glob("*.mcap")).read_bytes()
+    ep = make_episode(steps=2)
+    raw = bytes(bag_io.typestore().serialize_cdr(next(bag_io.transition_msgs(ep))[1], bag_io.TRANSITION_TYPE))
+    start = data.index(raw[:64])
+    cut = bytearray(data)
+    cut[start + 4:start + len(raw)] = b"\xff" * (len(raw) - 4)  # same length: the MCAP framing stays valid
+    next(bag.glob("*.mcap")).write_bytes(bytes(cut))
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (_garbage_storage, "cannot read bag.*magic"),
+    (_empty_storage, "cannot read bag.*empty"),
+    (_missing_storage, "cannot read bag.*missing"),
+    (_broken_metadata, "cannot read bag.*metadata.yaml"),
+    (_other_message_data, "corrupt worldsample_msgs/msg/Transition message on /transitions.*different version"),
+])
+def test_damaged_bags_are_clear_errors_naming_the_bag(tmp_path: Path, damage, expected) -> None:
+    bag = bag_io.write_episode_bag(make_episode(steps=2), tmp_path / "damaged")
+    damage(bag)
+    with pytest.raises(BagError, match=f"^{tmp_path / 'damaged'}: {expected}"):
+        bag_io.read_episode_bag(bag)
+    assert bag_io.load_episodes_report(tmp_path).skipped[0][0] == bag
+
+
+def test_bags_command_recovers_and_lists(tmp_path: Path, capsys) -> None:
+    from worldsample_control.commands import bags
+
+    bag_io.write_episode_bag(make_episode("done"), tmp_path / "done")
+    w = bag_io.EpisodeBagWriter(tmp_path / "killed")  # never closed: as a killed recorder leaves it
+    for ns, msg in bag_io.transition_msgs(make_episode("killed", steps=4)):
+        w.write(bag_io.TOPIC_TRANSITIONS, bag_io.TRANSITION_TYPE, msg, ns)
+    assert bags.main(["info", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "done  REAL" in out and f"UNREADABLE {tmp_path / 'killed'}: not a rosbag2 directory" in out
+    assert "worldsample_control.commands.bags recover" in out
+    assert bags.main(["recover", str(tmp_path)]) == 0
+    assert f"recovered {tmp_path / 'killed'}: recovered 4 messages" in capsys.readouterr().out
+    assert bags.main(["info", str(tmp_path / "killed")]) == 0
+    assert "killed  REAL  push  length=4" in capsys.readouterr().out
+    assert bags.main(["recover", str(tmp_path)]) == 0
+    assert "nothing to recover" in capsys.readouterr().out
+    assert bags.main(["info", str(tmp_path / "nowhere")]) == 2

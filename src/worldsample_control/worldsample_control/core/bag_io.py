@@ -351,26 +351,39 @@ def recover_bag(bag_dir: Path | str) -> RecoveryReport:
 
 
 # --------------------------------------------------------------------------- reading
-def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, Any]]:
-    """(topic, msgtype, stamp_ns, message) of a bag in time order; BagError names the bag on failure."""
+def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
+                      msgtypes: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, Any]]:
+    """(topic, msgtype, stamp_ns, message) of a bag in time order; BagError names the bag on failure.
+
+    ``topics`` / ``msgtypes`` select connections; a selected connection whose type is neither a
+    ROS 2 Kilted standard type nor a worldsample_msgs type is an error naming topic and type.
+    """
     from rosbags.rosbag2 import Reader
 
     bag_dir = Path(bag_dir)
     if not (bag_dir / "metadata.yaml").exists():
-        hint = f" (a {WAL_NAME} is there: run recover_bag / `worldsample bags recover`)" if (bag_dir / WAL_NAME).exists() else ""
+        hint = (f" (a {WAL_NAME} is there: the recorder was killed; make it readable with "
+                f"`python -m worldsample_control.commands.bags recover {bag_dir}`)") if (bag_dir / WAL_NAME).exists() else ""
         raise BagError(f"{bag_dir}: not a rosbag2 directory (no metadata.yaml){hint}")
     store = typestore()
+    topic_set = None if topics is None else set(topics)
+    type_set = None if msgtypes is None else set(msgtypes)
     try:
         with Reader(bag_dir) as reader:
-            conns = [c for c in reader.connections if topics is None or c.topic in set(topics)]
+            conns = [c for c in reader.connections if (topic_set is None or c.topic in topic_set)
+                     and (type_set is None or c.msgtype in type_set)]
             for conn in conns:
                 if conn.msgtype not in store.types:
-                    raise BagError(f"{bag_dir}: topic {conn.topic} has unknown message type {conn.msgtype!r}")
+                    raise BagError(f"{bag_dir}: topic {conn.topic} has unknown message type {conn.msgtype!r} "
+                                   "(expected a ROS 2 Kilted standard type or a worldsample_msgs type)")
             for conn, ns, raw in reader.messages(connections=conns):
                 try:
                     msg = store.deserialize_cdr(raw, conn.msgtype)
                 except Exception as exc:  # noqa: BLE001 - any decode error is a corrupt message
-                    raise BagError(f"{bag_dir}: corrupt {conn.msgtype} message on {conn.topic} at {ns}: {exc}") from exc
+                    hint = (" (or written with a different version of worldsample_msgs)"
+                            if conn.msgtype.startswith("worldsample_msgs/") else "")
+                    raise BagError(f"{bag_dir}: corrupt {conn.msgtype} message on {conn.topic} at {ns}{hint}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
                 yield conn.topic, conn.msgtype, ns, msg
     except BagError:
         raise
@@ -383,7 +396,9 @@ def read_bag_episodes(bag_dir: Path | str) -> list[Episode]:
     bag_dir = Path(bag_dir)
     steps: dict[str, list[tuple[int, Any]]] = {}
     infos: dict[str, Any] = {}
-    for _topic, msgtype, ns, msg in read_bag_messages(bag_dir):
+    # Only the episode's own types are decoded: other topics (camera, state, or types this
+    # workspace does not know, e.g. franka_msgs recorded alongside) do not make a bag unreadable.
+    for _topic, msgtype, ns, msg in read_bag_messages(bag_dir, msgtypes=(TRANSITION_TYPE, EPISODE_INFO_TYPE)):
         if msgtype == TRANSITION_TYPE:
             steps.setdefault(msg.episode_id, []).append((ns, msg))
         elif msgtype == EPISODE_INFO_TYPE and msg.event == msg.EVENT_END:
