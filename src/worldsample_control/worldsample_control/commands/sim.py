@@ -27,7 +27,9 @@ from ..core.sim.config import TASKS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=TASKS, help=f"simulated task, one of: {', '.join(TASKS)}")
     parser.add_argument("--policy", default="scripted",
-                        help="'random', 'scripted' (the task's expert; recorded as demonstrations) or a checkpoint path")
+                        help="'random', 'scripted' (the task's expert; recorded as demonstrations), 'teleop' "
+                             "(commands from a device publishing worldsample_msgs/PolicyAction on teleop/action) "
+                             "or a checkpoint path")
     parser.add_argument("--episodes", type=int, default=1, help="episodes to run (default 1)")
     parser.add_argument("--out", required=True, type=Path, help="run directory (bags in OUT/bags)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; episode k uses seed + k")
@@ -65,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print(f"worldsample sim: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
         return 2
-    if args.policy not in ("random", "scripted") and not Path(args.policy).exists():
-        print(f"worldsample sim: --policy {args.policy!r} is neither 'random', 'scripted' nor an existing "
-              "checkpoint file", file=sys.stderr)
+    if args.policy not in ("random", "scripted", "teleop") and not Path(args.policy).exists():
+        print(f"worldsample sim: --policy {args.policy!r} is neither 'random', 'scripted', 'teleop' nor an "
+              "existing checkpoint file", file=sys.stderr)
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
