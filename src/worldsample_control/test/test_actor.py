@@ -124,8 +124,10 @@ def test_bad_observations_and_config_are_named():
 def test_teleop_forwards_fresh_commands_and_stays_when_the_device_is_quiet():
     now = [0.0]
     teleop = TeleopPolicy(timeout_s=0.5, clock=lambda: now[0])
+    assert not teleop.ready
     np.testing.assert_array_equal(teleop.act(_obs()), [0, 0, 0, -1])  # nothing yet: stay, gripper open
     assert teleop.set_command([0.3, -2.0, 0.1, 1.0]) is None
+    assert teleop.ready
     np.testing.assert_allclose(teleop.act(_obs()), [0.3, -1.0, 0.1, 1.0])  # clipped like a policy's action
     for bad in ([np.nan, 0, 0, 0], [0, np.inf, 0, 1], [1, 2, 3], None):
         assert teleop.set_command(bad) is not None  # rejected, the last good command stays
@@ -133,7 +135,7 @@ def test_teleop_forwards_fresh_commands_and_stays_when_the_device_is_quiet():
     np.testing.assert_allclose(teleop.act(_obs()), [0.3, -1.0, 0.1, 1.0])
     now[0] = 0.6  # the device went quiet: stay, and keep the gripper closed (never drop the object)
     np.testing.assert_array_equal(teleop.act(_obs()), [0, 0, 0, 1])
-    assert teleop.stale_steps == 2
+    assert teleop.stale_steps == 2 and not teleop.ready
     with pytest.raises(ValueError, match="timeout_s"):
         TeleopPolicy(timeout_s=0)
 

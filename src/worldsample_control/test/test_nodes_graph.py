@@ -270,7 +270,8 @@ def test_teleop_demonstration_is_recorded_as_a_demo_bag(tmp_path):
     ep = bag_io.read_episode_bag(bag)
     assert ep.source == Source.DEMO and ep.policy_version == "" and ep.length == steps
     actions = ep.actions.tolist()
-    assert all(a in (command, stay) for a in actions), actions  # the operator's command or "stay"
+    # the episode waited for the operator: every action is the command (a late one may be "stay")
+    assert all(a in (command, stay) for a in actions) and actions[0] == command, actions
     assert actions.count(command) >= steps // 2 and actions[-1] == command, actions
     assert ep.proprio[-1][0] - ep.proprio[0][0] > 0.02  # the arm followed the operator along +x
     assert "teleop/action: teleop command [nan, 0.0, 0.0, 0.0] is not finite; ignored" in \

@@ -75,6 +75,7 @@ class TeleopPolicy:
     ``act`` returns the latest command if it is at most ``timeout_s`` old; otherwise (no command
     yet, or the device went quiet) the arm stays where it is: zero translation, and the gripper
     keeps its last commanded state (open before any command), so a dropout never drops an object.
+    The actor node starts an episode only when `ready` (a fresh command arrived).
     """
 
     def __init__(self, timeout_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
@@ -98,8 +99,13 @@ class TeleopPolicy:
         self._gripper = float(self._command[3])
         return None
 
+    @property
+    def ready(self) -> bool:
+        """A fresh command is there: the device is connected and the operator at it (episodes start then)."""
+        return self._command is not None and self._clock() - self._received_at <= self.timeout_s
+
     def act(self, obs: Observation) -> np.ndarray:
-        if self._command is not None and self._clock() - self._received_at <= self.timeout_s:
+        if self.ready:
             return self._command.copy()
         self.stale_steps += 1
         return np.array([0.0, 0.0, 0.0, self._gripper], np.float32)

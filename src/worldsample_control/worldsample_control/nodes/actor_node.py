@@ -17,7 +17,8 @@ Demonstrations on a real arm (``policy:=teleop``): the actor forwards the operat
 command from ``teleop/action`` (parameter ``topic_teleop_action``; worldsample_msgs/PolicyAction,
 ``action = [dx, dy, dz, gripper]`` normalised to [-1, 1] like a policy's, gripper > 0 closes; any
 QoS) at the control rate. A command older than ``teleop_timeout_s`` means "stay" (zero motion,
-gripper unchanged); a non-finite or wrongly shaped one is ignored and logged. Run it with
+gripper unchanged); a non-finite or wrongly shaped one is ignored and logged. An episode starts
+only once a fresh command has arrived (device connected, operator ready). Run it with
 ``source:=demo`` so the recorder writes DEMO bags, e.g.
 
     ros2 run worldsample_control actor_node --ros-args -p policy:=teleop -p source:=demo \
@@ -243,6 +244,10 @@ class ActorNode(Node):
                                        f"{self.actor.policy_version or self.cfg.policy}: waiting up to "
                                        f"{self.policy_wait_s:.0f} s for the learner's next checkpoint")
                 self._set_state("waiting_policy")
+                return
+            if isinstance(self.actor.policy, TeleopPolicy) and not self.actor.policy.ready:
+                self.get_logger().info(f"waiting for teleoperation commands on {self.topics['teleop_action']!r} "
+                                       "before the next episode", throttle_duration_sec=10.0)
                 return
             self._start_reset()
         elif self.state == "waiting_policy":
