@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="sim task: peg_insertion, push, sort, pick_place")
     parser.add_argument("--mode", default="ppl", choices=MODES, help="how synthetic data is used (default ppl)")
     parser.add_argument("--demos", default=None, help="directory of demonstration bags (optional)")
-    parser.add_argument("--synthetic", default=None, help="directory of synthetic bags (static pool)")
+    parser.add_argument("--expert-demos", type=int, default=0,
+                        help="also record N scripted-expert demos in-process (seeds 500..; no bags written)")
+    parser.add_argument("--synthetic", default=None,
+                        help="directory of synthetic bags (a static pool; `worldsample experiment policy` runs the "
+                             "learner with the live world model)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--env-steps", type=int, default=20_000, help="real environment steps (default 20000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,6 +72,16 @@ def run(args: argparse.Namespace) -> int:
     if args.demos and not demos:
         print(f"learn: no readable {args.task!r} episodes in --demos {args.demos!r}", file=sys.stderr)
         return 2
+    if args.expert_demos > 0:
+        from worldsample_control.core.experts import make_expert
+        from worldsample_control.core.rollout import run_episode
+        from worldsample_control.core.sim import EnvConfig, make_env
+
+        denv = make_env(args.task, EnvConfig(render=args.obs == "pixels"))
+        expert = make_expert(args.task)
+        demos += [run_episode(denv, lambda o: expert.act(o, denv), seed=500 + i, source=Source.DEMO)
+                  for i in range(args.expert_demos)]
+        print(f"learn: {args.expert_demos} expert demos, {sum(d.success for d in demos[-args.expert_demos:])} successful")
     source = None
     if args.synthetic and args.mode != "rl-only":
         pool = [e for e in load_episodes(args.synthetic, sources=[Source.SYNTHETIC]) if e.task == args.task]

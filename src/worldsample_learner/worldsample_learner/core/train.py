@@ -131,6 +131,9 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
         raise ValueError("none of the demo episodes could be used (see the warnings above for reasons)")
     pixels = a.obs_mode == "pixels"
     cams = tuple(a.cameras) if pixels else ()
+    # real episodes keep every frame the env renders (a world model learns from them even when the
+    # agent itself is state-based); the agent sees only ``cams``
+    record_cams = tuple(obs.images) if obs.images else cams
     state_mode = a.obs_mode == "state" and a.state_dim > 0
     metrics = CsvLog(out / "metrics.csv")
     evals = CsvLog(out / "eval.csv")
@@ -139,7 +142,7 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
     policy = policy_from_agent(learner.agent, 0)
     ep_seed = cfg.seed * 100_000
     obs = env.reset(seed=ep_seed)
-    buf = _new_buffer(obs, cams)
+    buf = _new_buffer(obs, record_cams)
     ep_returns: list[float] = []
     ep_return = 0.0
     version = 0
@@ -172,18 +175,22 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
         buf["truncated"].append(trunc)
         buf["successes"].append(res.success)
         obs = res.observation
-        for c in cams:
+        for c in record_cams:
             buf["images"][c].append(obs.images[c])
         buf["proprio"].append(obs.proprio)
         buf["states"].append(obs.state)
         ep_return += float(res.reward)
         if res.terminated or trunc:
-            learner.add_real_episode(_episode_from_buffer(env, buf, ep_seed, policy.version))
+            real_ep = _episode_from_buffer(env, buf, ep_seed, policy.version)
+            learner.add_real_episode(real_ep)
+            observe = getattr(synthetic_source, "observe_real", None)
+            if callable(observe) and cfg.ppl.mode != "rl-only":
+                observe(real_ep)
             ep_returns.append(ep_return)
             ep_return = 0.0
             ep_seed += 1
             obs = env.reset(seed=ep_seed)
-            buf = _new_buffer(obs, cams)
+            buf = _new_buffer(obs, record_cams)
         if step > cfg.warmup_steps and learner.can_train():
             learner.train_step()
         if (synthetic_source is not None and cfg.ppl.mode != "rl-only" and step % cfg.synthetic_every == 0

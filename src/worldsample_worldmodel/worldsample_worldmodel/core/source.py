@@ -7,11 +7,17 @@
 out), every ``min_new_episodes`` new ones trigger post-training (synchronously: the driver is
 single-threaded), branches start from recent real states. ``fidelity()`` is the mean SSIM over
 the configured horizons on held-out real episodes of the newest version (None before any).
+
+``state_in_proprio`` (simulation experiments with a state-based learner): the privileged sim
+state of each episode rides through the world model appended to the proprioception, so the
+model predicts it like proprio (from frames + vector + action) and a state-based policy can act
+in imagined branches; generated episodes are split back into ``proprio`` and ``states``. The
+frames are still modelled and the uncertainty is still the ensemble's disagreement on them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +31,7 @@ class VideoSourceConfig:
     service: WorldModelServiceConfig = field(default_factory=WorldModelServiceConfig)
     action_noise: float = 0.1
     write_bags: bool = False  # also write every synthetic batch as a bag under the run dir
+    state_in_proprio: bool = False  # see the module docstring
     seed: int = 0
 
 
@@ -34,6 +41,25 @@ class VideoWorldModelSource:
         self.service = WorldModelService(self.cfg.service)
         self.rng = np.random.default_rng(self.cfg.seed)
         self.rejected: list[str] = []
+        self._proprio_dim: int | None = None
+
+    def _to_model(self, ep: Episode) -> Episode:
+        if not self.cfg.state_in_proprio:
+            return ep
+        if ep.states is None:
+            raise ValueError(f"state_in_proprio: episode {ep.episode_id!r} carries no privileged states")
+        self._proprio_dim = int(ep.proprio.shape[1])
+        return replace(ep, proprio=np.concatenate([ep.proprio, ep.states], 1).astype(np.float32), states=None)
+
+    def _from_model(self, ep: Episode) -> Episode:
+        if not self.cfg.state_in_proprio:
+            return ep
+        p = self._proprio_dim
+        return replace(ep, proprio=ep.proprio[:, :p], states=ep.proprio[:, p:])
+
+    def add_demos(self, episodes: list[Episode]) -> None:
+        """Demonstrations for pre-training and for staying in the mix (in-process; the node reads demos_dir)."""
+        self.service.demos.extend(self._to_model(e) for e in episodes)
 
     @property
     def version(self) -> str:
@@ -41,7 +67,7 @@ class VideoWorldModelSource:
         return m.version if m is not None else ""
 
     def observe_real(self, episode: Episode) -> None:
-        reason = self.service.add_episode(episode)
+        reason = self.service.add_episode(self._to_model(episode))
         if reason:
             self.rejected.append(reason)
         if self.service.should_train():
@@ -56,6 +82,23 @@ class VideoWorldModelSource:
     def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
         if self.service.model is None:
             return []
+        if self.cfg.state_in_proprio:
+            policy = _StateFromProprio(policy, self._proprio_dim)
         eps, _ = self.service.generate(policy, num_branches, horizon, self.cfg.action_noise,
                                        seed=int(self.rng.integers(1 << 31)), write_bag=self.cfg.write_bags)
-        return eps
+        return [self._from_model(e) for e in eps]
+
+
+class _StateFromProprio:
+    """A state-based policy seen by the world model: splits its extended proprio into proprio + state."""
+
+    def __init__(self, policy: Any, proprio_dim: int | None) -> None:
+        if proprio_dim is None:
+            raise ValueError("state_in_proprio: no real episode observed yet, the proprio size is unknown")
+        self.policy, self.p = policy, proprio_dim
+        self.version = getattr(policy, "version", "")
+
+    def act_batch(self, images, proprio, noise_std: float = 0.0, rng=None):
+        proprio = np.asarray(proprio, np.float32)
+        return self.policy.act_batch(images, proprio[:, :self.p], noise_std=noise_std, rng=rng,
+                                     state=proprio[:, self.p:])

@@ -1,0 +1,66 @@
+"""The node graph description (one for launch files and `worldsample loop`) and the experiment analysis."""
+
+from __future__ import annotations
+
+import pytest
+from worldsample_bringup.experiment import mean_curve, policy_table, steps_to_reach, summarize_policy
+from worldsample_bringup.graph import LOOP_ARGUMENTS, config_path, load_node_params, loop_graph
+
+
+def test_loop_graph_has_every_node_with_parameters_from_yaml_and_arguments(tmp_path):
+    specs = loop_graph("sim", task="peg_insertion", run_dir=str(tmp_path), mode="naive", image_size="32",
+                       cameras="front", episodes_per_policy="3")
+    by = {s.name: s for s in specs}
+    assert set(by) == {"sim", "arm_control", "actor", "recorder", "world_model", "learner"}
+    wm, learner = by["world_model"].parameters, by["learner"].parameters
+    yaml_wm = load_node_params(config_path("loop.yaml"))["world_model"]
+    assert wm["posttrain_steps"] == yaml_wm["posttrain_steps"]  # from the YAML
+    assert wm["model.image_size"] == 32 and wm["model.cameras"] == ["front"]  # from the arguments
+    assert wm["run_dir"] == str(tmp_path / "world_model") and wm["real_dir"] == str(tmp_path / "bags")
+    assert learner["mode"] == "naive" and learner["out_dir"] == str(tmp_path / "learner")
+    assert by["actor"].parameters["episodes_per_policy"] == 3
+    for s in specs:  # every parameter is something `--ros-args -p` can carry
+        s.ros_args()
+
+
+def test_rl_only_generates_nothing_and_real_graph_has_cameras(tmp_path):
+    wm = {s.name: s for s in loop_graph("sim", run_dir=str(tmp_path), mode="rl-only")}["world_model"]
+    assert wm.parameters["generate_period_s"] == 0.0
+    real = {s.name for s in loop_graph("real", run_dir=str(tmp_path), cameras="front,wrist", camera_sources="0,2")}
+    assert {"camera_front", "camera_wrist", "world_model", "learner"} <= real and "sim" not in real
+
+
+def test_bad_loop_arguments_and_parameter_files_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown loop argument"):
+        loop_graph("sim", colour="blue")
+    with pytest.raises(ValueError, match="mode 'fast'"):
+        loop_graph("sim", mode="fast")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learner:\n  parameters: {batch_size: 3}\n")
+    with pytest.raises(ValueError, match="ros__parameters"):
+        loop_graph("sim", params_file=str(bad))
+    bad.write_text("critic:\n  ros__parameters: {x: 1}\n")
+    with pytest.raises(ValueError, match="unknown node"):
+        loop_graph("sim", params_file=str(bad))
+    assert set(LOOP_ARGUMENTS) >= {"task", "robot_ip", "cameras", "run_dir", "mode"}
+
+
+def test_policy_summary_success_difference_and_steps_fraction():
+    def run(mode, seed, curve):
+        return {"task": "push", "mode": mode, "seed": seed, "success_curve": curve, "final_success_rate": curve[-1][1],
+                "env_steps": curve[-1][0]}
+
+    results = [run("rl-only", 0, [(100, 0.0), (200, 0.2), (300, 0.4)]),
+               run("rl-only", 1, [(100, 0.0), (200, 0.4), (300, 0.4)]),
+               run("ppl", 0, [(100, 0.4), (200, 0.6), (300, 0.8)]),
+               run("ppl", 1, [(100, 0.2), (200, 0.6), (300, 0.6)])]
+    assert mean_curve([r["success_curve"] for r in results[:2]]) == [(100, 0.0), (200, pytest.approx(0.3)),
+                                                                     (300, pytest.approx(0.4))]
+    assert steps_to_reach([(100, 0.0), (200, 0.5)], 0.5) == 200 and steps_to_reach([(100, 0.1)], 0.5) is None
+    s = summarize_policy(results)["push"]
+    assert s["rl-only"]["final"] == pytest.approx(0.4) and s["ppl"]["final"] == pytest.approx(0.7)
+    assert s["ppl"]["delta_vs_baseline"] == pytest.approx(0.3)
+    assert s["rl-only"]["steps_to_baseline_final"] == 300 and s["ppl"]["steps_to_baseline_final"] == 200
+    assert s["ppl"]["fraction_of_baseline_steps"] == pytest.approx(2 / 3)
+    table = policy_table(summarize_policy(results))
+    assert "| push | ppl | 0.70 |" in table and "0.67" in table
