@@ -27,7 +27,9 @@ def test_rl_only_generates_nothing_and_real_graph_has_cameras(tmp_path):
     wm = {s.name: s for s in loop_graph("sim", run_dir=str(tmp_path), mode="rl-only")}["world_model"]
     assert wm.parameters["generate_period_s"] == 0.0
     real = {s.name for s in loop_graph("real", run_dir=str(tmp_path), cameras="front,wrist", camera_sources="0,2")}
-    assert {"camera_front", "camera_wrist", "world_model", "learner"} <= real and "sim" not in real
+    assert {"camera_front", "camera_wrist", "world_model", "learner", "success_detector"} <= real and "sim" not in real
+    actor = {s.name: s for s in loop_graph("gazebo", run_dir=str(tmp_path))}["actor"].parameters
+    assert actor["topic_sim_reward"] == "success/reward" and actor["use_sim_reward"]
 
 
 def test_bad_loop_arguments_and_parameter_files_are_named(tmp_path):

@@ -145,6 +145,8 @@ LOOP_ARGUMENTS: dict[str, tuple[str, str]] = {
     "demos_dir": ("", "directory of demonstration bags for the world model's pre-training and the learner"),
     "params_file": ("", "parameter YAML of the learning nodes ('' = the package's config/loop.yaml)"),
     "device": ("auto", "torch device of world model and learner: auto, cpu, cuda"),
+    "success_classifier": ("", "real/gazebo: success classifier checkpoint ('' = human override only: "
+                               "publish std_msgs/Bool on success/override, or run success_keys)"),
 }
 
 PPL_MODES = ("rl-only", "naive", "selection", "schedule", "ppl")
@@ -202,7 +204,8 @@ def _split(value: str) -> list[str]:
 def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random", episodes: int = 0,
                 seed: int = 0, max_steps: int = 0, image_size: int = 64,
                 cameras: tuple[str, ...] = ("front", "wrist"), camera_sources: tuple[str, ...] = (),
-                control_hz: float = 10.0, namespace: str = "", episodes_per_policy: int = 0) -> list[NodeSpec]:
+                control_hz: float = 10.0, namespace: str = "", episodes_per_policy: int = 0,
+                success_classifier: str = "") -> list[NodeSpec]:
     """The robot side for ``kind`` in {"sim", "real", "gazebo"}.
 
     sim: `sim_graph` (lock-step MuJoCo node). real / gazebo: arm control at a fixed rate against
@@ -234,13 +237,18 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
         NodeSpec("worldsample_control", "actor_node", "actor", {
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
             "max_steps": int(max_steps) if max_steps else 200, "cameras": cams, "control_hz": float(control_hz),
-            "lockstep": False, "use_sim_reward": False, "twist_topic": "", "source": "real",
+            "lockstep": False, "use_sim_reward": True, "topic_sim_reward": "success/reward", "twist_topic": "",
+            "source": "real",
             "log_dir": str(run_dir / "actor"), "wait_for_recorder_s": 30.0,
             "episodes_per_policy": int(episodes_per_policy),
         }),
         NodeSpec("worldsample_control", "recorder_node", "recorder", {
             "out_dir": str(run_dir / "bags"), "cameras": cams,
         }),
+        # reward and success without a simulator: the success classifier + the human override topic
+        NodeSpec("worldsample_learner", "success_node", "success_detector", {
+            "classifier": success_classifier, "cameras": cams,
+        }, module="worldsample_learner.nodes.success_node"),
     ]
     for s in specs:
         s.namespace = namespace
@@ -297,5 +305,6 @@ def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
         max_steps=int(a["max_steps"]), image_size=int(a["image_size"]), cameras=tuple(_split(a["cameras"])),
         camera_sources=tuple(_split(a["camera_sources"])), control_hz=float(a["control_hz"]),
         namespace=a["namespace"], episodes_per_policy=int(a["episodes_per_policy"]),
+        success_classifier=a["success_classifier"],
     )
     return robot + learning_graph(kind, a)
