@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
         denv = make_env(args.task, EnvConfig(render=args.obs == "pixels"))
         expert = make_expert(args.task)
-        demos += [run_episode(denv, lambda o: expert.act(o, denv), seed=500 + i, source=Source.DEMO)
-                  for i in range(args.expert_demos)]
+        for i in range(args.expert_demos):
+            expert.reset()  # experts keep per-episode state (e.g. pick_place's current item)
+            demos.append(run_episode(denv, lambda o: expert.act(o, denv), seed=500 + i, source=Source.DEMO))
         print(f"learn: {args.expert_demos} expert demos, {sum(d.success for d in demos[-args.expert_demos:])} successful")
     source = None
     if args.synthetic and args.mode != "rl-only":
