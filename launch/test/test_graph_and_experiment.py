@@ -66,3 +66,4 @@ def test_policy_summary_success_difference_and_steps_fraction():
     assert s["ppl"]["fraction_of_baseline_steps"] == pytest.approx(2 / 3)
     table = policy_table(summarize_policy(results))
     assert "| push | ppl | 0.70 |" in table and "0.67" in table
+    assert s["ppl"]["final_return"] != s["ppl"]["final_return"]  # no return curves given: NaN, not invented

@@ -49,24 +49,24 @@ class ExperimentConfig:
     tasks: tuple[str, ...] = ("push", "peg_insertion")
     modes: tuple[str, ...] = MODES
     seeds: tuple[int, ...] = (0, 1, 2)
-    env_steps: int = 3000
-    eval_every: int = 500
+    env_steps: int = 4000
+    eval_every: int = 1000
     eval_episodes: int = 10
     demos: int = 10
-    max_steps: int = 0  # 0: the task default
+    max_steps: int = 40  # episode length (0: the task default)
     image_size: int = 32
     cameras: tuple[str, ...] = ("front",)
     # learner (state-based SAC)
     batch_size: int = 128
-    num_critics: int = 5
-    utd_ratio: int = 1
+    num_critics: int = 2
+    utd_ratio: int = 2
     hidden_dim: int = 256
     synthetic_every: int = 250
     synthetic_branches: int = 32
     # world model
     wm_pretrain_steps: int = 400
     wm_posttrain_steps: int = 150
-    wm_min_new_episodes: int = 5
+    wm_min_new_episodes: int = 20
     wm_latent_dim: int = 64
     wm_batch_size: int = 16
     heldout_episodes: int = 8
@@ -81,10 +81,11 @@ class ExperimentConfig:
 CONFIGS: dict[str, ExperimentConfig] = {
     "small": ExperimentConfig(),
     "full": ExperimentConfig(name="full", tasks=("push", "peg_insertion", "pick_place"), seeds=(0, 1, 2, 3, 4),
-                             env_steps=30_000, eval_every=2_000, eval_episodes=20, demos=20, image_size=64,
-                             cameras=("front", "wrist"), batch_size=256, num_critics=10, utd_ratio=2,
+                             env_steps=30_000, eval_every=2_000, eval_episodes=20, demos=20, max_steps=0,
+                             image_size=64, cameras=("front", "wrist"), batch_size=256, num_critics=10, utd_ratio=2,
                              synthetic_every=1_000, synthetic_branches=64, wm_pretrain_steps=3000,
-                             wm_posttrain_steps=600, wm_latent_dim=128, wm_batch_size=32, heldout_episodes=20,
+                             wm_posttrain_steps=600, wm_min_new_episodes=10, wm_latent_dim=128, wm_batch_size=32,
+                             heldout_episodes=20,
                              jobs=1, device="auto"),
 }
 
@@ -203,6 +204,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                                                          state_in_proprio=True, seed=seed))
         source.add_demos(demos)
     agent = AgentConfig(obs_mode="state", batch_size=cfg.batch_size, num_critics=cfg.num_critics,
+                        num_min_critics=min(2, cfg.num_critics),
                         utd_ratio=cfg.utd_ratio, hidden_dim=cfg.hidden_dim, device=cfg.device, seed=seed)
     lcfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=mode), env_steps=cfg.env_steps, warmup_steps=0,
                        eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
@@ -213,6 +215,10 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.time()
     res = train_in_process(env, lcfg, demos, source, out, eval_env=eval_env, progress=False)
     res.update(task=task, seed=seed, wall_s=time.time() - t0)
+    with (out / "eval.csv").open() as f:
+        import csv
+
+        res["return_curve"] = [(int(float(r["env_steps"])), float(r["mean_return"])) for r in csv.DictReader(f)]
     if source is not None:
         res["world_model"] = {"version": source.version, "rejected": len(source.rejected),
                               "fidelity": source.service.fidelity}
@@ -267,7 +273,9 @@ def summarize_policy(results: list[dict[str, Any]], baseline: str = "rl-only") -
             runs = sorted((r for r in rows if r["mode"] == m), key=lambda r: r["seed"])
             curve = mean_curve([r["success_curve"] for r in runs])
             finals = [float(r["final_success_rate"]) for r in runs]
-            per[m] = {"curve": curve, "final": sum(finals) / len(finals), "finals": finals,
+            rcurve = mean_curve([r["return_curve"] for r in runs]) if all("return_curve" in r for r in runs) else []
+            per[m] = {"curve": curve, "final": sum(finals) / len(finals), "finals": finals, "return_curve": rcurve,
+                      "final_return": rcurve[-1][1] if rcurve else float("nan"),
                       "seeds": [r["seed"] for r in runs], "env_steps": max(int(r["env_steps"]) for r in runs),
                       "wall_s": sum(float(r.get("wall_s", 0)) for r in runs)}
         if baseline in per:
@@ -284,14 +292,14 @@ def summarize_policy(results: list[dict[str, Any]], baseline: str = "rl-only") -
 
 def policy_table(summary: dict[str, Any]) -> str:
     lines = ["| task | mode | final success (mean over seeds) | per seed | vs RL-only | steps to RL-only's final "
-             "| fraction of RL-only's steps |", "|---|---|---|---|---|---|---|"]
+             "| fraction of RL-only's steps | final eval return (shaped, mean) |", "|---|---|---|---|---|---|---|---|"]
     for task, per in summary.items():
         for m, d in per.items():
             s = d.get("steps_to_baseline_final")
             f = d.get("fraction_of_baseline_steps")
             lines.append(f"| {task} | {m} | {d['final']:.2f} | {', '.join(f'{x:.1f}' for x in d['finals'])} "
                          f"| {d.get('delta_vs_baseline', float('nan')):+.2f} | {s if s is not None else 'not reached'} "
-                         f"| {f'{f:.2f}' if f is not None else '-'} |")
+                         f"| {f'{f:.2f}' if f is not None else '-'} | {d.get('final_return', float('nan')):.2f} |")
     return "\n".join(lines)
 
 
@@ -301,15 +309,18 @@ def plot_policy(summary: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(summary), figsize=(5.5 * len(summary), 3.8), squeeze=False)
-    for ax, (task, per) in zip(axes[0], summary.items(), strict=True):
-        for m, d in per.items():
-            xs, ys = zip(*d["curve"], strict=True) if d["curve"] else ((), ())
-            ax.plot(xs, ys, marker="o", label=f"{m} (final {d['final']:.2f})")
-        ax.set(title=f"{task}: success vs real env steps (mean of {len(next(iter(per.values()))['seeds'])} seeds)",
-               xlabel="real environment steps", ylabel="eval success rate", ylim=(-0.05, 1.05))
-        ax.grid(alpha=0.3)
-        ax.legend()
+    fig, axes = plt.subplots(2, len(summary), figsize=(5.5 * len(summary), 7.2), squeeze=False)
+    for col, (task, per) in enumerate(summary.items()):
+        n = len(next(iter(per.values()))["seeds"])
+        for row, key, label in ((0, "curve", "eval success rate"), (1, "return_curve", "eval return (shaped)")):
+            ax = axes[row][col]
+            for m, d in per.items():
+                pts = d.get(key) or []
+                xs, ys = zip(*pts, strict=True) if pts else ((), ())
+                ax.plot(xs, ys, marker="o", label=m)
+            ax.set(title=f"{task}: {label} (mean of {n} seeds)", xlabel="real environment steps", ylabel=label)
+            ax.grid(alpha=0.3)
+            ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -16,7 +16,7 @@ def test_trust_combines_uncertainty_and_value_risk():
     c.q_scale = 1.0
     q_agree = np.full((4, 3), 1.0)
     s = c.score(np.array([0.0, 0.5, 2.0]), q_agree, q_real_max=5.0)
-    np.testing.assert_allclose(s.trust, np.exp(-np.array([0.0, 0.5, 2.0]) / 0.5), rtol=1e-6)
+    np.testing.assert_allclose(s.trust, np.exp(-np.array([0.0, 0.5, 2.0]) / c.cfg.uncertainty_scale), rtol=1e-6)
     q = np.array([[1.0, 0.0, 9.0], [1.0, 2.0, 9.0], [1.0, 0.0, 9.0], [1.0, 2.0, 9.0]])
     s = c.score(np.zeros(3), q, q_real_max=5.0)
     # agreement and below the real max: full trust; disagreement (std 1); inflated above real max (9 - 5)

@@ -103,7 +103,9 @@ class PPLConfig:
 
     mode: str = "ppl"
     # selection
-    uncertainty_scale: float = 0.5
+    # the world model reports uncertainty normalised so that 1.0 = as uncertain as on typical real
+    # transitions; with scale 2 such a transition keeps exp(-0.5) = 0.61 of its trust
+    uncertainty_scale: float = 2.0
     value_risk_scale: float = 1.0
     threshold_max: float = 0.8  # admission threshold at pace 0 (strict)
     threshold_min: float = 0.3  # admission threshold at pace 1
