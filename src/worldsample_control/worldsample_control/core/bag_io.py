@@ -363,7 +363,7 @@ def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
     bag_dir = Path(bag_dir)
     if not (bag_dir / "metadata.yaml").exists():
         hint = (f" (a {WAL_NAME} is there: the recorder was killed; make it readable with "
-                f"`python -m worldsample_control.commands.bags recover {bag_dir}`)") if (bag_dir / WAL_NAME).exists() else ""
+                f"`worldsample bags recover {bag_dir}`)") if (bag_dir / WAL_NAME).exists() else ""
         raise BagError(f"{bag_dir}: not a rosbag2 directory (no metadata.yaml){hint}")
     store = typestore()
     topic_set = None if topics is None else set(topics)
