@@ -1,6 +1,6 @@
 """`bags`: look at a directory of episode bags, and make bags of a killed recorder readable.
 
-    python -m worldsample_control.commands.bags info runs/push/bags       # episodes per bag, bad bags named
+    worldsample bags info runs/push/bags       # episodes per bag, bad bags named
     worldsample bags recover runs/push/bags    # rebuild bags from their write-ahead logs
 
 ``info`` prints one line per episode (bag, id, source, task, length, return, success) and one
