@@ -1,6 +1,9 @@
-"""Crafted episodes for learner tests."""
+"""Crafted episodes and the node-process environment for learner tests."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 from worldsample_control.core.episode import Episode, Source
@@ -23,3 +26,17 @@ def make_episode(eid: str, t: int = 6, source: Source = Source.REAL, cams: tuple
         uncertainty=uncertainty,
         states=rng.normal(size=(t + 1, state_dim)).astype(np.float32) if state_dim else None,
     )
+
+
+def node_process_env(domain_offset: int) -> dict[str, str]:
+    """Environment for a node started as ``python -m``: our packages' sources on PYTHONPATH and a
+    ROS domain of its own (also set in this process, so the test's own rclpy joins it)."""
+    root = Path(__file__).resolve().parents[3]
+    env = dict(os.environ)
+    src = [str(root / "src" / p) for p in ("worldsample_control", "worldsample_worldmodel", "worldsample_learner")]
+    env["PYTHONPATH"] = os.pathsep.join(src + [env.get("PYTHONPATH", "")])
+    domain = str(os.getpid() % 100 + domain_offset)
+    for e in (env, os.environ):
+        e["ROS_DOMAIN_ID"] = domain
+        e["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return env

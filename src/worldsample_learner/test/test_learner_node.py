@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+from helpers import node_process_env
 
 
 def _ros_available() -> bool:
@@ -34,14 +31,7 @@ def test_learner_node_trains_and_publishes(tmp_path):
 
     from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition
 
-    env = dict(os.environ)
-    src = [str(ROOT / "src" / p) for p in ("worldsample_control", "worldsample_worldmodel", "worldsample_learner")]
-    env["PYTHONPATH"] = os.pathsep.join(src + [env.get("PYTHONPATH", "")])
-    domain = str(os.getpid() % 100 + 101)
-    env["ROS_DOMAIN_ID"] = domain
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = domain
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env = node_process_env(101)
     params = {"obs_mode": "state", "state_dim": 2, "batch_size": 16, "min_transitions": 20, "checkpoint_every": 5,
               "status_period_s": 0.5, "out_dir": str(tmp_path / "learner"), "mode": "ppl", "device": "cpu"}
     cmd = [sys.executable, "-m", "worldsample_learner.nodes.learner_node", "--ros-args"]
@@ -80,8 +70,9 @@ def test_learner_node_trains_and_publishes(tmp_path):
             pub.publish(msg(i))
         pub.publish(msg(40, action=[5.0, 0.0, 0.0, 0.0]))  # out of range: rejected, node keeps running
         pub.publish(msg(3))  # duplicate key: skipped
-        for i in range(64):
-            syn.publish(msg(i, source=1, uncertainty=0.0 if i % 2 else 10.0))
+        for i in range(64):  # 16 synthetic branches of 4 steps (the last one truncated), as the world model sends
+            b, t = divmod(i, 4)
+            syn.publish(msg(t, source=1, episode_id=f"syn-{b}", truncated=t == 3, uncertainty=0.0 if b % 2 else 40.0))
         ep_pub.publish(EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id="ep-a", source=0, success=True))
         deadline = time.time() + 40
         while time.time() < deadline and not (ckpts and any(s.admitted + s.rejected >= 64 for s in statuses)):

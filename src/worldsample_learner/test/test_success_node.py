@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import node_process_env
 from test_learner_node import _ros_available
 from test_success_classifier import _constant_classifier
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.ros
@@ -30,14 +27,7 @@ def test_success_node_classifier_and_human_override(tmp_path):
     from worldsample_msgs.msg import EpisodeInfo
 
     clf_path = _constant_classifier(4.0).save(tmp_path / "always_success.pt")  # says "success" on every frame
-    env = dict(os.environ)
-    src = [str(ROOT / "src" / p) for p in ("worldsample_control", "worldsample_worldmodel", "worldsample_learner")]
-    env["PYTHONPATH"] = os.pathsep.join(src + [env.get("PYTHONPATH", "")])
-    domain = str(os.getpid() % 100 + 1)
-    env["ROS_DOMAIN_ID"] = domain
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = domain
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env = node_process_env(1)
     cmd = [sys.executable, "-m", "worldsample_learner.nodes.success_node", "--ros-args",
            "-p", f"classifier:={clf_path}", "-p", "confirm_frames:=3"]
     log = open(tmp_path / "node.log", "w")
