@@ -78,3 +78,44 @@ def test_video_source_for_the_learner(tmp_path):
     assert not (tmp_path / "run" / "synthetic").exists()  # no bags unless asked
     src.observe_real(toy_episode(40, steps=8, source=Source.DEMO))
     assert src.rejected and "REAL" in src.rejected[-1]
+
+
+def test_video_source_carries_sim_state_for_a_state_based_policy(tmp_path):
+    from dataclasses import replace
+
+    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
+
+    class StatePolicy:  # a state-based learner policy: needs proprio (4 in the toy) and state (3) separately
+        version = "policy-000001"
+
+        def __init__(self) -> None:
+            self.seen: list[tuple] = []
+
+        def act_batch(self, images, proprio, noise_std=0.0, rng=None, state=None):
+            assert proprio.shape[1] == 4 and state is not None and state.shape[1] == 3
+            self.seen.append((proprio.shape, state.shape))
+            return np.tile(np.float32([0.5, 0.0, 0.0, 0.0]), (len(proprio), 1))
+
+    def with_state(ep):
+        return replace(ep, states=np.tile(np.arange(3, dtype=np.float32), (ep.length + 1, 1)))
+
+    scfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), min_new_episodes=2, pretrain_steps=5,
+                                   posttrain_steps=3, heldout_every=3, fidelity_horizons=(1,), device="cpu",
+                                   model=small_model_cfg())
+    src = VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True))
+    src.add_demos([with_state(toy_episode(50 + i, steps=8)) for i in range(2)])
+    for i in range(2):
+        src.observe_real(with_state(toy_episode(60 + i, steps=8, source=Source.REAL, policy="random")))
+    assert src.version and src.service.model.proprio_dim == 7  # proprio 4 + state 3 through the model
+    policy = StatePolicy()
+    eps = src.generate(policy, 4, 3)
+    assert policy.seen and len(eps) == 4
+    for e in eps:
+        assert e.proprio.shape == (e.length + 1, 4) and e.states.shape == (e.length + 1, 3)
+        assert np.isfinite(e.states).all() and np.isfinite(e.uncertainty).all()
+    try:
+        src.observe_real(toy_episode(70, steps=8, source=Source.REAL, policy="random"))  # no states: named
+    except ValueError as exc:
+        assert "carries no privileged states" in str(exc)
+    else:
+        raise AssertionError("an episode without states must be refused in state_in_proprio mode")
