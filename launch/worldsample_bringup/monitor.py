@@ -44,14 +44,14 @@ class LoopMonitor(Node):
         self.csv.append(self.progress.row())
         self.rows_written += 1
         of = f" of {self.total}" if self.total else ""
-        print(f"[loop] {what:<40} | {self.progress.line()}{of}", flush=True)
+        print(f"[loop] {what:<48} | {self.progress.line()}{of}", flush=True)
 
     def _on_recorded(self, msg: EpisodeInfo) -> None:
         if msg.source != EpisodeInfo.SOURCE_REAL or msg.episode_id in self._seen:
             return
         self._seen.add(msg.episode_id)
         self.progress.on_episode(msg.length, msg.episode_return, msg.success, msg.policy_version)
-        self._emit(f"episode {msg.episode_id[-20:]} {'SUCCESS' if msg.success else 'fail'}")
+        self._emit(f"episode {msg.episode_id} {'SUCCESS' if msg.success else 'fail'}")
 
     def _on_wm(self, msg: WorldModelStatus) -> None:
         new = msg.version and msg.version not in self.wm_versions
