@@ -294,11 +294,13 @@ def policy_table(summary: dict[str, Any]) -> str:
     lines = ["| task | mode | final success (mean over seeds) | per seed | vs RL-only | steps to RL-only's final "
              "| fraction of RL-only's steps | final eval return (shaped, mean) |", "|---|---|---|---|---|---|---|---|"]
     for task, per in summary.items():
+        base_zero = per.get("rl-only", {}).get("final", 1.0) == 0.0
         for m, d in per.items():
             s = d.get("steps_to_baseline_final")
             f = d.get("fraction_of_baseline_steps")
+            reach = s if s is not None else ("n/a: RL-only ends at 0" if base_zero else "not reached")
             lines.append(f"| {task} | {m} | {d['final']:.2f} | {', '.join(f'{x:.1f}' for x in d['finals'])} "
-                         f"| {d.get('delta_vs_baseline', float('nan')):+.2f} | {s if s is not None else 'not reached'} "
+                         f"| {d.get('delta_vs_baseline', float('nan')):+.2f} | {reach} "
                          f"| {f'{f:.2f}' if f is not None else '-'} | {d.get('final_return', float('nan')):.2f} |")
     return "\n".join(lines)
 
