@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from worldsample_bringup.experiment import mean_curve, policy_table, steps_to_reach, summarize_policy
+from worldsample_bringup.experiment import (
+    mean_curve,
+    policy_table,
+    steps_to_reach,
+    summarize_policy,
+    synthetic_table,
+)
 from worldsample_bringup.graph import LOOP_ARGUMENTS, config_path, load_node_params, loop_graph
 
 
@@ -67,3 +73,16 @@ def test_policy_summary_success_difference_and_steps_fraction():
     table = policy_table(summarize_policy(results))
     assert "| push | ppl | 0.70 |" in table and "0.67" in table
     assert s["ppl"]["final_return"] != s["ppl"]["final_return"]  # no return curves given: NaN, not invented
+    assert s["rl-only"]["synthetic"] is None  # no synthetic data, no row
+
+
+def test_synthetic_table_reports_admission_and_value_inflation():
+    def run(seed, adm, rej, qs):
+        return {"task": "peg", "mode": "naive", "seed": seed, "success_curve": [(10, 0.0)], "final_success_rate": 0.0,
+                "env_steps": 10, "ppl_status": {"admitted": adm, "rejected": rej, "synthetic_share": 0.5,
+                                                "q_real": 1.0, "q_synthetic": qs}}
+
+    s = summarize_policy([run(0, 30, 10, 1.5), run(1, 10, 30, 1.1)])
+    x = s["peg"]["naive"]["synthetic"]
+    assert x["admitted"] == 20 and x["admission_rate"] == pytest.approx(0.5) and x["q_gap"] == pytest.approx(0.3)
+    assert "| peg | naive | 20 of 40 (50 %) | 0.50 | +0.300 |" in synthetic_table(s)

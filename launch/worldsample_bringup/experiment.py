@@ -277,7 +277,7 @@ def summarize_policy(results: list[dict[str, Any]], baseline: str = "rl-only") -
             per[m] = {"curve": curve, "final": sum(finals) / len(finals), "finals": finals, "return_curve": rcurve,
                       "final_return": rcurve[-1][1] if rcurve else float("nan"),
                       "seeds": [r["seed"] for r in runs], "env_steps": max(int(r["env_steps"]) for r in runs),
-                      "wall_s": sum(float(r.get("wall_s", 0)) for r in runs)}
+                      "wall_s": sum(float(r.get("wall_s", 0)) for r in runs), "synthetic": _synthetic_stats(runs)}
         if baseline in per:
             target = per[baseline]["final"]
             base_steps = steps_to_reach(per[baseline]["curve"], target) if target > 0 else None
@@ -288,6 +288,37 @@ def summarize_policy(results: list[dict[str, Any]], baseline: str = "rl-only") -
                 d["delta_vs_baseline"] = d["final"] - target
         out[task] = per
     return out
+
+
+def _synthetic_stats(runs: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Mean over runs of what PPL did with the synthetic data (None for runs without any)."""
+    import math
+
+    st = [r.get("ppl_status") or {} for r in runs]
+    if not all(s.get("admitted", 0) + s.get("rejected", 0) > 0 for s in st):
+        return None
+
+    def mean(xs: list[float]) -> float:
+        xs = [x for x in xs if math.isfinite(x)]
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    return {"admitted": mean([s["admitted"] for s in st]), "rejected": mean([s["rejected"] for s in st]),
+            "admission_rate": mean([s["admitted"] / (s["admitted"] + s["rejected"]) for s in st]),
+            "share": mean([float(s["synthetic_share"]) for s in st]),
+            "q_gap": mean([float(s["q_synthetic"]) - float(s["q_real"]) for s in st])}
+
+
+def synthetic_table(summary: dict[str, Any]) -> str:
+    """What happened to the synthetic data: admitted, share of the batch, value inflation (Q syn - Q real)."""
+    lines = ["| task | mode | synthetic transitions admitted (of scored) | synthetic share of the batch at the end "
+             "| Q on synthetic - Q on real data at the end |", "|---|---|---|---|---|"]
+    for task, per in summary.items():
+        for m, d in per.items():
+            x = d.get("synthetic")
+            if x:
+                lines.append(f"| {task} | {m} | {x['admitted']:.0f} of {x['admitted'] + x['rejected']:.0f} "
+                             f"({100 * x['admission_rate']:.0f} %) | {x['share']:.2f} | {x['q_gap']:+.3f} |")
+    return "\n".join(lines)
 
 
 def policy_table(summary: dict[str, Any]) -> str:
@@ -351,6 +382,7 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
             if r["task"] == task:
                 specs.append({**r, "cfg": asdict(cfg), "out": str(root / task / f"{r['mode']}_s{r['seed']}"),
                               "demos": str(demo_file), "wm_init": str(wm_init)})
+    fresh = any(not (Path(sp["out"]) / "results.json").exists() for sp in specs)
     print(f"[experiment] {len(specs)} runs ({cfg.env_steps} real steps each), {cfg.jobs} in parallel", flush=True)
     results = []
     with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn")) as pool:
@@ -362,12 +394,16 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
             print(f"[experiment] {i}/{len(specs)} {s['task']} {s['mode']} seed {s['seed']}: final success "
                   f"{res['final_success_rate']:.2f} ({res['wall_s']:.0f} s; {time.time() - t0:.0f} s so far)",
                   flush=True)
+    wall = time.time() - t0
+    if not fresh and (root / "results.json").exists():  # only re-rendered: keep the wall time of the real run
+        wall = float(json.loads((root / "results.json").read_text()).get("wall_s", wall))
     summary = summarize_policy(results)
     plot = plot_policy(summary, root / "success_vs_steps.png")
     (root / "results.json").write_text(json.dumps({"config": asdict(cfg), "command": cmd, "summary": summary,
-                                                   "wall_s": time.time() - t0}, indent=2, default=float))
-    table = policy_table(summary)
-    _write_section(out / "results.md", "policy", cmd, table, plot.relative_to(out), time.time() - t0, cfg)
+                                                   "wall_s": wall}, indent=2, default=float))
+    table = policy_table(summary) + "\n\nWhat each mode did with the synthetic data (mean over seeds):\n\n" + \
+        synthetic_table(summary)
+    _write_section(out / "results.md", "policy", cmd, table, plot.relative_to(out), wall, cfg)
     print(table)
     print(f"[experiment] policy comparison done in {time.time() - t0:.0f} s -> {root}", flush=True)
     return 0
