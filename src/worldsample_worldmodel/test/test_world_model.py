@@ -195,6 +195,19 @@ def test_resume_after_crash(demos, tmp_path):
     assert m3["resumed_from"] == 0
 
 
+def test_stop_request_saves_state_publishes_nothing_and_resumes(demos, tmp_path):
+    from worldsample_worldmodel.core.train import TrainingStopped
+
+    cfg = small_cfg(checkpoint_every=1000)  # no periodic checkpoint: the stop itself must save the state
+    run = tmp_path / "run"
+    calls = iter(range(1000))
+    with pytest.raises(TrainingStopped, match="stopped at step 12/30"):
+        train_world_model(demos, cfg, steps=30, progress=False, run_dir=run, should_stop=lambda: next(calls) >= 12)
+    assert (run / TRAIN_STATE).exists()
+    _, m = train_world_model(demos, cfg, steps=30, progress=False, run_dir=run)
+    assert m["resumed_from"] == 12 and m["steps_this_call"] == 18 and m["finished"]
+
+
 def test_post_training_continues_from_init(trained, demos):
     model, _ = trained
     real = toy_episodes(4, seed0=200, steps=16, source=Source.REAL, policy="random")

@@ -68,6 +68,7 @@ class WorldModelService:
         self.store = WorldModelStore(self.cfg.run_dir)
         self.store.cleanup()
         self.lock = threading.Lock()  # guards the pools and the current model
+        self.stop_event = threading.Event()  # set by request_stop(): a running training stops within a step
         self.train_pool: list[Episode] = []
         self.heldout: list[Episode] = []
         self.seen: set[str] = set()
@@ -186,7 +187,7 @@ class WorldModelService:
         """Pre-train (no version yet) or post-train; evaluate fidelity; save a version. Returns it."""
         from .fidelity import evaluate_fidelity
         from .store import version_name
-        from .train import clear_train_state, train_world_model
+        from .train import TrainingStopped, clear_train_state, train_world_model
 
         with self.lock:
             real = list(self.train_pool)
@@ -201,7 +202,7 @@ class WorldModelService:
                 model, metrics = train_world_model(
                     data, self.cfg.model, steps=self.cfg.pretrain_steps, progress=self.cfg.progress,
                     run_dir=self.cfg.run_dir, tag=version_name(len(self.store.versions()) + 1),
-                    calibration_episodes=held or None)
+                    calibration_episodes=held or None, should_stop=self.stop_event.is_set)
                 mode = "pretrain-demos" if not real else ("pretrain-real" if not self.demos else "pretrain-demos+real")
                 parent = None
             else:
@@ -209,7 +210,8 @@ class WorldModelService:
                 model, metrics = train_world_model(
                     self.demos + real, None, init=self.model, steps=self.cfg.posttrain_steps,
                     progress=self.cfg.progress, run_dir=self.cfg.run_dir,
-                    tag=version_name(len(self.store.versions()) + 1), calibration_episodes=held or None)
+                    tag=version_name(len(self.store.versions()) + 1), calibration_episodes=held or None,
+                    should_stop=self.stop_event.is_set)
                 mode = "posttrain-real"
             fid = None
             if held:
@@ -231,9 +233,16 @@ class WorldModelService:
                 self.new_since_train = max(0, self.new_since_train - consumed)
             self.state, self.message = "idle", f"trained {version} ({mode}, {metrics['steps']} steps)"
             return version
+        except TrainingStopped as exc:
+            self.state, self.message = "idle", str(exc)
+            raise
         except Exception as exc:
             self.state, self.message = "error", f"training failed: {exc}"
             raise
+
+    def request_stop(self) -> None:
+        """Make a running `train` stop at its next step (train state kept for resuming, no version saved)."""
+        self.stop_event.set()
 
     # ------------------------------------------------------------------ generation
     def generate(self, policy: Any, num_branches: int, horizon: int, action_noise: float,

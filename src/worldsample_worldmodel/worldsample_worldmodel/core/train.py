@@ -38,6 +38,10 @@ from .data import Batch, WindowSampler, filter_episodes
 LOG = logging.getLogger(__name__)
 
 TRAIN_STATE = "train_state.pt"
+
+
+class TrainingStopped(RuntimeError):
+    """`train_world_model` was asked to stop (shutdown); its train state is saved, no model is returned."""
 LOSS_KEYS = ("loss", "recon", "pred", "latent", "proprio", "reward", "success", "terminated")
 
 
@@ -181,6 +185,7 @@ def train_world_model(
     tag: str = "train",
     calibration_episodes: list[Episode] | None = None,
     stop_after: int | None = None,
+    should_stop: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train a world model on ``episodes`` for ``steps`` gradient steps; returns ``(model, metrics)``.
 
@@ -194,6 +199,8 @@ def train_world_model(
     episodes, config, steps and init resumes from it (a different job starts afresh). The
     caller deletes the train state once the version is saved (`clear_train_state`).
     ``stop_after`` ends early after that many steps of this call (used to simulate a crash).
+    ``should_stop()`` (checked every step) true: the train state is saved (with ``run_dir``) and
+    `TrainingStopped` is raised, so a shutting-down node stops within one step and resumes later.
 
     After training, ``uncertainty_ref`` is calibrated on ``calibration_episodes`` (default: the
     REAL training episodes, or all when there are none).
@@ -276,6 +283,15 @@ def train_world_model(
     for step in range(start, steps):
         if stop_after is not None and done_here >= stop_after:
             break
+        if should_stop is not None and should_stop():
+            if state_path is not None and step > start:
+                _save_atomic({"signature": sig, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                              "step": step, "rows": rows, "np_rng": rng.bit_generator.state,
+                              "torch_rng": gen.get_state()}, state_path)
+            if bar is not None:
+                bar.close()
+            raise TrainingStopped(f"world-model training {tag} stopped at step {step}/{steps}"
+                                  + (f"; {state_path} resumes it" if state_path is not None else ""))
         batch = sampler.sample(cfg.batch_size, rng)
         losses = compute_loss(model, batch, gen)
         opt.zero_grad(set_to_none=True)

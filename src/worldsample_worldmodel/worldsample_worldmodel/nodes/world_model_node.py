@@ -34,7 +34,6 @@ parameters above and topic names.
 from __future__ import annotations
 
 import threading
-import time
 import traceback
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -130,10 +129,15 @@ class WorldModelNode(Node):
         self._publish_status()
 
     def _train(self) -> None:
+        from ..core.train import TrainingStopped
+
         try:
             self._publish_status()
             version = self.core.train()
             self.get_logger().info(f"world model {version}: {self.core.message}")
+        except TrainingStopped as exc:
+            print(f"world_model: {exc}", flush=True)  # shutting down: the ROS logger may be gone already
+            return
         except Exception as exc:  # noqa: BLE001 - reported on the status topic, the node keeps serving
             self.get_logger().error(f"world-model training failed: {exc}\n{traceback.format_exc()}")
         self._publish_status()
@@ -202,10 +206,9 @@ class WorldModelNode(Node):
 
     def on_shutdown(self) -> None:
         if self._worker is not None and self._worker.is_alive():
-            self.get_logger().info("waiting for the running training to finish (its checkpoint allows resuming)")
-            deadline = time.time() + 5.0
-            while self._worker.is_alive() and time.time() < deadline:
-                time.sleep(0.1)
+            print("world_model: stopping the running training (its train state allows resuming)", flush=True)
+            self.core.request_stop()
+            self._worker.join(timeout=60.0)
 
 
 def main(args: list[str] | None = None) -> int:
