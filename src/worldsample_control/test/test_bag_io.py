@@ -234,3 +234,17 @@ def test_bags_command_recovers_and_lists(tmp_path: Path, capsys) -> None:
     assert bags.main(["recover", str(tmp_path)]) == 0
     assert "nothing to recover" in capsys.readouterr().out
     assert bags.main(["info", str(tmp_path / "nowhere")]) == 2
+
+
+def test_episode_cut_before_its_end_event_keeps_the_seed_of_its_start(tmp_path):
+    ep = make_episode("cut", steps=4)
+    ep.seed = 17
+    start_type = bag_io.msg_class(bag_io.EPISODE_INFO_TYPE)
+    w = bag_io.EpisodeBagWriter(tmp_path / "cut")  # as the recorder leaves a bag stopped mid-episode
+    w.write(bag_io.TOPIC_EPISODES, bag_io.EPISODE_INFO_TYPE,
+            bag_io.episode_info_msg(ep, start_type.EVENT_START, 1), 1)
+    for ns, msg in bag_io.transition_msgs(ep, t0_ns=10):
+        w.write(bag_io.TOPIC_TRANSITIONS, bag_io.TRANSITION_TYPE, msg, ns)
+    w.close()
+    back = bag_io.read_episode_bag(tmp_path / "cut")
+    assert back.length == 4 and back.seed == 17

@@ -396,6 +396,7 @@ def read_bag_episodes(bag_dir: Path | str) -> list[Episode]:
     bag_dir = Path(bag_dir)
     steps: dict[str, list[tuple[int, Any]]] = {}
     infos: dict[str, Any] = {}
+    starts: dict[str, Any] = {}
     # Only the episode's own types are decoded: other topics (camera, state, or types this
     # workspace does not know, e.g. franka_msgs recorded alongside) do not make a bag unreadable.
     for _topic, msgtype, ns, msg in read_bag_messages(bag_dir, msgtypes=(TRANSITION_TYPE, EPISODE_INFO_TYPE)):
@@ -403,9 +404,13 @@ def read_bag_episodes(bag_dir: Path | str) -> list[Episode]:
             steps.setdefault(msg.episode_id, []).append((ns, msg))
         elif msgtype == EPISODE_INFO_TYPE and msg.event == msg.EVENT_END:
             infos[msg.episode_id] = msg
+        elif msgtype == EPISODE_INFO_TYPE and msg.event == msg.EVENT_START:
+            starts[msg.episode_id] = msg
     if not steps:
         raise BagError(f"{bag_dir}: no {TRANSITION_TYPE} messages (topics missing)")
-    return [_episode_from_transitions(bag_dir, eid, items, infos.get(eid)) for eid, items in steps.items()]
+    # an episode cut short (Ctrl-C, crash) has no END event: its START still gives the seed
+    return [_episode_from_transitions(bag_dir, eid, items, infos.get(eid), starts.get(eid))
+            for eid, items in steps.items()]
 
 
 def read_episode_bag(bag_dir: Path | str) -> Episode:
@@ -416,7 +421,8 @@ def read_episode_bag(bag_dir: Path | str) -> Episode:
     return episodes[0]
 
 
-def _episode_from_transitions(bag_dir: Path, episode_id: str, items: list[tuple[int, Any]], info) -> Episode:
+def _episode_from_transitions(bag_dir: Path, episode_id: str, items: list[tuple[int, Any]], info,
+                              start=None) -> Episode:
     items.sort(key=lambda x: x[1].step)
     msgs = [m for _, m in items]
     where = f"{bag_dir} episode {episode_id!r}"
@@ -446,7 +452,8 @@ def _episode_from_transitions(bag_dir: Path, episode_id: str, items: list[tuple[
             truncated=np.array([m.truncated for m in msgs]), successes=np.array([m.success for m in msgs]),
             uncertainty=np.array([m.uncertainty for m in msgs]), trust=np.array([m.trust for m in msgs]),
             policy_version=msgs[0].policy_version, world_model_version=msgs[0].world_model_version,
-            seed=int(info.seed) if info is not None else -1, stamps_ns=np.array(stamps, dtype=np.int64),
+            seed=int(info.seed) if info is not None else (int(start.seed) if start is not None else -1),
+            stamps_ns=np.array(stamps, dtype=np.int64),
             states=_states(msgs, where),
             extras={"bag": str(bag_dir)},
         )
