@@ -86,3 +86,31 @@ def test_synthetic_table_reports_admission_and_value_inflation():
     x = s["peg"]["naive"]["synthetic"]
     assert x["admitted"] == 20 and x["admission_rate"] == pytest.approx(0.5) and x["q_gap"] == pytest.approx(0.3)
     assert "| peg | naive | 20 of 40 (50 %) | 0.50 | +0.300 |" in synthetic_table(s)
+
+
+def test_loop_run_settings_new_resume_and_bad_input(tmp_path):
+    import argparse
+    import json
+
+    from worldsample_bringup.loop import LOOP_STATE, add_arguments, run_settings, validate_settings
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "run"
+    s = run_settings(parser.parse_args(["--task", "push", "--out", str(out), "--episodes", "7"]), out)
+    assert s["task"] == "push" and s["episodes"] == 7 and s["mode"] == "ppl" and s["episodes_per_policy"] == 5
+    validate_settings(s)
+    out.mkdir()
+    (out / LOOP_STATE).write_text(json.dumps(s))
+    with pytest.raises(ValueError, match="already holds a loop run"):
+        run_settings(parser.parse_args(["--task", "push", "--out", str(out)]), out)
+    resumed = run_settings(parser.parse_args(["--out", str(out), "--resume", "--episodes", "9"]), out)
+    assert resumed["episodes"] == 9 and resumed["task"] == "push"
+    with pytest.raises(ValueError, match="is task 'push', not 'sort'"):
+        run_settings(parser.parse_args(["--task", "sort", "--out", str(out), "--resume"]), out)
+    with pytest.raises(ValueError, match="not a loop run directory"):
+        run_settings(parser.parse_args(["--out", str(tmp_path / "none"), "--resume"]), tmp_path / "none")
+    for key, value, match in (("image_size", 48, "power of two"), ("episodes", 0, "--episodes"),
+                              ("policy", "/no/ckpt.pt", "neither 'random'"), ("demos", -1, "--demos")):
+        with pytest.raises(ValueError, match=match):
+            validate_settings({**s, key: value})
