@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bags": ("worldsample_control.commands.bags", "episode bags: list episodes (info), rebuild bags of a killed recorder (recover)"),
     "wm": ("worldsample_worldmodel.commands.wm", "world model: train, replay bags into it, generate, fidelity"),
     "learn": ("worldsample_learner.commands.learn", "train a policy in-process against a sim task (rl-only / naive / ppl ...)"),
+    "success": ("worldsample_learner.commands.success_classifier",
+                "train the success classifier (reward on a real arm) from episode bags; prints held-out accuracy"),
     "loop": ("worldsample_bringup.loop", "the whole closed loop in simulation over the ROS graph (main command)"),
     "experiment": ("worldsample_bringup.experiment", "reproduce the paper's comparisons in simulation"),
 }

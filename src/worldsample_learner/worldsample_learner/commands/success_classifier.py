@@ -76,10 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="success_classifier", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from worldsample_control.commands import standalone_main
+
+    return standalone_main("success_classifier", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
