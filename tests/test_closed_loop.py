@@ -83,6 +83,8 @@ def test_tiny_loop_stops_on_ctrl_c_and_resumes(tmp_path):
     assert len({v for v in used if v.startswith("policy-")}) >= 2, used
     ckpts = sorted(p.name for p in (out / "learner" / "checkpoints").glob("policy-*.pt"))
     assert len(ckpts) == len(set(ckpts)) >= 2
+    # PPL decisions logged on disk by the learner (status rows every status period)
+    assert len((out / "learner" / "ppl.csv").read_text().splitlines()) >= 3
     # progress for a person: CSV rows, plot, summary
     rows = (out / "progress.csv").read_text().splitlines()
     assert rows[0].startswith("wall_s,iteration") and len(rows) > 6

@@ -14,7 +14,8 @@ Before the first episode, ``--demos N`` scripted-expert demonstrations are recor
 RUN/demos (the world model's pre-training data and the learner's demo store).
 
 This process watches the graph over DDS (episodes/recorded, world_model/status, ppl/status,
-policy/checkpoint), prints one line per event, appends RUN/progress.csv and draws
+policy/checkpoint), prints one line per event (``wm wm-000002*``: a newer version is being
+trained), appends RUN/progress.csv and draws
 RUN/progress.png. Ctrl-C stops every node with SIGINT (the recorder closes its bag first:
 no recorded episode is lost); ``--resume`` continues with the next seed, the newest
 checkpoint, the learner's persisted replay and agent state and the world model's versions.

@@ -55,7 +55,13 @@ class LoopMonitor(Node):
 
     def _on_wm(self, msg: WorldModelStatus) -> None:
         new = msg.version and msg.version not in self.wm_versions
-        self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim))
+        training = msg.state == WorldModelStatus.STATE_TRAINING
+        if training != self.progress.wm_training and not new:
+            what = "world model training" if training else "world model idle"
+            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training)
+            self._emit(what)
+            return
+        self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training)
         if new:
             self.wm_versions.append(msg.version)
             self._emit(f"world model {msg.version}")

@@ -30,6 +30,7 @@ class LoopProgress:
     env_steps: int = 0
     last_return: float = 0.0
     wm_version: str = ""
+    wm_training: bool = False
     wm_psnr: float = float("nan")
     wm_ssim: float = float("nan")
     synthetic_share: float = 0.0
@@ -60,8 +61,9 @@ class LoopProgress:
             self.policy_version = version
             self.iteration += 1
 
-    def on_world_model(self, version: str, psnr: list[float], ssim: list[float]) -> None:
+    def on_world_model(self, version: str, psnr: list[float], ssim: list[float], training: bool = False) -> None:
         self.wm_version = version
+        self.wm_training = bool(training)
         if psnr:
             self.wm_psnr, self.wm_ssim = float(psnr[0]), float(ssim[0])
 
@@ -79,7 +81,8 @@ class LoopProgress:
 
     def line(self) -> str:
         return (f"iter {self.iteration:3d} | policy {self.policy_version or '-':>14} | episodes {self.episodes:4d} "
-                f"| success {_pct(self.success_rate)} | wm {self.wm_version or '-'} PSNR {self.wm_psnr:5.1f} dB "
+                f"| success {_pct(self.success_rate)} | wm {self.wm_version or '-'}{'*' if self.wm_training else ''} "
+                f"PSNR {self.wm_psnr:5.1f} dB "
                 f"SSIM {self.wm_ssim:.2f} | synthetic share {self.synthetic_share:.2f} "
                 f"(admitted {self.admitted}, rejected {self.rejected})")
 

@@ -127,9 +127,10 @@ class LearnerNode(Node):
                 (WorldModelStatus, t["world_model_status"], self._on_wm_status)):
             self.create_subscription(msg_type, topic, lambda m, h=handler: self._inbox.append((h, m)), qos(EVENTS),
                                      callback_group=intake)
-        self.create_timer(cfg.train_period_s, self._train_tick, callback_group=work)
-        self.create_timer(cfg.status_period_s, self._status_tick, callback_group=work)
-        self.create_timer(0.25, self._synthetic_tick, callback_group=work)
+        # one timer does all the work in turn (separate timers in one exclusive group starve each other
+        # when a training tick takes longer than the period)
+        self._last_status = time.monotonic()
+        self.create_timer(cfg.train_period_s, self._work_tick, callback_group=work)
         self.executor_threads = 2
         self.get_logger().info(
             f"learner: mode={cfg.mode} obs={cfg.obs_mode} replay demo={len(self.learner.demo)} "
@@ -238,8 +239,17 @@ class LearnerNode(Node):
             handler, msg = self._inbox.popleft()
             handler(msg)
 
-    def _train_tick(self) -> None:
+    def _work_tick(self) -> None:
+        """Queued messages, then due synthetic scoring and status, then training."""
         self._drain()
+        self._synthetic_tick()
+        now = time.monotonic()
+        if now - self._last_status >= self.cfg.status_period_s:
+            self._last_status = now
+            self._status_tick()
+        self._train_tick()
+
+    def _train_tick(self) -> None:
         lr = self.learner
         if len(lr.real) + len(lr.demo) < self.cfg.min_transitions:
             return
