@@ -173,7 +173,6 @@ def pretrain_world_model(task: str, cfg: ExperimentConfig, demos: list, run_dir:
         return
     src = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, run_dir, 0), state_in_proprio=True))
     src.add_demos(demos)
-    src._proprio_dim = int(demos[0].proprio.shape[1])
     src.service.train()
 
 
@@ -467,7 +466,7 @@ def run_worldmodel(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
                                          run_dir=root / task / "demo_only", tag="demo-only")
         ckpt = json.loads((other / "results.json").read_text())["checkpoint"]
         held = heldout_rollouts(task, cfg, ckpt, cfg.heldout_episodes)
-        held = [src._to_model(e) for e in held]
+        held = [src.to_model(e) for e in held]
         fid = {name: evaluate_fidelity(m, held, cfg.horizons) for name, m in (("demo-only", demo_only),
                                                                               ("loop post-trained", post))}
         for name, f in fid.items():

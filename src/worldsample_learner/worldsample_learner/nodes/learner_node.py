@@ -178,7 +178,6 @@ class LearnerNode(Node):
             self._score_synthetic()
 
     def _synthetic_tick(self) -> None:
-        self._drain()
         if self._complete and time.monotonic() - self._last_synthetic >= self.cfg.synthetic_flush_s:
             self._score_synthetic()
 

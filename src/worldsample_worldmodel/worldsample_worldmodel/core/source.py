@@ -43,7 +43,8 @@ class VideoWorldModelSource:
         self.rejected: list[str] = []
         self._proprio_dim: int | None = None
 
-    def _to_model(self, ep: Episode) -> Episode:
+    def to_model(self, ep: Episode) -> Episode:
+        """The episode as the world model sees it (with ``state_in_proprio``: state appended to proprio)."""
         if not self.cfg.state_in_proprio:
             return ep
         if ep.states is None:
@@ -59,7 +60,7 @@ class VideoWorldModelSource:
 
     def add_demos(self, episodes: list[Episode]) -> None:
         """Demonstrations for pre-training and for staying in the mix (in-process; the node reads demos_dir)."""
-        self.service.demos.extend(self._to_model(e) for e in episodes)
+        self.service.demos.extend(self.to_model(e) for e in episodes)
 
     @property
     def version(self) -> str:
@@ -67,7 +68,7 @@ class VideoWorldModelSource:
         return m.version if m is not None else ""
 
     def observe_real(self, episode: Episode) -> None:
-        reason = self.service.add_episode(self._to_model(episode))
+        reason = self.service.add_episode(self.to_model(episode))
         if reason:
             self.rejected.append(reason)
         if self.service.should_train():

@@ -42,6 +42,8 @@ TRAIN_STATE = "train_state.pt"
 
 class TrainingStopped(RuntimeError):
     """`train_world_model` was asked to stop (shutdown); its train state is saved, no model is returned."""
+
+
 LOSS_KEYS = ("loss", "recon", "pred", "latent", "proprio", "reward", "success", "terminated")
 
 
@@ -280,14 +282,17 @@ def train_world_model(
         bar = tqdm(total=steps, initial=start, desc=f"wm {tag}", unit="step", dynamic_ncols=True)
     acc: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
     nacc = 0
+    def save_state(n: int) -> None:
+        """The train state after ``n`` steps (what a rerun of the same job resumes from)."""
+        _save_atomic({"signature": sig, "model": model.state_dict(), "optimizer": opt.state_dict(), "step": n,
+                      "rows": rows, "np_rng": rng.bit_generator.state, "torch_rng": gen.get_state()}, state_path)
+
     for step in range(start, steps):
         if stop_after is not None and done_here >= stop_after:
             break
         if should_stop is not None and should_stop():
             if state_path is not None and step > start:
-                _save_atomic({"signature": sig, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                              "step": step, "rows": rows, "np_rng": rng.bit_generator.state,
-                              "torch_rng": gen.get_state()}, state_path)
+                save_state(step)
             if bar is not None:
                 bar.close()
             raise TrainingStopped(f"world-model training {tag} stopped at step {step}/{steps}"
@@ -313,9 +318,7 @@ def train_world_model(
             if run is not None:
                 _write_csv(rows, run / "logs" / f"{tag}_metrics.csv")
         if state_path is not None and (n % cfg.checkpoint_every == 0) and n < steps:
-            _save_atomic({"signature": sig, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "step": n, "rows": rows, "np_rng": rng.bit_generator.state,
-                          "torch_rng": gen.get_state()}, state_path)
+            save_state(n)
     if bar is not None:
         bar.close()
     elapsed = time.time() - t0
