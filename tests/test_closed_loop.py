@@ -32,7 +32,7 @@ def _count_bags(d: Path) -> int:
 
 
 def test_tiny_loop_stops_on_ctrl_c_and_resumes(tmp_path):
-    from worldsample_control.core.bag_io import load_episodes, read_bag_episodes
+    from worldsample_control.core.bag_io import holds_transitions, load_episodes, read_bag_episodes
     from worldsample_control.core.episode import Source
 
     out = tmp_path / "run"
@@ -53,8 +53,13 @@ def test_tiny_loop_stops_on_ctrl_c_and_resumes(tmp_path):
     assert "--resume" in first
     recorded = _count_bags(out / "bags")
     assert 3 <= recorded < 6
-    for bag in sorted((out / "bags").iterdir()):  # every episode recorded so far is a readable bag
-        assert read_bag_episodes(bag), bag
+    # every episode recorded so far is a readable bag; only a bag cut between an episode's START and its
+    # first step may hold no transition (it is then not counted as an episode)
+    empty = [bag for bag in sorted((out / "bags").iterdir()) if not holds_transitions(bag)]
+    assert len(empty) <= 1, empty
+    for bag in sorted((out / "bags").iterdir()):
+        if bag not in empty:
+            assert read_bag_episodes(bag), bag
 
     res = subprocess.run(_loop_cmd(out, "--resume"), env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

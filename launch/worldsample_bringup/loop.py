@@ -101,10 +101,11 @@ def validate_settings(s: dict) -> None:
 
 
 def recorded_real_episodes(bag_dir: Path) -> int:
-    """Real episodes already recorded in ``bag_dir`` (each is one bag; a crashed one is recovered on read)."""
-    from worldsample_control.core.bag_io import find_bags
+    """Real episodes already recorded in ``bag_dir``: one bag each; a bag stopped before the episode's
+    first step (Ctrl-C right after its START) holds no transition and is not an episode."""
+    from worldsample_control.core.bag_io import find_bags, holds_transitions
 
-    return len(find_bags(bag_dir)) if bag_dir.is_dir() else 0
+    return sum(holds_transitions(b) for b in find_bags(bag_dir)) if bag_dir.is_dir() else 0
 
 
 def start_policy(settings: dict, out: Path) -> str:

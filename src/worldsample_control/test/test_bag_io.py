@@ -248,3 +248,18 @@ def test_episode_cut_before_its_end_event_keeps_the_seed_of_its_start(tmp_path):
     w.close()
     back = bag_io.read_episode_bag(tmp_path / "cut")
     assert back.length == 4 and back.seed == 17
+
+
+def test_holds_transitions_tells_a_bag_stopped_before_the_first_step(tmp_path):
+    ep = make_episode("early", steps=3)
+    info_type = bag_io.msg_class(bag_io.EPISODE_INFO_TYPE)
+    w = bag_io.EpisodeBagWriter(tmp_path / "start_only")  # Ctrl-C between START and the first step
+    w.write(bag_io.TOPIC_EPISODES, bag_io.EPISODE_INFO_TYPE, bag_io.episode_info_msg(ep, info_type.EVENT_START, 1), 1)
+    w.close()
+    assert not bag_io.holds_transitions(tmp_path / "start_only")
+    bag_io.write_episode_bag(ep, tmp_path / "full")
+    assert bag_io.holds_transitions(tmp_path / "full")
+    killed = bag_io.EpisodeBagWriter(tmp_path / "killed")  # never closed: unreadable until recovered, kept
+    for ns, msg in bag_io.transition_msgs(ep):
+        killed.write(bag_io.TOPIC_TRANSITIONS, bag_io.TRANSITION_TYPE, msg, ns)
+    assert bag_io.holds_transitions(tmp_path / "killed")

@@ -372,6 +372,8 @@ def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
         with Reader(bag_dir) as reader:
             conns = [c for c in reader.connections if (topic_set is None or c.topic in topic_set)
                      and (type_set is None or c.msgtype in type_set)]
+            if not conns:  # nothing selected (rosbags reads every connection when given none)
+                return
             for conn in conns:
                 if conn.msgtype not in store.types:
                     raise BagError(f"{bag_dir}: topic {conn.topic} has unknown message type {conn.msgtype!r} "
@@ -389,6 +391,18 @@ def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
         raise
     except Exception as exc:  # noqa: BLE001 - rosbags raises several types for damaged files
         raise BagError(f"{bag_dir}: cannot read bag: {type(exc).__name__}: {exc}") from exc
+
+
+def holds_transitions(bag_dir: Path | str) -> bool:
+    """Whether a bag holds at least one Transition, i.e. is an episode with a step (reads one message).
+
+    A bag stopped between an episode's START and its first step holds none. A bag that cannot be
+    read (a killed recorder's, before `recover_bag`) counts as holding some: it is not discarded.
+    """
+    try:
+        return next(read_bag_messages(bag_dir, msgtypes=(TRANSITION_TYPE,)), None) is not None
+    except BagError:
+        return True
 
 
 def read_bag_episodes(bag_dir: Path | str) -> list[Episode]:
