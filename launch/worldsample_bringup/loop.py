@@ -195,16 +195,18 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     from rclpy.signals import SignalHandlerOptions
 
     from .monitor import LoopMonitor
-    from .process_runner import NodeFailed, ProcessGraph
+    from .process_runner import GraphAlreadyRunning, NodeFailed, ProcessGraph, exit_code_of, stop_signals
     from .progress import plot_progress
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C stays a KeyboardInterrupt here
     monitor = LoopMonitor(out, episodes_before=done, total=settings["episodes"], namespace="")
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
-    graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs")
+    graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
     t0 = time.monotonic()
     code = 0
+    signals = stop_signals()  # SIGTERM / SIGHUP stop the graph like Ctrl-C
+    signals.__enter__()
     try:
         graph.start()
         actor = graph.nodes["actor"]
@@ -224,15 +226,16 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
         end = time.monotonic() + 2.0
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
-    except NodeFailed as exc:
+    except (NodeFailed, GraphAlreadyRunning) as exc:
         print(f"worldsample loop: {exc}", file=sys.stderr)
         code = 1
-    except KeyboardInterrupt:
-        print("\nworldsample loop: interrupted; stopping the nodes (the recorder closes its bag first)...",
-              file=sys.stderr, flush=True)
-        code = 130
+    except KeyboardInterrupt as exc:
+        print(f"\nworldsample loop: interrupted ({exc or 'SIGINT'}); stopping the nodes (the recorder closes its "
+              "bag first)...", file=sys.stderr, flush=True)
+        code = exit_code_of(exc)
     finally:
         codes = graph.stop()
+        signals.__exit__(None, None, None)
         for _ in range(10):  # recorded-episode events sent while stopping
             executor.spin_once(timeout_sec=0.05)
         monitor.close()
@@ -250,6 +253,6 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     print(f"loop: {total}/{settings['episodes']} real episodes recorded in {out / 'bags'}; policy versions used "
           f"{summary['policy_versions_used']}; world model {summary['wm_version'] or '-'}; "
           f"{summary['synthetic_bags']} synthetic bag(s); {time.monotonic() - t0:.0f} s", flush=True)
-    if code == 130 or total < settings["episodes"]:
+    if code >= 128 or total < settings["episodes"]:
         print(f"loop: continue with: worldsample loop --out {out} --resume", flush=True)
     return code

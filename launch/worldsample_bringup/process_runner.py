@@ -4,29 +4,127 @@ Each node runs as ``python -m <module> --ros-args -r __node:=<name> -p k:=v -r a
 its console script when ``use_console_scripts``), with stdout/stderr going to
 ``<log_dir>/<name>.log``. `stop()` sends SIGINT to every node (rclpy's shutdown path: a
 recorder closes its bag), then SIGTERM after ``sigint_timeout_s``, then SIGKILL after
-``sigterm_timeout_s``.
+``sigterm_timeout_s``; signals that reach the runner while it stops the graph are reported and
+ignored, so a second Ctrl-C cannot leave nodes behind.
 
-    with ProcessGraph(specs, env=os.environ, log_dir=run_dir / "logs") as graph:
+No orphans: inside `stop_signals()` SIGTERM and SIGHUP (what ``timeout``, systemd, ``docker stop``
+and a closed terminal send) stop the graph exactly like Ctrl-C; every node gets
+``WORLDSAMPLE_PARENT_PID`` and asks the kernel for SIGINT when this process dies, even by
+SIGKILL (`worldsample_control.nodes.common.die_with_parent`); and ``pid_file`` records the
+node PIDs so that a new graph for the same run refuses to start beside a live one.
+
+    with stop_signals(), ProcessGraph(specs, env=os.environ, log_dir=run_dir / "logs") as graph:
         graph.wait(lambda: done(), timeout=600)
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .graph import NodeSpec
 
+PARENT_PID_ENV = "WORLDSAMPLE_PARENT_PID"  # read by worldsample_control.nodes.common.die_with_parent
+
 
 class NodeFailed(RuntimeError):
     """A node exited while the graph was supposed to be running."""
+
+
+class GraphAlreadyRunning(RuntimeError):
+    """Nodes of the same run (listed in its pid file) are still alive."""
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM / SIGHUP received: handled like Ctrl-C (a KeyboardInterrupt), exit code 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code_of(exc: KeyboardInterrupt) -> int:
+    """Shell convention: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + (exc.signum if isinstance(exc, StopSignal) else int(signal.SIGINT))
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise `StopSignal` (a KeyboardInterrupt) in the main thread."""
+
+    def raise_stop(signum, _frame):
+        raise StopSignal(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        old[sig] = signal.signal(sig, raise_stop)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_ignored(what: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM / SIGHUP during ``what`` are reported, not raised (main thread only)."""
+
+    def note(signum, _frame):
+        print(f"{signal.Signals(signum).name} while {what}; finishing that first (SIGKILL abandons it)",
+              file=sys.stderr, flush=True)
+
+    old = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, note)
+    except ValueError:  # not the main thread: nothing to guard
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left by a killed parent counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def live_graph(pid_file: Path) -> dict[str, int]:
+    """Nodes listed in ``pid_file`` that are still running (their command line names the same file's run)."""
+    try:
+        listed = json.loads(pid_file.read_text())["nodes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    out = {}
+    for name, pid in listed.items():
+        if isinstance(pid, int) and _alive(pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                cmdline = ""
+            if not cmdline or name in cmdline:
+                out[name] = pid
+    return out
 
 
 @dataclass
@@ -44,13 +142,15 @@ class ProcessGraph:
     def __init__(self, specs: list[NodeSpec], env: Mapping[str, str] | None = None,
                  log_dir: str | Path | None = None, python: str = sys.executable,
                  use_console_scripts: bool = False, sigint_timeout_s: float = 10.0,
-                 sigterm_timeout_s: float = 5.0) -> None:
+                 sigterm_timeout_s: float = 5.0, pid_file: str | Path | None = None) -> None:
         names = [s.name for s in specs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"node names must be unique, duplicated: {sorted(dup)}")
         self.specs = list(specs)
         self.env = dict(os.environ if env is None else env)
+        self.env[PARENT_PID_ENV] = str(os.getpid())
+        self.pid_file = None if pid_file is None else Path(pid_file)
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.python = python
         self.use_console_scripts = use_console_scripts
@@ -69,15 +169,31 @@ class ProcessGraph:
         return [self.python, "-u", "-m", spec.python_module(), *spec.ros_args()]
 
     def start(self) -> ProcessGraph:
+        if self.pid_file is not None:
+            live = live_graph(self.pid_file)
+            if live:
+                raise GraphAlreadyRunning(
+                    f"nodes of this run are still running ({', '.join(f'{n} pid {p}' for n, p in live.items())}, "
+                    f"listed in {self.pid_file}); stop them first (kill -INT {' '.join(map(str, live.values()))})")
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for spec in self.specs:
                 self.start_node(spec)
+                self._write_pids()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _write_pids(self) -> None:
+        if self.pid_file is None:
+            return
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.pid_file.with_name(self.pid_file.name + ".tmp")
+        tmp.write_text(json.dumps({"runner": os.getpid(),
+                                   "nodes": {n: rn.process.pid for n, rn in self.nodes.items()}}))
+        os.replace(tmp, self.pid_file)
 
     def start_node(self, spec: NodeSpec) -> RunningNode:
         if spec.name in self.nodes and self.nodes[spec.name].returncode is None:
@@ -141,7 +257,15 @@ class ProcessGraph:
             rn.process.send_signal(sig)
 
     def stop(self, names: list[str] | None = None) -> dict[str, int]:
-        """SIGINT, then SIGTERM, then SIGKILL; returns the exit codes. Stops in reverse start order."""
+        """SIGINT, then SIGTERM, then SIGKILL; returns the exit codes. Stops in reverse start order.
+
+        Signals that reach this process meanwhile are reported and ignored (a second Ctrl-C must
+        not abandon the nodes half-stopped).
+        """
+        with _signals_ignored("stopping the nodes"):
+            return self._stop(names)
+
+    def _stop(self, names: list[str] | None) -> dict[str, int]:
         targets = [n for n in reversed(list(self.nodes)) if names is None or n in names]
         for sig, timeout in ((signal.SIGINT, self.sigint_timeout_s), (signal.SIGTERM, self.sigterm_timeout_s),
                              (signal.SIGKILL, 5.0)):

@@ -41,7 +41,9 @@ def test_no_op_policy_does_not_succeed(state_env):
     for _ in range(15):
         res = state_env.step(np.zeros(ACTION_DIM, np.float32))
         assert not res.success and not res.terminated
-        assert res.info["sparse_reward"] == 0.0 and 0.0 <= res.info["shaped_reward"] < 1.0
+        # core.reward: every non-success step costs, at least 0.2 shaped, exactly 1 sparse
+        assert res.info["sparse_reward"] == -1.0 and -1.0 <= res.info["shaped_reward"] <= -0.2
+        assert 0.0 <= res.info["progress"] < 1.0
 
 
 @pytest.mark.parametrize("action", [[np.nan, 0, 0, 0], [0, 0, np.inf, 1]])
@@ -88,8 +90,8 @@ def test_absolute_targets_drive_the_arm():
     env.step_physics(400)
     assert env.gripper_width() < 0.01
     np.testing.assert_allclose(env.ee_pos(), goal, atol=3e-3)
-    success, shaped = env.evaluate_task()
-    assert success is False and 0.0 <= shaped < 1.0
+    success, reward = env.evaluate_task()
+    assert success is False and -1.0 <= reward <= -0.2
     with pytest.raises(ValueError, match="pos"):
         env.set_ee_target([0.5, np.nan, 0.2])
     with pytest.raises(ValueError, match="quat"):
@@ -117,7 +119,40 @@ def test_truncation_at_max_steps_and_sparse_reward():
     env.reset(seed=0)
     flags = [env.step(np.zeros(4)) for _ in range(3)]
     assert [r.truncated for r in flags] == [False, False, True]
-    assert all(r.reward == r.info["sparse_reward"] == 0.0 for r in flags)
+    assert all(r.reward == r.info["sparse_reward"] == -1.0 for r in flags)
+
+
+def test_random_policy_keeps_the_peg_in_hand():
+    """peg_insertion holds the hand closed whatever the gripper action (issue 16: random actions
+    used to drop the peg within 1-3 steps in 10/10 episodes)."""
+    env = make_env("peg_insertion", EnvConfig(render=False))
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        env.reset(seed=seed)
+        for _ in range(25):
+            res = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+            assert res.info["clipped_action"][3] == 1.0  # what was executed (and recorded): closed
+            peg, ee = env.body_pos("peg"), env.ee_pos()
+            assert np.linalg.norm(peg[:2] - ee[:2]) < 0.02 and abs(peg[2] - ee[2]) < 0.08, \
+                f"seed {seed}: the peg left the hand (peg {peg}, ee {ee})"
+            if res.terminated:
+                break
+    env.set_gripper_width(0.085)  # the direct command path cannot open it either
+    env.step_physics(200)
+    assert env.gripper_width() < 0.03
+
+
+def test_peg_reward_guides_from_afar():
+    """Closer to the hole in xy costs less, already 10 cm away (it was flat, ~0.005, before)."""
+    env = make_env("peg_insertion", EnvConfig(render=False))
+    env.reset(seed=0)
+    hole = env.mocap_pos("fixture")
+    rewards = []
+    for dx in (0.12, 0.08, 0.04, 0.01):
+        env.set_ee_target([hole[0] - dx, hole[1], 0.16], None, 0.0)
+        env.step_physics(300)
+        rewards.append(env.evaluate_task()[1])
+    assert all(b > a + 0.01 for a, b in zip(rewards, rewards[1:], strict=False)), rewards
 
 
 def test_images_have_configured_shape():

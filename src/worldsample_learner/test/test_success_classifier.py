@@ -72,15 +72,16 @@ def test_detector_needs_consecutive_frames_and_human_override_wins():
     from worldsample_learner.core.success_classifier import SuccessDetector, SuccessDetectorConfig
 
     frame = {c: np.zeros((16, 16, 3), np.uint8) for c in ("front", "wrist")}
-    det = SuccessDetector(_constant_classifier(4.0), SuccessDetectorConfig(confirm_frames=3, success_reward=2.0))
+    det = SuccessDetector(_constant_classifier(4.0), SuccessDetectorConfig(confirm_frames=3))
     seq = [det.step(frame) for _ in range(4)]
     assert [d.success for d in seq] == [False, False, True, True]
-    assert [d.reward for d in seq] == [0.0, 0.0, 2.0, 2.0] and seq[2].terminated and seq[0].source == "classifier"
+    # the simulator's reward convention (core.reward, sparse): -1 per step, 0 on success
+    assert [d.reward for d in seq] == [-1.0, -1.0, 0.0, 0.0] and seq[2].terminated and seq[0].source == "classifier"
     assert seq[0].probability == pytest.approx(1 / (1 + np.exp(-4.0)), rel=1e-5)
     # a human "failure" overrides the classifier's success and ends the episode, until reset
     det.override(False)
     d = det.step(frame)
-    assert (d.success, d.terminated, d.reward, d.source) == (False, True, 0.0, "human")
+    assert (d.success, d.terminated, d.reward, d.source) == (False, True, -1.0, "human")
     det.reset()
     assert not det.override_pending and not det.step(frame).success  # the streak starts again
     # a classifier that says "no" never ends the episode; the human's "success" does
@@ -88,7 +89,7 @@ def test_detector_needs_consecutive_frames_and_human_override_wins():
     assert not any(no.step(frame).success for _ in range(5))
     no.override(True)
     d = no.step(frame)
-    assert (d.success, d.terminated, d.reward, d.source) == (True, True, 1.0, "human") and no.overrides == 1
+    assert (d.success, d.terminated, d.reward, d.source) == (True, True, 0.0, "human") and no.overrides == 1
     # human-only mode: nothing until the key press
     human = SuccessDetector(None)
     d = human.step(None)

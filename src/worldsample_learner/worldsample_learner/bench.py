@@ -1,30 +1,151 @@
-"""`worldsample bench learner`: learner updates/s and actor inference latency (64x64, two cameras).
+"""`worldsample bench learner`: our SAC beside an independent SAC on the same task, and where the time goes.
 
-Each number is also printed as a ratio to the control period of a 10 Hz and a 30 Hz loop
-(inference latency / period: below 1 fits in the loop; updates per period: how many gradient
-updates the learner does while the arm takes one step). Both measured in this run.
+    worldsample bench learner [--task push] [--steps 5000] [--eval-every 1000] [--demos 10] [--seed 0]
+                              [--utd 2] [--critics 2] [--peer sb3|none] [--out DIR] [--device cpu]
 
-    worldsample bench learner [--updates 10] [--batch-size 256] [--latency-calls 200] [--device auto]
+1. **Learning, side by side.** Our learner (`train_in_process`, RL-only, state observations,
+   ``--demos`` scripted demos in its demo store, symmetric sampling) and stable-baselines3's SAC
+   — written by nobody on this project — on the same Gymnasium environment
+   (``WorldSample/<Task>-v0``, `worldsample_control.envs`), for the same number of env steps,
+   with the same discount, batch size, network width, update-to-data ratio and the same
+   demonstrations pre-loaded into its replay buffer. Both are evaluated with the deterministic
+   policy on the same evaluation seeds every ``--eval-every`` steps; the table prints success
+   vs. env steps and seconds per 1,000 env steps for each, measured in this run.
+2. **Where the time goes** in our run: policy inference, simulator step, learner update,
+   evaluation and the rest, in ms per env step (the peer's simulator time is measured too).
+3. **How the update cost scales** with UTD and the critic-ensemble size: ms of learner update per
+   env step for a few (UTD, critics) pairs, state observations, measured here.
+4. The actor's inference latency (pixels, 64x64, two cameras), as a fraction of a 10 Hz period.
+
+Timing is printed, never asserted; the machine's other load shows in every number alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 PERIODS = {"10 Hz": 0.1, "30 Hz": 1.0 / 30.0}
+SCALING = ((1, 2), (2, 2), (4, 2), (2, 10), (4, 10))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--updates", type=int, default=10, help="timed critic+actor updates per mode (default 10)")
-    parser.add_argument("--batch-size", type=int, default=256, help="training batch size (default 256)")
-    parser.add_argument("--latency-calls", type=int, default=200, help="timed single-observation actions")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--task", default="push", help="sim task (default push)")
+    parser.add_argument("--steps", type=int, default=5000, help="env steps per learner (default 5000)")
+    parser.add_argument("--eval-every", type=int, default=1000, help="env steps between evaluations (default 1000)")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--demos", type=int, default=10, help="scripted demos given to both learners (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--utd", type=int, default=None, help="critic updates per env step (default: AgentConfig)")
+    parser.add_argument("--critics", type=int, default=None, help="our critic ensemble size (default: AgentConfig)")
+    parser.add_argument("--peer", default="sb3", choices=("sb3", "none"), help="the independent SAC (default sb3)")
+    parser.add_argument("--out", default=None, help="keep both runs' files here (default: a temporary directory)")
+    parser.add_argument("--skip-learning", action="store_true", help="only the update-scaling and latency parts")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both learners)")
 
 
+# --------------------------------------------------------------------------- ours
+def run_ours(args, demos, out: Path) -> dict:
+    from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
+    from worldsample_learner.core.train import train_in_process
+
+    agent = AgentConfig(obs_mode="state", device=args.device, seed=args.seed)
+    if args.utd is not None:
+        agent.utd_ratio = args.utd
+    if args.critics is not None:
+        agent.num_critics = args.critics
+        agent.num_min_critics = min(agent.num_min_critics, args.critics)
+    cfg = LearnConfig(agent=agent, ppl=PPLConfig(mode="rl-only"), env_steps=args.steps, seed=args.seed,
+                      eval_every=args.eval_every, eval_episodes=args.eval_episodes, log_every=min(500, args.steps),
+                      warmup_steps=min(500, args.steps // 4), checkpoint_every=0)
+    r = train_in_process(args.task, cfg, demos, None, out, progress=False)
+    return {"curve": r["success_curve"], "wall_s": r["wall_s"], "time_s": r["time_s"], "cfg": agent}
+
+
+# --------------------------------------------------------------------------- the peer
+def run_peer(args, demos, agent_cfg, out: Path) -> dict:
+    """stable-baselines3 SAC on ``WorldSample/<Task>-v0`` with our shared hyper-parameters and the demos."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    import worldsample_control.envs as wenvs
+    from stable_baselines3 import SAC
+
+    class Timed(gym.Wrapper):
+        """Accumulates the time spent inside the simulator's step."""
+
+        def __init__(self, env):
+            super().__init__(env)
+            self.step_s = 0.0
+
+        def step(self, action):
+            t = time.perf_counter()
+            r = self.env.step(action)
+            self.step_s += time.perf_counter() - t
+            return r
+
+    env_id = wenvs.env_id(args.task, "state")
+    env = Timed(gym.make(env_id))
+    eval_env = gym.make(env_id)
+    warmup = min(500, args.steps // 4)
+    model = SAC(
+        "MlpPolicy", env, learning_rate=agent_cfg.critic_lr, buffer_size=max(100_000, args.steps + 10_000),
+        learning_starts=warmup if not demos else 0, batch_size=agent_cfg.batch_size, tau=agent_cfg.tau,
+        gamma=agent_cfg.discount, train_freq=1, gradient_steps=agent_cfg.utd_ratio, ent_coef="auto",
+        policy_kwargs={"net_arch": [agent_cfg.hidden_dim] * agent_cfg.hidden_layers}, seed=args.seed,
+        device=args.device, verbose=0,
+    )
+    for ep in demos:  # the same demonstrations, in its replay buffer (SB3 has no separate demo store)
+        obs = np.concatenate([ep.proprio, ep.states], axis=1).astype(np.float32)
+        for t in range(ep.length):
+            done = bool(ep.terminated[t] or ep.truncated[t])
+            model.replay_buffer.add(obs[t:t + 1], obs[t + 1:t + 2], ep.actions[t:t + 1], np.array([ep.rewards[t]]),
+                                    np.array([done]), [{"TimeLimit.truncated": bool(ep.truncated[t] and not ep.terminated[t])}])
+    curve: list[tuple[int, float]] = []
+    eval_s = 0.0
+    seed0 = 1_000_000 + args.seed * 1000  # the evaluation seeds `train_in_process` uses
+
+    def evaluate(step: int) -> None:
+        nonlocal eval_s
+        t = time.perf_counter()
+        wins = 0
+        for i in range(args.eval_episodes):
+            o, _ = eval_env.reset(seed=seed0 + i)
+            while True:
+                a, _ = model.predict(o, deterministic=True)
+                o, _, term, trunc, info = eval_env.step(a)
+                if term or trunc:
+                    wins += int(info["is_success"])
+                    break
+        curve.append((step, wins / args.eval_episodes))
+        eval_s += time.perf_counter() - t
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EvalEvery(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % args.eval_every == 0:
+                evaluate(self.num_timesteps)
+            return True
+
+    torch.manual_seed(args.seed)
+    t0 = time.time()
+    model.learn(total_timesteps=args.steps, callback=EvalEvery())
+    wall = time.time() - t0
+    if not curve or curve[-1][0] != args.steps:
+        evaluate(args.steps)
+    model.save(str(out / "sb3_sac.zip"))
+    env.close()
+    eval_env.close()
+    return {"curve": curve, "wall_s": wall, "time_s": {"env_step": env.step_s, "eval": eval_s,
+                                                       "update+other": max(0.0, wall - env.step_s - eval_s)}}
+
+
+# --------------------------------------------------------------------------- micro benchmarks
 def _fake_store(spec, n: int, rng):
     import numpy as np
     from worldsample_control.core.episode import Source
@@ -45,7 +166,26 @@ def _fake_store(spec, n: int, rng):
     return store
 
 
-def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
+def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 20) -> float:
+    """ms of one learner step (``utd`` critic updates + one actor update), batch 256."""
+    import numpy as np
+
+    from worldsample_learner.core.agent import SACAgent
+    from worldsample_learner.core.config import AgentConfig
+
+    cfg = AgentConfig(obs_mode=obs_mode, state_dim=6 if obs_mode == "state" else 0, num_critics=critics,
+                      num_min_critics=min(2, critics), utd_ratio=utd, device=device)
+    agent = SACAgent(cfg)
+    rng = np.random.default_rng(0)
+    store = _fake_store(agent.spec, 512, rng)
+    agent.update([store.sample(cfg.batch_size, rng) for _ in range(utd)])  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        agent.update([store.sample(cfg.batch_size, rng) for _ in range(utd)])
+    return (time.perf_counter() - t0) / calls * 1e3
+
+
+def latency_ms(device: str, calls: int = 100) -> tuple[float, float]:
     import numpy as np
     from worldsample_control.core.env_protocol import Observation
 
@@ -53,56 +193,85 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
     from worldsample_learner.core.config import AgentConfig
     from worldsample_learner.core.policy import policy_from_agent
 
-    cfg = AgentConfig(obs_mode=mode, image_size=args.image_size, state_dim=6 if mode == "state" else 0,
-                      batch_size=args.batch_size, utd_ratio=1, device=args.device)
-    agent = SACAgent(cfg)
+    pol = policy_from_agent(SACAgent(AgentConfig(obs_mode="pixels", device=device)))
     rng = np.random.default_rng(0)
-    store = _fake_store(agent.spec, max(args.batch_size, 512), rng)
-    batch = store.sample(args.batch_size, rng)
-    agent.update([batch])  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(args.updates):
-        agent.update([store.sample(args.batch_size, rng)])
-    if agent.device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-    ups = args.updates / (time.perf_counter() - t0)
-    pol = policy_from_agent(agent)
-    s = args.image_size
-    obs = Observation({c: rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for c in ("front", "wrist")},
-                      rng.normal(size=7).astype(np.float32), rng.normal(size=6).astype(np.float32))
-    for _ in range(10):
+    obs = Observation({c: rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for c in ("front", "wrist")},
+                      rng.normal(size=7).astype(np.float32))
+    for _ in range(5):
         pol.act(obs)
     lat = []
-    for _ in range(args.latency_calls):
+    for _ in range(calls):
         t = time.perf_counter()
         pol.act(obs)
         lat.append(time.perf_counter() - t)
-    return {"updates_per_s": ups, "latency_median_s": float(np.median(lat)), "latency_p99_s": float(np.percentile(lat, 99)),
-            "device": str(agent.device)}
+    return float(np.median(lat)) * 1e3, float(np.percentile(lat, 99)) * 1e3
+
+
+# --------------------------------------------------------------------------- report
+def _per_k(seconds: float, steps: int) -> float:
+    return seconds / max(steps, 1) * 1000.0
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("updates", "batch_size", "latency_calls"):
+    from worldsample_control.core.sim import TASKS
+
+    if args.task not in TASKS:
+        print(f"bench learner: --task must be one of {TASKS}, got {args.task!r}", file=sys.stderr)
+        return 2
+    for name in ("steps", "eval_every", "eval_episodes"):
         if getattr(args, name) < 1:
             print(f"bench learner: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
+    if args.demos < 0 or args.threads < 1:
+        print("bench learner: --demos must be >= 0 and --threads >= 1", file=sys.stderr)
+        return 2
     import torch
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    print(f"bench learner: batch {args.batch_size}, {args.image_size}x{args.image_size} x 2 cameras (pixels), "
-          f"torch threads {torch.get_num_threads()}")
-    for mode in ("pixels", "state"):
-        r = measure(mode, args)
-        print(f"[{mode}] device {r['device']}")
-        print(f"  learner updates/s: {r['updates_per_s']:.2f}  (batch {args.batch_size}, UTD 1 update = 1 critic + 1 actor step)")
-        for name, p in PERIODS.items():
-            print(f"    updates per {name} control period ({p * 1e3:.1f} ms): {r['updates_per_s'] * p:.3f}")
-        print(f"  actor inference latency: median {r['latency_median_s'] * 1e3:.2f} ms, p99 {r['latency_p99_s'] * 1e3:.2f} ms")
-        for name, p in PERIODS.items():
-            print(f"    / {name} period: median {r['latency_median_s'] / p:.3f}, p99 {r['latency_p99_s'] / p:.3f}")
+    torch.set_num_threads(args.threads)
+    print(f"bench learner: task {args.task}, {args.steps} env steps, {args.demos} demos, seed {args.seed}, "
+          f"torch threads {torch.get_num_threads()}, device {args.device}", flush=True)
+    if not args.skip_learning:
+        from worldsample_control.core.demos import expert_episodes
+
+        demos = expert_episodes(args.task, args.demos) if args.demos else []
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(args.out) if args.out else Path(tmp)
+            root.mkdir(parents=True, exist_ok=True)
+            print("  training ours (worldsample SAC) ...", flush=True)
+            ours = run_ours(args, demos, root / "ours")
+            peer = None
+            if args.peer == "sb3":
+                print("  training the peer (stable-baselines3 SAC) ...", flush=True)
+                (root / "sb3").mkdir(exist_ok=True)
+                peer = run_peer(args, demos, ours["cfg"], root / "sb3")
+        c = ours["cfg"]
+        print(f"\nsuccess rate vs env steps (deterministic policy, {args.eval_episodes} episodes, same seeds); "
+              f"shared: discount {c.discount}, batch {c.batch_size}, {c.hidden_layers}x{c.hidden_dim} MLPs, "
+              f"UTD {c.utd_ratio}; ours: {c.num_critics} critics, symmetric demo sampling")
+        print(f"  {'env steps':>9}  {'worldsample':>11}  {'sb3 SAC':>8}")
+        peer_curve = dict(peer["curve"]) if peer else {}
+        for step, s in ours["curve"]:
+            p = peer_curve.get(step)
+            print(f"  {step:>9}  {s:>11.2f}  {'-' if p is None else f'{p:.2f}':>8}")
+        print(f"\nseconds per 1,000 env steps (incl. evaluation): worldsample {_per_k(ours['wall_s'], args.steps):.1f}"
+              + (f", sb3 SAC {_per_k(peer['wall_s'], args.steps):.1f}, ratio worldsample/sb3 "
+                 f"{ours['wall_s'] / max(peer['wall_s'], 1e-9):.2f}" if peer else ""))
+        print("where the time goes, ms per env step:")
+        t = ours["time_s"]
+        print("  worldsample: " + ", ".join(f"{k} {v / args.steps * 1e3:.2f}" for k, v in t.items())
+              + f"  (total {ours['wall_s'] / args.steps * 1e3:.2f})")
+        if peer:
+            print("  sb3 SAC:     " + ", ".join(f"{k} {v / args.steps * 1e3:.2f}" for k, v in peer["time_s"].items())
+                  + f"  (total {peer['wall_s'] / args.steps * 1e3:.2f})")
+    print("\nlearner update per env step (UTD critic updates + 1 actor update, batch 256, state obs), ms:")
+    base = None
+    for utd, critics in SCALING:
+        ms = update_ms("state", utd, critics, args.device)
+        base = base or ms
+        print(f"  UTD {utd:>2}, {critics:>2} critics: {ms:7.2f} ms  ({ms / base:.2f}x UTD 1 / 2 critics)", flush=True)
+    med, p99 = latency_ms(args.device)
+    print(f"actor inference latency (pixels 64x64 x 2 cameras): median {med:.2f} ms, p99 {p99:.2f} ms = "
+          + ", ".join(f"{med / (p * 1e3):.3f} of a {n} period" for n, p in PERIODS.items()))
     return 0
 
 

@@ -60,7 +60,13 @@ def _node_env() -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from worldsample_bringup.graph import sim_graph
-    from worldsample_bringup.process_runner import NodeFailed, ProcessGraph
+    from worldsample_bringup.process_runner import (
+        GraphAlreadyRunning,
+        NodeFailed,
+        ProcessGraph,
+        exit_code_of,
+        stop_signals,
+    )
 
     from ..core.sim.config import DEFAULT_MAX_STEPS
 
@@ -83,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
     before = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
     print(f"worldsample sim: {args.episodes} episode(s) of {args.task} with policy {args.policy!r}; "
           f"logs in {out / 'logs'}", flush=True)
-    graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs")
+    graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
     t0 = time.monotonic()
     seen = before
     try:
-        with graph:
+        with stop_signals(), graph:  # SIGTERM / SIGHUP stop the graph like Ctrl-C
             actor = graph.nodes["actor"]
 
             def progress() -> bool:
@@ -109,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"worldsample sim: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
                       file=sys.stderr)
                 return 1
-    except NodeFailed as exc:
+    except (NodeFailed, GraphAlreadyRunning) as exc:
         print(f"worldsample sim: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("worldsample sim: interrupted; nodes stopped, finished episodes are in "
+    except KeyboardInterrupt as exc:
+        print(f"worldsample sim: interrupted ({exc or 'SIGINT'}); nodes stopped, finished episodes are in "
               f"{out / 'bags'}", file=sys.stderr)
-        return 130
+        return exit_code_of(exc)
     results = [json.loads(line) for line in episodes_log.read_text().splitlines()[before:]]
     wins = sum(bool(e["success"]) for e in results)
     print(f"worldsample sim: {len(results)} episode(s) in {time.monotonic() - t0:.1f} s, success "

@@ -68,6 +68,24 @@ def _check_args(task: str, episodes: int) -> None:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
 
 
+def expert_episodes(task: str, episodes: int, render: bool = False, seed0: int = 500) -> list:
+    """``episodes`` scripted-expert demonstrations in memory (seeds ``seed0, seed0 + 1, ...``; no bags)."""
+    from .episode import Source
+    from .experts import make_expert
+    from .rollout import run_episode
+    from .sim import make_env
+
+    _check_args(task, episodes)
+    env = make_env(task, EnvConfig(render=render))
+    expert = make_expert(task)
+    out = []
+    for i in range(episodes):
+        expert.reset()  # experts keep per-episode state (e.g. pick_place's current item)
+        out.append(run_episode(env, lambda o: expert.act(o, env), seed=seed0 + i, source=Source.DEMO))
+    env.close()
+    return out
+
+
 def bag_name(task: str, seed: int) -> str:
     return f"{task}_demo_s{seed:06d}"
 

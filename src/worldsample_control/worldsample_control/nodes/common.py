@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -81,12 +83,49 @@ def build_observation(images: dict[str, Any], cameras: tuple[str, ...], proprio:
     return Observation(images=imgs, proprio=np.asarray(proprio, np.float32), state=state)
 
 
+PARENT_PID_ENV = "WORLDSAMPLE_PARENT_PID"
+
+
+def die_with_parent() -> None:
+    """When started by `worldsample loop`/`sim` (``WORLDSAMPLE_PARENT_PID`` set): get SIGINT, the clean
+    stop, when that parent dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``); a node whose parent is
+    already gone stops at once. Under ``ros2 launch`` (variable unset) nothing changes."""
+    want = os.environ.get(PARENT_PID_ENV, "")
+    if not want.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGINT), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the runner's own stop still applies
+        return
+    if os.getppid() != int(want):  # the parent died before prctl took effect
+        raise SystemExit(f"parent process {want} is gone; not starting")
+
+
+def _ignore_further_signals(name: str) -> None:
+    """Once shutting down, a second Ctrl-C / SIGTERM must not break the shutdown code (issue 12)."""
+
+    def note(signum, _frame):
+        print(f"{name}: {signal.Signals(signum).name} while stopping; finishing the clean stop "
+              "(SIGKILL abandons it)", file=sys.stderr, flush=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(sig, note)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
 def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM (calls node.on_shutdown() if defined).
 
     A node with an ``executor_threads`` attribute > 1 spins in a MultiThreadedExecutor of that size
-    (its callback groups decide what may run concurrently).
+    (its callback groups decide what may run concurrently). Further signals during the shutdown
+    are reported and ignored; started by our runner, the node stops when the runner dies.
     """
+    die_with_parent()
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     code = 0
@@ -105,7 +144,13 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
         pass
     except SystemExit as exc:
         code = int(exc.code or 0)
+    except Exception:
+        if rclpy.ok():
+            raise
+        # rclpy's SIGTERM handler shut the context down while spinning (e.g. "failed to initialize
+        # wait set: the given context is not valid"): that is a stop request, not a failure
     finally:
+        _ignore_further_signals(node.get_name() if node is not None else "node")
         if node is not None:
             hook = getattr(node, "on_shutdown", None)
             if hook is not None:

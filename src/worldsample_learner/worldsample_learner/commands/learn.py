@@ -73,15 +73,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"learn: no readable {args.task!r} episodes in --demos {args.demos!r}", file=sys.stderr)
         return 2
     if args.expert_demos > 0:
-        from worldsample_control.core.experts import make_expert
-        from worldsample_control.core.rollout import run_episode
-        from worldsample_control.core.sim import EnvConfig, make_env
+        from worldsample_control.core.demos import expert_episodes
 
-        denv = make_env(args.task, EnvConfig(render=args.obs == "pixels"))
-        expert = make_expert(args.task)
-        for i in range(args.expert_demos):
-            expert.reset()  # experts keep per-episode state (e.g. pick_place's current item)
-            demos.append(run_episode(denv, lambda o: expert.act(o, denv), seed=500 + i, source=Source.DEMO))
+        demos += expert_episodes(args.task, args.expert_demos, render=args.obs == "pixels")
         print(f"learn: {args.expert_demos} expert demos, {sum(d.success for d in demos[-args.expert_demos:])} successful")
     source = None
     if args.synthetic and args.mode != "rl-only":

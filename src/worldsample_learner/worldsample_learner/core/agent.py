@@ -1,8 +1,11 @@
 """Soft actor-critic with a LayerNorm critic ensemble, in the spirit of RLPD / HIL-SERL.
 
 - critic target: ``r + discount * (1 - terminated) * (min over a random subset of
-  num_min_critics target critics of Q(s', a') - alpha * log pi(a'|s'))``
+  num_min_critics target critics of Q(s', a') - alpha * log pi(a'|s'))``; with n-step sampling
+  (``n_step``) ``r`` is the discounted n-step return and the factor ``discount^n (1 - terminated)``
 - ``utd_ratio`` critic updates per call of `update`, one actor + temperature update
+- actor: ``alpha log pi - Q`` plus, on the demo rows of the batch, a Q-filtered behaviour-cloning
+  term (``bc_weight``; see `_bc_loss`)
 - pixels: the conv encoder is trained by the critic loss only (actor sees detached features),
   random-shift augmentation on every image batch, a Polyak-averaged target encoder.
 """
@@ -65,6 +68,29 @@ class SACAgent:
         return out
 
     @property
+    def normalizer_fitted(self) -> bool:
+        return bool(self.encoder.vec_fitted)
+
+    @torch.no_grad()
+    def fit_normalizer(self, obs: dict[str, Any], min_std: float = 1e-2) -> None:
+        """Fix the observation standardisation from a batch of numpy observations (e.g. all demos).
+
+        ``min_std`` keeps entries that do not vary in the data (a constant hole height) from
+        being blown up. Call before the first update; encoder and target encoder get the same.
+        """
+        t = {k: torch.as_tensor(np.asarray(obs[k], np.float32), device=self.device)
+             for k in ("proprio", "state") if k in obs}
+        self.encoder.vec_mean.zero_()
+        self.encoder.vec_std.fill_(1.0)
+        v = self.encoder.vector(t)
+        mean = v.mean(0)
+        std = v.std(0).clamp_min(min_std) if len(v) > 1 else torch.ones_like(mean)
+        for enc in (self.encoder, self.target_encoder):
+            enc.vec_mean.copy_(mean)
+            enc.vec_std.copy_(std)
+            enc.vec_fitted.fill_(True)
+
+    @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp()
 
@@ -90,8 +116,15 @@ class SACAgent:
         a, logp = self.actor.sample(feat)
         q = self.target_critic(self.target_encoder(nxt), a).mean(0) - self.alpha * logp
         r = torch.as_tensor(batch["reward"], device=self.device)
+        return (r + self._bootstrap(batch) * q).cpu().numpy()
+
+    def _bootstrap(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Factor of the next value in the critic target: the batch's ``discount`` (n-step sampling
+        gives ``discount^K (1 - terminated)``), else ``discount * (1 - terminated)``."""
+        if "discount" in batch:
+            return torch.as_tensor(np.asarray(batch["discount"], np.float32), device=self.device)
         done = torch.as_tensor(batch["terminated"], device=self.device).float()
-        return (r + self.cfg.discount * (1.0 - done) * q).cpu().numpy()
+        return self.cfg.discount * (1.0 - done)
 
     # ------------------------------------------------------------------ learning
     def update(self, batches: list[dict[str, Any]]) -> dict[str, float]:
@@ -105,14 +138,14 @@ class SACAgent:
             nxt = self.obs_to_torch(batch["next_obs"])
             act = torch.as_tensor(batch["action"], device=self.device)
             rew = torch.as_tensor(batch["reward"], device=self.device)
-            done = torch.as_tensor(batch["terminated"], device=self.device).float()
+            boot = self._bootstrap(batch)
             with torch.no_grad():
                 nfeat = self.encoder(nxt, augment=True)
                 na, nlogp = self.actor.sample(nfeat)
                 tq = self.target_critic(self.target_encoder(nxt, augment=True), na)
                 sub = torch.randperm(cfg.num_critics, generator=self._gen)[: cfg.num_min_critics].to(self.device)
                 tq = tq[sub].min(0).values - self.alpha * nlogp
-                target = rew + cfg.discount * (1.0 - done) * tq
+                target = rew + boot * tq
             q = self.critic(self.encoder(obs, augment=True), act)
             critic_loss = F.mse_loss(q, target.unsqueeze(0).expand_as(q))
             self.critic_opt.zero_grad(set_to_none=True)
@@ -130,6 +163,10 @@ class SACAgent:
         a, logp = self.actor.sample(feat)
         qa = self.critic(feat, a).mean(0)
         actor_loss = (self.alpha.detach() * logp - qa).mean()
+        bc = self._bc_loss(feat, qa, batches[-1], act)
+        if bc is not None:
+            actor_loss = actor_loss + bc
+            info["bc_loss"] = float(bc.detach())
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -145,6 +182,27 @@ class SACAgent:
             m = src == code
             info[name] = float(qm[m].mean()) if m.any() else float("nan")
         return info
+
+    def _bc_loss(self, feat: torch.Tensor, q_pi: torch.Tensor, batch: dict[str, Any],
+                 act: torch.Tensor) -> torch.Tensor | None:
+        """Q-filtered behaviour cloning on the batch's demo rows (Nair et al. 2018), or None.
+
+        ``||mean_action(s) - a_demo||^2`` counts only where the critic values the demo action above
+        the policy's own (so the demos lead while the policy is worse, and stop holding it back once it
+        is better), scaled by ``bc_weight * mean |Q|`` so that it keeps its weight against the Q term
+        whatever the reward scale (the TD3+BC normalisation).
+        """
+        if self.cfg.bc_weight <= 0:
+            return None
+        demo = torch.as_tensor(np.asarray(batch["source"]) == 2, device=self.device)
+        if not bool(demo.any()):
+            return None
+        f, a_demo = feat[demo], act[demo]
+        with torch.no_grad():
+            keep = (self.critic(f, a_demo).mean(0) > q_pi[demo].detach()).float()
+        mse = ((self.actor.mean_action(f) - a_demo) ** 2).sum(-1)
+        scale = q_pi.detach().abs().mean().clamp_min(1.0)
+        return self.cfg.bc_weight * scale * (keep * mse).sum() / max(1, len(mse)) * (len(mse) / len(feat))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -154,24 +154,33 @@ class Learner:
             n_demo = 0
         n_real = rest - n_demo
         parts = []
+        ns, g = self.cfg.n_step, self.cfg.discount
         if n_demo:
-            parts.append(self.demo.sample(n_demo, self.rng))
+            parts.append(self.demo.sample(n_demo, self.rng, ns, g))
         if n_real:
-            parts.append(self.real.sample(n_real, self.rng))
+            parts.append(self.real.sample(n_real, self.rng, ns, g))
         if n_syn:
-            parts.append(self.synthetic.sample(n_syn, self.rng))
+            parts.append(self.synthetic.sample(n_syn, self.rng, ns, g))
         return concat_batches(parts)
 
     def train_step(self) -> dict[str, float]:
         """``utd_ratio`` critic updates and one actor update."""
         if not self.can_train():
             raise RuntimeError("Learner.train_step: no demo or real transitions yet")
+        if not self.agent.normalizer_fitted:
+            self.fit_normalizer()
         info = self.agent.update([self.sample_batch() for _ in range(self.cfg.utd_ratio)])
         for k in self._window:
             if np.isfinite(info.get(k, float("nan"))):
                 self._window[k].append(info[k])
         self.last_info = info
         return info
+
+    def fit_normalizer(self) -> None:
+        """Fix the agent's observation standardisation from the demo and real data held now."""
+        parts = [s.vectors() for s in (self.demo, self.real) if len(s)]
+        if parts:
+            self.agent.fit_normalizer({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
     def close_window(self) -> dict[str, Any]:
         """End an update window: feed the window's mean Q on real / synthetic data to PPL, return its status."""

@@ -37,7 +37,13 @@ class ObsEncoder(nn.Module):
 
     pixels: every camera's frame is stacked on the channel axis, passed through a 4-layer conv
     net, projected to ``feature_dim`` with LayerNorm + tanh and concatenated with proprio.
-    state: proprio (+ privileged state) passed through unchanged.
+    state: proprio (+ privileged state).
+
+    The vector part (proprio, + state in state mode) is standardised with a fixed per-entry mean
+    and std (buffers ``vec_mean`` / ``vec_std``, saved with the weights): positions in metres
+    around 0.5 differ by millimetres where the task is decided, and an unscaled MLP resolves that
+    slowly. `SACAgent.fit_normalizer` sets them once from the first data (demos); until then they
+    are 0 / 1 (identity).
     """
 
     def __init__(self, cfg: AgentConfig) -> None:
@@ -59,12 +65,21 @@ class ObsEncoder(nn.Module):
             self.out_dim = cfg.feature_dim + cfg.proprio_dim
         else:
             self.out_dim = cfg.proprio_dim + cfg.state_dim
+        self.vec_dim = cfg.proprio_dim + (0 if self.pixels else cfg.state_dim)
+        self.register_buffer("vec_mean", torch.zeros(self.vec_dim))
+        self.register_buffer("vec_std", torch.ones(self.vec_dim))
+        self.register_buffer("vec_fitted", torch.zeros((), dtype=torch.bool))
+
+    def vector(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The standardised vector part of ``obs``."""
+        v = obs["proprio"]
+        if not self.pixels and self.cfg.state_dim:
+            v = torch.cat([v, obs["state"]], dim=-1)
+        return (v - self.vec_mean) / self.vec_std
 
     def forward(self, obs: dict[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
-        proprio = obs["proprio"]
+        proprio = self.vector(obs)
         if not self.pixels:
-            if self.cfg.state_dim:
-                return torch.cat([proprio, obs["state"]], dim=-1)
             return proprio
         frames = [obs["images"][c] for c in self.cfg.cameras]  # uint8 (B, H, W, 3)
         x = torch.cat(frames, dim=-1).permute(0, 3, 1, 2).float() / 255.0 - 0.5

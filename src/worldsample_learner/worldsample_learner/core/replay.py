@@ -162,6 +162,7 @@ class ReplayStore:
                 self._shapes[k] = ((s.image_size, s.image_size, 3), np.uint8)
         self._data = {k: np.zeros((self.capacity, *shape), dtype) for k, (shape, dtype) in self._shapes.items()}
         self._ids: list[str] = [""] * self.capacity
+        self._eid = np.zeros(self.capacity, np.int64)  # hash of the episode id (in-memory only), for n-step chains
         self._size = 0
         self._pos = 0
         self._keys: set[tuple[str, int, int]] = set()
@@ -271,6 +272,7 @@ class ReplayStore:
             self._data[k][slots] = v
         for s, eid in zip(slots, ids_mem, strict=True):
             self._ids[int(s)] = eid
+            self._eid[int(s)] = hash(eid)
         self._pos = int((self._pos + m) % self.capacity)
         self._size = min(self.capacity, self._size + m)
         self.total_added += m
@@ -324,15 +326,57 @@ class ReplayStore:
             log.info("replay %s: reloaded %d transitions from %d chunks", self.name, len(self), len(chunks))
 
     # ------------------------------------------------------------------ reading
-    def sample(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
+    def sample(self, n: int, rng: np.random.Generator, n_step: int = 1, discount: float = 0.99) -> dict[str, Any]:
         if self._size == 0:
             raise ValueError(f"ReplayStore {self.name!r} is empty; cannot sample {n}")
-        return self.gather(rng.integers(0, self._size, size=n))
+        return self.gather(rng.integers(0, self._size, size=n), n_step, discount)
 
-    def gather(self, idx: np.ndarray) -> dict[str, Any]:
-        """Batch dict: obs / next_obs ({images, proprio, state}), action, reward, terminated, ..."""
+    def gather(self, idx: np.ndarray, n_step: int = 1, discount: float = 0.99) -> dict[str, Any]:
+        """Batch dict: obs / next_obs ({images, proprio, state}), action, reward, terminated, ..., and
+        ``discount`` (B,): the factor of the bootstrapped value in the critic target.
+
+        ``n_step > 1``: n-step returns. Transitions of one episode sit in consecutive slots (episodes
+        are added whole, per-step messages arrive in order), so for each sampled transition the next
+        ``n_step - 1`` slots that continue its episode (same episode, next step, episode not ended)
+        are folded in: ``reward = sum_k discount^k r_{t+k}``, ``next_obs`` of the last step taken,
+        ``discount = discount^K * (1 - terminated)`` over the ``K <= n_step`` steps taken. Where the
+        chain breaks (end of episode, a step missing, a slot overwritten) fewer steps are used.
+        """
+        idx = np.asarray(idx)
         d = {k: v[idx] for k, v in self._data.items()}
+        d["discount"] = (discount * (1.0 - d["terminated"].astype(np.float32))).astype(np.float32)
+        if n_step > 1:
+            reward = d["reward"].astype(np.float64).copy()
+            last = idx.copy()
+            alive = ~(d["terminated"] | d["truncated"])
+            k_taken = np.ones(len(idx), np.int64)
+            for k in range(1, n_step):
+                j = (idx + k) % self.capacity
+                filled = (j < self._size) if self._size < self.capacity else np.ones(len(idx), bool)
+                cont = (alive & filled & (self._eid[j] == self._eid[idx])
+                        & (self._data["step"][j] == self._data["step"][idx] + k))
+                if not cont.any():
+                    break
+                reward[cont] += discount**k * self._data["reward"][j[cont]]
+                last[cont] = j[cont]
+                k_taken[cont] += 1
+                alive = cont & ~(self._data["terminated"][j] | self._data["truncated"][j])
+            if (last != idx).any():
+                for key in self._data:
+                    if key.startswith("next_"):
+                        d[key] = self._data[key][last]
+                term = self._data["terminated"][last]
+                d["terminated"] = term
+                d["reward"] = reward.astype(np.float32)
+                d["discount"] = (discount**k_taken * (1.0 - term.astype(np.float64))).astype(np.float32)
         return batch_from_flat(d, self.spec)
+
+    def vectors(self) -> dict[str, np.ndarray]:
+        """Proprio (and state, if stored) of every transition held in memory (no images)."""
+        out = {"proprio": self._data["proprio"][: self._size]}
+        if self.spec.state_dim:
+            out["state"] = self._data["state"][: self._size]
+        return out
 
     def recent_indices(self, n: int) -> np.ndarray:
         """Indices of the newest ``n`` transitions in memory."""
@@ -354,9 +398,12 @@ def batch_from_flat(d: dict[str, np.ndarray], spec: ObsSpec) -> dict[str, Any]:
             o["state"] = d[f"{prefix}state"]
         return o
 
-    return {"obs": obs(""), "next_obs": obs("next_"), "action": d["action"], "reward": d["reward"],
-            "terminated": d["terminated"], "truncated": d["truncated"], "success": d["success"],
-            "uncertainty": d["uncertainty"], "trust": d["trust"], "source": d["source"]}
+    out = {"obs": obs(""), "next_obs": obs("next_"), "action": d["action"], "reward": d["reward"],
+           "terminated": d["terminated"], "truncated": d["truncated"], "success": d["success"],
+           "uncertainty": d["uncertainty"], "trust": d["trust"], "source": d["source"]}
+    if "discount" in d:
+        out["discount"] = d["discount"]
+    return out
 
 
 def concat_batches(batches: list[dict[str, Any]]) -> dict[str, Any]:

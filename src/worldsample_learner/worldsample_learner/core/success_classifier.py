@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from worldsample_control.core.episode import Episode
+from worldsample_control.core.reward import step_reward
 
 from .networks import random_shift
 
@@ -186,7 +187,6 @@ class SuccessClassifier:
 @dataclass
 class SuccessDetectorConfig:
     confirm_frames: int = 2  # consecutive frames the classifier must call "success" before it counts
-    success_reward: float = 1.0  # reward of the step that is judged successful (0 otherwise: sparse)
     terminate_on_success: bool = True  # a detected success ends the episode (HIL-SERL style)
 
     def validate(self) -> None:
@@ -211,6 +211,8 @@ class SuccessDetector:
     override (`override(True/False)`, from a key press or button) wins over the classifier and
     ends the episode: it stays in force until `reset()` at the start of the next episode.
     Without a classifier only the human decides (the human-labelling mode for a new task).
+    Rewards follow the simulator's convention (`worldsample_control.core.reward`, sparse mode):
+    0 on the success step, -1 on every other step.
     """
 
     def __init__(self, classifier: SuccessClassifier | None, cfg: SuccessDetectorConfig | None = None) -> None:
@@ -248,9 +250,9 @@ class SuccessDetector:
             self._streak = self._streak + 1 if prob >= self.classifier.cfg.threshold else 0
         if self._override is not None:
             ok = self._override
-            return SuccessDecision(self.cfg.success_reward if ok else 0.0, ok, True, "human", prob)
+            return SuccessDecision(step_reward(ok, 0.0, "sparse"), ok, True, "human", prob)
         if self.classifier is None:
             return SuccessDecision(0.0, False, False, "none", prob)
         ok = self._streak >= self.cfg.confirm_frames
-        return SuccessDecision(self.cfg.success_reward if ok else 0.0, ok, ok and self.cfg.terminate_on_success,
+        return SuccessDecision(step_reward(ok, 0.0, "sparse"), ok, ok and self.cfg.terminate_on_success,
                                "classifier", prob)

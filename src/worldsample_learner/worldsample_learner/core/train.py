@@ -1,7 +1,7 @@
 """In-process training driver: policy on a sim env, updates, evaluation, PPL-scheduled synthetic data.
 
 `train_in_process` alternates one environment step with one learner step (``utd_ratio``
-critic updates), evaluates the deterministic policy every ``eval_every`` env steps, asks the
+critic updates; timed per phase into ``results.json["time_s"]``), evaluates the deterministic policy every ``eval_every`` env steps, asks the
 synthetic source for branches every ``synthetic_every`` env steps (horizon and admission per
 PPL), and writes ``metrics.csv``, ``eval.csv``, ``ppl.csv``, ``plots.png`` and policy
 checkpoints under ``out_dir``.
@@ -160,12 +160,18 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
                   f"share={learner.ppl.synthetic_share():.2f} ({time.time() - t_start:.0f}s)", flush=True)
         return row
 
+    # where the time goes: policy inference, simulator step, learner update, evaluation, the rest
+    timers = {"act": 0.0, "env_step": 0.0, "update": 0.0, "eval": 0.0}
     for step in range(1, cfg.env_steps + 1):
+        t0 = time.perf_counter()
         if step <= cfg.warmup_steps and not demos:
             action = rng.uniform(-1, 1, size=a.action_dim).astype(np.float32)
         else:
             action = learner.agent.act(_obs_batch(obs, cams, state_mode), deterministic=False)[0]
+        t1 = time.perf_counter()
         res = env.step(action)
+        timers["act"] += t1 - t0
+        timers["env_step"] += time.perf_counter() - t1
         executed = np.asarray(res.info.get("clipped_action", np.clip(action, -1, 1)), np.float32)
         buf["actions"].append(executed)
         buf["rewards"].append(res.reward)
@@ -192,7 +198,9 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
             obs = env.reset(seed=ep_seed)
             buf = _new_buffer(obs, record_cams)
         if step > cfg.warmup_steps and learner.can_train():
+            t1 = time.perf_counter()
             learner.train_step()
+            timers["update"] += time.perf_counter() - t1
         if (synthetic_source is not None and cfg.ppl.mode != "rl-only" and step % cfg.synthetic_every == 0
                 and step > cfg.warmup_steps and len(learner.real)):
             fid = getattr(synthetic_source, "fidelity", None)
@@ -220,7 +228,9 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
                 "alpha": status["alpha"], "wall_s": time.time() - t_start,
             })
         if step % cfg.eval_every == 0:
+            t1 = time.perf_counter()
             run_eval(step)
+            timers["eval"] += time.perf_counter() - t1
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             version += 1
             save_policy(learner.agent, out / "checkpoints", version, {"env_steps": step, "mode": cfg.ppl.mode})
@@ -238,6 +248,7 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
         "replay": {s.name: s.stats() for s in (learner.demo, learner.real, learner.synthetic)},
         "checkpoint": str(final_ckpt), "wall_s": time.time() - t_start,
         "steps_to_success": steps_to(curve, 0.5),
+        "time_s": {**timers, "other": max(0.0, time.time() - t_start - sum(timers.values()))},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     assert checkpoint_path(out / "checkpoints", version) == final_ckpt

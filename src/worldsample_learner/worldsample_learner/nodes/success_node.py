@@ -43,7 +43,6 @@ OVERRIDE = QoSSpec("reliable", 10)
 class SuccessNodeConfig:
     classifier: str = ""  # checkpoint path; "" = human override only
     confirm_frames: int = 2
-    success_reward: float = 1.0
     terminate_on_success: bool = True
     cameras: tuple[str, ...] = ("front", "wrist")  # used when there is no classifier (publish on their frames)
     device: str = "cpu"
@@ -57,7 +56,7 @@ class SuccessNode(Node):
         t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in topics.items()}
         clf = SuccessClassifier.load(cfg.classifier, device=cfg.device) if cfg.classifier else None
         self.detector = SuccessDetector(clf, SuccessDetectorConfig(
-            confirm_frames=int(cfg.confirm_frames), success_reward=float(cfg.success_reward),
+            confirm_frames=int(cfg.confirm_frames),
             terminate_on_success=bool(cfg.terminate_on_success)))
         self.cameras = self.detector.cameras or tuple(cfg.cameras)
         self.latest: dict[str, tuple[int, Image]] = {}

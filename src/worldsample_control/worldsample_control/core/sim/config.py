@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..reward import REWARD_MODES  # one list of reward modes
+
 TASKS: tuple[str, ...] = ("peg_insertion", "push", "sort", "pick_place")
 
 # Episode length per task at the default 10 Hz control rate (scripted experts need well under this).
 DEFAULT_MAX_STEPS: dict[str, int] = {"peg_insertion": 80, "push": 80, "sort": 200, "pick_place": 100}
 
 CAMERAS: tuple[str, ...] = ("front", "wrist")
-REWARD_MODES: tuple[str, ...] = ("shaped", "sparse")
 ROBOT_MESHES: tuple[str, ...] = ("collision", "visual")
 
 

@@ -16,8 +16,10 @@ between the fingers and sets the joint servo set-points; ``step_physics(n)`` adv
 physics ``n`` substeps. ``step(action)`` is built on these two: the normalised action
 ``(dx, dy, dz, gripper)`` moves the previous target by ``action[:3] * action_scale`` (kept in the
 workspace box and within ``max_target_lead`` of the measured end-effector), holds the
-orientation pointing down, closes the gripper when ``action[3] > 0``, and runs
-``EnvConfig.substeps`` physics steps (one control period).
+orientation pointing down, closes the gripper when ``action[3] > 0`` (tasks that start with the
+object in hand, peg insertion, hold it closed whatever the command), and runs
+``EnvConfig.substeps`` physics steps (one control period). Rewards follow `core.reward`: 0 on
+the success step (which terminates), ``-1 + 0.8 * progress`` (shaped) or -1 (sparse) otherwise.
 
 Frames and units: the robot base (``link0``) is the world origin, so base frame = world frame;
 the floor (z = 0) is the table. Quaternions here are MuJoCo order (w, x, y, z); ROS messages
@@ -47,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..env_protocol import ACTION_DIM, Observation, StepResult
+from ..reward import step_reward
 from .config import EnvConfig
 from .tasks import TASK_CLASSES, Task
 
@@ -286,6 +289,8 @@ class FrankaTaskEnv:
         return q
 
     def _gripper_ctrl(self, width: float) -> float:
+        if self._task.gripper_held_closed:  # e.g. peg insertion: no command can open the hand
+            return 255.0
         return float(255.0 * (1.0 - np.clip(width / GRIPPER_MAX_WIDTH, 0.0, 1.0)))
 
     def set_ee_target(self, pos, quat=None, gripper_width: float | None = None) -> None:
@@ -361,20 +366,22 @@ class FrankaTaskEnv:
         if not np.isfinite(a).all():
             raise ValueError(f"action must be finite, got {a.tolist()}")
         a = np.clip(a, -1.0, 1.0)
+        if self._task.gripper_held_closed:
+            a[3] = 1.0  # what is executed (and recorded): the hand stays closed
         ee = self.ee_pos()
         lead = self.cfg.max_target_lead
         target = np.clip(self._target_pos + a[:3] * self.cfg.action_scale, ee - lead, ee + lead)
         self.set_ee_target(target, DOWN_QUAT_WXYZ, 0.0 if a[3] > 0 else GRIPPER_MAX_WIDTH)
         self.step_physics()
         self._steps += 1
-        success, shaped = self._task.evaluate(self)
-        sparse = 1.0 if success else 0.0
+        success, progress = self._task.evaluate(self)
         truncated = self._steps >= self.max_episode_steps and not success
         info = {
-            "success": success, "sparse_reward": sparse, "shaped_reward": shaped,
+            "success": success, "progress": progress, "sparse_reward": step_reward(success, progress, "sparse"),
+            "shaped_reward": step_reward(success, progress, "shaped"),
             "step": self._steps, "clipped_action": a.astype(np.float32),
         }
-        reward = shaped if self.cfg.reward == "shaped" else sparse
+        reward = info[f"{self.cfg.reward}_reward"]
         return StepResult(self._observe(), float(reward), bool(success), bool(truncated), bool(success), info)
 
     def close(self) -> None:
@@ -401,9 +408,10 @@ class FrankaTaskEnv:
         return self._task.evaluate(self)[0]
 
     def evaluate_task(self) -> tuple[bool, float]:
-        """(success, shaped reward in [0, 1]) of the current state, e.g. for a node driving `step_physics`."""
-        success, shaped = self._task.evaluate(self)
-        return bool(success), float(shaped)
+        """(success, reward under `core.reward`'s convention and ``cfg.reward``) of the current state,
+        e.g. for a node driving `step_physics`."""
+        success, progress = self._task.evaluate(self)
+        return bool(success), step_reward(success, progress, self.cfg.reward)
 
     def render(self, camera: str) -> np.ndarray:
         """One uint8 (H, W, 3) RGB frame from ``camera`` ("front" or "wrist")."""

@@ -1,7 +1,8 @@
 """The four tasks: scene objects, randomised resets, privileged state, success and shaped reward.
 
 World frame = robot base frame (the Panda's ``link0`` sits at the origin, the floor at z = 0
-doubles as the table). Static fixtures (targets, bins, the hole) are mocap bodies so their
+doubles as the table). ``evaluate`` returns (success, progress in [0, 1]); the reward convention
+that turns progress into rewards is `worldsample_control.core.reward`. Static fixtures (targets, bins, the hole) are mocap bodies so their
 pose is part of ``MjData`` and changes per reset without recompiling.
 
 - ``push``: push a 5 cm cube into a green target disc (success: centre within 3 cm, in xy).
@@ -9,7 +10,8 @@ pose is part of ``MjData`` and changes per reset without recompiling.
   (success: cube resting on the floor, centre within 3 cm of the target, in xy).
 - ``sort``: a red and a blue cube, each into the bin of its colour; bin sides are random
   (success: both cubes inside their own bin).
-- ``peg_insertion``: the peg (2.8 cm square, 8 cm long) starts grasped; insert it into a square
+- ``peg_insertion``: the peg (2.8 cm square, 8 cm long) starts grasped and the hand stays closed
+  (as in HIL-SERL's insertion tasks: no policy output can drop it); insert it into a square
   hole with 1.7 mm clearance per side in a randomly placed fixture (success: peg bottom at
   least 2.5 cm below the hole rim, inside the hole).
 """
@@ -69,6 +71,8 @@ class Task:
     name = ""
     state_dim = 0
     state_labels: tuple[str, ...] = ()
+    # True: the hand stays closed whatever the gripper command (the task starts with the object in hand)
+    gripper_held_closed = False
 
     def build(self, spec) -> None:
         raise NotImplementedError
@@ -86,7 +90,8 @@ class Task:
         raise NotImplementedError
 
     def evaluate(self, env: FrankaTaskEnv) -> tuple[bool, float]:
-        """(success, shaped reward in [0, 1])."""
+        """(success, progress in [0, 1]): how close the state is to success; `core.reward` turns it into
+        the step's reward (0 on success, ``-1 + 0.8 * progress`` otherwise)."""
         raise NotImplementedError
 
 
@@ -247,6 +252,7 @@ class PegInsertionTask(Task):
     outer_half = 0.05
     depth = 0.04
     insert_depth = 0.025  # success: peg bottom this far below the rim
+    gripper_held_closed = True
 
     def build(self, spec) -> None:
         mj = _mj()
@@ -288,9 +294,12 @@ class PegInsertionTask(Task):
         dxy = float(np.linalg.norm(p[:2] - rim[:2]))
         inserted = rim[2] - bottom
         success = inserted >= self.insert_depth and dxy < self.hole_half
-        shaped = 0.4 * _closeness(dxy, 30.0) + 0.6 * min(1.0, max(0.0, inserted / self.insert_depth)) * (
-            dxy < self.hole_half)
-        return success, 1.0 if success else float(shaped)
+        # progress guides from afar: the xy term is 0.24 at 10 cm, 0.9 at 1 cm; the depth term
+        # (from 3 cm above the rim down to the success depth) counts only over the hole (soft gate:
+        # 0.8 at 2 mm off-centre, 0.24 at 1 cm), so pressing the peg on the fixture top pays nothing
+        depth = min(1.0, max(0.0, (0.03 + inserted) / (0.03 + self.insert_depth)))
+        progress = 0.5 * _closeness(dxy, 10.0) + 0.5 * depth * _closeness(dxy, 100.0)
+        return success, 1.0 if success else float(progress)
 
 
 TASK_CLASSES: dict[str, type[Task]] = {
