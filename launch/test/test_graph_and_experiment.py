@@ -114,3 +114,15 @@ def test_loop_run_settings_new_resume_and_bad_input(tmp_path):
                               ("policy", "/no/ckpt.pt", "neither 'random'"), ("demos", -1, "--demos")):
         with pytest.raises(ValueError, match=match):
             validate_settings({**s, key: value})
+
+
+@pytest.mark.parametrize("kind", ["real", "gazebo"])
+def test_recorder_records_the_reward_topic_the_actor_uses(tmp_path, kind):
+    """Without a simulator, reward comes from the success detector on success/reward: the recorder must
+    subscribe there too (it listened on sim/reward, which nothing publishes on a real arm; issue 14)."""
+    extra = {"camera_sources": "0,2"} if kind == "real" else {}
+    by = {s.name: s for s in loop_graph(kind, run_dir=str(tmp_path), cameras="front,wrist", **extra)}
+    reward = by["actor"].parameters["topic_sim_reward"]
+    assert reward == "success/reward" == by["recorder"].parameters["topic_sim_reward"]
+    sim = {s.name: s for s in loop_graph("sim", run_dir=str(tmp_path))}
+    assert "topic_sim_reward" not in sim["recorder"].parameters  # the simulator's own sim/reward

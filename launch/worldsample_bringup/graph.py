@@ -243,7 +243,8 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
             "episodes_per_policy": int(episodes_per_policy),
         }),
         NodeSpec("worldsample_control", "recorder_node", "recorder", {
-            "out_dir": str(run_dir / "bags"), "cameras": cams,
+            # records the reward the actor uses (the success detector's), not the absent simulator's
+            "out_dir": str(run_dir / "bags"), "cameras": cams, "topic_sim_reward": "success/reward",
         }),
         # reward and success without a simulator: the success classifier + the human override topic
         NodeSpec("worldsample_learner", "success_node", "success_detector", {

@@ -102,3 +102,30 @@ def test_corrupt_chunk_is_skipped_not_fatal(tmp_path):
     again.add_episode(make_episode("c", t=2, cams=()))
     again.close()
     assert (tmp_path / "chunk-000002.npz").exists()  # never overwrites an existing chunk
+
+
+def _chain_episode(eid: str, t: int, terminated: bool):
+    from worldsample_control.core.episode import Episode
+
+    ends, never = np.zeros(t, bool), np.zeros(t, bool)
+    ends[-1] = True
+    return Episode(episode_id=eid, task="point", source=Source.REAL, images={},
+                   proprio=np.repeat(np.arange(t + 1, dtype=np.float32)[:, None], 2, axis=1),
+                   actions=np.zeros((t, 4), np.float32), rewards=-np.ones(t, np.float32),
+                   terminated=ends if terminated else never, truncated=never if terminated else ends,
+                   successes=ends if terminated else never)
+
+
+def test_n_step_sampling_stops_at_episode_ends_and_overwritten_slots():
+    """n-step returns (AgentConfig.n_step) from consecutive slots; chains never cross episodes."""
+    store = ReplayStore("real", ObsSpec(proprio_dim=2), capacity=8)
+    store.add_episode(_chain_episode("a", 5, terminated=True))  # a0..a4, a4 terminal
+    store.add_episode(_chain_episode("b", 4, terminated=False))  # b0..b3, b3 truncated; b3 overwrites a0
+    b = store.gather(np.arange(8), n_step=3, discount=0.9)
+    # slots: 0=b3 1=a1 2=a2 3=a3 4=a4 5=b0 6=b1 7=b2
+    np.testing.assert_allclose(b["reward"], [-1, -2.71, -2.71, -1.9, -1, -2.71, -2.71, -1.9], rtol=1e-6)
+    np.testing.assert_allclose(b["discount"], [0.9, 0.729, 0, 0, 0, 0.729, 0.729, 0.81], rtol=1e-6)
+    np.testing.assert_array_equal(b["next_obs"]["proprio"][:, 0], [4, 4, 5, 5, 5, 3, 4, 4])
+    one = store.gather(np.arange(8), n_step=1, discount=0.9)  # plain one-step targets
+    np.testing.assert_allclose(one["reward"], -1.0)
+    np.testing.assert_allclose(one["discount"], [0.9, 0.9, 0.9, 0.9, 0, 0.9, 0.9, 0.9], rtol=1e-6)

@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", default="sb3", choices=("sb3", "none"), help="the independent SAC (default sb3)")
     parser.add_argument("--out", default=None, help="keep both runs' files here (default: a temporary directory)")
     parser.add_argument("--skip-learning", action="store_true", help="only the update-scaling and latency parts")
+    parser.add_argument("--scaling-calls", type=int, default=20, help="timed learner steps per (UTD, critics) pair")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both learners)")
 
@@ -222,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             print(f"bench learner: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
-    if args.demos < 0 or args.threads < 1:
-        print("bench learner: --demos must be >= 0 and --threads >= 1", file=sys.stderr)
+    if args.demos < 0 or args.threads < 1 or args.scaling_calls < 1:
+        print("bench learner: --demos must be >= 0, --threads and --scaling-calls >= 1", file=sys.stderr)
         return 2
     import torch
 
@@ -266,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     print("\nlearner update per env step (UTD critic updates + 1 actor update, batch 256, state obs), ms:")
     base = None
     for utd, critics in SCALING:
-        ms = update_ms("state", utd, critics, args.device)
+        ms = update_ms("state", utd, critics, args.device, calls=args.scaling_calls)
         base = base or ms
         print(f"  UTD {utd:>2}, {critics:>2} critics: {ms:7.2f} ms  ({ms / base:.2f}x UTD 1 / 2 critics)", flush=True)
     med, p99 = latency_ms(args.device)

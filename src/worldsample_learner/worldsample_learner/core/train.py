@@ -221,6 +221,7 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
                 "env_steps": step, "updates": learner.agent.updates, "episodes": len(ep_returns),
                 "train_return": float(np.mean(ep_returns[-10:])) if ep_returns else float("nan"),
                 "train_success_rate": status["real_success_rate"], "q_real": status["q_real"],
+                "q_demo_minus_mc": demo_q_gap(learner, demos) if learner.agent.updates else float("nan"),
                 "q_synthetic": status["q_synthetic"], "synthetic_share": status["synthetic_share"],
                 "admission_threshold": status["admission_threshold"], "rollout_horizon": status["rollout_horizon"],
                 "admission_rate": status["admitted"] / n_scored if n_scored else float("nan"),
@@ -253,6 +254,35 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     assert checkpoint_path(out / "checkpoints", version) == final_ckpt
     return results
+
+
+def demo_q_gap(learner: Learner, demos: list[Episode]) -> float:
+    """Mean of Q(s, a) - G over every demo step, G the exact discounted return-to-go (demos end in
+    success, so G needs no bootstrap): > 0 over-estimates, < 0 under-estimates the demonstrated
+    behaviour. NaN without demos."""
+    if not demos or not len(learner.demo):
+        return float("nan")
+    from .replay import episode_rows
+
+    g = learner.cfg.discount
+    gaps = []
+    for ep in demos:
+        if not ep.terminated[-1]:
+            continue
+        rows, problems = episode_rows(ep, learner.agent.spec)
+        if problems:
+            continue
+        obs = {"proprio": rows["proprio"], "images": {c: rows[f"img_{c}"] for c in learner.agent.spec.cameras}}
+        if learner.agent.spec.state_dim:
+            obs["state"] = rows["state"]
+        q = learner.agent.q_values(obs, rows["action"]).mean(0)
+        ret = np.zeros(ep.length)
+        acc = 0.0
+        for t in range(ep.length - 1, -1, -1):
+            acc = float(ep.rewards[t]) + g * acc
+            ret[t] = acc
+        gaps.append(q - ret)
+    return float(np.mean(np.concatenate(gaps))) if gaps else float("nan")
 
 
 def steps_to(curve: list[tuple[int, float]], level: float) -> int | None:
