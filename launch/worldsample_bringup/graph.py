@@ -283,7 +283,7 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     learner = dict(params.get("learner", {}))
     learner.update({"task": args["task"], "mode": args["mode"], "cameras": cams, "image_size": size,
                     "out_dir": str(run_dir / "learner"), "demos_dir": args["demos_dir"], "device": args["device"],
-                    "seed": int(args["seed"])})
+                    "real_dir": str(run_dir / "bags"), "seed": int(args["seed"])})
     specs = [
         NodeSpec("worldsample_worldmodel", "world_model_node", "world_model", wm,
                  module="worldsample_worldmodel.nodes.world_model_node"),

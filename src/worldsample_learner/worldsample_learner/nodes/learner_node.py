@@ -3,6 +3,8 @@
 Subscribes ``transitions/real`` and ``transitions/synthetic`` (worldsample_msgs/Transition),
 ``episodes`` and ``episodes/recorded`` (EpisodeInfo: END events give the progress signal; a
 ``bag_uri`` is loaded into the replay, duplicates of topic transitions are skipped) and
+rescans ``real_dir`` (the run's bags) every ``rescan_period_s`` and at start-up, so no real
+episode is lost to a missed event or a restart; and
 ``world_model/status`` (WorldModelStatus: mean SSIM = world-model fidelity for PPL).
 Publishes ``policy/checkpoint`` (PolicyCheckpoint, a new versioned file every
 ``checkpoint_every`` updates) and ``ppl/status`` (PPLStatus, every ``status_period_s``).
@@ -54,6 +56,11 @@ class LearnerNodeConfig:
     utd_ratio: int = 1
     out_dir: str = "runs/loop/learner"  # checkpoints/, replay/, ppl.csv
     demos_dir: str = ""  # demo bags loaded at start-up
+    # the run's real-episode bags (RUN/bags): every complete bag there is loaded at start-up and on
+    # each rescan, exactly once (the replay's keys skip what it already holds), so the learner gets
+    # every real episode even when it missed the volatile `episodes/recorded` event or restarted
+    real_dir: str = ""
+    rescan_period_s: float = 3.0
     min_transitions: int = 200  # real + demo transitions before training starts
     updates_per_tick: int = 1
     train_period_s: float = 0.05
@@ -105,7 +112,7 @@ class LearnerNode(Node):
         self.train_steps = 0
         self._resume()
         self.env_steps = len(self.learner.real)
-        self._seen_episodes: set[str] = set()
+        self._seen_episodes: set[str] = set()  # real episodes counted in PPL's progress
         self._branches: dict[str, list] = {}  # episode_id -> transition records (incomplete branches)
         self._complete: list = []  # complete synthetic branches (Episodes) waiting to be scored
         self._last_synthetic = 0.0
@@ -113,6 +120,9 @@ class LearnerNode(Node):
         self._bad_messages = 0
         if cfg.demos_dir:
             self._load_bags(cfg.demos_dir, demo=True)
+        self._loaded_real_bags: set[str] = set()
+        self._last_rescan = 0.0
+        self._rescan_real()
         self.pub_ckpt = self.create_publisher(PolicyCheckpoint, t["policy_checkpoint"], qos(LATCHED))
         self.pub_status = self.create_publisher(PPLStatus, t["ppl_status"], qos(EVENTS))
         # Intake callbacks only queue messages (their own reentrant group, so they never wait behind a
@@ -223,8 +233,32 @@ class LearnerNode(Node):
             rep = store.add_episode(ep)
             if store is self.learner.real:
                 self.env_steps += rep.added
+                if rep.added and ep.episode_id not in self._seen_episodes:  # its END event was missed
+                    self._seen_episodes.add(ep.episode_id)
+                    self.learner.ppl.observe_real_episode(bool(ep.success))
             if rep.rejected:
                 self.get_logger().warning(f"episode {ep.episode_id}: rejected {dict(rep.rejected)}")
+
+    def _rescan_real(self) -> None:
+        """Load every complete real-episode bag in ``real_dir`` not loaded yet (durable intake)."""
+        self._last_rescan = time.monotonic()
+        if not self.cfg.real_dir:
+            return
+        from worldsample_control.core.bag_io import WAL_NAME, find_bags
+
+        root = Path(self.cfg.real_dir)
+        if not root.is_dir():
+            return
+        new = [b for b in find_bags(root) if str(b) not in self._loaded_real_bags
+               and (b / "metadata.yaml").exists() and not (b / WAL_NAME).exists()]  # closed bags only
+        if not new:
+            return
+        before = len(self.learner.real)
+        for bag in new:
+            self._loaded_real_bags.add(str(bag))
+            self._load_bags(str(bag), demo=False)
+        self.get_logger().info(f"real bags: {len(self._loaded_real_bags)} loaded from {root} (+{len(new)}); "
+                               f"replay real={len(self.learner.real)} (+{len(self.learner.real) - before})")
 
     def _on_wm_status(self, msg: WorldModelStatus) -> None:
         ssim = [float(x) for x in msg.ssim if np.isfinite(x)]
@@ -243,6 +277,8 @@ class LearnerNode(Node):
         self._drain()
         self._synthetic_tick()
         now = time.monotonic()
+        if now - self._last_rescan >= self.cfg.rescan_period_s:
+            self._rescan_real()
         if now - self._last_status >= self.cfg.status_period_s:
             self._last_status = now
             self._status_tick()
