@@ -80,6 +80,9 @@ class ExperimentConfig:
 
 CONFIGS: dict[str, ExperimentConfig] = {
     "small": ExperimentConfig(),
+    # the RL-only baseline at the issue-10 budget: full-length episodes, 20k real steps, 3 seeds (~1 h here)
+    "rl": ExperimentConfig(name="rl", modes=("rl-only",), env_steps=20_000, eval_every=2_000, max_steps=0,
+                           batch_size=256),
     "full": ExperimentConfig(name="full", tasks=("push", "peg_insertion", "pick_place"), seeds=(0, 1, 2, 3, 4),
                              env_steps=30_000, eval_every=2_000, eval_episodes=20, demos=20, max_steps=0,
                              image_size=64, cameras=("front", "wrist"), batch_size=256, num_critics=10, utd_ratio=2,
@@ -98,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-steps", type=int, default=None, help="override the config's real steps per run")
     parser.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
     parser.add_argument("--tasks", default=None, help="override the tasks, e.g. push,peg_insertion")
+    parser.add_argument("--modes", default=None, help=f"override the modes, e.g. rl-only,ppl (of {MODES})")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -112,12 +116,18 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         over["seeds"] = tuple(int(s) for s in args.seeds.split(","))
     if args.tasks:
         over["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if getattr(args, "modes", None):
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        bad = [m for m in modes if m not in MODES]
+        if bad:
+            raise ValueError(f"--modes {bad} unknown; expected some of {MODES}")
+        over["modes"] = modes
     return replace(cfg, **over)
 
 
 def command_line(args: argparse.Namespace) -> str:
     parts = ["worldsample experiment", args.which, "--config", args.config, "--out", str(args.out)]
-    for flag in ("jobs", "env_steps", "seeds", "tasks"):
+    for flag in ("jobs", "env_steps", "seeds", "tasks", "modes"):
         v = getattr(args, flag)
         if v is not None:
             parts += [f"--{flag.replace('_', '-')}", str(v)]

@@ -32,8 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs", default="state", choices=("state", "pixels"), help="observation mode (default state)")
     parser.add_argument("--utd", type=int, default=None, help="critic updates per env step (default: AgentConfig)")
     parser.add_argument("--hidden", type=int, default=None, help="MLP width (default: AgentConfig, 256)")
-    parser.add_argument("--critics", type=int, default=None, help="critic ensemble size (default: AgentConfig, 10)")
+    parser.add_argument("--critics", type=int, default=None, help="critic ensemble size (default: AgentConfig, 2)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: AgentConfig, 256)")
+    parser.add_argument("--bc-weight", type=float, default=None,
+                        help="Q-filtered behaviour cloning on demo rows (default: AgentConfig)")
+    parser.add_argument("--n-step", type=int, default=None, help="n-step returns (default: AgentConfig, 3)")
     parser.add_argument("--synthetic-every", type=int, default=1_000, help="env steps between synthetic requests")
     parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=10)
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         source = StaticSyntheticSource(pool)
     agent = AgentConfig(obs_mode=args.obs, device=args.device, seed=args.seed)
     for flag, field in (("utd", "utd_ratio"), ("hidden", "hidden_dim"), ("critics", "num_critics"),
-                        ("batch_size", "batch_size")):
+                        ("batch_size", "batch_size"), ("bc_weight", "bc_weight"), ("n_step", "n_step")):
         if getattr(args, flag) is not None:
             setattr(agent, field, getattr(args, flag))
     cfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=args.mode), env_steps=args.env_steps, seed=args.seed,

@@ -87,6 +87,8 @@ class Task:
         raise NotImplementedError
 
     def state(self, env: FrankaTaskEnv) -> np.ndarray:
+        """Privileged state: object and target positions, then the relative vectors that decide the
+        task (object -> target, gripper -> object), in metres; ``state_labels`` names them."""
         raise NotImplementedError
 
     def evaluate(self, env: FrankaTaskEnv) -> tuple[bool, float]:
@@ -103,14 +105,21 @@ def _sample_xy(rng, lo, hi, avoid: list[np.ndarray], min_dist: float, tries: int
     raise RuntimeError(f"could not place an object in {lo}..{hi} at {min_dist} m from {avoid}")
 
 
+def _with_relative(env, body: str, target_xy: np.ndarray) -> np.ndarray:
+    """Object xyz, target xy, then the vectors a policy acts on: object -> target (xy), gripper -> object."""
+    b = env.body_pos(body)
+    return np.concatenate([b, target_xy, target_xy - b[:2], b - env.ee_pos()])
+
+
 def _closeness(d: float, scale: float = 10.0) -> float:
     return float(1.0 - math.tanh(scale * d))
 
 
 class PushTask(Task):
     name = "push"
-    state_dim = 5
-    state_labels = ("block_x", "block_y", "block_z", "target_x", "target_y")
+    state_dim = 10
+    state_labels = ("block_x", "block_y", "block_z", "target_x", "target_y",
+                    "block_to_target_x", "block_to_target_y", "ee_to_block_x", "ee_to_block_y", "ee_to_block_z")
     half = 0.025
     success_radius = 0.03
 
@@ -135,7 +144,7 @@ class PushTask(Task):
         env.set_mocap("target", [target[0], target[1], 0.0])
 
     def state(self, env) -> np.ndarray:
-        return np.concatenate([env.body_pos("block"), env.mocap_pos("target")[:2]])
+        return _with_relative(env, "block", env.mocap_pos("target")[:2])
 
     def evaluate(self, env):
         b = env.body_pos("block")
@@ -148,8 +157,8 @@ class PushTask(Task):
 
 class PickPlaceTask(Task):
     name = "pick_place"
-    state_dim = 5
-    state_labels = ("block_x", "block_y", "block_z", "target_x", "target_y")
+    state_dim = 10
+    state_labels = PushTask.state_labels
     half = 0.02
     success_radius = 0.03
 
@@ -164,7 +173,7 @@ class PickPlaceTask(Task):
         env.set_mocap("target", [target[0], target[1], 0.0])
 
     def state(self, env) -> np.ndarray:
-        return np.concatenate([env.body_pos("block"), env.mocap_pos("target")[:2]])
+        return _with_relative(env, "block", env.mocap_pos("target")[:2])
 
     def evaluate(self, env):
         b = env.body_pos("block")
@@ -179,9 +188,11 @@ class PickPlaceTask(Task):
 
 class SortTask(Task):
     name = "sort"
-    state_dim = 10
+    state_dim = 20
     state_labels = ("red_x", "red_y", "red_z", "blue_x", "blue_y", "blue_z",
-                    "red_bin_x", "red_bin_y", "blue_bin_x", "blue_bin_y")
+                    "red_bin_x", "red_bin_y", "blue_bin_x", "blue_bin_y",
+                    "red_to_bin_x", "red_to_bin_y", "blue_to_bin_x", "blue_to_bin_y",
+                    "ee_to_red_x", "ee_to_red_y", "ee_to_red_z", "ee_to_blue_x", "ee_to_blue_y", "ee_to_blue_z")
     half = 0.02
     bin_inner = 0.055  # inner half-width of a bin
     wall_h = 0.02
@@ -217,10 +228,9 @@ class SortTask(Task):
         env.set_free_body("blue_block", [blue[0], blue[1], self.half], _yaw_quat(rng.uniform(-0.4, 0.4)))
 
     def state(self, env) -> np.ndarray:
-        return np.concatenate([
-            env.body_pos("red_block"), env.body_pos("blue_block"),
-            env.mocap_pos("red_bin")[:2], env.mocap_pos("blue_bin")[:2],
-        ])
+        red, blue, ee = env.body_pos("red_block"), env.body_pos("blue_block"), env.ee_pos()
+        rbin, bbin = env.mocap_pos("red_bin")[:2], env.mocap_pos("blue_bin")[:2]
+        return np.concatenate([red, blue, rbin, bbin, rbin - red[:2], bbin - blue[:2], red - ee, blue - ee])
 
     def in_bin(self, env, colour: str) -> bool:
         b = env.body_pos(f"{colour}_block")
@@ -245,8 +255,9 @@ class SortTask(Task):
 
 class PegInsertionTask(Task):
     name = "peg_insertion"
-    state_dim = 6
-    state_labels = ("peg_x", "peg_y", "peg_z", "hole_x", "hole_y", "hole_z")
+    state_dim = 9
+    state_labels = ("peg_x", "peg_y", "peg_z", "hole_x", "hole_y", "hole_z",
+                    "peg_to_hole_x", "peg_to_hole_y", "peg_bottom_above_rim")
     peg_half = (0.014, 0.014, 0.04)
     hole_half = 0.0157  # 1.7 mm clearance per side
     outer_half = 0.05
@@ -285,7 +296,8 @@ class PegInsertionTask(Task):
         return np.array([c[0], c[1], self.depth])
 
     def state(self, env) -> np.ndarray:
-        return np.concatenate([env.body_pos("peg"), self.hole_rim(env)])
+        p, rim = env.body_pos("peg"), self.hole_rim(env)
+        return np.concatenate([p, rim, rim[:2] - p[:2], [p[2] - self.peg_half[2] - rim[2]]])
 
     def evaluate(self, env):
         p = env.body_pos("peg")
