@@ -4,6 +4,12 @@
 # Creates .venv, installs the pinned dependencies (ROS 2 Kilted wheels, colcon, PyTorch CPU,
 # MuJoCo, rosbags, ...), fixes the ROS wheels' CMake include paths, and `colcon build`s the
 # workspace into install/. Idempotent: a second run only checks and rebuilds what changed.
+#
+#   WORLDSAMPLE_ROS2_UPSTREAM=DIR bash scripts/setup.sh
+# also installs the upstream ROS 2 Python packages that PyPI lacks (the `ros2` CLI, launch,
+# launch_ros, launch_testing) from their sources in DIR (CI: ../shared/ros2-upstream) and builds
+# their composition_interfaces, so `ros2 launch worldsample_bringup ...` and the launch tests run.
+# A machine whose Python already imports launch_ros (a full ROS 2 install) keeps its own.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,13 +72,43 @@ else
   echo "  up to date"
 fi
 
+step "Upstream ROS 2 Python packages (ros2 CLI, launch, launch_ros, launch_testing)"
+UPSTREAM=${WORLDSAMPLE_ROS2_UPSTREAM:-}
+EXTRA_PATHS=()
+UP_PKGS=(launch launch_xml launch_yaml launch_testing launch_ros ros2launch launch_testing_ros ros2cli ros2pkg
+         ros2run ros2topic ros2node ros2param ros2service ros2interface rosidl_runtime_py)
+if [ -n "$UPSTREAM" ]; then
+  [ -d "$UPSTREAM/launch_ros" ] && [ -d "$UPSTREAM/composition_interfaces" ] \
+    || die "WORLDSAMPLE_ROS2_UPSTREAM=$UPSTREAM does not hold the upstream sources (launch_ros/, composition_interfaces/, ...)"
+  UP_REQ=$ROOT/scripts/requirements-ros2-upstream.txt
+  UP_STAMP=$VENV/.worldsample-ros2-upstream.sha256
+  UP_WANT=$( (sha256sum "$UP_REQ"; for p in "${UP_PKGS[@]}"; do find "$UPSTREAM/$p" -type f -name '*.py' -exec sha256sum {} +; done) | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$UP_STAMP" 2>/dev/null)" != "$UP_WANT" ]; then
+    python -m pip install --disable-pip-version-check -q -r "$UP_REQ" || die "pip could not install $UP_REQ"
+    args=()
+    for p in "${UP_PKGS[@]}"; do args+=("$UPSTREAM/$p"); done
+    python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation "${args[@]}" \
+      || die "pip could not install the upstream ROS 2 packages from $UPSTREAM"
+    echo "$UP_WANT" > "$UP_STAMP"
+    echo "  installed from $UPSTREAM"
+  else
+    echo "  up to date ($UPSTREAM)"
+  fi
+  EXTRA_PATHS=("$UPSTREAM/composition_interfaces")
+elif python -c 'import launch_ros, ros2cli' 2>/dev/null; then
+  echo "  present (this Python's own ROS 2)"
+else
+  echo "  not installed: \`ros2 launch\` and the launch tests need them; rerun with"
+  echo "  WORLDSAMPLE_ROS2_UPSTREAM=/path/to/ros2-upstream (a folder of their sources), or use a full ROS 2 install"
+fi
+
 step "CMake include paths of the ROS 2 wheels"
 python "$ROOT/scripts/fix_ros_cmake_paths.py" "$VENV"
 
 step "colcon build (worldsample_msgs, worldsample_control, worldsample_worldmodel, worldsample_learner, worldsample_bringup)"
 export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
 cd "$ROOT"
-colcon --log-base "$ROOT/log" build --base-paths src launch --build-base "$ROOT/build" --install-base "$ROOT/install" \
+colcon --log-base "$ROOT/log" build --base-paths src launch "${EXTRA_PATHS[@]}" --build-base "$ROOT/build" --install-base "$ROOT/install" \
   --symlink-install --event-handlers console_direct- \
   --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
   || die "colcon build failed; the log is in $ROOT/log/latest_build"

@@ -23,10 +23,13 @@ Modes (``publish_mode``):
 All topic names are parameters (``topic_*``) relative to the node namespace, so the node runs
 unchanged against our sim_node and a real franka_ros2 bringup.
 
-Real Franka (franka_ros2 jazzy v3.x, FR3), started by the user:
+Real Franka (franka_ros2 jazzy v3.4.0, FR3), started by the user (argument names of v3.4.0):
 
-    ros2 launch franka_bringup example.launch.py controller_name:=cartesian_impedance_example_controller \\
-        robot_ip:=<ROBOT_IP> load_gripper:=true
+    ros2 launch franka_bringup example.launch.py controller_names:=cartesian_impedance_example_controller \\
+        robot_ips:=<ROBOT_IP> load_gripper:=true
+
+NOT SAFE ON A REAL ARM YET (issue 14): that example controller exists only in v3.4.0 and its
+``update()`` replaces the commanded position with a built-in demo motion every cycle.
     ros2 run worldsample_control arm_control_node --ros-args -p publish_mode:=rate -p sim:=false \
         -p gripper_interface:=franka_action
 

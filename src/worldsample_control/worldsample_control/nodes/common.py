@@ -87,70 +87,88 @@ PARENT_PID_ENV = "WORLDSAMPLE_PARENT_PID"
 
 
 def die_with_parent() -> None:
-    """When started by `worldsample loop`/`sim` (``WORLDSAMPLE_PARENT_PID`` set): get SIGINT, the clean
-    stop, when that parent dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``); a node whose parent is
-    already gone stops at once. Under ``ros2 launch`` (variable unset) nothing changes."""
-    want = os.environ.get(PARENT_PID_ENV, "")
-    if not want.isdigit() or not sys.platform.startswith("linux"):
+    """Get SIGINT, the clean stop, when the parent process dies, even by SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``). The parent is `worldsample loop`/`sim`'s runner or ``ros2 launch``,
+    which on SIGTERM exits without stopping its nodes ("using SIGTERM can result in orphaned
+    processes", launch_service.py): our nodes stop anyway. Started by our runner
+    (``WORLDSAMPLE_PARENT_PID`` set), a node whose runner is already gone does not start."""
+    if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     pr_set_pdeathsig = 1
     try:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGINT), 0, 0, 0)
-    except (OSError, AttributeError):  # no prctl: the runner's own stop still applies
+    except (OSError, AttributeError):  # no prctl: the parent's own stop still applies
         return
-    if os.getppid() != int(want):  # the parent died before prctl took effect
+    want = os.environ.get(PARENT_PID_ENV, "")
+    if want.isdigit() and os.getppid() != int(want):  # the runner died before prctl took effect
         raise SystemExit(f"parent process {want} is gone; not starting")
 
 
-def _ignore_further_signals(name: str) -> None:
-    """Once shutting down, a second Ctrl-C / SIGTERM must not break the shutdown code (issue 12)."""
+class _StopRequest:
+    """Our own SIGINT / SIGTERM / SIGHUP handling for a node process (rclpy's is off).
 
-    def note(signum, _frame):
-        print(f"{name}: {signal.Signals(signum).name} while stopping; finishing the clean stop "
-              "(SIGKILL abandons it)", file=sys.stderr, flush=True)
+    The first signal only sets ``requested``: the spin loop notices within ``STOP_POLL_S`` and the
+    node shuts down in order (``on_shutdown``: close bags, flush replay, save state). Every further
+    signal is reported and ignored, so a terminal's Ctrl-C plus the one ``ros2 launch`` forwards
+    (two SIGINTs), or an impatient second Ctrl-C, cannot break the shutdown code half-way (issue 12).
+    With rclpy's own handlers the second SIGINT found the default disposition and killed the node
+    (exit -2) in ~10 ms windows; and a KeyboardInterrupt could land anywhere in shutdown code.
+    """
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        try:
-            signal.signal(sig, note)
-        except (ValueError, OSError):  # not the main thread
-            pass
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self.name = "node"
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, _frame) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is None:
+            self.requested = name
+            return
+        print(f"{self.name}: {name} while stopping; finishing the clean stop (SIGKILL abandons it)",
+              file=sys.stderr, flush=True)
+
+
+STOP_POLL_S = 0.1  # how often the spin loop looks for a stop request
 
 
 def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM (calls node.on_shutdown() if defined).
+    """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM/SIGHUP (calls node.on_shutdown() if defined).
 
     A node with an ``executor_threads`` attribute > 1 spins in a MultiThreadedExecutor of that size
-    (its callback groups decide what may run concurrently). Further signals during the shutdown
-    are reported and ignored; started by our runner, the node stops when the runner dies.
+    (its callback groups decide what may run concurrently). Signals are handled here, not by rclpy:
+    the first asks for a stop, later ones are reported and ignored (`_StopRequest`). Started by our
+    runner, the node also stops when the runner dies (`die_with_parent`). A node ends itself with
+    ``raise SystemExit(code)`` in a callback or by setting ``exit_code``.
     """
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = _StopRequest()
     die_with_parent()
-    rclpy.init(args=sys.argv if args is None else args)
+    rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
+    executor = None
     code = 0
     try:
         node = node_factory()
+        stop.name = node.get_name()
         threads = int(getattr(node, "executor_threads", 1))
-        if threads > 1:
-            from rclpy.executors import MultiThreadedExecutor
-
-            executor = MultiThreadedExecutor(num_threads=threads)
-            executor.add_node(node)
-            executor.spin()
-        else:
-            rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        while stop.requested is None and rclpy.ok():
+            executor.spin_once(timeout_sec=STOP_POLL_S)
+    except ExternalShutdownException:
         pass
     except SystemExit as exc:
-        code = int(exc.code or 0)
-    except Exception:
-        if rclpy.ok():
-            raise
-        # rclpy's SIGTERM handler shut the context down while spinning (e.g. "failed to initialize
-        # wait set: the given context is not valid"): that is a stop request, not a failure
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int | None):
+            print(exc.code, file=sys.stderr)
     finally:
-        _ignore_further_signals(node.get_name() if node is not None else "node")
+        stop.requested = stop.requested or "exit"  # from here on every signal is only reported
         if node is not None:
             hook = getattr(node, "on_shutdown", None)
             if hook is not None:
@@ -160,7 +178,14 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
                     print(f"{node.get_name()}: error during shutdown: {exc}", file=sys.stderr)
                     code = code or 1
             code = getattr(node, "exit_code", code) or code
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
+        if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        # Interpreter finalisation puts Python-handled signals back to their default (terminate) while
+        # DDS and threads are still being torn down; ignored ones it leaves alone.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
     return code

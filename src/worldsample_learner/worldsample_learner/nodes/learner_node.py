@@ -313,16 +313,13 @@ class LearnerNode(Node):
                 self.get_logger().error(f"cannot resume the agent from {state_file} ({e}); starting afresh")
 
     def _checkpoint(self) -> None:
-        import torch
 
         self.version += 1
         lr = self.learner
         st = lr.ppl.status(lr.agent.updates)
         path = save_policy(lr.agent, self.out / "checkpoints", self.version,
                            {"learner_step": lr.agent.updates, "env_steps": self.env_steps, "mode": self.cfg.mode})
-        tmp = self.out / "agent_state.pt.tmp"
-        torch.save(lr.agent.state_dict(), tmp)
-        tmp.replace(self.out / "agent_state.pt")
+        self._save_agent_state()
         names = ["q_real", "q_synthetic", "synthetic_share", "admission_threshold", "real_success_rate"]
         msg = PolicyCheckpoint(version=path.stem, uri=str(path.resolve()), learner_step=lr.agent.updates,
                                env_steps=self.env_steps, metric_names=names,
@@ -346,9 +343,19 @@ class LearnerNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_status.publish(msg)
 
+    def _save_agent_state(self) -> None:
+        import torch
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / "agent_state.pt.tmp"
+        torch.save(self.learner.agent.state_dict(), tmp)
+        tmp.replace(self.out / "agent_state.pt")
+
     def on_shutdown(self) -> None:
         self._drain()
         self.learner.flush()
+        if self.learner.agent.updates:
+            self._save_agent_state()  # the weights of the last updates too, not only the last checkpoint's
 
 
 def main(args: list[str] | None = None) -> int:

@@ -37,7 +37,6 @@ import threading
 import traceback
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
@@ -60,6 +59,7 @@ def _reliable(depth: int, latched: bool = False) -> QoSProfile:
 class WorldModelNode(Node):
     def __init__(self) -> None:
         super().__init__("world_model")
+        self.executor_threads = 3  # common.run spins a MultiThreadedExecutor of this size
         base = WorldModelServiceConfig()
         p = {f: self.declare_parameter(f, getattr(base, f)).value for f in (
             "run_dir", "demos_dir", "synthetic_dir", "min_new_episodes", "pretrain_steps", "posttrain_steps",
@@ -212,27 +212,9 @@ class WorldModelNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    import sys
+    from worldsample_control.nodes.common import run as run_node
 
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=sys.argv if args is None else args)
-    node = None
-    try:
-        node = WorldModelNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.on_shutdown()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(WorldModelNode, args)  # clean stop on SIGINT/SIGTERM, a second signal cannot break it
 
 
 if __name__ == "__main__":
