@@ -284,6 +284,7 @@ def summarize_policy(results: list[dict[str, Any]], baseline: str = "rl-only") -
             finals = [float(r["final_success_rate"]) for r in runs]
             rcurve = mean_curve([r["return_curve"] for r in runs]) if all("return_curve" in r for r in runs) else []
             per[m] = {"curve": curve, "final": sum(finals) / len(finals), "finals": finals, "return_curve": rcurve,
+                      "seed_curves": [[(int(st), float(v)) for st, v in r["success_curve"]] for r in runs],
                       "final_return": rcurve[-1][1] if rcurve else float("nan"),
                       "seeds": [r["seed"] for r in runs], "env_steps": max(int(r["env_steps"]) for r in runs),
                       "wall_s": sum(float(r.get("wall_s", 0)) for r in runs), "synthetic": _synthetic_stats(runs)}
@@ -359,8 +360,14 @@ def plot_policy(summary: dict[str, Any], path: Path) -> Path:
             for m, d in per.items():
                 pts = d.get(key) or []
                 xs, ys = zip(*pts, strict=True) if pts else ((), ())
-                ax.plot(xs, ys, marker="o", label=m)
-            ax.set(title=f"{task}: {label} (mean of {n} seeds)", xlabel="real environment steps", ylabel=label)
+                line = ax.plot(xs, ys, marker="o", label=m)[0]
+                if row == 0 and len(d.get("seed_curves") or []) > 1 and xs:  # spread over seeds: min..max
+                    by = [dict(c) for c in d["seed_curves"]]
+                    lo = [min(c.get(x, float("nan")) for c in by) for x in xs]
+                    hi = [max(c.get(x, float("nan")) for c in by) for x in xs]
+                    ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+            ax.set(title=f"{task}: {label} (mean of {n} seeds" + (", band: min-max)" if row == 0 else ")"),
+                   xlabel="real environment steps", ylabel=label)
             ax.grid(alpha=0.3)
             ax.legend()
     fig.tight_layout()

@@ -24,6 +24,7 @@ from worldsample_learner.core.config import AgentConfig
 
 DISCOUNT = AgentConfig().discount  # the learner's discount (0.97)
 SEEDS = (0, 1, 2)
+MODES = ("shaped", "sparse")
 
 
 def _ret(rewards) -> float:
@@ -35,16 +36,17 @@ def _hold(a: np.ndarray) -> np.ndarray:
     return np.array([0.0, 0.0, 0.0, a[3]], np.float32)
 
 
-def _expert_actions(env, task: str, seed: int) -> tuple[list[np.ndarray], list[float]]:
+def _expert_actions(env, task: str, seed: int) -> tuple[list[np.ndarray], dict[str, list[float]]]:
     ex = make_expert(task)
     ex.reset()
     obs = env.reset(seed=seed)
-    acts, rews = [], []
+    acts, rews = [], {m: [] for m in MODES}
     for _ in range(env.max_episode_steps):
         a = ex.act(obs, env)
         res = env.step(a)
         acts.append(a)
-        rews.append(res.reward)
+        for m in MODES:
+            rews[m].append(res.info[f"{m}_reward"])
         obs = res.observation
         if res.terminated or res.truncated:
             assert res.success, f"{task} seed {seed}: the expert must succeed for this test"
@@ -52,37 +54,39 @@ def _expert_actions(env, task: str, seed: int) -> tuple[list[np.ndarray], list[f
     return acts, rews
 
 
-def _prefix_then_hold(env, seed: int, acts: list[np.ndarray], k: int) -> tuple[list[float], bool]:
+def _prefix_then_hold(env, seed: int, acts: list[np.ndarray], k: int) -> tuple[dict[str, list[float]], bool]:
+    """Rewards of both modes (the dynamics do not depend on the mode; the env reports both)."""
     env.reset(seed=seed)
-    rews, success = [], False
+    rews, success = {m: [] for m in MODES}, False
     for t in range(env.max_episode_steps):
         res = env.step(acts[t] if t < k else _hold(acts[max(k - 1, 0)]))
-        rews.append(res.reward)
+        for m in MODES:
+            rews[m].append(res.info[f"{m}_reward"])
         if res.terminated or res.truncated:
             success = res.success
             break
     return rews, success
 
 
-@pytest.mark.parametrize("mode", ["shaped", "sparse"])
 @pytest.mark.parametrize("task", TASKS)
-def test_expert_beats_hovering_and_standing_still(task, mode):
-    env = make_env(task, EnvConfig(render=False, reward=mode))
+def test_expert_beats_hovering_and_standing_still(task):
+    env = make_env(task, EnvConfig(render=False))
     for seed in SEEDS:
         acts, rews = _expert_actions(env, task, seed)
-        expert = _ret(rews)
-        assert rews[-1] == SUCCESS_REWARD and all(r < 0 for r in rews[:-1])
         # (a) hover: the expert's path up to one step short of success, then hold still; if the held
         # state slides into success by itself (a peg dropping into the hole), hover one step earlier
         for k in range(len(acts) - 1, 0, -1):
             hover, succeeded = _prefix_then_hold(env, seed, acts, k)
             if not succeeded:
                 break
-        assert not succeeded and len(hover) == env.max_episode_steps
+        assert not succeeded and len(hover["shaped"]) == env.max_episode_steps
         # (b) stand still from the start
         still, _ = _prefix_then_hold(env, seed, acts, 0)
-        assert expert > _ret(hover), f"{task}/{mode} seed {seed}: hovering {_ret(hover):.2f} >= expert {expert:.2f}"
-        assert expert > _ret(still), f"{task}/{mode} seed {seed}: standing still {_ret(still):.2f} >= expert {expert:.2f}"
+        for mode in MODES:  # both reward modes, the learner's discount
+            expert = _ret(rews[mode])
+            assert rews[mode][-1] == SUCCESS_REWARD and all(r < 0 for r in rews[mode][:-1])
+            assert expert > _ret(hover[mode]), f"{task}/{mode} seed {seed}: hovering {_ret(hover[mode]):.2f} >= {expert:.2f}"
+            assert expert > _ret(still[mode]), f"{task}/{mode} seed {seed}: standing still {_ret(still[mode]):.2f} >= {expert:.2f}"
     env.close()
 
 
@@ -93,11 +97,11 @@ def test_finishing_beats_stopping_anywhere_on_the_way(task):
 
     genv = gym.make(envs.env_id(task, "state"))
     sim = genv.unwrapped.sim
-    for seed in SEEDS[:2]:
+    for seed in SEEDS[:1] if task == "sort" else SEEDS[:2]:  # sort's 200-step episodes are the slow ones
         acts, _ = _expert_actions(sim, task, seed)
         n = len(acts)
         returns = {}
-        for k in sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1, n}):
+        for k in sorted({0, n // 3, (2 * n) // 3, n - 1, n}):
             genv.reset(seed=seed)
             sim.reset(seed=seed)  # the same initial state as the expert's run
             rews, done_ok = [], False

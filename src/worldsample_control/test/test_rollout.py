@@ -31,7 +31,7 @@ def test_expert_episode_is_valid(push_env):
     assert ep.proprio.shape == (t + 1, 7) and ep.actions.shape == (t, 4)
     assert np.abs(ep.actions).max() <= 1.0
     assert ep.success and ep.terminated[-1] and not ep.terminated[:-1].any() and not ep.truncated.any()
-    assert ep.successes[-1] and ep.rewards[-1] == 1.0
+    assert ep.successes[-1] and ep.rewards[-1] == 0.0 and (ep.rewards[:-1] < 0).all()  # core.reward
     assert ep.seed == 5 and ep.policy_version == "v1" and ep.task == "push"
     assert np.all(np.diff(ep.stamps_ns) > 0)
     assert ep.states.shape == (t + 1, push_env.state_dim)

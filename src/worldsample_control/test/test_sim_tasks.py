@@ -130,8 +130,10 @@ def test_random_policy_keeps_the_peg_in_hand():
     for seed in range(5):
         env.reset(seed=seed)
         for _ in range(25):
-            res = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
-            assert res.info["clipped_action"][3] == 1.0  # what was executed (and recorded): closed
+            a = rng.uniform(-1, 1, 4).astype(np.float32)
+            res = env.step(a)
+            assert res.info["clipped_action"][3] == a[3]  # recorded as commanded; the hand ignores it
+            assert env.gripper_width() < 0.035  # closed on the 2.8 cm peg
             peg, ee = env.body_pos("peg"), env.ee_pos()
             assert np.linalg.norm(peg[:2] - ee[:2]) < 0.02 and abs(peg[2] - ee[2]) < 0.08, \
                 f"seed {seed}: the peg left the hand (peg {peg}, ee {ee})"

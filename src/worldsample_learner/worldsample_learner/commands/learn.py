@@ -36,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: AgentConfig, 256)")
     parser.add_argument("--bc-weight", type=float, default=None,
                         help="Q-filtered behaviour cloning on demo rows (default: AgentConfig)")
+    parser.add_argument("--bc-q-filter", default=None, choices=("on", "off"),
+                        help="behaviour cloning only where the critic prefers the demo action (default: AgentConfig)")
     parser.add_argument("--n-step", type=int, default=None, help="n-step returns (default: AgentConfig, 3)")
+    parser.add_argument("--target-entropy", type=float, default=None,
+                        help="SAC's entropy target (default: AgentConfig, -action_dim)")
     parser.add_argument("--synthetic-every", type=int, default=1_000, help="env steps between synthetic requests")
     parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=10)
@@ -90,9 +94,12 @@ def run(args: argparse.Namespace) -> int:
         source = StaticSyntheticSource(pool)
     agent = AgentConfig(obs_mode=args.obs, device=args.device, seed=args.seed)
     for flag, field in (("utd", "utd_ratio"), ("hidden", "hidden_dim"), ("critics", "num_critics"),
-                        ("batch_size", "batch_size"), ("bc_weight", "bc_weight"), ("n_step", "n_step")):
+                        ("batch_size", "batch_size"), ("bc_weight", "bc_weight"), ("n_step", "n_step"),
+                        ("target_entropy", "target_entropy")):
         if getattr(args, flag) is not None:
             setattr(agent, field, getattr(args, flag))
+    if args.bc_q_filter is not None:
+        agent.bc_q_filter = args.bc_q_filter == "on"
     cfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=args.mode), env_steps=args.env_steps, seed=args.seed,
                       eval_every=min(args.eval_every, args.env_steps), eval_episodes=args.eval_episodes,
                       synthetic_every=args.synthetic_every,

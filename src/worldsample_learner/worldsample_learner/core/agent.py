@@ -50,7 +50,7 @@ class SACAgent:
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=self.device, requires_grad=True)
-        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -cfg.action_dim / 2.0
+        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -float(cfg.action_dim)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(list(self.critic.parameters()) + list(self.encoder.parameters()),
                                            lr=cfg.critic_lr)
@@ -185,11 +185,11 @@ class SACAgent:
 
     def _bc_loss(self, feat: torch.Tensor, q_pi: torch.Tensor, batch: dict[str, Any],
                  act: torch.Tensor) -> torch.Tensor | None:
-        """Q-filtered behaviour cloning on the batch's demo rows (Nair et al. 2018), or None.
+        """Behaviour cloning on the batch's demo rows, or None.
 
-        ``||mean_action(s) - a_demo||^2`` counts only where the critic values the demo action above
-        the policy's own (so the demos lead while the policy is worse, and stop holding it back once it
-        is better), scaled by ``bc_weight * mean |Q|`` so that it keeps its weight against the Q term
+        ``||mean_action(s) - a_demo||^2``; with ``bc_q_filter`` (Nair et al. 2018) it counts only where
+        the critic values the demo action above the policy's own (the demos lead while the policy is
+        worse and stop holding it back once it is better); scaled by ``bc_weight * mean |Q|`` so that it keeps its weight against the Q term
         whatever the reward scale (the TD3+BC normalisation).
         """
         if self.cfg.bc_weight <= 0:
@@ -199,7 +199,10 @@ class SACAgent:
             return None
         f, a_demo = feat[demo], act[demo]
         with torch.no_grad():
-            keep = (self.critic(f, a_demo).mean(0) > q_pi[demo].detach()).float()
+            if self.cfg.bc_q_filter:
+                keep = (self.critic(f, a_demo).mean(0) > q_pi[demo].detach()).float()
+            else:
+                keep = torch.ones(len(a_demo), device=self.device)
         mse = ((self.actor.mean_action(f) - a_demo) ** 2).sum(-1)
         scale = q_pi.detach().abs().mean().clamp_min(1.0)
         return self.cfg.bc_weight * scale * (keep * mse).sum() / max(1, len(mse)) * (len(mse) / len(feat))

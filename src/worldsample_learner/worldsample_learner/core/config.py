@@ -55,13 +55,17 @@ class AgentConfig:
     critic_lr: float = 3e-4
     alpha_lr: float = 3e-4
     init_alpha: float = 0.1
-    target_entropy: float | None = None  # None: -action_dim / 2
+    # None: -action_dim (SAC's default). -action_dim / 2 kept the policy so wide that its mean
+    # action settled at ~0 short of the goal (push: 0.6 success exploring, 0.1 deterministic at 10k)
+    target_entropy: float | None = None
     batch_size: int = 256
     utd_ratio: int = 2  # critic updates per environment step
     augment_pad: int = 4  # random-shift padding [px] (pixels)
     demo_fraction: float = 0.5  # of the non-synthetic part of a batch (symmetric sampling)
-    # Q-filtered behaviour cloning on demo rows in the actor loss (0 = off, pure RLPD-style SAC)
+    # behaviour cloning on demo rows in the actor loss (0 = off, pure RLPD-style SAC), scaled by
+    # mean |Q| (TD3+BC); with ``bc_q_filter`` only where the critic rates the demo action higher
     bc_weight: float = 0.0
+    bc_q_filter: bool = True
     device: str = "auto"  # "auto" = cuda if available else cpu
     seed: int = 0
 

@@ -366,8 +366,9 @@ class FrankaTaskEnv:
         if not np.isfinite(a).all():
             raise ValueError(f"action must be finite, got {a.tolist()}")
         a = np.clip(a, -1.0, 1.0)
-        if self._task.gripper_held_closed:
-            a[3] = 1.0  # what is executed (and recorded): the hand stays closed
+        # A task that holds the hand closed ignores a[3]; it stays in the recorded action as commanded.
+        # (Recording a constant 1.0 instead left the critic without data on any other value, and the
+        # bootstrapped targets then queried it where it only extrapolates: peg RL-only stuck at 0.1.)
         ee = self.ee_pos()
         lead = self.cfg.max_target_lead
         target = np.clip(self._target_pos + a[:3] * self.cfg.action_scale, ee - lead, ee + lead)
