@@ -1,7 +1,8 @@
 """Check that this machine can run WorldSample, and say how to fix what is missing.
 
 Checks: Python version, rclpy with Fast DDS (a real publish/subscribe round trip),
-the colcon-built worldsample_msgs, MuJoCo headless rendering, PyTorch, rosbag2 I/O, and
+the colcon-built worldsample_msgs, MuJoCo headless rendering, PyTorch, rosbag2 I/O, whether
+`ros2 launch` is available (optional: `worldsample loop` runs the same graph without it) and
 free disk space. Exit code 0 when everything needed passed, 1 otherwise.
 """
 
@@ -116,6 +117,24 @@ def check_bags() -> CheckResult:
     return CheckResult("rosbag2 I/O", True, f"rosbags typestore with {len(names)} worldsample_msgs types")
 
 
+def check_ros2_launch() -> CheckResult:
+    """`ros2 launch` (ros2cli + launch + launch_ros): optional, `worldsample loop` does not need it."""
+    missing = []
+    for mod in ("ros2cli", "launch", "launch_ros", "composition_interfaces"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    exe = shutil.which("ros2")
+    if missing or exe is None:
+        what = ", ".join(missing + ([] if exe else ["the `ros2` command"]))
+        return CheckResult("ros2 launch", False, f"not available (missing {what}); `worldsample loop` works without it",
+                           "WORLDSAMPLE_ROS2_UPSTREAM=/path/to/ros2-upstream bash scripts/setup.sh (their upstream "
+                           "sources; CI uses ../shared/ros2-upstream), or source a full ROS 2 install",
+                           required=False)
+    return CheckResult("ros2 launch", True, f"{exe} with launch, launch_ros", required=False)
+
+
 def check_disk(path: Path, min_gb: float = 5.0) -> CheckResult:
     path = path if path.exists() else Path.cwd()
     free_gb = shutil.disk_usage(path).free / 1e9
@@ -123,7 +142,8 @@ def check_disk(path: Path, min_gb: float = 5.0) -> CheckResult:
                        f"free at least {min_gb:.0f} GB: every episode is a rosbag2 and every model version is kept")
 
 
-CHECKS: list[Callable[[], CheckResult]] = [check_python, check_ros_dds, check_msgs, check_mujoco, check_torch, check_bags]
+CHECKS: list[Callable[[], CheckResult]] = [check_python, check_ros_dds, check_msgs, check_mujoco, check_torch, check_bags,
+                                           check_ros2_launch]
 
 
 def run_checks(run_dir: Path) -> list[CheckResult]:
@@ -145,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_checks(args.run_dir)
     width = max(len(r.name) for r in results)
     for r in results:
-        mark = "ok  " if r.ok else "FAIL"
+        mark = "ok  " if r.ok else ("FAIL" if r.required else "warn")
         print(f"[{mark}] {r.name:<{width}}  {r.detail}")
         if not r.ok and r.fix:
             print(f"       {'':<{width}}  fix: {r.fix}")

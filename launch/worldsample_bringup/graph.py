@@ -37,6 +37,11 @@ class NodeSpec:
     remappings: list[tuple[str, str]] = field(default_factory=list)
     namespace: str = ""
     module: str | None = None  # python module with main(); defaults to MODULES[executable]
+    # stop grace periods, the same under `ros2 launch` (sigterm_timeout / sigkill_timeout of the launch
+    # action) and `worldsample loop`: SIGINT, then SIGTERM after the first, SIGKILL after the second.
+    # launch's defaults; every node here stops within them (launch/test/test_ros2_launch.py)
+    sigterm_timeout_s: float = 5.0
+    sigkill_timeout_s: float = 10.0
 
     def python_module(self) -> str:
         mod = self.module or MODULES.get(self.executable)

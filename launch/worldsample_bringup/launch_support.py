@@ -25,7 +25,8 @@ def to_launch_node(spec: NodeSpec) -> Any:
     from launch_ros.actions import Node
 
     return Node(package=spec.package, executable=spec.executable, name=spec.name, namespace=spec.namespace or None,
-                parameters=[dict(spec.parameters)], remappings=list(spec.remappings), output="screen")
+                parameters=[dict(spec.parameters)], remappings=list(spec.remappings), output="screen",
+                sigterm_timeout=str(spec.sigterm_timeout_s), sigkill_timeout=str(spec.sigkill_timeout_s))
 
 
 def graph_launch_description(kind: str) -> Any:

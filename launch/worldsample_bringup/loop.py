@@ -189,6 +189,9 @@ def _node_env() -> dict[str, str]:
     return env
 
 
+FINISH_WM_S = 120.0  # after the last episode, how long a running world-model post-training may take to finish
+
+
 def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -222,6 +225,15 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
             code = 1
         elif actor.returncode is None:
             print(f"worldsample loop: --timeout {timeout:.0f} s reached; stopping (resume with --resume)")
+        else:  # all episodes done: let a world-model post-training in progress finish (bounded)
+            end = time.monotonic() + FINISH_WM_S
+            executor.spin_once(timeout_sec=0.5)
+            if monitor.progress.wm_training:
+                print(f"loop: all episodes recorded; waiting up to {FINISH_WM_S:.0f} s for the world model's "
+                      "post-training to finish (Ctrl-C stops now, its train state is kept)", flush=True)
+            while monitor.progress.wm_training and time.monotonic() < end:
+                graph.check(allow_exit=("actor",))
+                executor.spin_once(timeout_sec=0.2)
         # let the last recorded episode and status messages arrive
         end = time.monotonic() + 2.0
         while time.monotonic() < end:

@@ -2,9 +2,10 @@
 
 Each node runs as ``python -m <module> --ros-args -r __node:=<name> -p k:=v -r a:=b`` (or
 its console script when ``use_console_scripts``), with stdout/stderr going to
-``<log_dir>/<name>.log``. `stop()` sends SIGINT to every node (rclpy's shutdown path: a
-recorder closes its bag), then SIGTERM after ``sigint_timeout_s``, then SIGKILL after
-``sigterm_timeout_s``; signals that reach the runner while it stops the graph are reported and
+``<log_dir>/<name>.log``. `stop()` sends SIGINT to every node (the clean shutdown path: a
+recorder closes its bag), then SIGTERM and SIGKILL after the nodes' grace periods
+(`NodeSpec.sigterm_timeout_s` / ``sigkill_timeout_s``, launch's 5 s / 10 s, the same values the
+launch files give `ros2 launch`); signals that reach the runner while it stops the graph are reported and
 ignored, so a second Ctrl-C cannot leave nodes behind.
 
 No orphans: inside `stop_signals()` SIGTERM and SIGHUP (what ``timeout``, systemd, ``docker stop``
@@ -141,8 +142,8 @@ class RunningNode:
 class ProcessGraph:
     def __init__(self, specs: list[NodeSpec], env: Mapping[str, str] | None = None,
                  log_dir: str | Path | None = None, python: str = sys.executable,
-                 use_console_scripts: bool = False, sigint_timeout_s: float = 10.0,
-                 sigterm_timeout_s: float = 5.0, pid_file: str | Path | None = None) -> None:
+                 use_console_scripts: bool = False, sigint_timeout_s: float | None = None,
+                 sigterm_timeout_s: float | None = None, pid_file: str | Path | None = None) -> None:
         names = [s.name for s in specs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -154,6 +155,7 @@ class ProcessGraph:
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.python = python
         self.use_console_scripts = use_console_scripts
+        # None: each node's own grace periods (NodeSpec, as `ros2 launch` applies them)
         self.sigint_timeout_s = sigint_timeout_s
         self.sigterm_timeout_s = sigterm_timeout_s
         self.nodes: dict[str, RunningNode] = {}
@@ -267,8 +269,12 @@ class ProcessGraph:
 
     def _stop(self, names: list[str] | None) -> dict[str, int]:
         targets = [n for n in reversed(list(self.nodes)) if names is None or n in names]
-        for sig, timeout in ((signal.SIGINT, self.sigint_timeout_s), (signal.SIGTERM, self.sigterm_timeout_s),
-                             (signal.SIGKILL, 5.0)):
+        specs = [self.nodes[n].spec for n in targets]
+        grace_int = self.sigint_timeout_s if self.sigint_timeout_s is not None else max(
+            (s.sigterm_timeout_s for s in specs), default=5.0)
+        grace_term = self.sigterm_timeout_s if self.sigterm_timeout_s is not None else max(
+            (s.sigkill_timeout_s for s in specs), default=10.0)
+        for sig, timeout in ((signal.SIGINT, grace_int), (signal.SIGTERM, grace_term), (signal.SIGKILL, 5.0)):
             alive = [n for n in targets if self.nodes[n].returncode is None]
             if not alive:
                 break
