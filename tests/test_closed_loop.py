@@ -42,17 +42,19 @@ def test_tiny_loop_stops_on_ctrl_c_and_resumes(tmp_path):
     log1 = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(_loop_cmd(out, *args), env=env, stdout=log1, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
-    while _count_bags(out / "bags") < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
+    # stop early: the learner now starts training (and checkpointing) sooner, so 6 short episodes can
+    # finish within seconds; Ctrl-C after the first recorded bag leaves the rest to --resume
+    while _count_bags(out / "bags") < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-    assert _count_bags(out / "bags") >= 3, "no 3 recorded episodes within 240 s\n" + (tmp_path / "first.log").read_text()[-3000:]
+    assert _count_bags(out / "bags") >= 1, "no recorded episode within 240 s\n" + (tmp_path / "first.log").read_text()[-3000:]
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
     assert proc.wait(timeout=60) == 130, (tmp_path / "first.log").read_text()[-3000:]
     log1.close()
     first = (tmp_path / "first.log").read_text()
     assert "--resume" in first
     recorded = _count_bags(out / "bags")
-    assert 3 <= recorded < 6
+    assert 1 <= recorded < 6
     # every episode recorded so far is a readable bag; only a bag cut between an episode's START and its
     # first step may hold no transition (it is then not counted as an episode)
     empty = [bag for bag in sorted((out / "bags").iterdir()) if not holds_transitions(bag)]

@@ -171,6 +171,13 @@ class ProcessGraph:
         return [self.python, "-u", "-m", spec.python_module(), *spec.ros_args()]
 
     def start(self) -> ProcessGraph:
+        # A process started in the background by a shell has SIGINT ignored, and its children would
+        # inherit that: then the SIGINT of `stop()` (the clean path) would not reach a plain Python
+        # child. A handled signal is reset to the default across exec, an ignored one is not.
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         if self.pid_file is not None:
             live = live_graph(self.pid_file)
             if live:

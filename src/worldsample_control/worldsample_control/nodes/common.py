@@ -135,6 +135,29 @@ class _StopRequest:
 STOP_POLL_S = 0.1  # how often the spin loop looks for a stop request
 
 
+def _detach_dead_stdio() -> None:
+    """Point stdout/stderr at /dev/null when nobody reads them any more (the launch process that
+    captured them died, e.g. on SIGTERM): a write would raise BrokenPipeError in the middle of the
+    shutdown code that closes bags and saves state."""
+    import select
+
+    poller = select.poll()
+    for fd in (1, 2):
+        try:
+            poller.register(fd, select.POLLOUT)
+        except (OSError, ValueError):
+            continue
+    try:
+        events = poller.poll(0)
+    except OSError:
+        return
+    for fd, ev in events:
+        if ev & (select.POLLERR | select.POLLHUP):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+
+
 def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM/SIGHUP (calls node.on_shutdown() if defined).
 
@@ -169,6 +192,7 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
             print(exc.code, file=sys.stderr)
     finally:
         stop.requested = stop.requested or "exit"  # from here on every signal is only reported
+        _detach_dead_stdio()
         if node is not None:
             hook = getattr(node, "on_shutdown", None)
             if hook is not None:
