@@ -208,52 +208,50 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
     t0 = time.monotonic()
     code = 0
-    signals = stop_signals()  # SIGTERM / SIGHUP stop the graph like Ctrl-C
-    signals.__enter__()
-    try:
-        graph.start()
-        actor = graph.nodes["actor"]
+    with stop_signals():  # SIGTERM / SIGHUP stop the graph like Ctrl-C (restored after the stop)
+        try:
+            graph.start()
+            actor = graph.nodes["actor"]
 
-        def finished() -> bool:
-            executor.spin_once(timeout_sec=0.1)
-            return actor.returncode is not None or (timeout > 0 and time.monotonic() - t0 > timeout)
+            def finished() -> bool:
+                executor.spin_once(timeout_sec=0.1)
+                return actor.returncode is not None or (timeout > 0 and time.monotonic() - t0 > timeout)
 
-        graph.wait(finished, allow_exit=("actor",))
-        if actor.returncode not in (None, 0):
-            print(f"worldsample loop: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
-                  file=sys.stderr)
+            graph.wait(finished, allow_exit=("actor",))
+            if actor.returncode not in (None, 0):
+                print(f"worldsample loop: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
+                      file=sys.stderr)
+                code = 1
+            elif actor.returncode is None:
+                print(f"worldsample loop: --timeout {timeout:.0f} s reached; stopping (resume with --resume)")
+            else:  # all episodes done: let a world-model post-training in progress finish (bounded)
+                end = time.monotonic() + FINISH_WM_S
+                executor.spin_once(timeout_sec=0.5)
+                if monitor.progress.wm_training:
+                    print(f"loop: all episodes recorded; waiting up to {FINISH_WM_S:.0f} s for the world model's "
+                          "post-training to finish (Ctrl-C stops now, its train state is kept)", flush=True)
+                while monitor.progress.wm_training and time.monotonic() < end:
+                    graph.check(allow_exit=("actor",))
+                    executor.spin_once(timeout_sec=0.2)
+            # let the last recorded episode and status messages arrive
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.1)
+        except (NodeFailed, GraphAlreadyRunning) as exc:
+            print(f"worldsample loop: {exc}", file=sys.stderr)
             code = 1
-        elif actor.returncode is None:
-            print(f"worldsample loop: --timeout {timeout:.0f} s reached; stopping (resume with --resume)")
-        else:  # all episodes done: let a world-model post-training in progress finish (bounded)
-            end = time.monotonic() + FINISH_WM_S
-            executor.spin_once(timeout_sec=0.5)
-            if monitor.progress.wm_training:
-                print(f"loop: all episodes recorded; waiting up to {FINISH_WM_S:.0f} s for the world model's "
-                      "post-training to finish (Ctrl-C stops now, its train state is kept)", flush=True)
-            while monitor.progress.wm_training and time.monotonic() < end:
-                graph.check(allow_exit=("actor",))
-                executor.spin_once(timeout_sec=0.2)
-        # let the last recorded episode and status messages arrive
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.1)
-    except (NodeFailed, GraphAlreadyRunning) as exc:
-        print(f"worldsample loop: {exc}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt as exc:
-        print(f"\nworldsample loop: interrupted ({exc or 'SIGINT'}); stopping the nodes (the recorder closes its "
-              "bag first)...", file=sys.stderr, flush=True)
-        code = exit_code_of(exc)
-    finally:
-        codes = graph.stop()
-        signals.__exit__(None, None, None)
-        for _ in range(10):  # recorded-episode events sent while stopping
-            executor.spin_once(timeout_sec=0.05)
-        monitor.close()
-        executor.shutdown()
-        monitor.destroy_node()
-        rclpy.try_shutdown()
+        except KeyboardInterrupt as exc:
+            print(f"\nworldsample loop: interrupted ({exc or 'SIGINT'}); stopping the nodes (the recorder closes its "
+                  "bag first)...", file=sys.stderr, flush=True)
+            code = exit_code_of(exc)
+        finally:
+            codes = graph.stop()
+            for _ in range(10):  # recorded-episode events sent while stopping
+                executor.spin_once(timeout_sec=0.05)
+            monitor.close()
+            executor.shutdown()
+            monitor.destroy_node()
+            rclpy.try_shutdown()
     bad = {n: c for n, c in codes.items() if c not in (0, None) and n != "actor" and code == 0}
     if bad:
         print(f"worldsample loop: node(s) did not stop cleanly: {bad}; logs in {out / 'logs'}", file=sys.stderr)

@@ -34,8 +34,6 @@ from pathlib import Path
 
 from .graph import NodeSpec
 
-PARENT_PID_ENV = "WORLDSAMPLE_PARENT_PID"  # read by worldsample_control.nodes.common.die_with_parent
-
 
 class NodeFailed(RuntimeError):
     """A node exited while the graph was supposed to be running."""
@@ -96,7 +94,7 @@ def _signals_ignored(what: str) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Running (a zombie left by a killed parent counts as gone)."""
     try:
         os.kill(pid, 0)
@@ -118,7 +116,7 @@ def live_graph(pid_file: Path) -> dict[str, int]:
         return {}
     out = {}
     for name, pid in listed.items():
-        if isinstance(pid, int) and _alive(pid):
+        if isinstance(pid, int) and pid_alive(pid):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
@@ -149,6 +147,8 @@ class ProcessGraph:
         if dup:
             raise ValueError(f"node names must be unique, duplicated: {sorted(dup)}")
         self.specs = list(specs)
+        from worldsample_control.nodes.common import PARENT_PID_ENV  # what die_with_parent reads
+
         self.env = dict(os.environ if env is None else env)
         self.env[PARENT_PID_ENV] = str(os.getpid())
         self.pid_file = None if pid_file is None else Path(pid_file)

@@ -15,22 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from worldsample_bringup.process_runner import live_graph, pid_alive
 from worldsample_control.core import bag_io
 from worldsample_control.testing import test_domain_id
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purpose (its parent, the killed runner, cannot reap it)
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def _start(out: Path, offset: int) -> tuple[subprocess.Popen, dict[str, int]]:
@@ -69,11 +58,11 @@ def _bags_complete(out: Path) -> None:
 def _wait_gone(pids: dict[str, int], timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        left = {n: p for n, p in pids.items() if _alive(p)}
+        left = {n: p for n, p in pids.items() if pid_alive(p)}
         if not left:
             return {}
         time.sleep(0.2)
-    return {n: p for n, p in pids.items() if _alive(p)}
+    return {n: p for n, p in pids.items() if pid_alive(p)}
 
 
 def test_sigterm_stops_the_whole_graph_cleanly(tmp_path):
@@ -102,6 +91,4 @@ def test_kill_9_of_the_runner_leaves_no_node_and_no_open_bag(tmp_path):
     assert left == {}, f"nodes still running after the runner was killed: {left}"
     _bags_complete(out)
     # a new graph for this run starts (nothing stale is alive); its pid-file check is what refuses otherwise
-    from worldsample_bringup.process_runner import live_graph
-
     assert live_graph(out / "logs" / "graph.pids.json") == {}

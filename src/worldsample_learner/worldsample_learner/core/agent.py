@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from worldsample_control.core.episode import Source
 
 from .config import AgentConfig
 from .networks import Actor, CriticEnsemble, ObsEncoder
@@ -194,7 +195,7 @@ class SACAgent:
         """
         if self.cfg.bc_weight <= 0:
             return None
-        demo = torch.as_tensor(np.asarray(batch["source"]) == 2, device=self.device)
+        demo = torch.as_tensor(np.asarray(batch["source"]) == int(Source.DEMO), device=self.device)
         if not bool(demo.any()):
             return None
         f, a_demo = feat[demo], act[demo]
@@ -205,7 +206,7 @@ class SACAgent:
                 keep = torch.ones(len(a_demo), device=self.device)
         mse = ((self.actor.mean_action(f) - a_demo) ** 2).sum(-1)
         scale = q_pi.detach().abs().mean().clamp_min(1.0)
-        return self.cfg.bc_weight * scale * (keep * mse).sum() / max(1, len(mse)) * (len(mse) / len(feat))
+        return self.cfg.bc_weight * scale * (keep * mse).sum() / len(feat)  # mean over the whole batch
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

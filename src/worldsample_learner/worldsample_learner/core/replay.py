@@ -326,14 +326,16 @@ class ReplayStore:
             log.info("replay %s: reloaded %d transitions from %d chunks", self.name, len(self), len(chunks))
 
     # ------------------------------------------------------------------ reading
-    def sample(self, n: int, rng: np.random.Generator, n_step: int = 1, discount: float = 0.99) -> dict[str, Any]:
+    def sample(self, n: int, rng: np.random.Generator, n_step: int = 1,
+               discount: float | None = None) -> dict[str, Any]:
         if self._size == 0:
             raise ValueError(f"ReplayStore {self.name!r} is empty; cannot sample {n}")
         return self.gather(rng.integers(0, self._size, size=n), n_step, discount)
 
-    def gather(self, idx: np.ndarray, n_step: int = 1, discount: float = 0.99) -> dict[str, Any]:
-        """Batch dict: obs / next_obs ({images, proprio, state}), action, reward, terminated, ..., and
-        ``discount`` (B,): the factor of the bootstrapped value in the critic target.
+    def gather(self, idx: np.ndarray, n_step: int = 1, discount: float | None = None) -> dict[str, Any]:
+        """Batch dict: obs / next_obs ({images, proprio, state}), action, reward, terminated, ..., and,
+        when ``discount`` is given, ``discount`` (B,): the factor of the bootstrapped value in the critic
+        target (without it the agent uses its own ``discount * (1 - terminated)``).
 
         ``n_step > 1``: n-step returns. Transitions of one episode sit in consecutive slots (episodes
         are added whole, per-step messages arrive in order), so for each sampled transition the next
@@ -344,7 +346,10 @@ class ReplayStore:
         """
         idx = np.asarray(idx)
         d = {k: v[idx] for k, v in self._data.items()}
-        d["discount"] = (discount * (1.0 - d["terminated"].astype(np.float32))).astype(np.float32)
+        if n_step > 1 and discount is None:
+            raise ValueError(f"ReplayStore {self.name!r}: n-step sampling (n_step={n_step}) needs the discount")
+        if discount is not None:
+            d["discount"] = (discount * (1.0 - d["terminated"].astype(np.float32))).astype(np.float32)
         if n_step > 1:
             reward = d["reward"].astype(np.float64).copy()
             last = idx.copy()
