@@ -110,9 +110,14 @@ def test_core_grace_timeout_and_shutdown_close_bags(tmp_path):
                          _ser(bag_io.image_msg(ep.images["front"][0], 10), "sensor_msgs/msg/Image"), 10)
     rec.start_episode("b", "/episodes", info_t, _ser(bag_io.episode_info_msg(ep, 0, 1), info_t), 1)
     (closed,) = rec.close_all()
-    topics = [t for t, _, _, _ in bag_io.read_bag_messages(closed.bag_uri)]
-    assert topics == ["/episodes", "/cameras/front/image_raw"]
+    msgs_b = list(bag_io.read_bag_messages(closed.bag_uri))
+    # the episode cut by the stop ends with an END the recorder wrote, saying so
+    assert [t for t, _, _, _ in msgs_b] == ["/episodes", "/cameras/front/image_raw", "/episodes"]
+    cut_end = msgs_b[-1][3]
+    assert cut_end.event == EpisodeInfo.EVENT_END and cut_end.reason == "cut: shutdown" and cut_end.length == 0
     assert closed.reason == "shutdown" and (Path(closed.bag_uri) / "metadata.yaml").exists()
+    assert closed.status == "cut: shutdown" and bag_io.bag_status(closed.bag_uri) == "cut: shutdown"
+    assert bag_io.bag_status(done.bag_uri) == "cut: grace_timeout (1/3 transitions)"
     with pytest.raises(FileExistsError, match="already exists"):
         rec.start_episode("b", "/episodes", info_t, b"", 1)
 
@@ -211,8 +216,16 @@ def test_recorder_node_stop_and_recovery(tmp_path, stop):
             assert (bag / "metadata.yaml").exists() and not wal.exists()
         msgs = list(bag_io.read_bag_messages(bag))
         kinds = [t for _, t, _, _ in msgs]
-        assert kinds.count(bag_io.TRANSITION_TYPE) == 3 and kinds.count(bag_io.EPISODE_INFO_TYPE) == 1
+        # a clean stop writes the cut episode's END (reason "cut: shutdown"); a killed recorder cannot
+        assert kinds.count(bag_io.TRANSITION_TYPE) == 3
+        assert kinds.count(bag_io.EPISODE_INFO_TYPE) == (1 if stop == "sigkill" else 2)
         (ep,) = bag_io.read_bag_episodes(bag)
+        if stop == "sigkill":
+            assert ep.extras["reason"] == "cut: no END event"
+            assert bag_io.bag_status(bag).startswith("recovered: recovered 4 messages from the write-ahead log "
+                                                     "(recorder killed)")
+        else:
+            assert ep.extras["reason"] == "cut: shutdown" and bag_io.bag_status(bag) == "cut: shutdown"
         np.testing.assert_allclose(ep.actions, np.array([m.action for m in sent]), rtol=0, atol=0)
         np.testing.assert_array_equal(ep.rewards, [0.0, 1.0, 2.0])
     finally:

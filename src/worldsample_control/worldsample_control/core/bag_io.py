@@ -12,16 +12,28 @@ Topics of an episode bag (names in `TOPIC_*`):
 - ``/episodes``: `EpisodeInfo` at the start and the end of each episode
 
 Crash safety: `EpisodeBagWriter` appends every message to a write-ahead log (``recording.wal``
-in the bag directory, flushed per message) besides the MCAP writer. A normal close writes
-the MCAP file and metadata.yaml, then deletes the log. If the process dies (even SIGKILL),
-`recover_bag` rebuilds a readable bag from the log, up to its last complete message.
+in the bag directory, flushed per message, fsynced every ``fsync_period_s`` and on `sync()`,
+which the recorder calls at each episode's END) besides the MCAP writer. A normal close writes
+the MCAP file and metadata.yaml, fsyncs them, then deletes the log. If the process dies (even
+SIGKILL), `recover_bag` rebuilds a readable bag from the log, up to its last complete message.
+A write that fails for lack of space (ENOSPC, EDQUOT, EFBIG) is noted in ``recording.status``, a
+file allocated when the bag opens and rewritten in place, so `bag_status` can say "disk full"
+rather than "killed". A ``.mcap`` cut short (copied half-way, disk full at close) is reported as
+truncated, and `recover_bag` salvages its complete records.
+
+What a bag is, in its metadata.yaml ``custom_data`` (`bag_status` reads it):
+``worldsample.status`` = ``complete`` | ``cut: <reason>`` (shutdown, restarted, grace_timeout:
+fewer transitions than the END announced) | ``recovered: <detail>``, plus
+``worldsample.transitions`` / ``worldsample.expected`` and ``worldsample.run_id``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +54,10 @@ EPISODE_INFO_TYPE = "worldsample_msgs/msg/EpisodeInfo"
 DEFAULT_BAG_VERSION = 8
 WAL_NAME = "recording.wal"
 WAL_MAGIC = b"WSWAL001"
+STATUS_NAME = "recording.status"
+STATUS_SIZE = 512  # allocated when a bag opens, rewritten in place (works on a full disk)
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 DEFAULT_PERIOD_NS = 100_000_000  # 10 Hz, for stamps of episodes that carry none
 
 
@@ -155,6 +171,7 @@ def transition_msgs(episode: Episode, t0_ns: int | None = None) -> Iterator[tupl
             trust=float(episode.trust[t]),
             world_model_version=episode.world_model_version,
             policy_version=episode.policy_version,
+            run_id=episode.extras.get("run_id", ""),
         )
 
 
@@ -165,7 +182,8 @@ def episode_info_msg(episode: Episode, event: int, ns: int, bag_uri: str = ""):
         header=header(ns), event=event, episode_id=episode.episode_id, source=int(episode.source),
         task=episode.task, bag_uri=bag_uri, length=episode.length if end else 0,
         episode_return=episode.episode_return if end else 0.0, success=episode.success if end else False,
-        policy_version=episode.policy_version, seed=int(episode.seed),
+        policy_version=episode.policy_version, seed=int(episode.seed), run_id=episode.extras.get("run_id", ""),
+        reason=episode.extras.get("reason", "") if end else "",
     )
 
 
@@ -191,7 +209,8 @@ class EpisodeBagWriter:
     so a killed process loses nothing complete (see `recover_bag`).
     """
 
-    def __init__(self, bag_dir: Path | str, version: int = DEFAULT_BAG_VERSION, durable: bool = True) -> None:
+    def __init__(self, bag_dir: Path | str, version: int = DEFAULT_BAG_VERSION, durable: bool = True,
+                 fsync_period_s: float = 1.0) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.bag_dir = Path(bag_dir)
@@ -202,12 +221,51 @@ class EpisodeBagWriter:
         self._writer.open()
         self._connections: dict[tuple[str, str], Any] = {}
         self._wal = (self.bag_dir / WAL_NAME).open("wb") if durable else None
+        self._status = None
+        self.fsync_period_s = fsync_period_s
+        self._last_sync = time.monotonic()
+        self.syncs = 0
+        self.error: str | None = None  # first write error (e.g. disk full); later writes are refused
         if self._wal is not None:
             self._wal.write(WAL_MAGIC)
             self._wal.flush()
+            self._status = (self.bag_dir / STATUS_NAME).open("wb")
+            self._set_status("recording")
+            self.sync()
         self._wal_ids: dict[tuple[str, str], int] = {}
         self.count = 0
         self.closed = False
+
+    def set_custom_data(self, key: str, value: str) -> None:
+        """A ``custom_data`` entry of metadata.yaml (written at close)."""
+        self._writer.set_custom_data(key, str(value))
+
+    def _set_status(self, text: str) -> None:
+        """Rewrite ``recording.status`` in place (same size: needs no new disk blocks)."""
+        if self._status is None:
+            return
+        data = text.encode()[:STATUS_SIZE - 1].ljust(STATUS_SIZE - 1) + b"\n"
+        try:
+            self._status.seek(0)
+            self._status.write(data)
+            self._status.flush()
+            os.fsync(self._status.fileno())
+        except OSError as exc:
+            LOG.error("%s: cannot update %s: %s", self.bag_dir, STATUS_NAME, exc)
+
+    def sync(self) -> None:
+        """Flush and fsync the write-ahead log: what was written survives a power cut."""
+        if self._wal is not None and not self._wal.closed:
+            self._wal.flush()
+            os.fsync(self._wal.fileno())
+            self._last_sync = time.monotonic()
+            self.syncs += 1
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            full = exc.errno in DISK_FULL_ERRNOS
+            self.error = f"{'disk full' if full else 'write error'}: {exc}"
+            self._set_status(f"stopped: {self.error}")
 
     def __enter__(self) -> EpisodeBagWriter:
         return self
@@ -225,14 +283,22 @@ class EpisodeBagWriter:
             conn = self._writer.add_connection(topic, msgtype, typestore=typestore())
             self._connections[key] = conn
         data = msg if isinstance(msg, bytes | bytearray | memoryview) else typestore().serialize_cdr(msg, msgtype)
-        if self._wal is not None:
-            wid = self._wal_ids.get(key)
-            if wid is None:
-                wid = self._wal_ids[key] = len(self._wal_ids)
-                _wal_record(self._wal, b"C", struct.pack("<I", wid) + _pack_str(topic) + _pack_str(msgtype))
-            _wal_record(self._wal, b"M", struct.pack("<Iq", wid, stamp_ns) + bytes(data))
-            self._wal.flush()
-        self._writer.write(conn, int(stamp_ns), data)
+        if self.error is not None:
+            raise BagError(f"{self.bag_dir}: not written ({self.error})")
+        try:
+            if self._wal is not None:
+                wid = self._wal_ids.get(key)
+                if wid is None:
+                    wid = self._wal_ids[key] = len(self._wal_ids)
+                    _wal_record(self._wal, b"C", struct.pack("<I", wid) + _pack_str(topic) + _pack_str(msgtype))
+                _wal_record(self._wal, b"M", struct.pack("<Iq", wid, stamp_ns) + bytes(data))
+                self._wal.flush()
+                if time.monotonic() - self._last_sync >= self.fsync_period_s:
+                    self.sync()
+            self._writer.write(conn, int(stamp_ns), data)
+        except OSError as exc:
+            self._fail(exc)
+            raise BagError(f"{self.bag_dir}: {self.error}") from exc
         self.count += 1
 
     def write_episode(self, episode: Episode, t0_ns: int | None = None, bag_uri: str = "") -> None:
@@ -248,13 +314,45 @@ class EpisodeBagWriter:
                    int(stamps[-1]))
 
     def close(self) -> Path:
-        if not self.closed:
+        """Write the MCAP file and metadata.yaml, fsync them, then drop the write-ahead log.
+
+        After a write error the log is kept (the bag is left for `recover_bag`) and BagError raised.
+        """
+        if self.closed:
+            return self.bag_dir
+        self.closed = True
+        if self.error is not None:
+            self._close_logs(keep=True)
+            raise BagError(f"{self.bag_dir}: left for `worldsample bags recover` ({self.error})")
+        try:
             self._writer.close()
-            self.closed = True
             if self._wal is not None:
-                self._wal.close()
-                (self.bag_dir / WAL_NAME).unlink()
+                for f in (*self.bag_dir.glob("*.mcap"), self.bag_dir / "metadata.yaml"):
+                    fd = os.open(f, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+        except OSError as exc:
+            self._fail(exc)
+            self._close_logs(keep=True)
+            raise BagError(f"{self.bag_dir}: cannot close the bag ({self.error}); left for "
+                           "`worldsample bags recover`") from exc
+        self._close_logs(keep=False)
         return self.bag_dir
+
+    def _close_logs(self, keep: bool) -> None:
+        for f in (self._wal, self._status):
+            if f is not None and not f.closed:
+                try:
+                    if keep and f is self._wal:
+                        self.sync()
+                    f.close()
+                except OSError as exc:
+                    LOG.error("%s: %s", self.bag_dir, exc)
+        if not keep and self._wal is not None:
+            (self.bag_dir / WAL_NAME).unlink()
+            (self.bag_dir / STATUS_NAME).unlink(missing_ok=True)
 
 
 def write_episode_bag(episode: Episode, bag_dir: Path | str, version: int = DEFAULT_BAG_VERSION) -> Path:
@@ -286,6 +384,8 @@ def _wal_record(f, kind: bytes, payload: bytes) -> None:
 def _read_wal(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
     """(topic, msgtype, stamp_ns, cdr) of every complete record; stops at a torn tail."""
     data = path.read_bytes()
+    if len(data) < len(WAL_MAGIC) and WAL_MAGIC.startswith(data):
+        return  # killed while opening the log: nothing in it
     if not data.startswith(WAL_MAGIC):
         raise BagError(f"{path}: not a WorldSample write-ahead log")
     pos, conns = len(WAL_MAGIC), {}
@@ -316,21 +416,117 @@ class RecoveryReport:
     recovered: bool
     messages: int
     detail: str
+    truncated: bool = False  # the bag was cut short: what is there was salvaged, the rest is lost
 
 
-def recover_bag(bag_dir: Path | str) -> RecoveryReport:
-    """Make a bag left by a killed recorder readable again, up to its last complete message.
+def mcap_file(bag_dir: Path) -> Path | None:
+    files = sorted(Path(bag_dir).glob("*.mcap"))
+    return files[0] if files else None
 
-    A bag with metadata.yaml and no write-ahead log is complete and left as it is. Otherwise
-    the partial files are kept in ``<bag>.incomplete/`` and a fresh bag is written from the log.
-    """
-    bag_dir = Path(bag_dir)
-    wal = bag_dir / WAL_NAME
-    if not wal.exists():
-        if (bag_dir / "metadata.yaml").exists():
-            return RecoveryReport(bag_dir, False, 0, "complete bag, nothing to recover")
-        raise BagError(f"{bag_dir}: no metadata.yaml and no {WAL_NAME}; nothing to recover from")
-    records = list(_read_wal(wal))
+
+def mcap_truncated(path: Path) -> bool:
+    """Whether an MCAP file starts like one but lacks its closing magic (cut short: copied half-way,
+    disk full at close). An empty or foreign file is not "truncated" (the reader names it)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+            return False
+        if size < 2 * len(MCAP_MAGIC):
+            return True
+        f.seek(size - len(MCAP_MAGIC))
+        return f.read() != MCAP_MAGIC
+
+
+def _decompress(data: bytes, compression: str, size: int) -> bytes | None:
+    if compression == "":
+        return data
+    try:
+        if compression == "lz4":
+            import lz4.frame
+
+            return lz4.frame.decompress(data)
+        if compression == "zstd":
+            try:
+                from compression import zstd  # type: ignore[import-not-found]  # Python >= 3.14
+
+                return zstd.decompress(data)
+            except ImportError:
+                import zstandard  # type: ignore[import-not-found]
+
+                return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+    except Exception:  # noqa: BLE001 - an undecodable chunk ends the salvage
+        return None
+    return None
+
+
+def salvage_mcap(path: Path) -> tuple[list[tuple[str, str, int, bytes]], str]:
+    """(topic, msgtype, stamp_ns, cdr) of every complete message record of an MCAP file, in file
+    order, and a note on where reading stopped. Reads records sequentially (no summary or index
+    needed), so a file cut anywhere gives everything before the cut."""
+    data = path.read_bytes()
+    if not data.startswith(MCAP_MAGIC):
+        return [], "no MCAP magic at the start"
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    out: list[tuple[str, str, int, bytes]] = []
+    note = "end of file"
+
+    def strs(buf: bytes, pos: int, n: int) -> tuple[list[str], int]:
+        vals = []
+        for _ in range(n):
+            (ln,) = struct.unpack_from("<I", buf, pos)
+            vals.append(buf[pos + 4:pos + 4 + ln].decode())
+            pos += 4 + ln
+        return vals, pos
+
+    def records(buf: bytes, pos: int, top: bool) -> bool:
+        nonlocal note
+        while pos + 9 <= len(buf):
+            op = buf[pos]
+            (size,) = struct.unpack_from("<Q", buf, pos + 1)
+            body = buf[pos + 9:pos + 9 + size]
+            if len(body) < size:
+                note = f"record at byte {pos} cut short"
+                return False
+            pos += 9 + size
+            try:
+                if op == 0x03:
+                    (sid,) = struct.unpack_from("<H", body, 0)
+                    (name,), _ = strs(body, 2, 1)
+                    schemas[sid] = name
+                elif op == 0x04:
+                    cid, sid = struct.unpack_from("<HH", body, 0)
+                    (topic,), _ = strs(body, 4, 1)
+                    channels[cid] = (topic, schemas.get(sid, ""))
+                elif op == 0x05:
+                    cid, _seq, log_time, _pub = struct.unpack_from("<HIQQ", body, 0)
+                    if cid in channels:
+                        out.append((channels[cid][0], channels[cid][1], int(log_time), bytes(body[22:])))
+                elif op == 0x06 and top:
+                    _s, _e, usize, _crc = struct.unpack_from("<QQQI", body, 0)
+                    (comp,), q = strs(body, 28, 1)
+                    (csize,) = struct.unpack_from("<Q", body, q)
+                    inner = _decompress(body[q + 8:q + 8 + csize], comp, usize)
+                    if inner is None:
+                        note = f"chunk at byte {pos - 9 - size} uses compression {comp!r} that cannot be read here"
+                        return False
+                    if not records(inner, 0, False):
+                        return False
+                elif op == 0x02 and top:  # footer
+                    return True
+            except (struct.error, UnicodeDecodeError):
+                note = f"damaged record at byte {pos - 9 - size}"
+                return False
+        if pos != len(buf) and top:
+            note = f"file cut inside a record header at byte {pos}"
+        return True
+
+    records(data, len(MCAP_MAGIC), True)
+    return out, note
+
+
+def _rebuild(bag_dir: Path, records: list[tuple[str, str, int, bytes]], status: str) -> None:
+    """Move the damaged bag aside (``<bag>.incomplete``) and write a fresh one from ``records``."""
     kept = bag_dir.with_name(bag_dir.name + ".incomplete")
     if kept.exists():
         raise BagError(f"{kept}: left over from an earlier recovery; inspect and remove it")
@@ -339,6 +535,8 @@ def recover_bag(bag_dir: Path | str) -> RecoveryReport:
         with EpisodeBagWriter(bag_dir, durable=False) as writer:
             for topic, msgtype, ns, data in records:
                 writer.write(topic, msgtype, data, ns)
+            writer.set_custom_data("worldsample.status", status)
+            writer.set_custom_data("worldsample.messages", str(len(records)))
     except Exception:
         if bag_dir.exists():
             for f in bag_dir.iterdir():
@@ -346,8 +544,82 @@ def recover_bag(bag_dir: Path | str) -> RecoveryReport:
             bag_dir.rmdir()
         kept.rename(bag_dir)
         raise
+
+
+def recover_bag(bag_dir: Path | str) -> RecoveryReport:
+    """Make a bag left by a killed recorder, or cut short, readable again, as far as it goes.
+
+    A bag with metadata.yaml, a whole ``.mcap`` and no write-ahead log is complete and left as
+    it is. A bag with a write-ahead log is rebuilt from the log up to its last complete message;
+    a bag whose ``.mcap`` is truncated (no log) from the complete records of that file. The partial
+    files are kept in ``<bag>.incomplete/``; the new bag's metadata says ``recovered: ...``.
+    """
+    bag_dir = Path(bag_dir)
+    wal = bag_dir / WAL_NAME
+    if not wal.exists():
+        if not (bag_dir / "metadata.yaml").exists():
+            raise BagError(f"{bag_dir}: no metadata.yaml and no {WAL_NAME}; nothing to recover from")
+        mcap = mcap_file(bag_dir)
+        if mcap is None or not mcap_truncated(mcap):
+            return RecoveryReport(bag_dir, False, 0, "complete bag, nothing to recover")
+        records, note = salvage_mcap(mcap)
+        expected = _metadata_count(bag_dir)
+        detail = (f"TRUNCATED .mcap: salvaged {len(records)} message(s)"
+                  f"{f' of {expected}' if expected else ''} ({note}); the rest is lost")
+        _rebuild(bag_dir, records, f"recovered: {detail}")
+        return RecoveryReport(bag_dir, True, len(records), detail, truncated=True)
+    records = list(_read_wal(wal))
+    reason = read_status_file(bag_dir) or "recorder killed"
+    detail = f"recovered {len(records)} messages from the write-ahead log ({reason})"
+    _rebuild(bag_dir, records, f"recovered: {detail}")
+    kept = bag_dir.with_name(bag_dir.name + ".incomplete")
     (kept / WAL_NAME).rename(kept / (WAL_NAME + ".recovered"))
-    return RecoveryReport(bag_dir, True, len(records), f"recovered {len(records)} messages from the write-ahead log")
+    return RecoveryReport(bag_dir, True, len(records), detail)
+
+
+def _metadata(bag_dir: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(bag_dir) / "metadata.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
+    return info if isinstance(info, dict) else {}
+
+
+def _metadata_count(bag_dir: Path) -> int:
+    try:
+        return int(_metadata(bag_dir).get("message_count") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def read_status_file(bag_dir: Path | str) -> str:
+    """What an open (or abandoned) bag's ``recording.status`` says ("" when there is none)."""
+    try:
+        text = (Path(bag_dir) / STATUS_NAME).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    if text.startswith("stopped: "):
+        return text[len("stopped: "):]
+    return "recorder killed" if text == "recording" else text
+
+
+def bag_status(bag_dir: Path | str) -> str:
+    """What a bag is, in a few words: ``complete``, ``cut: <reason>``, ``recovered: ...``,
+    ``TRUNCATED ...``, ``NOT RECOVERED (<why>) ...``, or ``closed`` for a bag without WorldSample status."""
+    bag_dir = Path(bag_dir)
+    if (bag_dir / WAL_NAME).exists():
+        why = read_status_file(bag_dir) or "recorder killed"
+        return f"NOT RECOVERED ({why}); run `worldsample bags recover {bag_dir}`"
+    if not (bag_dir / "metadata.yaml").exists():
+        return "not a bag (no metadata.yaml)"
+    mcap = mcap_file(bag_dir)
+    if mcap is not None and mcap_truncated(mcap):
+        return f"TRUNCATED .mcap ({mcap.name}); run `worldsample bags recover {bag_dir}` to salvage it"
+    custom = _metadata(bag_dir).get("custom_data") or {}
+    return str(custom.get("worldsample.status", "closed")) if isinstance(custom, dict) else "closed"
 
 
 # --------------------------------------------------------------------------- reading
@@ -362,9 +634,13 @@ def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
 
     bag_dir = Path(bag_dir)
     if not (bag_dir / "metadata.yaml").exists():
-        hint = (f" (a {WAL_NAME} is there: the recorder was killed; make it readable with "
-                f"`worldsample bags recover {bag_dir}`)") if (bag_dir / WAL_NAME).exists() else ""
+        hint = (f" (a {WAL_NAME} is there: {read_status_file(bag_dir) or 'recorder killed'}; make it readable "
+                f"with `worldsample bags recover {bag_dir}`)") if (bag_dir / WAL_NAME).exists() else ""
         raise BagError(f"{bag_dir}: not a rosbag2 directory (no metadata.yaml){hint}")
+    mcap = mcap_file(bag_dir)
+    if mcap is not None and mcap_truncated(mcap):
+        raise BagError(f"{bag_dir}: TRUNCATED: {mcap.name} is cut short (no closing MCAP magic); salvage what is "
+                       f"there with `worldsample bags recover {bag_dir}`")
     store = typestore()
     topic_set = None if topics is None else set(topics)
     type_set = None if msgtypes is None else set(msgtypes)
@@ -378,9 +654,10 @@ def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
                 if conn.msgtype not in store.types:
                     raise BagError(f"{bag_dir}: topic {conn.topic} has unknown message type {conn.msgtype!r} "
                                    "(expected a ROS 2 Kilted standard type or a worldsample_msgs type)")
+            stores = {c.id: _store_for(c) for c in conns}
             for conn, ns, raw in reader.messages(connections=conns):
                 try:
-                    msg = store.deserialize_cdr(raw, conn.msgtype)
+                    msg = stores[conn.id].deserialize_cdr(raw, conn.msgtype)
                 except Exception as exc:  # noqa: BLE001 - any decode error is a corrupt message
                     hint = (" (or written with a different version of worldsample_msgs)"
                             if conn.msgtype.startswith("worldsample_msgs/") else "")
@@ -391,6 +668,32 @@ def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
         raise
     except Exception as exc:  # noqa: BLE001 - rosbags raises several types for damaged files
         raise BagError(f"{bag_dir}: cannot read bag: {type(exc).__name__}: {exc}") from exc
+
+
+@lru_cache(maxsize=32)
+def _store_from_definition(msgtype: str, definition: str):
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg(definition, msgtype))
+    return store
+
+
+def _store_for(conn):
+    """The typestore that decodes a connection: ours, or, for a worldsample_msgs type recorded with
+    an older definition (e.g. before ``run_id`` was added), one built from the bag's own definition.
+    Fields missing in old messages read as absent (use ``getattr(msg, "run_id", "")``)."""
+    store = typestore()
+    msgdef = getattr(conn, "msgdef", None)
+    text = getattr(msgdef, "data", "") if msgdef is not None else ""
+    if not conn.msgtype.startswith("worldsample_msgs/") or not text:
+        return store
+    try:
+        if store.generate_msgdef(conn.msgtype)[0].strip() == text.strip():
+            return store
+        return _store_from_definition(conn.msgtype, text)
+    except Exception:  # noqa: BLE001 - an unparsable definition: decode with ours (and fail clearly)
+        return store
 
 
 def holds_transitions(bag_dir: Path | str) -> bool:
@@ -469,10 +772,19 @@ def _episode_from_transitions(bag_dir: Path, episode_id: str, items: list[tuple[
             seed=int(info.seed) if info is not None else (int(start.seed) if start is not None else -1),
             stamps_ns=np.array(stamps, dtype=np.int64),
             states=_states(msgs, where),
-            extras={"bag": str(bag_dir)},
+            extras=_extras(bag_dir, msgs[0], info),
         )
     except ValueError as exc:
         raise BagError(f"{bag_dir}: {exc}") from exc
+
+
+def _extras(bag_dir: Path, first, info) -> dict[str, str]:
+    out = {"bag": str(bag_dir)}
+    run_id = getattr(first, "run_id", "") or (getattr(info, "run_id", "") if info is not None else "")
+    if run_id:
+        out["run_id"] = run_id
+    out["reason"] = "cut: no END event" if info is None else (getattr(info, "reason", "") or "ended")
+    return out
 
 
 def _states(msgs: list[Any], where: str) -> np.ndarray | None:

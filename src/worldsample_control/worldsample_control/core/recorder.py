@@ -18,6 +18,16 @@ e.g. the last action), or ``grace_s`` has passed; `poll()` closes such bags and 
 `close_all()` (SIGINT/SIGTERM) closes every open bag cleanly. A bag of a killed process is
 made readable by `bag_io.recover_bag`. Each bag is written and closed on its own, so a
 finished episode is never lost by a later failure.
+
+Runs: with a ``run_id``, messages of another run (`accepts`) are dropped and counted in
+``foreign``; two graphs that share a ROS domain by mistake then never write into each other's bags.
+
+What a bag is: its metadata ``custom_data`` says ``worldsample.status`` = ``complete`` or ``cut: <reason>``
+(shutdown, restarted, grace_timeout, write error), with the transitions received and expected.
+An episode closed before its END arrived gets an END event written by the recorder with
+``reason = "cut: <reason>"`` and the length it reached. The write-ahead log is fsynced when an
+END is written (and by the writer every ``fsync_period_s``). A write that fails (disk full) stops
+that bag (``write_errors``; its log stays for `bag_io.recover_bag`) without stopping the recorder.
 """
 
 from __future__ import annotations
@@ -61,7 +71,8 @@ class RecordedEpisode:
     transitions: int
     expected_transitions: int
     complete: bool  # all expected transitions arrived before the bag was closed
-    reason: str  # "complete", "grace_timeout", "shutdown", "restarted"
+    reason: str  # "complete", "grace_timeout", "shutdown", "restarted", "write error: ..."
+    status: str = ""  # what the bag's metadata says: "complete" or "cut: <reason>"
 
 
 @dataclass
@@ -75,6 +86,9 @@ class _Open:
     end_time: float | None = None
     complete_time: float | None = None  # when the last expected transition arrived
     extra: dict[str, Any] = field(default_factory=dict)
+    start: tuple[str, str, bytes, int] | None = None  # the START event (topic, type, data, stamp)
+    last_stamp: int = 0
+    error: str | None = None  # first write error (e.g. disk full): the bag is left for recovery
 
 
 def _default_writer(path: Path):
@@ -86,7 +100,7 @@ def _default_writer(path: Path):
 class EpisodeRecorder:
     def __init__(self, out_dir: str | Path, writer_factory: Callable[[Path], Any] = _default_writer,
                  grace_s: float = 3.0, linger_s: float = 0.5, recent_bytes: int = 64 << 20, clock: Callable[[], float] = time.monotonic,
-                 transition_type: str = "worldsample_msgs/msg/Transition") -> None:
+                 transition_type: str = "worldsample_msgs/msg/Transition", run_id: str = "") -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._factory = writer_factory
@@ -106,6 +120,10 @@ class EpisodeRecorder:
         self._recent_size = 0
         self.recent_bytes = recent_bytes
         self._closed_ids: set[str] = set()
+        self.run_id = run_id
+        self.foreign = 0  # messages of other runs, dropped
+        self.write_errors = 0
+        self.errors: list[str] = []  # first error of each bag that could not be written
 
     # ------------------------------------------------------------------ paths
     def bag_path(self, episode_id: str) -> Path:
@@ -118,6 +136,13 @@ class EpisodeRecorder:
     @property
     def open_episodes(self) -> list[str]:
         return list(self._open)
+
+    def accepts(self, run_id: str) -> bool:
+        """Whether a message of run ``run_id`` belongs to this recorder's run (counted when not)."""
+        if not self.run_id or run_id == self.run_id:
+            return True
+        self.foreign += 1
+        return False
 
     # ------------------------------------------------------------------ events
     def start_episode(self, episode_id: str, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> Path:
@@ -133,7 +158,7 @@ class EpisodeRecorder:
         path = self.bag_path(episode_id)
         if path.exists():
             raise FileExistsError(f"bag {path} already exists; episode ids must be unique")
-        rec = _Open(episode_id, self._factory(path), path)
+        rec = _Open(episode_id, self._factory(path), path, start=(topic, msgtype, bytes(data), int(stamp_ns)))
         self._open[episode_id] = rec
         self._current = episode_id
         self._write(rec, topic, msgtype, data, stamp_ns)
@@ -159,6 +184,12 @@ class EpisodeRecorder:
         self._write(rec, topic, msgtype, data, stamp_ns)
         rec.expected = int(length)
         rec.end_time = self._clock()
+        sync = getattr(rec.writer, "sync", None)
+        if sync is not None and rec.error is None:
+            try:
+                sync()  # the episode's record is on disk once its END is
+            except OSError as exc:
+                self._failed(rec, f"fsync failed: {exc}")
         if self._current == episode_id:
             self._current = None
         return self.poll()
@@ -210,18 +241,72 @@ class EpisodeRecorder:
         return [self._close(rec, reason) for rec in list(self._open.values())]
 
     # ------------------------------------------------------------------ internals
-    def _write(self, rec: _Open, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> None:
-        rec.writer.write(topic, msgtype, data, int(stamp_ns))
+    def _write(self, rec: _Open, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> bool:
+        if rec.error is not None:
+            self.write_errors += 1
+            return False
+        try:
+            rec.writer.write(topic, msgtype, data, int(stamp_ns))
+        except (OSError, RuntimeError) as exc:  # bag_io.BagError is a RuntimeError (disk full, ...)
+            self._failed(rec, str(exc))
+            self.write_errors += 1
+            return False
         rec.messages += 1
+        rec.last_stamp = max(rec.last_stamp, int(stamp_ns))
+        return True
+
+    def _failed(self, rec: _Open, error: str) -> None:
+        if rec.error is None:
+            rec.error = error
+            self.errors.append(f"episode {rec.episode_id}: {error}")
+
+    def _cut_end(self, rec: _Open, reason: str) -> None:
+        """Write an END event for an episode closed before its own END arrived."""
+        if rec.start is None:
+            return
+        from .bag_io import typestore
+
+        topic, msgtype, data, stamp = rec.start
+        try:
+            store = typestore()
+            info = store.deserialize_cdr(data, msgtype)
+            info.event = info.EVENT_END
+            info.length = rec.transitions
+            info.reason = f"cut: {reason}"
+            self._write(rec, topic, msgtype, bytes(store.serialize_cdr(info, msgtype)), max(rec.last_stamp, stamp))
+        except Exception as exc:  # noqa: BLE001 - a foreign START type: the metadata still says "cut"
+            self.errors.append(f"episode {rec.episode_id}: no END written for the cut episode: {exc}")
 
     def _close(self, rec: _Open, reason: str) -> RecordedEpisode:
         self._open.pop(rec.episode_id, None)
         self._closed_ids.add(rec.episode_id)
         if self._current == rec.episode_id:
             self._current = None
-        rec.writer.close()
+        complete = rec.expected is not None and rec.transitions >= rec.expected and rec.error is None
+        if rec.expected is None and rec.error is None:
+            self._cut_end(rec, reason)
+        if rec.error is not None:
+            reason = f"write error: {rec.error}"
+        if complete:
+            status = "complete"
+        elif rec.expected is not None and rec.error is None:
+            status = f"cut: {reason} ({rec.transitions}/{rec.expected} transitions)"
+        else:
+            status = f"cut: {reason}"
+        set_custom = getattr(rec.writer, "set_custom_data", None)
+        if set_custom is not None:
+            set_custom("worldsample.status", status)
+            set_custom("worldsample.transitions", str(rec.transitions))
+            set_custom("worldsample.expected", str(rec.expected if rec.expected is not None else -1))
+            if self.run_id:
+                set_custom("worldsample.run_id", self.run_id)
+        try:
+            rec.writer.close()
+        except (OSError, RuntimeError) as exc:  # disk full at close: the log stays for recovery
+            self._failed(rec, str(exc))
+            complete, reason, status = False, f"write error: {exc}", f"cut: write error: {exc}"
         expected = rec.expected if rec.expected is not None else -1
         out = RecordedEpisode(rec.episode_id, str(rec.path), rec.messages, rec.transitions, expected,
-                              complete=rec.expected is not None and rec.transitions >= rec.expected, reason=reason)
+                              complete=complete, reason=reason, status=status)
         self.finished.append(out)
         return out
