@@ -92,13 +92,14 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
               cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
               lockstep: bool = True, render: bool = True, source: str = "",
               extra: list[NodeSpec] | None = None, namespace: str = "",
-              episodes_per_policy: int = 0) -> list[NodeSpec]:
+              episodes_per_policy: int = 0, run_id: str = "") -> list[NodeSpec]:
     """Simulator + arm control + actor + recorder for ``episodes`` episodes of ``task``.
 
     ``policy``: "random", "scripted" (the task's expert, run inside the simulator node and sent
     as a suggestion) or a checkpoint path. ``source``: "demo" or "real" (default: demo for
     scripted, real otherwise). Bags go to ``run_dir/bags``. ``episodes_per_policy`` > 0: the
     actor holds between episodes after that many with one policy until a newer checkpoint.
+    ``run_id``: carried by every episode message; arm control and recorder ignore other runs'.
     """
     run_dir = Path(run_dir)
     src = source or ("demo" if policy == "scripted" else "real")
@@ -126,7 +127,18 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
     ]
     for s in specs:
         s.namespace = namespace
+    _set_run_id(specs, run_id)
     return specs + list(extra or [])
+
+
+RUN_ID_NODES = ("actor", "arm_control", "recorder")  # nodes that take the ``run_id`` parameter
+
+
+def _set_run_id(specs: list[NodeSpec], run_id: str) -> None:
+    if run_id:
+        for s in specs:
+            if s.name in RUN_ID_NODES:
+                s.parameters["run_id"] = run_id
 
 
 # --------------------------------------------------------------------------- the whole loop
@@ -144,6 +156,7 @@ LOOP_ARGUMENTS: dict[str, tuple[str, str]] = {
     "robot_ip": ("172.16.0.2", "real: the Franka's IP address (passed to franka_bringup)"),
     "control_hz": ("10.0", "control rate [Hz]"),
     "namespace": ("", "ROS namespace of the robot-side nodes"),
+    "run_id": ("", "id of this run, carried by every episode message; nodes ignore other runs' ('' = none)"),
     "episodes_per_policy": ("0", "iteration pacing: after N episodes with one policy the actor waits for the "
                                  "next checkpoint (0: never waits)"),
     "mode": ("ppl", "learner mode: rl-only, naive, selection, schedule, ppl"),
@@ -209,7 +222,7 @@ def _split(value: str) -> list[str]:
 def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random", episodes: int = 0,
                 seed: int = 0, max_steps: int = 0, image_size: int = 64,
                 cameras: tuple[str, ...] = ("front", "wrist"), camera_sources: tuple[str, ...] = (),
-                control_hz: float = 10.0, namespace: str = "", episodes_per_policy: int = 0,
+                control_hz: float = 10.0, namespace: str = "", episodes_per_policy: int = 0, run_id: str = "",
                 success_classifier: str = "") -> list[NodeSpec]:
     """The robot side for ``kind`` in {"sim", "real", "gazebo"}.
 
@@ -243,6 +256,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
             "max_steps": int(max_steps) if max_steps else 200, "cameras": cams, "control_hz": float(control_hz),
             "lockstep": False, "use_sim_reward": True, "topic_sim_reward": "success/reward", "twist_topic": "",
+                         run_id=run_id,
             "source": "real",
             "log_dir": str(run_dir / "actor"), "wait_for_recorder_s": 30.0,
             "episodes_per_policy": int(episodes_per_policy),
@@ -280,6 +294,7 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     size = int(args["image_size"])
     wm = dict(params.get("world_model", {}))
     wm.update({"run_dir": str(run_dir / "world_model"), "demos_dir": args["demos_dir"],
+    _set_run_id(specs, run_id)
                "real_dir": str(run_dir / "bags"), "synthetic_dir": str(run_dir / "synthetic"),
                "device": args["device"], "model.image_size": size, "model.cameras": cams,
                "model.seed": int(args["seed"])})
@@ -311,6 +326,6 @@ def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
         max_steps=int(a["max_steps"]), image_size=int(a["image_size"]), cameras=tuple(_split(a["cameras"])),
         camera_sources=tuple(_split(a["camera_sources"])), control_hz=float(a["control_hz"]),
         namespace=a["namespace"], episodes_per_policy=int(a["episodes_per_policy"]),
-        success_classifier=a["success_classifier"],
+        success_classifier=a["success_classifier"], run_id=a["run_id"],
     )
     return robot + learning_graph(kind, a)

@@ -108,6 +108,36 @@ def recorded_real_episodes(bag_dir: Path) -> int:
     return sum(holds_transitions(b) for b in find_bags(bag_dir)) if bag_dir.is_dir() else 0
 
 
+def recover_interrupted_bags(bag_dir: Path) -> list:
+    """Rebuild every bag of ``bag_dir`` a killed recorder left (write-ahead log) or that is truncated,
+    before episodes are counted; prints what it did. A bag that cannot be recovered is named, kept
+    as it is, and still counted (`holds_transitions`), so the run never repeats its seed."""
+    from worldsample_control.core.bag_io import (
+        WAL_NAME,
+        BagError,
+        find_bags,
+        mcap_file,
+        mcap_truncated,
+        recover_bag,
+    )
+
+    reports = []
+    if not bag_dir.is_dir():
+        return reports
+    for bag in find_bags(bag_dir):
+        mcap = mcap_file(bag) if (bag / "metadata.yaml").exists() else None
+        if not (bag / WAL_NAME).exists() and not (mcap is not None and mcap_truncated(mcap)):
+            continue
+        try:
+            rep = recover_bag(bag)
+        except BagError as exc:
+            print(f"loop: cannot recover {bag}: {exc}", file=sys.stderr, flush=True)
+            continue
+        reports.append(rep)
+        print(f"loop: recovered {bag.name}: {rep.detail}", flush=True)
+    return reports
+
+
 def start_policy(settings: dict, out: Path) -> str:
     """The newest learner checkpoint of the run, else the configured first policy."""
     from worldsample_learner.core.policy import latest_checkpoint
@@ -117,6 +147,8 @@ def start_policy(settings: dict, out: Path) -> str:
 
 
 def loop_specs(settings: dict, out: Path, done: int, policy: str):
+    from worldsample_control.commands.sim import new_run_id
+
     from .graph import loop_graph
 
     return loop_graph(
@@ -124,7 +156,8 @@ def loop_specs(settings: dict, out: Path, done: int, policy: str):
         seed=str(int(settings["seed"]) + done), max_steps=str(settings["max_steps"]),
         image_size=str(settings["image_size"]), cameras=settings["cameras"], mode=settings["mode"],
         demos_dir=str(out / "demos") if settings["demos"] else "", params_file=settings["params"],
-        device=settings["device"], episodes_per_policy=str(settings["episodes_per_policy"]))
+        device=settings["device"], episodes_per_policy=str(settings["episodes_per_policy"]),
+        run_id=new_run_id(out))
 
 
 def record_demonstrations(settings: dict, out: Path) -> None:
@@ -155,8 +188,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"worldsample loop: {exc}", file=sys.stderr)
         return 2
+    from .domain_check import check_free
+
+    refused = check_free("worldsample loop")  # before anything is written
+    if refused:
+        print(refused, file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     (out / LOOP_STATE).write_text(json.dumps(settings, indent=2))
+    recover_interrupted_bags(out / "bags")  # a killed recorder's bags count once they are readable
     done = recorded_real_episodes(out / "bags")
     if done >= settings["episodes"]:
         print(f"worldsample loop: {out} already has {done} of {settings['episodes']} real episodes; "

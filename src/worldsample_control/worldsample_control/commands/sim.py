@@ -8,8 +8,12 @@ control period per command, so results do not depend on CPU load.
   worldsample sim --task push --policy scripted --episodes 5 --out runs/push-demos
   worldsample sim --task peg_insertion --policy runs/x/checkpoints/policy-000004.pt --episodes 10 --out runs/eval
 
-Node logs go to OUT/logs/<node>.log, per-step and per-episode logs to OUT/actor/*.jsonl. Set
-ROS_DOMAIN_ID to keep two runs on one machine apart.
+Node logs go to OUT/logs/<node>.log, per-step and per-episode logs to OUT/actor/*.jsonl.
+
+One graph per ROS domain: before starting, the command looks for another WorldSample graph on
+ROS_DOMAIN_ID and refuses (exit 1, nothing written) when it finds one; run a second one with its own
+ROS_DOMAIN_ID. Every episode message carries this run's id (printed at start), and arm control and
+recorder ignore other runs', so graphs that start at the same moment do not mix either.
 """
 
 from __future__ import annotations
@@ -58,6 +62,13 @@ def _node_env() -> dict[str, str]:
     return env
 
 
+def new_run_id(out: Path) -> str:
+    """A run id: the run directory's name, the process id and a random part (unique per start)."""
+    import secrets
+
+    return f"{out.resolve().name}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 def run(args: argparse.Namespace) -> int:
     from worldsample_bringup.graph import sim_graph
     from worldsample_bringup.process_runner import (
@@ -79,16 +90,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
+    from worldsample_bringup.domain_check import check_free
+
+    refused = check_free("worldsample sim")
+    if refused:
+        print(refused, file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(out)
     steps = args.max_steps or DEFAULT_MAX_STEPS[args.task]
     timeout = args.timeout or 60.0 + 2.0 * steps * args.episodes
     specs = sim_graph(args.task, out, policy=args.policy, episodes=args.episodes, seed=args.seed,
                       max_steps=args.max_steps, image_size=args.image_size, cameras=cameras,
-                      lockstep=not args.realtime, source=args.source or "")
+                      lockstep=not args.realtime, source=args.source or "", run_id=run_id)
     episodes_log = out / "actor" / "episodes.jsonl"
     before = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
     print(f"worldsample sim: {args.episodes} episode(s) of {args.task} with policy {args.policy!r}; "
-          f"logs in {out / 'logs'}", flush=True)
+          f"run id {run_id}; logs in {out / 'logs'}", flush=True)
     graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
     t0 = time.monotonic()
     seen = before

@@ -79,6 +79,7 @@ class WorldSampleTopics:
     sim_reset: str = "sim/reset"  # worldsample_msgs/srv/ResetEpisode
     sim_reward: str = "sim/reward"  # diagnostic_msgs/DiagnosticArray, see sim_node
     episodes: str = "episodes"  # worldsample_msgs/EpisodeInfo (actor: START/END)
+    applied_action: str = "arm/applied_action"  # worldsample_msgs/PolicyAction arm control applied (recorded)
     episodes_recorded: str = "episodes/recorded"  # worldsample_msgs/EpisodeInfo END with bag_uri (recorder)
     transitions: str = "transitions/real"  # worldsample_msgs/Transition
     policy_checkpoint: str = "policy/checkpoint"  # worldsample_msgs/PolicyCheckpoint

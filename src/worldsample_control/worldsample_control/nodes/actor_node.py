@@ -31,6 +31,12 @@ with a device driver (SpaceMouse, keyboard, VR) that publishes PolicyAction on `
 the previous step has arrived (all streams with the same stamp), so results do not depend on
 CPU load. Otherwise a timer at ``control_hz`` acts on the newest messages.
 
+Runs: ``run_id`` goes into every EpisodeInfo, PolicyAction and Transition, so arm control, the
+recorder and the learner of this run ignore another run's messages. Before each episode the actor
+checks that it is the only publisher on ``episodes`` (in its namespace): another actor means a
+second WorldSample graph on the same ROS_DOMAIN_ID, and the actor stops with exit code 3 and a
+message saying so instead of interleaving episodes with it.
+
 Writes ``log_dir/steps.jsonl`` (one line per step: episode, step, action, reward, flags) and
 ``log_dir/episodes.jsonl`` (one line per episode). Exits 0 after ``episodes`` episodes (0: runs
 until stopped), once the recorder acknowledged the last bag on ``episodes/recorded`` (or after
@@ -40,6 +46,7 @@ until stopped), once the recorder acknowledged the last bag on ``episodes/record
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -82,6 +89,7 @@ class ActorNode(Node):
         self.use_sim_reward = bool(p("use_sim_reward", True).value)
         twist_topic = p("twist_topic", "sim/ee_twist").value
         log_dir = p("log_dir", "").value
+        self.run_id = str(p("run_id", "").value)
         self.reset_timeout_s = float(p("reset_timeout_s", 30.0).value)
         self.obs_timeout_s = float(p("observation_timeout_s", 30.0).value)
         self.recorded_timeout_s = float(p("recorded_timeout_s", 15.0).value)
@@ -94,7 +102,7 @@ class ActorNode(Node):
         teleop_timeout_s = float(p("teleop_timeout_s", 0.5).value)
         t = {
             "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
-            "policy_action": ws.policy_action, "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded,
+            "policy_action": ws.policy_action, "applied_action": ws.applied_action, "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded,
             "transitions": ws.transitions, "policy_checkpoint": ws.policy_checkpoint, "arm_reset": ws.arm_reset,
             "sim_reward": ws.sim_reward, "teleop_action": ws.teleop_action,
         }
@@ -158,7 +166,9 @@ class ActorNode(Node):
         besides this node (so the first episode's images are not lost to discovery)."""
         if self.pub_episode.get_subscription_count() < 1 or self.pub_transition.get_subscription_count() < 1:
             return False
-        if self.count_subscribers(self.topics["policy_action"]) < 2:  # arm control + recorder
+        if self.count_subscribers(self.topics["policy_action"]) < 1:  # arm control
+            return False
+        if self.count_subscribers(self.topics["applied_action"]) < 1:  # the recorder of applied actions
             return False
         return all(self.count_subscribers(t) >= 2 for t in self._stream_topics)
 
@@ -249,6 +259,8 @@ class ActorNode(Node):
                 self.get_logger().info(f"waiting for teleoperation commands on {self.topics['teleop_action']!r} "
                                        "before the next episode", throttle_duration_sec=10.0)
                 return
+            if self._other_actor():
+                return
             self._start_reset()
         elif self.state == "waiting_policy":
             if not self.actor.waits_for_policy(self.episodes_per_policy):
@@ -294,6 +306,20 @@ class ActorNode(Node):
                 self.get_logger().info(f"done: {self.actor.episode_index} episode(s)")
                 self._set_state("done")
                 raise SystemExit(0)
+
+    def _other_actor(self) -> bool:
+        """Another publisher on our episode topic: a second graph on this domain. Stops with code 3."""
+        others = [f"{i.node_namespace.rstrip('/')}/{i.node_name}"
+                  for i in self.get_publishers_info_by_topic(self.pub_episode.topic_name)
+                  if not (i.node_name == self.get_name() and i.node_namespace == self.get_namespace())]
+        if not others:
+            return False
+        domain = os.environ.get("ROS_DOMAIN_ID", "0")
+        self.get_logger().error(f"another node publishes episodes on {self.pub_episode.topic_name!r} ({', '.join(others)}): "
+                                f"a second WorldSample graph shares ROS_DOMAIN_ID={domain}. Not starting an episode; "
+                                "stop the other graph or run this one on another ROS_DOMAIN_ID or namespace")
+        self._set_state("done")
+        raise SystemExit(3)
 
     def _start_reset(self) -> None:
         if not self.reset_client.wait_for_service(timeout_sec=0.0):
@@ -341,7 +367,8 @@ class ActorNode(Node):
             self._end(self.actor.stop_reason)
             return
         msg = PolicyAction(episode_id=self.actor.episode_id, step=self.actor.step,
-                           action=[float(x) for x in action], policy_version=self.actor.policy_version)
+                           action=[float(x) for x in action], policy_version=self.actor.policy_version,
+                           run_id=self.run_id)
         msg.header.stamp = ns_to_time(stamp)
         self.pub_action.publish(msg)
 
@@ -349,7 +376,7 @@ class ActorNode(Node):
         stamp = self._after_stamp
         summary = self.actor.end_episode(reason)
         self._last_done_stamp = stamp
-        self._publish_episode(EpisodeInfo.EVENT_END, stamp, summary)
+        self._publish_episode(EpisodeInfo.EVENT_END, stamp, summary, reason)
         self._ended.append(summary.episode_id)
         self.get_logger().info(f"episode {summary.episode_id} ended ({reason}): {summary.length} steps, "
                                f"return {summary.episode_return:.3f}, success {summary.success}")
@@ -362,10 +389,11 @@ class ActorNode(Node):
         self._set_state("idle")
 
     # ------------------------------------------------------------------ outputs
-    def _publish_episode(self, event: int, stamp: int, summary=None) -> None:
+    def _publish_episode(self, event: int, stamp: int, summary=None, reason: str = "") -> None:
         msg = EpisodeInfo(event=event, episode_id=self.actor.episode_id or summary.episode_id,
                           source=int(self.actor.source), task=self.cfg.task,
-                          policy_version=self.actor.policy_version, seed=int(self.actor.seed))
+                          policy_version=self.actor.policy_version, seed=int(self.actor.seed),
+                          run_id=self.run_id, reason=reason)
         msg.header.stamp = ns_to_time(stamp)
         if summary is not None:
             msg.episode_id = summary.episode_id
@@ -376,7 +404,7 @@ class ActorNode(Node):
     def _publish_transition(self, rec: StepRecord) -> None:
         stamp, next_stamp = ns_to_time(rec.stamp_ns), ns_to_time(rec.next_stamp_ns)
         msg = Transition(episode_id=rec.episode_id, step=rec.step, task=self.cfg.task,
-                         camera_names=list(self.cameras))
+                         camera_names=list(self.cameras), run_id=self.run_id)
         msg.header.stamp = stamp
         msg.observation_images = [image_msg(rec.obs.images[c], stamp, c) for c in self.cameras]
         msg.next_observation_images = [image_msg(rec.next_obs.images[c], next_stamp, c) for c in self.cameras]

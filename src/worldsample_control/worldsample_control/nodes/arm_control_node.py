@@ -13,6 +13,15 @@ the log. Service ``arm/reset`` (worldsample_msgs/srv/ResetEpisode): in simulatio
 where franka_msgs is installed; otherwise a logged no-op) and then moves to ``home_position``
 through the safety filter.
 
+Who may command the arm (`core.action_gate.ActionGate`): an action on ``policy/action`` is applied
+only when it comes from the actor node (``actor_node`` in this node's namespace, checked by the
+publisher's GID), carries this run's ``run_id`` (parameter; "" = any run), belongs to the running
+episode (START/END on ``episodes``) and has a step after the last one applied. Everything else is
+dropped and counted by reason (a warning at most every 2 s and the totals at shutdown, also as
+``arm_control/actions`` on ``arm/safety``); at most ``max_pending_actions`` wait to be applied. Each
+applied action is published on ``arm/applied_action`` (PolicyAction, same episode, step, stamp), which
+the recorder records: the bag holds what moved the arm, one action per step.
+
 Modes (``publish_mode``):
 - ``rate`` (real robot): a timer at ``control_hz`` publishes the filtered target of the newest
   action, or holds the pose when none arrived within ``safety.watchdog_timeout_s`` (watchdog).
@@ -57,9 +66,10 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from worldsample_msgs.msg import GripperCommand, PolicyAction
+from worldsample_msgs.msg import EpisodeInfo, GripperCommand, PolicyAction
 from worldsample_msgs.srv import ResetEpisode
 
+from ..core.action_gate import ActionGate
 from ..core.franka_interface import (
     BASE_FRAME,
     BEST_EFFORT,
@@ -99,7 +109,8 @@ class ArmControlNode(Node):
         t = {
             "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
             "equilibrium_pose": fr.equilibrium_pose, "gripper_width_command": fr.gripper_width_command,
-            "policy_action": ws.policy_action, "arm_safety": ws.arm_safety, "arm_reset": ws.arm_reset,
+            "policy_action": ws.policy_action, "applied_action": ws.applied_action, "episodes": ws.episodes,
+            "arm_safety": ws.arm_safety, "arm_reset": ws.arm_reset,
             "sim_reset": ws.sim_reset, "error_recovery": fr.error_recovery_action,
             "gripper_move": fr.gripper_move_action, "gripper_grasp": fr.gripper_grasp_action,
         }
@@ -115,7 +126,20 @@ class ArmControlNode(Node):
         self.pub_safety = self.create_publisher(DiagnosticArray, t["arm_safety"], qos(QoSSpec("reliable", 50)))
         self.create_subscription(PoseStamped, t["current_pose"], self._on_pose, state_q)
         self.create_subscription(JointState, t["gripper_joint_states"], self._on_gripper, state_q)
-        self.create_subscription(PolicyAction, t["policy_action"], self._on_action, qos(QoSSpec("reliable", 20)))
+        self.run_id = str(p("run_id", "").value)
+        self.actor_node = str(p("actor_node", "actor").value)
+        self.gate = ActionGate(self.run_id, max_pending=int(p("max_pending_actions", 4).value))
+        self._actor_gids: set[bytes] = set()
+        self._gids_checked = -1.0
+        self._drops_reported = 0
+        self._drops_logged_at = 0.0
+        self.pub_applied = self.create_publisher(PolicyAction, t["applied_action"], qos(QoSSpec("reliable", 100)))
+        self.create_subscription(EpisodeInfo, t["episodes"], self._on_episode, qos(QoSSpec("reliable", 100)))
+        # the publisher's GID comes with the message info (rclpy >= Iron); Humble's rclpy has none
+        with_info = hasattr(rclpy.subscription, "MessageInfo")
+        self._sub_action = self.create_subscription(
+            PolicyAction, t["policy_action"], self._on_action if with_info else (lambda m: self._on_action(m, None)),
+            qos(QoSSpec("reliable", 20)))
         self.create_service(ResetEpisode, t["arm_reset"], self._on_reset, callback_group=group)
         self.sim_reset = self.create_client(ResetEpisode, t["sim_reset"], callback_group=group) if self.sim else None
         self._pose_stamp = -1
@@ -150,7 +174,61 @@ class ArmControlNode(Node):
         if math.isfinite(w):
             self._width = w
 
-    def _on_action(self, msg: PolicyAction) -> None:
+    def _on_episode(self, msg: EpisodeInfo) -> None:
+        if msg.event == EpisodeInfo.EVENT_START:
+            self.gate.on_start(msg.episode_id, msg.run_id)
+        elif msg.event == EpisodeInfo.EVENT_END:
+            self.gate.on_end(msg.episode_id, msg.run_id)
+
+    def _sender_is_actor(self, info) -> bool:
+        """Whether the action's publisher belongs to the actor node of this namespace (by GID)."""
+        gid = (info or {}).get("publisher_gid") if isinstance(info, dict) else None
+        data = bytes(gid.get("data", b"")) if isinstance(gid, dict) else b""
+        if not data:
+            return True  # middleware without publisher GIDs: run id, episode and step still apply
+        if data in self._actor_gids:
+            return True
+        now = time.monotonic()
+        if now - self._gids_checked < 0.5:  # a flood must not turn into a graph query per message
+            return False
+        self._gids_checked = now
+        ns = self.get_namespace()
+        self._actor_gids = {bytes(i.endpoint_gid)[:len(data)]
+                            for i in self.get_publishers_info_by_topic(self._sub_action.topic_name)
+                            if i.node_name == self.actor_node and i.node_namespace == ns}
+        return data in self._actor_gids
+
+    def _gate(self, msg: PolicyAction, info) -> bool:
+        pending = len(self._pending) if self.mode == "on_action" else 0
+        reason = self.gate.check(msg.episode_id, msg.run_id, msg.step, self._sender_is_actor(info), pending)
+        if reason is None:
+            return True
+        self._report_drops()
+        return False
+
+    def _report_drops(self, force: bool = False) -> None:
+        total = self.gate.stats.dropped_total
+        now = time.monotonic()
+        if total == self._drops_reported or not (force or now - self._drops_logged_at > 2.0):
+            return
+        self._drops_reported, self._drops_logged_at = total, now
+        text = f"policy actions: {self.gate.stats.describe()}"
+        self.get_logger().warning(text)
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        vals = [KeyValue(key="accepted", value=str(self.gate.stats.accepted))] + [
+            KeyValue(key=f"dropped_{k}", value=str(v)) for k, v in sorted(self.gate.stats.dropped.items())]
+        arr.status = [DiagnosticStatus(level=DiagnosticStatus.WARN, name="arm_control/actions", message=text,
+                                       hardware_id="fr3", values=vals)]
+        self.pub_safety.publish(arr)
+
+    def _applied(self, msg: PolicyAction) -> None:
+        """Tell the recorder which action moved the arm (same episode, step, stamp and values)."""
+        self.pub_applied.publish(msg)
+
+    def _on_action(self, msg: PolicyAction, info) -> None:
+        if not self._gate(msg, info):
+            return
         if self._homing is not None:
             self.get_logger().warning(f"action {msg.episode_id}/{msg.step} ignored while homing")
             return
@@ -175,6 +253,7 @@ class ArmControlNode(Node):
             self._pending.pop(0)
             cmd = self.filter.filter_action(np.asarray(msg.action, np.float64))
             self._publish(cmd, msg.header.stamp)
+            self._applied(msg)
             self._pending_since = time.monotonic()
 
     def _log_no_pose(self) -> None:
@@ -199,6 +278,7 @@ class ArmControlNode(Node):
         msg, self._latest = self._latest, None
         if msg is not None:
             cmd = self.filter.filter_action(np.asarray(msg.action, np.float64), stamp=now)
+            self._applied(msg)
         else:
             cmd = self.filter.check_watchdog(now) or self.filter.last_command
             if cmd is None:
@@ -280,6 +360,9 @@ class ArmControlNode(Node):
             fg["last"] = None
             return
         client.send_goal_async(goal)
+
+    def on_shutdown(self) -> None:
+        self.get_logger().info(f"policy actions at shutdown: {self.gate.stats.describe()}")
 
     # ------------------------------------------------------------------ reset
     async def _on_reset(self, req: ResetEpisode.Request, resp: ResetEpisode.Response) -> ResetEpisode.Response:

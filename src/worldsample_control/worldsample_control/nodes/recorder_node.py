@@ -1,7 +1,9 @@
 """recorder_node: one MCAP rosbag2 per episode, with every topic of the episode.
 
 Subscribes (raw CDR, nothing is re-encoded): ``episodes`` (EpisodeInfo START/END),
-``transitions/real`` (Transition), ``policy/action``, ``arm/safety``, ``sim/reward``, the camera
+``transitions/real`` (Transition), ``arm/applied_action`` (the actions arm control accepted and
+applied, one per step: not ``policy/action``, where anyone on the domain can publish),
+``arm/safety``, ``sim/reward``, the camera
 images ``cameras/<name>/image_raw``, and the franka_ros2 state topics (current_pose,
 external wrench, measured joint states, joint_states, gripper joint states).
 
@@ -9,7 +11,10 @@ Publishes ``episodes/recorded`` (EpisodeInfo END with ``bag_uri`` filled) once a
 is closed. SIGINT/SIGTERM close the open bag cleanly; the bag of a SIGKILLed recorder is made
 readable with ``worldsample_control.core.bag_io.recover_bag`` (write-ahead log).
 
-Parameters: ``out_dir`` (bags go to out_dir/<episode_id>), ``cameras`` (string array),
+``run_id``: episode messages (EpisodeInfo, Transition, applied actions) of another run are
+dropped and counted (warned once per run id); "" records every run.
+
+Parameters: ``out_dir`` (bags go to out_dir/<episode_id>), ``run_id``, ``cameras`` (string array),
 ``grace_s`` (how long an ended episode waits for its late transitions), ``linger_s`` (how
 long a complete episode stays open for other late messages), ``record_state``,
 ``record_images`` and every topic name (``topic_*``).
@@ -17,6 +22,7 @@ long a complete episode stays open for other late messages), ``record_state``,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -43,6 +49,7 @@ class RecorderNode(Node):
         super().__init__("recorder")
         ws, fr = WorldSampleTopics(), FrankaTopics()
         out_dir = self.declare_parameter("out_dir", "bags").value
+        run_id = str(self.declare_parameter("run_id", "").value)
         cameras = list(self.declare_parameter("cameras", ["front", "wrist"]).value)
         grace = float(self.declare_parameter("grace_s", 3.0).value)
         linger = float(self.declare_parameter("linger_s", 0.5).value)
@@ -50,18 +57,20 @@ class RecorderNode(Node):
         record_images = bool(self.declare_parameter("record_images", True).value)
         t = {
             "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded, "transitions": ws.transitions,
-            "policy_action": ws.policy_action, "arm_safety": ws.arm_safety, "sim_reward": ws.sim_reward,
+            "applied_action": ws.applied_action, "arm_safety": ws.arm_safety, "sim_reward": ws.sim_reward,
             "current_pose": fr.current_pose, "external_wrench": fr.external_wrench,
             "measured_joint_states": fr.measured_joint_states, "joint_states": fr.joint_states,
             "gripper_joint_states": fr.gripper_joint_states,
         }
         t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in t.items()}
-        self.core = EpisodeRecorder(Path(out_dir), grace_s=grace, linger_s=linger)
+        self.core = EpisodeRecorder(Path(out_dir), grace_s=grace, linger_s=linger, run_id=run_id)
+        self._foreign_runs: set[str] = set()
+        self._errors_reported = 0
         self._end_msgs: dict[str, EpisodeInfo] = {}
         self._pub_recorded = self.create_publisher(EpisodeInfo, t["episodes_recorded"], qos(EVENTS))
         self._sub(EpisodeInfo, t["episodes"], EVENTS, self._on_episode)
         self._sub(Transition, t["transitions"], EVENTS, self._on_transition)
-        self._sub(PolicyAction, t["policy_action"], EVENTS, self._on_action)
+        self._sub(PolicyAction, t["applied_action"], EVENTS, self._on_action)
         self._sub(DiagnosticArray, t["arm_safety"], EVENTS, None)
         self._sub(DiagnosticArray, t["sim_reward"], EVENTS, None)
         if record_images:
@@ -74,7 +83,7 @@ class RecorderNode(Node):
             self._sub(JointState, t["joint_states"], BEST_EFFORT, None)
             self._sub(JointState, t["gripper_joint_states"], BEST_EFFORT, None)
         self.create_timer(0.2, self._poll)
-        self.get_logger().info(f"recording episodes to {self.core.out_dir}")
+        self.get_logger().info(f"recording episodes {f'of run {run_id} ' if run_id else ''}to {self.core.out_dir}")
 
     # ------------------------------------------------------------------ subscriptions
     def _sub(self, cls, topic: str, spec: QoSSpec, handler) -> None:
@@ -97,8 +106,20 @@ class RecorderNode(Node):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
+    def _ours(self, msg) -> bool:
+        if self.core.accepts(msg.run_id):
+            return True
+        if msg.run_id not in self._foreign_runs:
+            self._foreign_runs.add(msg.run_id)
+            self.get_logger().warning(f"messages of another run ({msg.run_id!r}, episode {msg.episode_id}) on this "
+                                      "ROS domain are ignored: two WorldSample graphs share ROS_DOMAIN_ID="
+                                      f"{os.environ.get('ROS_DOMAIN_ID', '0')}")
+        return False
+
     def _on_episode(self, topic: str, msgtype: str, raw: bytes) -> None:
         msg = deserialize_message(raw, EpisodeInfo)
+        if not self._ours(msg):
+            return
         if msg.event == EpisodeInfo.EVENT_START:
             path = self.core.start_episode(msg.episode_id, topic, msgtype, raw, time_to_ns(msg.header.stamp))
             self.get_logger().info(f"episode {msg.episode_id}: recording to {path}")
@@ -113,6 +134,8 @@ class RecorderNode(Node):
 
     def _on_transition(self, topic: str, msgtype: str, raw: bytes) -> None:
         msg = deserialize_message(raw, Transition)
+        if not self._ours(msg):
+            return
         stamp = time_to_ns(msg.header.stamp)
         if not self.core.write(topic, msgtype, raw, stamp, episode_id=msg.episode_id):
             self.get_logger().warning(f"transition {msg.episode_id}/{msg.step} arrived outside its episode; "
@@ -121,6 +144,8 @@ class RecorderNode(Node):
 
     def _on_action(self, topic: str, msgtype: str, raw: bytes) -> None:
         msg = deserialize_message(raw, PolicyAction)
+        if not self._ours(msg):
+            return
         self.core.write(topic, msgtype, raw, time_to_ns(msg.header.stamp), episode_id=msg.episode_id or None)
 
     # ------------------------------------------------------------------ closing
@@ -128,11 +153,16 @@ class RecorderNode(Node):
         self._publish_done(self.core.poll())
 
     def _publish_done(self, done) -> None:
+        for err in self.core.errors[self._errors_reported:]:
+            self.get_logger().error(f"recording failed: {err}; the bag is left for `worldsample bags recover`")
+        self._errors_reported = len(self.core.errors)
         for rec in done:
             msg = self._end_msgs.pop(rec.episode_id, None)
             if msg is None:
-                msg = EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id=rec.episode_id)
+                msg = EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id=rec.episode_id, run_id=self.core.run_id)
             msg.bag_uri = str(Path(rec.bag_uri).resolve())
+            if not rec.complete:
+                msg.reason = rec.status
             msg.header.stamp = self.get_clock().now().to_msg()
             self._pub_recorded.publish(msg)
             text = (f"episode {rec.episode_id}: bag closed ({rec.reason}, {rec.messages} messages, "

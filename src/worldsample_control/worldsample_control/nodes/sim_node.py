@@ -32,6 +32,11 @@ Stepping (``mode``):
   a target pose plus the gripper command with the same header stamp (arm_control sends both;
   a pose without a gripper command steps after ``gripper_wait_s``). Results do not depend on CPU load.
 - ``realtime``: a timer at ``control_hz`` steps towards the latest target.
+Commands are taken only from ``command_node`` (default ``arm_control``, in this node's namespace,
+checked by the publisher's GID; "" takes any publisher): a node of another graph on the same
+ROS_DOMAIN_ID, or anyone publishing on ``equilibrium_pose`` directly, does not move this arm (dropped,
+counted, warned). A target farther than ``max_target_outside_m`` outside the workspace box is
+refused with an error message (the arm holds); arm control never sends one.
 A target is applied like the env's own action path: the normalised action
 ``(target - env.ee_target()) / action_scale`` goes through `FrankaTaskEnv.step`, so reward,
 success and the target-lead limit are the env's. The commanded orientation is not used (the
@@ -93,6 +98,11 @@ class SimNode(Node):
         self.publish_expert = bool(p("publish_expert", False).value)
         self.gripper_wait_s = float(p("gripper_wait_s", 0.5).value)
         heartbeat_hz = float(p("heartbeat_hz", 2.0).value)
+        self.command_node = str(p("command_node", "arm_control").value)
+        self.max_outside = float(p("max_target_outside_m", 0.05).value)
+        self._commander_gids: set[bytes] = set()
+        self._gids_checked = -1.0
+        self.dropped_commands = 0
         t = {
             "current_pose": fr.current_pose, "external_wrench": fr.external_wrench,
             "measured_joint_states": fr.measured_joint_states, "joint_states": fr.joint_states,
@@ -101,6 +111,7 @@ class SimNode(Node):
             "sim_reward": ws.sim_reward, "ee_twist": "sim/ee_twist",
         }
         t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
+        self._gripper_topic = t["gripper_width_command"]
         self.frame_id = p("base_frame", BASE_FRAME).value
 
         self._make_env(self.task)
@@ -114,8 +125,11 @@ class SimNode(Node):
         self.pub_info = self.create_publisher(DiagnosticArray, t["sim_reward"], qos(QoSSpec("reliable", 10)))
         self.pub_images = {c: self.create_publisher(Image, WorldSampleTopics.camera_image(c), qos(IMAGES))
                            for c in cams}
-        self.create_subscription(PoseStamped, t["equilibrium_pose"], self._on_pose, qos(CMD_QOS))
-        self.create_subscription(GripperCommand, t["gripper_width_command"], self._on_gripper, qos(CMD_QOS))
+        self._sub_pose = self.create_subscription(PoseStamped, t["equilibrium_pose"],
+                                                  lambda m, i: self._on_pose(m) if self._from_commander(i) else None,
+                                                  qos(CMD_QOS))
+        self.create_subscription(GripperCommand, t["gripper_width_command"],
+                                 lambda m, i: self._on_gripper(m) if self._from_commander(i) else None, qos(CMD_QOS))
         self.create_service(ResetEpisode, t["sim_reset"], self._on_reset)
         self._gripper_actions = self._franka_gripper_servers()
 
@@ -186,11 +200,44 @@ class SimNode(Node):
         return resp
 
     # ------------------------------------------------------------------ commands
+    def _from_commander(self, info) -> bool:
+        """Whether a command comes from ``command_node`` of this namespace (by publisher GID)."""
+        gid = info.get("publisher_gid") if isinstance(info, dict) else None
+        data = bytes(gid.get("data", b"")) if isinstance(gid, dict) else b""
+        if not self.command_node or not data or data in self._commander_gids:
+            return True
+        now = time.monotonic()
+        if now - self._gids_checked >= 0.5:  # refresh at most twice a second (a flood stays cheap)
+            self._gids_checked = now
+            ns = self.get_namespace()
+            self._commander_gids = {
+                bytes(i.endpoint_gid)[:len(data)] for topic in (self._sub_pose.topic_name,)
+                for i in self.get_publishers_info_by_topic(topic)
+                if i.node_name == self.command_node and i.node_namespace == ns}
+            self._commander_gids |= {
+                bytes(i.endpoint_gid)[:len(data)] for i in self.get_publishers_info_by_topic(
+                    self.resolve_topic_name(self._gripper_topic))
+                if i.node_name == self.command_node and i.node_namespace == ns}
+            if data in self._commander_gids:
+                return True
+        self.dropped_commands += 1
+        self.get_logger().warning(f"{self.dropped_commands} command(s) from a node other than "
+                                  f"{self.command_node!r} ignored (another graph on this ROS_DOMAIN_ID, or a direct "
+                                  "publisher: command the arm through arm control)", throttle_duration_sec=2.0)
+        return False
+
     def _on_pose(self, msg: PoseStamped) -> None:
         p = msg.pose.position
         pos = np.array([p.x, p.y, p.z], float)
         if not np.isfinite(pos).all():
             self.get_logger().error(f"equilibrium_pose with non-finite position {pos.tolist()} ignored (holding)")
+            return
+        lo, hi = np.asarray(self.env.cfg.workspace_min, float), np.asarray(self.env.cfg.workspace_max, float)
+        outside = float(np.max(np.maximum(lo - pos, pos - hi)))
+        if outside > self.max_outside:
+            self.get_logger().error(f"equilibrium_pose {pos.tolist()} is {outside:.3f} m outside the workspace box "
+                                    f"{lo.tolist()}..{hi.tolist()} (more than max_target_outside_m="
+                                    f"{self.max_outside}); refused, holding")
             return
         if self.mode == "realtime":
             self._target = pos

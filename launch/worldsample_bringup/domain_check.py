@@ -1,0 +1,79 @@
+"""Before a graph starts: is another WorldSample graph already on this ROS domain (and namespace)?
+
+Two graphs on one ROS_DOMAIN_ID and namespace share every topic: each recorder would see the other's
+episodes, each simulator the other's commands. `worldsample sim` and `worldsample loop` therefore
+look first and refuse with a message naming ROS_DOMAIN_ID (`check_free` / `other_graph`). They do not
+move to another domain on their own: on a real robot the arm's driver (franka_ros2) is on a chosen
+domain, and a loop that silently picked another one would run without its robot. Starting a second
+graph on purpose is one variable away: ``ROS_DOMAIN_ID=<n>`` (or ``--namespace``).
+
+The look costs one discovery period (``wait_s``). Two graphs started within that period both
+pass; then the run ids (every episode message carries one; arm control and recorder ignore other
+runs'), the simulator's sender check and the actor's own check for a second publisher of
+``episodes`` (it stops with exit code 3) keep them apart.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+# node names of a WorldSample graph (graph.sim_graph / robot_graph / learning_graph)
+GRAPH_NODES = ("sim", "arm_control", "actor", "recorder", "learner", "world_model", "success_detector")
+
+
+def _norm_ns(namespace: str) -> str:
+    ns = "/" + namespace.strip("/")
+    return ns
+
+
+def other_graph(namespace: str = "", wait_s: float = 2.0) -> list[str]:
+    """Fully qualified names of WorldSample nodes running in ``namespace`` on this ROS domain."""
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=[])
+    try:
+        node = rclpy.create_node(f"worldsample_domain_check_{os.getpid()}", context=ctx,
+                                 enable_rosout=False, start_parameter_services=False)
+        try:
+            from rclpy.executors import SingleThreadedExecutor
+
+            ex = SingleThreadedExecutor(context=ctx)
+            ex.add_node(node)
+            ns = _norm_ns(namespace)
+            found: list[str] = []
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                ex.spin_once(timeout_sec=0.1)
+                found = sorted(f"{n_ns.rstrip('/')}/{name}" for name, n_ns in node.get_node_names_and_namespaces()
+                               if name in GRAPH_NODES and n_ns == ns)
+                if len(found) >= 2:  # a graph, not one stray node: no need to wait longer
+                    break
+            ex.remove_node(node)
+            return found
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def refusal(command: str, nodes: list[str], namespace: str = "") -> str:
+    domain = os.environ.get("ROS_DOMAIN_ID", "0 (unset)")
+    where = f"ROS_DOMAIN_ID={domain}" + (f", namespace /{namespace.strip('/')}" if namespace.strip("/") else "")
+    return (f"{command}: another WorldSample graph is running on {where} (nodes {', '.join(nodes)}). Two graphs on one "
+            "domain would record and command each other's episodes; nothing was started. Stop the other graph, or "
+            "give this run its own domain, e.g. ROS_DOMAIN_ID=<0-101, unused> "
+            f"{command} ...")
+
+
+def check_free(command: str, namespace: str = "", wait_s: float = 2.0) -> str | None:
+    """None when no other WorldSample graph is on this domain/namespace, else the refusal message.
+
+    ``WORLDSAMPLE_SKIP_DOMAIN_CHECK=1`` skips the look (e.g. a deliberately shared domain with
+    distinct namespaces handled elsewhere)."""
+    if os.environ.get("WORLDSAMPLE_SKIP_DOMAIN_CHECK") == "1":
+        return None
+    nodes = other_graph(namespace, wait_s)
+    return refusal(command, nodes, namespace) if nodes else None
