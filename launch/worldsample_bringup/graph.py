@@ -234,6 +234,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
     if kind == "sim":
         return sim_graph(task, run_dir, policy=policy, episodes=episodes, seed=seed, max_steps=max_steps,
                          image_size=image_size, cameras=cameras, control_hz=control_hz, namespace=namespace,
+                         run_id=run_id,
                          episodes_per_policy=episodes_per_policy)
     if kind not in ("real", "gazebo"):
         raise ValueError(f"graph kind {kind!r}; expected 'sim', 'real' or 'gazebo'")
@@ -256,7 +257,6 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
             "max_steps": int(max_steps) if max_steps else 200, "cameras": cams, "control_hz": float(control_hz),
             "lockstep": False, "use_sim_reward": True, "topic_sim_reward": "success/reward", "twist_topic": "",
-                         run_id=run_id,
             "source": "real",
             "log_dir": str(run_dir / "actor"), "wait_for_recorder_s": 30.0,
             "episodes_per_policy": int(episodes_per_policy),
@@ -272,6 +272,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
     ]
     for s in specs:
         s.namespace = namespace
+    _set_run_id(specs, run_id)
     return specs
 
 
@@ -294,7 +295,6 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     size = int(args["image_size"])
     wm = dict(params.get("world_model", {}))
     wm.update({"run_dir": str(run_dir / "world_model"), "demos_dir": args["demos_dir"],
-    _set_run_id(specs, run_id)
                "real_dir": str(run_dir / "bags"), "synthetic_dir": str(run_dir / "synthetic"),
                "device": args["device"], "model.image_size": size, "model.cameras": cams,
                "model.seed": int(args["seed"])})
