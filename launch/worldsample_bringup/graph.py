@@ -87,6 +87,17 @@ def format_param(value: Any) -> str:
     raise TypeError(f"parameter value {value!r} of type {type(value).__name__} is not a ROS parameter type")
 
 
+def sim_arm_params() -> dict[str, Any]:
+    """arm_control's IK for our MuJoCo arm: its end-effector point (the pinch between the Robotiq
+    fingers, `SIM_TCP_OFFSET`) as the TCP, its home posture as the IK's rest posture. The real FR3 and
+    Gazebo use the defaults (Franka Hand TCP, Franka's ready pose)."""
+    from worldsample_control.core.sim.config import SIM_HOME_QPOS, SIM_TCP_OFFSET
+
+    return {"joints.ik.tcp_xyz": [float(v) for v in SIM_TCP_OFFSET[0]],
+            "joints.ik.tcp_quat": [float(v) for v in SIM_TCP_OFFSET[1]],
+            "joints.ik.rest_posture": [float(v) for v in SIM_HOME_QPOS]}
+
+
 def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes: int = 1,
               seed: int = 0, max_steps: int = 0, image_size: int = 64,
               cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
@@ -113,7 +124,7 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
         }),
         NodeSpec("worldsample_control", "arm_control_node", "arm_control", {
             "control_hz": float(control_hz), "publish_mode": "on_action" if lockstep else "rate",
-            "sim": True,
+            "sim": True, **sim_arm_params(),
         }),
         NodeSpec("worldsample_control", "actor_node", "actor", {
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
@@ -252,6 +263,8 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
         NodeSpec("worldsample_control", "arm_control_node", "arm_control", {
             "control_hz": float(control_hz), "publish_mode": "rate", "sim": False,
             "gripper_interface": "franka_action" if kind == "real" else "topic",
+            # Gazebo has no franka_robot_state_broadcaster: the pose comes from joint_states (FR3 kinematics)
+            "pose_from_joints": kind == "gazebo",
         }),
         NodeSpec("worldsample_control", "actor_node", "actor", {
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),

@@ -487,6 +487,14 @@ def salvage_mcap(path: Path) -> tuple[list[tuple[str, str, int, bytes]], str]:
             body = buf[pos + 9:pos + 9 + size]
             if len(body) < size:
                 note = f"record at byte {pos} cut short"
+                if op == 0x06 and top and len(body) > 40:  # a cut chunk: uncompressed, its records still read
+                    try:
+                        (comp,), q = strs(body, 28, 1)
+                    except (struct.error, UnicodeDecodeError):
+                        return False
+                    if comp == "":
+                        records(body[q + 8:], 0, False)
+                        note = f"file cut inside the chunk at byte {pos}"
                 return False
             pos += 9 + size
             try:
@@ -797,12 +805,14 @@ def _states(msgs: list[Any], where: str) -> np.ndarray | None:
 
 
 def find_bags(directory: Path | str) -> list[Path]:
-    """Bag directories under `directory` (itself included): those with metadata.yaml or a write-ahead log."""
+    """Bag directories under `directory` (itself included): those with metadata.yaml or a write-ahead log,
+    except the damaged originals a recovery kept (``*.incomplete``)."""
     directory = Path(directory)
     if not directory.exists():
         raise BagError(f"{directory}: no such directory")
     found = {p.parent for p in directory.rglob("metadata.yaml")} | {p.parent for p in directory.rglob(WAL_NAME)}
-    return sorted(found)
+    # ``<bag>.incomplete``: the damaged originals `recover_bag` keeps beside the rebuilt bag
+    return sorted(b for b in found if not any(part.endswith(".incomplete") for part in b.relative_to(directory).parts))
 
 
 @dataclass
