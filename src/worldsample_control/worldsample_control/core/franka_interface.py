@@ -11,7 +11,11 @@ state (published by franka_robot_state_broadcaster; best-effort QoS since v3.3.0
   franka_gripper/joint_states                                   sensor_msgs/JointState (fr3_finger_joint1/2,
                                                                 each finger = half the opening width)
 commands:
-  cartesian_impedance_example_controller/equilibrium_pose       geometry_msgs/PoseStamped (reliable)
+  fr3_arm_controller/joint_trajectory                           trajectory_msgs/JointTrajectory (reliable;
+                                                                fr3_joint1..7): ros2_controllers'
+                                                                JointTrajectoryController as franka_ros2's
+                                                                franka_fr3_moveit_config runs it; our arm
+                                                                control streams IK joint targets there
   franka_gripper/width_command                                  worldsample_msgs/GripperCommand (ours;
                                                                 franka_msgs' Move/Grasp actions where installed)
   franka_gripper/move, franka_gripper/grasp                     franka_msgs actions (real robot)
@@ -57,7 +61,8 @@ class FrankaTopics:
     measured_joint_states: str = "franka_robot_state_broadcaster/measured_joint_states"
     joint_states: str = "joint_states"
     gripper_joint_states: str = "franka_gripper/joint_states"
-    equilibrium_pose: str = "cartesian_impedance_example_controller/equilibrium_pose"
+    joint_trajectory: str = "fr3_arm_controller/joint_trajectory"
+    arm_controller: str = "fr3_arm_controller"  # its name in the controller manager (our controller yaml)
     gripper_width_command: str = "franka_gripper/width_command"
     gripper_move_action: str = "franka_gripper/move"
     gripper_grasp_action: str = "franka_gripper/grasp"
@@ -74,12 +79,12 @@ class WorldSampleTopics:
     """Our own topics around the arm (relative names)."""
 
     policy_action: str = "policy/action"  # worldsample_msgs/PolicyAction
+    applied_action: str = "arm/applied_action"  # worldsample_msgs/PolicyAction arm control applied (recorded)
     arm_safety: str = "arm/safety"  # diagnostic_msgs/DiagnosticArray
     arm_reset: str = "arm/reset"  # worldsample_msgs/srv/ResetEpisode
     sim_reset: str = "sim/reset"  # worldsample_msgs/srv/ResetEpisode
     sim_reward: str = "sim/reward"  # diagnostic_msgs/DiagnosticArray, see sim_node
     episodes: str = "episodes"  # worldsample_msgs/EpisodeInfo (actor: START/END)
-    applied_action: str = "arm/applied_action"  # worldsample_msgs/PolicyAction arm control applied (recorded)
     episodes_recorded: str = "episodes/recorded"  # worldsample_msgs/EpisodeInfo END with bag_uri (recorder)
     transitions: str = "transitions/real"  # worldsample_msgs/Transition
     policy_checkpoint: str = "policy/checkpoint"  # worldsample_msgs/PolicyCheckpoint

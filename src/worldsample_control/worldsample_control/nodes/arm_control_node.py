@@ -1,9 +1,21 @@
-"""arm_control_node: policy actions -> safe franka_ros2 commands (through `core.safety.ActionFilter`).
+"""arm_control_node: policy actions -> safe joint targets for the FR3's JointTrajectoryController.
+
+The command path (the same on a real FR3, in franka_ros2's Gazebo and in our MuJoCo node):
+policy action -> `core.safety.ActionFilter` (workspace box, step and velocity limits, watchdog, NaN
+rejection) -> safe Cartesian target -> our FR3 IK (`core.joint_command.JointCommander`, damped least
+squares on Franka's DH parameters, joint limits, workspace box) -> a one-point
+``trajectory_msgs/JointTrajectory`` (joints fr3_joint1..7, ``time_from_start`` within a fraction of
+the FR3 joint velocity limits) on ``fr3_arm_controller/joint_trajectory``: ros2_controllers'
+``joint_trajectory_controller/JointTrajectoryController`` as franka_ros2's franka_fr3_moveit_config
+configures it (effort command interface). A target the IK cannot reach within
+``joints.max_position_error`` is not sent (the arm holds; reason ``ik_unreachable`` on ``arm/safety``).
 
 Subscribes ``policy/action`` (worldsample_msgs/PolicyAction), the robot's
-``franka_robot_state_broadcaster/current_pose`` (best effort) and ``franka_gripper/joint_states``;
-publishes ``cartesian_impedance_example_controller/equilibrium_pose`` (PoseStamped, base frame
-fr3_link0) and the gripper command: ``franka_gripper/width_command`` (worldsample_msgs/GripperCommand,
+``franka_robot_state_broadcaster/current_pose`` (best effort), ``joint_states`` (fr3_joint1..7: IK
+seed and velocity scaling) and ``franka_gripper/joint_states``; with ``pose_from_joints:=true``
+(Gazebo, which has no state broadcaster) the end-effector pose comes from ``joint_states`` through
+the same FR3 kinematics instead of ``current_pose``. Publishes the joint trajectory and the gripper
+command: ``franka_gripper/width_command`` (worldsample_msgs/GripperCommand,
 ``gripper_interface:=topic``, what our simulator listens to) or, on a real Franka Hand with
 ``gripper_interface:=franka_action``, franka_msgs' ``franka_gripper/move`` and ``franka_gripper/grasp``
 action goals (sent when the command changes; needs franka_msgs). Every clipped or rejected action is
@@ -32,25 +44,24 @@ Modes (``publish_mode``):
 All topic names are parameters (``topic_*``) relative to the node namespace, so the node runs
 unchanged against our sim_node and a real franka_ros2 bringup.
 
-Real Franka (franka_ros2 jazzy v3.4.0, FR3), started by the user (argument names of v3.4.0):
+Real Franka (FR3, franka_ros2 >= v3.2.0 on jazzy): ``ros2 launch worldsample_bringup real_loop.launch.py
+robot_ip:=<ROBOT_IP>`` starts everything. By hand: franka_bringup's core launch with our controller
+file (robot state publisher, ros2_control with the FR3 hardware, joint_state_broadcaster,
+franka_robot_state_broadcaster, the Franka Hand node), then the trajectory controller, then this node:
 
-    ros2 launch franka_bringup example.launch.py controller_names:=cartesian_impedance_example_controller \\
-        robot_ips:=<ROBOT_IP> load_gripper:=true
-
-NOT SAFE ON A REAL ARM YET (issue 14): that example controller exists only in v3.4.0 and its
-``update()`` replaces the commanded position with a built-in demo motion every cycle.
+    ros2 launch franka_bringup franka.launch.py robot_type:=fr3 robot_ip:=<ROBOT_IP> load_gripper:=true \
+        controllers_yaml:=$(ros2 pkg prefix worldsample_bringup)/share/worldsample_bringup/config/fr3_controllers.yaml
+    ros2 run controller_manager spawner fr3_arm_controller --param-file <that fr3_controllers.yaml>
     ros2 run worldsample_control arm_control_node --ros-args -p publish_mode:=rate -p sim:=false \
         -p gripper_interface:=franka_action
 
-The cartesian_impedance_example_controller listens on ``equilibrium_pose``; the state broadcaster
-publishes current_pose. On Humble (franka_ros2 v0.1.x) there is no current_pose topic nor the
-equilibrium_pose subscriber in the example controller: run a controller that accepts a
-PoseStamped target and a node that publishes the end-effector pose (e.g. from
-``franka_robot_state_broadcaster/robot_state``'s O_T_EE), then point ``topic_current_pose`` and
-``topic_equilibrium_pose`` at them; the state topics are reliable there (set
-``state_best_effort:=false``, although a best-effort subscriber also matches reliable publishers).
-franka_ros2's Gazebo bringup publishes only ``joint_states`` (no current_pose, gripper node or
-error recovery): this node then waits for a pose and logs that it has none.
+(franka_bringup's ``example.launch.py`` takes ``controller_names`` and ``robot_ips`` - not
+``controller_name`` / ``robot_ip`` - but spawns only the controllers of its own controllers.yaml,
+which has no trajectory controller; hence franka.launch.py's ``controllers_yaml`` argument.) Do not
+command the arm through ``cartesian_impedance_example_controller``: its ``update()`` replaces the
+commanded position with a built-in demo motion every cycle (v3.4.0). franka_ros2's Gazebo bringup
+publishes only ``joint_states`` (no current_pose, gripper node or error recovery): run this node
+with ``pose_from_joints:=true`` there (gazebo_loop.launch.py does).
 """
 
 from __future__ import annotations
@@ -65,12 +76,14 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from worldsample_msgs.msg import EpisodeInfo, GripperCommand, PolicyAction
 from worldsample_msgs.srv import ResetEpisode
 
 from ..core.action_gate import ActionGate
 from ..core.franka_interface import (
+    ARM_JOINT_NAMES,
     BASE_FRAME,
     BEST_EFFORT,
     RELIABLE,
@@ -79,6 +92,7 @@ from ..core.franka_interface import (
     WorldSampleTopics,
     gripper_width_from_fingers,
 )
+from ..core.joint_command import JointCommandConfig, JointCommander, JointTarget, joints_from_state
 from ..core.safety import ActionFilter, SafeCommand, SafetyConfig, SafetyEvent
 from .common import declare_config, qos, run, time_to_ns
 
@@ -106,9 +120,15 @@ class ArmControlNode(Node):
         cfg = declare_config(self, SafetyConfig(control_hz=self.control_hz), prefix="safety.",
                              skip=("max_events", "control_hz"))
         self.filter = ActionFilter(cfg)
+        jcfg = declare_config(self, JointCommandConfig(min_duration=1.0 / self.control_hz), prefix="joints.",
+                              skip=("ik.workspace_min", "ik.workspace_max"))
+        jcfg.ik.workspace_min, jcfg.ik.workspace_max = cfg.workspace_min, cfg.workspace_max  # one box
+        self.joints = JointCommander(jcfg)
+        self.pose_from_joints = bool(p("pose_from_joints", False).value)
         t = {
             "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
-            "equilibrium_pose": fr.equilibrium_pose, "gripper_width_command": fr.gripper_width_command,
+            "joint_states": fr.joint_states, "joint_trajectory": fr.joint_trajectory,
+            "gripper_width_command": fr.gripper_width_command,
             "policy_action": ws.policy_action, "applied_action": ws.applied_action, "episodes": ws.episodes,
             "arm_safety": ws.arm_safety, "arm_reset": ws.arm_reset,
             "sim_reset": ws.sim_reset, "error_recovery": fr.error_recovery_action,
@@ -118,13 +138,15 @@ class ArmControlNode(Node):
         self.topics = t
         group = ReentrantCallbackGroup()
         state_q = qos(BEST_EFFORT if state_best_effort else RELIABLE)
-        self.pub_pose = self.create_publisher(PoseStamped, t["equilibrium_pose"], qos(fr.command_qos))
+        self.pub_trajectory = self.create_publisher(JointTrajectory, t["joint_trajectory"], qos(fr.command_qos))
         self.pub_gripper = self.create_publisher(GripperCommand, t["gripper_width_command"], qos(fr.command_qos))
         self._franka_gripper = None
         if self.gripper_interface == "franka_action":
             self._franka_gripper = self._make_franka_gripper(t)
         self.pub_safety = self.create_publisher(DiagnosticArray, t["arm_safety"], qos(QoSSpec("reliable", 50)))
-        self.create_subscription(PoseStamped, t["current_pose"], self._on_pose, state_q)
+        if not self.pose_from_joints:
+            self.create_subscription(PoseStamped, t["current_pose"], self._on_pose, state_q)
+        self.create_subscription(JointState, t["joint_states"], self._on_joints, qos(fr.joint_states_qos))
         self.create_subscription(JointState, t["gripper_joint_states"], self._on_gripper, state_q)
         self.run_id = str(p("run_id", "").value)
         self.actor_node = str(p("actor_node", "actor").value)
@@ -159,9 +181,21 @@ class ArmControlNode(Node):
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
-        ok = self.filter.update_state([p.x, p.y, p.z], [o.x, o.y, o.z, o.w], self._width)
+        self._update_pose([p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.stamp)
+
+    def _on_joints(self, msg: JointState) -> None:
+        q = joints_from_state(msg.name, msg.position)
+        if q is None:
+            return  # another robot's / the fingers' joint states only
+        self.joints.update_joints(q)
+        if self.pose_from_joints:
+            pos, quat = self.joints.ik.pose(q)
+            self._update_pose(pos, quat, msg.header.stamp)
+
+    def _update_pose(self, position, quaternion, stamp) -> None:
+        ok = self.filter.update_state(position, quaternion, self._width)
         if ok:
-            self._pose_stamp = max(self._pose_stamp, time_to_ns(msg.header.stamp))
+            self._pose_stamp = max(self._pose_stamp, time_to_ns(stamp))
         self._flush_events()
         if self.mode == "on_action":
             self._process_pending()
@@ -293,18 +327,42 @@ class ArmControlNode(Node):
         g = GripperCommand(width=float(cmd.gripper_width), speed=self.gripper_speed, force=self.gripper_force,
                            grasp=bool(cmd.gripper_width <= self.filter.config.gripper_width_min + 1e-6))
         g.header.stamp, g.header.frame_id = stamp, self.frame_id
-        pose = PoseStamped()
-        pose.header.stamp, pose.header.frame_id = stamp, self.frame_id
-        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in cmd.position)
-        q = cmd.quaternion
-        pose.pose.orientation.x, pose.pose.orientation.y = float(q[0]), float(q[1])
-        pose.pose.orientation.z, pose.pose.orientation.w = float(q[2]), float(q[3])
+        if not self.joints.has_joints:
+            self.get_logger().warning(f"no fr3_joint1..7 on {self.topics['joint_states']!r} yet; command not sent",
+                                      throttle_duration_sec=2.0)
+            self._flush_events()
+            return
+        target = self.joints.command(cmd.position, cmd.quaternion)
+        traj = JointTrajectory(joint_names=list(ARM_JOINT_NAMES))
+        # lock-step simulation pairs the trajectory with the gripper command by stamp; a controller on a
+        # real arm starts a trajectory stamped zero on receipt
+        if self.mode == "on_action":
+            traj.header.stamp = stamp
+        sec = int(target.duration)
+        traj.points = [JointTrajectoryPoint(positions=[float(v) for v in target.positions])]
+        traj.points[0].time_from_start.sec = sec
+        traj.points[0].time_from_start.nanosec = int(round((target.duration - sec) * 1e9))
         if self._franka_gripper is not None:
             self._send_franka_gripper(g)
         else:
-            self.pub_gripper.publish(g)  # gripper first: the lock-step simulator steps on the pose
-        self.pub_pose.publish(pose)
+            self.pub_gripper.publish(g)  # gripper first: the lock-step simulator steps on the arm command
+        self.pub_trajectory.publish(traj)
+        if target.reason:
+            self._report_ik(cmd, target)
         self._flush_events()
+
+    def _report_ik(self, cmd: SafeCommand, target: JointTarget) -> None:
+        """An IK refusal (arm holds) or workspace clip, on arm/safety and in the log."""
+        reached = self.joints.ik.pose(target.positions)[0]
+        reason = target.reason.split(":")[0]
+        e = SafetyEvent(reason, tuple(float(v) for v in cmd.position), tuple(float(v) for v in reached),
+                        detail=target.reason)
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [self._status(e)]
+        self.pub_safety.publish(arr)
+        self.get_logger().warning(f"joint command: {target.reason} requested={_fmt(e.requested)} "
+                                  f"reached={_fmt(e.commanded)}", throttle_duration_sec=1.0)
 
     def _flush_events(self) -> None:
         events = self.filter.drain_events()
@@ -376,11 +434,13 @@ class ArmControlNode(Node):
                 return resp
             result = await self.sim_reset.call_async(req)
             self.filter.reset()
+            self.joints.reset()
             resp.success, resp.message, resp.seed = result.success, result.message, result.seed
             return resp
         self._error_recovery()
         fut = rclpy.task.Future()
         self.filter.reset()
+        self.joints.reset()
         self._homing = {"future": fut, "deadline": time.monotonic() + 20.0}
         ok, message = await fut
         resp.success, resp.message, resp.seed = ok, message, -1

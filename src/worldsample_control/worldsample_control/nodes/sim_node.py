@@ -12,7 +12,11 @@ publishes (every step, all with the same header stamp)
   sim/ee_twist                                                  TwistStamped, measured end-effector velocity (sim only)
   sim/reward                                                    DiagnosticArray (sim only, see below)
 subscribes
-  cartesian_impedance_example_controller/equilibrium_pose       PoseStamped: absolute end-effector target
+  fr3_arm_controller/joint_trajectory                           trajectory_msgs/JointTrajectory, joints
+                                                                fr3_joint1..7 (any order; other joints
+                                                                ignored): the last point's positions are
+                                                                the joint set-points (what franka_ros2's
+                                                                JointTrajectoryController reaches)
   franka_gripper/width_command                                  worldsample_msgs/GripperCommand
 actions (only where franka_msgs is installed)
   franka_gripper/move, franka_gripper/grasp                     franka_msgs/action/Move, Grasp (set the width
@@ -29,18 +33,18 @@ separated floats), ``expert_action`` (the scripted expert's action for this obse
 
 Stepping (``mode``):
 - ``lockstep`` (default; tests, the embedded loop): one control period per received command:
-  a target pose plus the gripper command with the same header stamp (arm_control sends both;
-  a pose without a gripper command steps after ``gripper_wait_s``). Results do not depend on CPU load.
-- ``realtime``: a timer at ``control_hz`` steps towards the latest target.
+  a joint trajectory plus the gripper command with the same header stamp (arm_control sends both;
+  a trajectory without a gripper command steps after ``gripper_wait_s``). Results do not depend on
+  CPU load.
+- ``realtime``: a timer at ``control_hz`` steps towards the latest joint target.
 Commands are taken only from ``command_node`` (default ``arm_control``, in this node's namespace,
 checked by the publisher's GID; "" takes any publisher): a node of another graph on the same
-ROS_DOMAIN_ID, or anyone publishing on ``equilibrium_pose`` directly, does not move this arm (dropped,
-counted, warned). A target farther than ``max_target_outside_m`` outside the workspace box is
-refused with an error message (the arm holds); arm control never sends one.
-A target is applied like the env's own action path: the normalised action
-``(target - env.ee_target()) / action_scale`` goes through `FrankaTaskEnv.step`, so reward,
-success and the target-lead limit are the env's. The commanded orientation is not used (the
-tasks hold the gripper pointing down). The latest state is re-published every
+ROS_DOMAIN_ID, or anyone publishing on ``joint_trajectory`` directly, does not move this arm (dropped,
+counted, warned). Joint targets whose end effector lies farther than ``max_target_outside_m`` outside
+the workspace box are refused with an error message (the arm holds); arm control never sends one.
+The joint targets drive the MuJoCo arm's joint position servos (`FrankaTaskEnv.step_joint_targets`):
+the same command path as on the real FR3 and in Gazebo, where arm_control's IK output goes to the
+JointTrajectoryController. Reward and success are the env's. The latest state is re-published every
 ``1 / heartbeat_hz`` s with its original stamp (late subscribers, lost best-effort messages).
 """
 
@@ -53,6 +57,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory
 
 from worldsample_msgs.msg import GripperCommand
 from worldsample_msgs.srv import ResetEpisode
@@ -106,7 +111,7 @@ class SimNode(Node):
         t = {
             "current_pose": fr.current_pose, "external_wrench": fr.external_wrench,
             "measured_joint_states": fr.measured_joint_states, "joint_states": fr.joint_states,
-            "gripper_joint_states": fr.gripper_joint_states, "equilibrium_pose": fr.equilibrium_pose,
+            "gripper_joint_states": fr.gripper_joint_states, "joint_trajectory": fr.joint_trajectory,
             "gripper_width_command": fr.gripper_width_command, "sim_reset": ws.sim_reset,
             "sim_reward": ws.sim_reward, "ee_twist": "sim/ee_twist",
         }
@@ -125,15 +130,15 @@ class SimNode(Node):
         self.pub_info = self.create_publisher(DiagnosticArray, t["sim_reward"], qos(QoSSpec("reliable", 10)))
         self.pub_images = {c: self.create_publisher(Image, WorldSampleTopics.camera_image(c), qos(IMAGES))
                            for c in cams}
-        self._sub_pose = self.create_subscription(PoseStamped, t["equilibrium_pose"],
-                                                  lambda m, i: self._on_pose(m) if self._from_commander(i) else None,
-                                                  qos(CMD_QOS))
+        self._sub_command = self.create_subscription(
+            JointTrajectory, t["joint_trajectory"],
+            lambda m, i: self._on_trajectory(m) if self._from_commander(i) else None, qos(CMD_QOS))
         self.create_subscription(GripperCommand, t["gripper_width_command"],
                                  lambda m, i: self._on_gripper(m) if self._from_commander(i) else None, qos(CMD_QOS))
         self.create_service(ResetEpisode, t["sim_reset"], self._on_reset)
         self._gripper_actions = self._franka_gripper_servers()
 
-        self._pending_pose: PoseStamped | None = None
+        self._pending: tuple[int, np.ndarray] | None = None  # (stamp ns, joint targets) not yet applied
         self._pending_since = 0.0
         self._gripper_cmds: dict[int, float] = {}  # stamp -> width of commands not yet used
         self._width = float(self.env_cfg_max_width())
@@ -174,7 +179,7 @@ class SimNode(Node):
         self.steps = 0
         self._target = None
         self._width = self.env_cfg_max_width()
-        self._pending_pose = None
+        self._pending = None
         self._gripper_cmds.clear()
         self._result = (0.0, False, False, False)
         self._publish()
@@ -211,7 +216,7 @@ class SimNode(Node):
             self._gids_checked = now
             ns = self.get_namespace()
             self._commander_gids = {
-                bytes(i.endpoint_gid)[:len(data)] for topic in (self._sub_pose.topic_name,)
+                bytes(i.endpoint_gid)[:len(data)] for topic in (self._sub_command.topic_name,)
                 for i in self.get_publishers_info_by_topic(topic)
                 if i.node_name == self.command_node and i.node_namespace == ns}
             self._commander_gids |= {
@@ -226,25 +231,32 @@ class SimNode(Node):
                                   "publisher: command the arm through arm control)", throttle_duration_sec=2.0)
         return False
 
-    def _on_pose(self, msg: PoseStamped) -> None:
-        p = msg.pose.position
-        pos = np.array([p.x, p.y, p.z], float)
-        if not np.isfinite(pos).all():
-            self.get_logger().error(f"equilibrium_pose with non-finite position {pos.tolist()} ignored (holding)")
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        from ..core.joint_command import joints_from_state
+
+        if not msg.points:
+            self.get_logger().error("joint trajectory without points ignored (holding)")
             return
+        q = joints_from_state(msg.joint_names, msg.points[-1].positions)
+        if q is None:
+            self.get_logger().error(f"joint trajectory for {list(msg.joint_names)} with positions "
+                                    f"{list(msg.points[-1].positions)} ignored (holding): need finite positions "
+                                    f"for {list(ARM_JOINT_NAMES)}")
+            return
+        pos = self.env.ee_pos_at(q)
         lo, hi = np.asarray(self.env.cfg.workspace_min, float), np.asarray(self.env.cfg.workspace_max, float)
         outside = float(np.max(np.maximum(lo - pos, pos - hi)))
         if outside > self.max_outside:
-            self.get_logger().error(f"equilibrium_pose {pos.tolist()} is {outside:.3f} m outside the workspace box "
-                                    f"{lo.tolist()}..{hi.tolist()} (more than max_target_outside_m="
-                                    f"{self.max_outside}); refused, holding")
+            self.get_logger().error(f"joint target {np.round(q, 4).tolist()} puts the end effector at {pos.tolist()}, "
+                                    f"{outside:.3f} m outside the workspace box {lo.tolist()}..{hi.tolist()} (more "
+                                    f"than max_target_outside_m={self.max_outside}); refused, holding")
             return
         if self.mode == "realtime":
-            self._target = pos
+            self._target = q
             return
-        if self._pending_pose is not None:
+        if self._pending is not None:
             self.get_logger().warning("a new target arrived before the previous one was applied; using the newest")
-        self._pending_pose = msg
+        self._pending = (time_to_ns(msg.header.stamp), q)
         self._pending_since = time.monotonic()
         self._try_lockstep()
 
@@ -283,31 +295,27 @@ class SimNode(Node):
                 ActionServer(self, Grasp, "franka_gripper/grasp", grasp)]
 
     def _try_lockstep(self, timed_out: bool = False) -> None:
-        msg = self._pending_pose
-        if msg is None:
+        if self._pending is None:
             return
-        stamp = time_to_ns(msg.header.stamp)
+        stamp, q = self._pending
         if stamp in self._gripper_cmds:
             self._width = self._gripper_cmds.pop(stamp)
         elif not timed_out:
             return
-        self._pending_pose = None
-        p = msg.pose.position
-        self._step(np.array([p.x, p.y, p.z], float))
+        self._pending = None
+        self._step(q)
 
     def _lockstep_timeout(self) -> None:
-        if self._pending_pose is not None and time.monotonic() - self._pending_since > self.gripper_wait_s:
+        if self._pending is not None and time.monotonic() - self._pending_since > self.gripper_wait_s:
             self._try_lockstep(timed_out=True)
 
     def _realtime_tick(self) -> None:
-        self._step(self._target if self._target is not None else self.env.ee_target())
+        self._step(self._target if self._target is not None else self.env.joint_targets())
 
-    def _step(self, target: np.ndarray) -> None:
-        scale = self.env.cfg.action_scale
-        a = np.empty(4, np.float64)
-        a[:3] = (target - self.env.ee_target()) / scale
-        a[3] = 1.0 if self._width < 0.5 * self.env_cfg_max_width() else -1.0
-        res = self.env.step(np.clip(a, -1.0, 1.0))
+    def _step(self, q: np.ndarray) -> None:
+        # the hand opens or closes (binary, as in the env's own action path)
+        closed = self._width < 0.5 * self.env_cfg_max_width()
+        res = self.env.step_joint_targets(q, 0.0 if closed else self.env_cfg_max_width())
         self.obs = res.observation
         self.steps += 1
         self._result = (res.reward, res.success, res.terminated, res.truncated)

@@ -13,6 +13,15 @@ TASKS: tuple[str, ...] = ("peg_insertion", "push", "sort", "pick_place")
 DEFAULT_MAX_STEPS: dict[str, int] = {"peg_insertion": 80, "push": 80, "sort": 200, "pick_place": 100}
 
 CAMERAS: tuple[str, ...] = ("front", "wrist")
+
+# The end-effector point of our MuJoCo arm (the ``pinch`` site between the Robotiq fingers) relative to
+# the FR3/Panda flange (DH frame 7 + 0.107 m): 0.1488 m along the flange z axis, rotated -45 deg about it
+# like the Franka Hand's TCP. (xyz [m], quaternion (x, y, z, w)); `core.fr3_kinematics` uses it as the TCP
+# when it commands the simulator (test_fr3_kinematics checks it against the MuJoCo model).
+SIM_TCP_OFFSET: tuple[tuple[float, float, float], tuple[float, float, float, float]] = (
+    (0.0, 0.0, 0.1488), (0.0, 0.0, -math.sin(math.pi / 8), math.cos(math.pi / 8)))
+# The arm's home posture (joint1..7 [rad]); resets solve IK from it (env.HOME_QPOS is this array).
+SIM_HOME_QPOS: tuple[float, ...] = (0.0, 0.2, 0.0, -2.3, 0.0, 2.5, math.pi / 4)
 ROBOT_MESHES: tuple[str, ...] = ("collision", "visual")
 
 

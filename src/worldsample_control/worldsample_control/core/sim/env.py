@@ -50,7 +50,7 @@ import numpy as np
 
 from ..env_protocol import ACTION_DIM, Observation, StepResult
 from ..reward import step_reward
-from .config import EnvConfig
+from .config import SIM_HOME_QPOS, EnvConfig
 from .tasks import TASK_CLASSES, Task
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -58,7 +58,7 @@ import mujoco  # noqa: E402
 
 PROPRIO_DIM = 7
 PROPRIO_LABELS = ("ee_x", "ee_y", "ee_z", "gripper_width", "ee_vx", "ee_vy", "ee_vz")
-HOME_QPOS = np.array([0.0, 0.2, 0.0, -2.3, 0.0, 2.5, np.pi / 4])
+HOME_QPOS = np.array(SIM_HOME_QPOS)
 # Pinch site pointing down, fingers closing along the base y axis (w, x, y, z).
 DOWN_QUAT_WXYZ = np.array([0.0, 1.0, 0.0, 0.0])
 GRIPPER_MAX_WIDTH = 0.085
@@ -230,6 +230,17 @@ class FrankaTaskEnv:
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self._arm_vadr].copy()
 
+    def ee_pos_at(self, q) -> np.ndarray:
+        """End-effector (pinch point) position [m] the arm would have at joints ``q`` (joint1..7)."""
+        d = self._ik
+        d.qpos[self._arm_qadr] = np.clip(np.asarray(q, float), self._arm_range[:, 0], self._arm_range[:, 1])
+        mujoco.mj_kinematics(self.model, d)
+        return d.site_xpos[self._site].copy()
+
+    def joint_targets(self) -> np.ndarray:
+        """The arm's joint servo set-points (joint1..7 [rad])."""
+        return self._q_target.copy()
+
     def joint_torques(self) -> np.ndarray:
         return self.data.actuator_force[self._arm_act].copy()
 
@@ -373,14 +384,34 @@ class FrankaTaskEnv:
         lead = self.cfg.max_target_lead
         target = np.clip(self._target_pos + a[:3] * self.cfg.action_scale, ee - lead, ee + lead)
         self.set_ee_target(target, DOWN_QUAT_WXYZ, 0.0 if a[3] > 0 else GRIPPER_MAX_WIDTH)
+        return self._advance({"clipped_action": a.astype(np.float32)})
+
+    def step_joint_targets(self, q, gripper_width: float) -> StepResult:
+        """One control period towards joint set-points ``q`` (joint1..7 [rad]) - what a
+        JointTrajectoryController's target does - with the gripper commanded to ``gripper_width``
+        (0 closes, 0.085 opens fully). Reward, success and truncation as in `step`. ``q`` is clipped
+        to the model's joint ranges; the commanded end-effector (`ee_target`) becomes the pinch
+        point at ``q``, so `step` can follow on."""
+        q = np.asarray(q, dtype=float)
+        if q.shape != (7,) or not np.isfinite(q).all():
+            raise ValueError(f"step_joint_targets: q must be 7 finite joint positions, got {q!r}")
+        if not np.isfinite(gripper_width):
+            raise ValueError(f"step_joint_targets: gripper_width must be finite, got {gripper_width!r}")
+        q = np.clip(q, self._arm_range[:, 0], self._arm_range[:, 1])
+        self._q_target = q.copy()
+        self.data.ctrl[self._arm_act] = q
+        self.data.ctrl[self._grip_act] = self._gripper_ctrl(float(gripper_width))
+        self._target_pos = self.ee_pos_at(q)
+        return self._advance({"joint_targets": q.copy()})
+
+    def _advance(self, extra: dict) -> StepResult:
         self.step_physics()
         self._steps += 1
         success, progress = self._task.evaluate(self)
         truncated = self._steps >= self.max_episode_steps and not success
         info = {
             "success": success, "progress": progress, "sparse_reward": step_reward(success, progress, "sparse"),
-            "shaped_reward": step_reward(success, progress, "shaped"),
-            "step": self._steps, "clipped_action": a.astype(np.float32),
+            "shaped_reward": step_reward(success, progress, "shaped"), "step": self._steps, **extra,
         }
         reward = info[f"{self.cfg.reward}_reward"]
         return StepResult(self._observe(), float(reward), bool(success), bool(truncated), bool(success), info)
