@@ -213,8 +213,13 @@ def load_node_params(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"parameter file {path}: {exc}") from exc
+    except OSError as exc:
+        raise ValueError(f"parameter file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:  # one line: the problem and where
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"parameter file {path}: not valid YAML: {problem}{where}") from None
     if not isinstance(data, dict):
         raise ValueError(f"parameter file {path}: expected a mapping of node names, got {type(data).__name__}")
     out = {}
@@ -224,6 +229,28 @@ def load_node_params(path: str | Path) -> dict[str, dict[str, Any]]:
             raise ValueError(f"parameter file {path}: node {node!r} has no 'ros__parameters' mapping")
         out[str(node).lstrip("/")] = _flatten(params)
     return out
+
+
+def node_param_configs() -> dict[str, Any]:
+    """Learning node name -> the config tree its parameters are declared from (and checked against)."""
+    from worldsample_learner.core.config import LearnerNodeConfig
+    from worldsample_worldmodel.core.node_config import WorldModelNodeConfig
+
+    return {"world_model": WorldModelNodeConfig(), "learner": LearnerNodeConfig()}
+
+
+def merged_node_params(params_file: str | Path = "") -> dict[str, dict[str, Any]]:
+    """config/loop.yaml with ``params_file`` laid over it key by key (a key given there wins; every
+    other key keeps loop.yaml's value). Nodes other than the learning nodes are refused by name."""
+    params = load_node_params(config_path("loop.yaml"))
+    if params_file:
+        for node, values in load_node_params(params_file).items():
+            params.setdefault(node, {}).update(values)
+    unknown = set(params) - set(node_param_configs())
+    if unknown:
+        raise ValueError(f"parameter file {params_file}: unknown node(s) {sorted(unknown)}; "
+                         f"expected {', '.join(node_param_configs())}")
+    return params
 
 
 def _split(value: str) -> list[str]:
@@ -292,17 +319,17 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
 def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     """World model + learner nodes of the loop.
 
-    Their parameters come from the parameter file (``params_file``, default config/loop.yaml),
-    then the launch arguments set what they decide: run directories under ``run_dir``, task,
-    cameras, image size, mode, demos, device. In ``rl-only`` mode the world model still
-    post-trains and reports fidelity, but generates no synthetic data.
+    Their parameters come from the package's config/loop.yaml, overridden key by key by the
+    parameter file ``params_file`` (if any), then the launch arguments set what they decide: run
+    directories under ``run_dir``, task, cameras, image size, mode, demos, device. Every value is
+    checked against the node's config tree (`node_param_configs`) before anything starts: an
+    unknown key, a wrong type, NaN/inf or an out-of-range value is a ValueError naming the node
+    and the key. In ``rl-only`` mode the world model still post-trains and reports fidelity, but
+    generates no synthetic data.
     """
     if args["mode"] not in PPL_MODES:
         raise ValueError(f"mode {args['mode']!r}; expected one of {PPL_MODES}")
-    params = load_node_params(args["params_file"] or config_path("loop.yaml"))
-    unknown = set(params) - {"world_model", "learner"}
-    if unknown:
-        raise ValueError(f"parameter file names unknown node(s) {sorted(unknown)}; expected world_model, learner")
+    params = merged_node_params(args["params_file"])
     run_dir = Path(args["run_dir"])
     cams = _split(args["cameras"])
     size = int(args["image_size"])
@@ -317,6 +344,11 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     learner.update({"task": args["task"], "mode": args["mode"], "cameras": cams, "image_size": size,
                     "out_dir": str(run_dir / "learner"), "demos_dir": args["demos_dir"], "device": args["device"],
                     "real_dir": str(run_dir / "bags"), "seed": int(args["seed"])})
+    from worldsample_control.core.params import validate_params
+
+    configs = node_param_configs()
+    wm = validate_params("world_model", configs["world_model"], wm)
+    learner = validate_params("learner", configs["learner"], learner)
     specs = [
         NodeSpec("worldsample_worldmodel", "world_model_node", "world_model", wm,
                  module="worldsample_worldmodel.nodes.world_model_node"),

@@ -181,10 +181,15 @@ def record_demonstrations(settings: dict, out: Path) -> None:
 
 # --------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace) -> int:
+    from worldsample_control.core.files import json_dumps, prepare_out_dir
+
     out: Path = args.out.resolve()
-    try:
+    try:  # everything is checked, the parameter files included, before anything is written
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: is a file, not a directory")
         settings = run_settings(args, out)
         validate_settings(settings)
+        loop_specs(settings, out, 0, settings["policy"])  # loop.yaml + --params, checked key by key
     except ValueError as exc:
         print(f"worldsample loop: {exc}", file=sys.stderr)
         return 2
@@ -194,8 +199,12 @@ def run(args: argparse.Namespace) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return 1
-    out.mkdir(parents=True, exist_ok=True)
-    (out / LOOP_STATE).write_text(json.dumps(settings, indent=2))
+    try:
+        prepare_out_dir(out)
+    except ValueError as exc:
+        print(f"worldsample loop: {exc}", file=sys.stderr)
+        return 2
+    (out / LOOP_STATE).write_text(json_dumps(settings, indent=2))
     recover_interrupted_bags(out / "bags")  # a killed recorder's bags count once they are readable
     done = recorded_real_episodes(out / "bags")
     if done >= settings["episodes"]:
@@ -236,6 +245,7 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
+    from worldsample_control.core.files import json_dumps
 
     from .monitor import LoopMonitor
     from .process_runner import GraphAlreadyRunning, NodeFailed, ProcessGraph, exit_code_of, stop_signals
@@ -293,11 +303,15 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
             monitor.destroy_node()
             rclpy.try_shutdown()
     bad = {n: c for n, c in codes.items() if c not in (0, None) and n != "actor" and code == 0}
-    if bad:
-        print(f"worldsample loop: node(s) did not stop cleanly: {bad}; logs in {out / 'logs'}", file=sys.stderr)
+    if bad:  # a node that died (or did not stop cleanly) fails the run, by name
+        print(f"worldsample loop: node(s) {', '.join(bad)} failed (exit codes {bad}); logs in {out / 'logs'}",
+              file=sys.stderr)
+        for name in bad:
+            print(graph.log_tail(name, lines=10), file=sys.stderr)
+        code = 1
     total = recorded_real_episodes(out / "bags")
     summary = monitor.summary(total)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "summary.json").write_text(json_dumps(summary, indent=2))
     if (out / "progress.csv").exists() and monitor.rows_written:
         plot_progress(out / "progress.csv", out / "progress.png")
     print(f"loop: {total}/{settings['episodes']} real episodes recorded in {out / 'bags'}; policy versions used "

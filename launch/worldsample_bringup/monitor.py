@@ -35,6 +35,7 @@ class LoopMonitor(Node):
         self.rows_written = 0
         self._seen: set[str] = set()
         self.wm_versions: list[str] = []
+        self.wm_error = ""  # the world model's last training failure, as it reported it ("" = none)
         self.create_subscription(EpisodeInfo, "episodes/recorded", self._on_recorded, _qos(100))
         self.create_subscription(WorldModelStatus, "world_model/status", self._on_wm, _qos(1, latched=True))
         self.create_subscription(PPLStatus, "ppl/status", self._on_ppl, _qos(10))
@@ -56,6 +57,14 @@ class LoopMonitor(Node):
     def _on_wm(self, msg: WorldModelStatus) -> None:
         new = msg.version and msg.version not in self.wm_versions
         training = msg.state == WorldModelStatus.STATE_TRAINING
+        if msg.state == WorldModelStatus.STATE_ERROR:  # a failed training is not "idle": say so, with the reason
+            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), False)
+            if msg.message != self.wm_error:
+                self.wm_error = msg.message
+                self._emit(f"world model FAILED: {msg.message}")
+            return
+        if training:
+            self.wm_error = ""
         if training != self.progress.wm_training and not new:
             what = "world model training" if training else "world model idle"
             self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training)
@@ -84,7 +93,7 @@ class LoopMonitor(Node):
             "success_rate_recent": p.success_rate, "policy_versions_used": p.policy_versions_used,
             "last_checkpoint": p.policy_version, "wm_version": p.wm_version, "wm_versions_seen": self.wm_versions,
             "wm_psnr_h1": p.wm_psnr, "wm_ssim_h1": p.wm_ssim, "synthetic_share": p.synthetic_share,
-            "admitted": p.admitted, "rejected": p.rejected,
+            "admitted": p.admitted, "rejected": p.rejected, "wm_error": self.wm_error or None,
             "synthetic_bags": len([d for d in syn.iterdir() if d.is_dir()]) if syn.is_dir() else 0,
         }
 

@@ -90,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
+    from worldsample_control.core.files import prepare_out_dir
+
+    try:
+        prepare_out_dir(out)
+    except ValueError as exc:
+        print(f"worldsample sim: {exc}", file=sys.stderr)
+        return 2
     from worldsample_bringup.domain_check import check_free
 
     refused = check_free("worldsample sim")

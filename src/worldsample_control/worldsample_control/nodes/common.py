@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import sys
@@ -40,27 +39,24 @@ def time_to_ns(t: Any) -> int:
 
 
 def declare_config(node: Node, config: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> Any:
-    """Declare one ROS parameter per dataclass field (tuples as arrays) and return the filled config.
+    """Declare one ROS parameter per field of a config dataclass and return the filled config.
 
-    ``None`` defaults are declared as empty strings / skipped where the type is unknown.
+    Nested dataclasses are declared recursively with dotted names (``ppl.threshold_max``); tuples
+    become arrays; each parameter's description is its field's comment (`core.params`). Fields
+    with a ``None`` / empty / dict default, names in ``skip`` and the class's ``PARAM_SKIP`` are
+    not parameters. The same tree validates parameter files before a graph starts.
     """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    from ..core.params import build_config, config_params
+
     values = {}
-    for f in dataclasses.fields(config):
-        if f.name in skip:
-            continue
-        default = getattr(config, f.name)
-        if default is None or (isinstance(default, tuple | list) and len(default) == 0) or isinstance(
-                default, dict):
-            continue
-        if dataclasses.is_dataclass(default):
-            continue
-        name = prefix + f.name
-        pdefault = list(default) if isinstance(default, tuple) else default
-        value = node.declare_parameter(name, pdefault).value
-        if isinstance(default, tuple):
-            value = tuple(value)
-        values[f.name] = value
-    return dataclasses.replace(config, **values)
+    for name, spec in config_params(config, skip=skip).items():
+        default = list(spec.default) if spec.is_array else spec.default
+        value = node.declare_parameter(prefix + name, default,
+                                       ParameterDescriptor(description=spec.description)).value
+        values[name] = tuple(value) if spec.is_array else value
+    return build_config(config, values)
 
 
 def image_msg(array: np.ndarray, stamp: Time, frame_id: str, encoding: str = "rgb8"):

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from worldsample_control.core.bag_io import load_episodes
     from worldsample_control.core.episode import Source
+    from worldsample_control.core.files import prepare_out_dir
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
     from worldsample_learner.core.train import StaticSyntheticSource, train_in_process
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
                       log_every=min(500, args.env_steps), warmup_steps=min(500, args.env_steps // 4))
     try:
         cfg.validate()
+        prepare_out_dir(args.out)
     except ValueError as e:
         print(f"learn: {e}", file=sys.stderr)
         return 2

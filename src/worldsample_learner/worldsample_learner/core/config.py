@@ -6,7 +6,8 @@ No torch import here: cheap to import from the CLI.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 OBS_MODES: tuple[str, ...] = ("state", "pixels")
 PPL_MODES: tuple[str, ...] = ("rl-only", "naive", "selection", "schedule", "ppl")
@@ -188,3 +189,67 @@ class LearnConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"LearnConfig.{name} must be an int >= 0, got {v!r}")
+
+
+@dataclass
+class LearnerNodeConfig:
+    """The learner node's parameters (``learner`` in launch/config/loop.yaml), one per field; nested
+    ``ppl`` gives ``ppl.threshold_max`` etc. (every `PPLConfig` field; its mode is ``mode``)."""
+
+    PARAM_SKIP: ClassVar[tuple[str, ...]] = ("ppl.mode",)  # the learner's `mode` parameter decides it
+
+    task: str = "push"
+    mode: str = PPLConfig.mode  # learner mode (ablations): rl-only, naive, selection, schedule, ppl
+    obs_mode: str = "pixels"  # pixels: conv encoder over the cameras; state: MLP over proprio + state
+    cameras: tuple[str, ...] = ("front", "wrist")
+    image_size: int = 64  # camera image size [px]
+    proprio_dim: int = 7
+    state_dim: int = 0  # privileged sim state size (state mode); 0 = proprio only
+    batch_size: int = 256  # SAC batch size
+    utd_ratio: int = 1  # critic updates per environment step
+    out_dir: str = "runs/loop/learner"  # checkpoints/, replay/, ppl.csv, config.json
+    demos_dir: str = ""  # demo bags loaded at start-up
+    # the run's real-episode bags (RUN/bags): every complete bag there is loaded at start-up and on
+    # each rescan, exactly once (the replay's keys skip what it already holds), so the learner gets
+    # every real episode even when it missed the volatile `episodes/recorded` event or restarted
+    real_dir: str = ""
+    rescan_period_s: float = 3.0  # seconds between rescans of real_dir
+    min_transitions: int = 200  # real + demo transitions before training starts
+    updates_per_tick: int = 1  # learner updates per work tick
+    train_period_s: float = 0.05  # work tick period [s]
+    status_period_s: float = 2.0  # ppl/status period [s]
+    checkpoint_every: int = 500  # learner steps between checkpoints
+    synthetic_batch: int = 64  # synthetic transitions scored together by PPL
+    synthetic_flush_s: float = 1.0  # score complete branches this long after the last synthetic message
+    write_scored_bags: bool = True  # out_dir/synthetic_scored/*: synthetic batches with PPL trust
+    device: str = "auto"  # torch device: auto, cpu, cuda[:N]
+    seed: int = 0
+    ppl: PPLConfig = field(default_factory=PPLConfig)  # Policy-Paced Learning (thresholds, scales, share, horizon)
+    topic_transitions_real: str = "transitions/real"
+    topic_transitions_synthetic: str = "transitions/synthetic"
+    topic_episodes: str = "episodes"
+    topic_episodes_recorded: str = "episodes/recorded"
+    topic_world_model_status: str = "world_model/status"
+    topic_policy_checkpoint: str = "policy/checkpoint"
+    topic_ppl_status: str = "ppl/status"
+
+    def agent_config(self) -> AgentConfig:
+        return AgentConfig(obs_mode=self.obs_mode, cameras=tuple(self.cameras), image_size=self.image_size,
+                           proprio_dim=self.proprio_dim, state_dim=self.state_dim, batch_size=self.batch_size,
+                           utd_ratio=self.utd_ratio, device=self.device, seed=self.seed)
+
+    def ppl_config(self) -> PPLConfig:
+        return replace(self.ppl, mode=self.mode)
+
+    def validate(self) -> None:
+        self.agent_config().validate()
+        self.ppl_config().validate()
+        o = "LearnerNodeConfig"
+        if not isinstance(self.min_transitions, int) or self.min_transitions < 0:
+            raise ValueError(f"{o}.min_transitions must be an int >= 0, got {self.min_transitions!r}")
+        for name in ("updates_per_tick", "synthetic_batch", "checkpoint_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")
+        for name in ("rescan_period_s", "train_period_s", "status_period_s", "synthetic_flush_s"):
+            _positive(o, name, getattr(self, name))

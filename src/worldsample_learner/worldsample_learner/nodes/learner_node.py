@@ -18,9 +18,10 @@ The logic lives in `worldsample_learner.core.learner.Learner`; this node only co
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,43 +35,13 @@ from worldsample_control.nodes.common import run as run_node
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
 
-from ..core.config import AgentConfig, PPLConfig, ReplayConfig
+from ..core.config import LearnerNodeConfig, ReplayConfig
 from ..core.learner import Learner
 from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
 from ..core.replay import Transition as CoreTransition
 
 EVENTS = QoSSpec("reliable", 100)
-
-
-@dataclass
-class LearnerNodeConfig:
-    task: str = "push"
-    mode: str = "ppl"
-    obs_mode: str = "pixels"
-    cameras: tuple[str, ...] = ("front", "wrist")
-    image_size: int = 64
-    proprio_dim: int = 7
-    state_dim: int = 0
-    batch_size: int = 256
-    utd_ratio: int = 1
-    out_dir: str = "runs/loop/learner"  # checkpoints/, replay/, ppl.csv
-    demos_dir: str = ""  # demo bags loaded at start-up
-    # the run's real-episode bags (RUN/bags): every complete bag there is loaded at start-up and on
-    # each rescan, exactly once (the replay's keys skip what it already holds), so the learner gets
-    # every real episode even when it missed the volatile `episodes/recorded` event or restarted
-    real_dir: str = ""
-    rescan_period_s: float = 3.0
-    min_transitions: int = 200  # real + demo transitions before training starts
-    updates_per_tick: int = 1
-    train_period_s: float = 0.05
-    status_period_s: float = 2.0
-    checkpoint_every: int = 500  # learner steps between checkpoints
-    synthetic_batch: int = 64  # synthetic transitions scored together by PPL
-    synthetic_flush_s: float = 1.0  # score complete branches this long after the last synthetic message
-    write_scored_bags: bool = True  # out_dir/synthetic_scored/*: synthetic batches with PPL trust
-    device: str = "auto"
-    seed: int = 0
 
 
 def transition_from_msg(msg: Transition) -> CoreTransition:
@@ -95,18 +66,17 @@ def transition_from_msg(msg: Transition) -> CoreTransition:
 class LearnerNode(Node):
     def __init__(self) -> None:
         super().__init__("learner")
-        cfg = declare_config(self, LearnerNodeConfig())
+        cfg = declare_config(self, LearnerNodeConfig())  # every field a parameter, ppl.* included
+        cfg.validate()
         self.cfg = cfg
-        topics = {"transitions_real": "transitions/real", "transitions_synthetic": "transitions/synthetic",
-                  "episodes": "episodes", "episodes_recorded": "episodes/recorded",
-                  "world_model_status": "world_model/status", "policy_checkpoint": "policy/checkpoint",
-                  "ppl_status": "ppl/status"}
-        t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in topics.items()}
-        agent = AgentConfig(obs_mode=cfg.obs_mode, cameras=tuple(cfg.cameras), image_size=cfg.image_size,
-                            proprio_dim=cfg.proprio_dim, state_dim=cfg.state_dim, batch_size=cfg.batch_size,
-                            utd_ratio=cfg.utd_ratio, device=cfg.device, seed=cfg.seed)
+        t = {k[len("topic_"):]: v for k, v in asdict(cfg).items() if k.startswith("topic_")}
         self.out = Path(cfg.out_dir)
-        self.learner = Learner(agent, PPLConfig(mode=cfg.mode), ReplayConfig(), self.out / "replay")
+        self.learner = Learner(cfg.agent_config(), cfg.ppl_config(), ReplayConfig(), self.out / "replay")
+        # the configuration this learner runs with, as its cores received it
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(
+            {"node": asdict(cfg), "agent": asdict(self.learner.cfg), "ppl": asdict(self.learner.ppl.cfg)},
+            indent=2, allow_nan=False))
         self.ppl_log = CsvLog(self.out / "ppl.csv")
         self.version = 0
         self.train_steps = 0

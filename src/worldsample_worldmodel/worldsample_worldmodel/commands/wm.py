@@ -154,12 +154,14 @@ def _save(store, model, metrics, trained_on, extra) -> str:
 # ---------------------------------------------------------------------------- actions
 def _train(args) -> int:
     from worldsample_control.core.episode import Source
+    from worldsample_control.core.files import prepare_out_dir
 
     from worldsample_worldmodel.core.store import WorldModelStore, version_name
     from worldsample_worldmodel.core.train import train_world_model
 
     steps = args.steps if args.steps is not None else 1500
     cfg = _cfg_overrides(args)
+    prepare_out_dir(args.out)  # a file or an unwritable --out: one line (ValueError), before any work
     demos, _ = _load_bags(args.demos, "--demos")
     demos = [e for e in demos if e.source == Source.DEMO] or demos
     store = WorldModelStore(args.out)

@@ -26,26 +26,30 @@ the newest policy. The horizon is the one PPL asks for on ``ppl/status`` (PPLSta
 ``rollout_horizon``; no batch while PPL asks for 0), or ``generate_horizon`` before any status.
 
 ``real_dir``: real-episode bags already recorded (a resumed run) join the pools at start-up.
-Parameters: the fields of `WorldModelServiceConfig` (``run_dir``, ``demos_dir``,
-``min_new_episodes``, ``posttrain_steps`` ...) plus ``status_period_s``, the scheduling
-parameters above and topic names.
+Parameters: one per field of `core.node_config.WorldModelNodeConfig`: the fields of
+`WorldModelServiceConfig` (``run_dir``, ``demos_dir``, ``min_new_episodes``, ``posttrain_steps`` ...),
+``model.*`` (every `WorldModelConfig` field), ``status_period_s``, the scheduling parameters above
+and topic names. A failed training is reported as state ERROR with the reason until one succeeds.
 """
 
 from __future__ import annotations
 
 import threading
 import traceback
+from dataclasses import fields
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
+from worldsample_control.nodes.common import declare_config
 from worldsample_control.ros_conversions import ns_to_stamp, transition_to_msg
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
 from worldsample_msgs.srv import RequestSyntheticRollouts
 
-from ..core.service import WorldModelService, WorldModelServiceConfig
+from ..core.node_config import WorldModelNodeConfig
+from ..core.service import WorldModelService
 
 STATES = {"idle": WorldModelStatus.STATE_IDLE, "training": WorldModelStatus.STATE_TRAINING,
           "generating": WorldModelStatus.STATE_GENERATING, "error": WorldModelStatus.STATE_ERROR}
@@ -60,27 +64,17 @@ class WorldModelNode(Node):
     def __init__(self) -> None:
         super().__init__("world_model")
         self.executor_threads = 3  # common.run spins a MultiThreadedExecutor of this size
-        base = WorldModelServiceConfig()
-        p = {f: self.declare_parameter(f, getattr(base, f)).value for f in (
-            "run_dir", "demos_dir", "synthetic_dir", "min_new_episodes", "pretrain_steps", "posttrain_steps",
-            "heldout_every", "recent_episodes", "device", "threads")}
-        p["fidelity_horizons"] = tuple(self.declare_parameter("fidelity_horizons", list(base.fidelity_horizons)).value)
-        mc = base.model
-        for f in ("batch_size", "ensemble_size", "image_size", "history", "rollout_steps", "seed", "latent_dim",
-                  "base_channels", "max_channels", "hidden_dim", "log_every", "checkpoint_every"):
-            setattr(mc, f, int(self.declare_parameter(f"model.{f}", getattr(mc, f)).value))
-        mc.cameras = tuple(self.declare_parameter("model.cameras", list(mc.cameras)).value)
-        period = float(self.declare_parameter("status_period_s", 2.0).value)
-        self.gen_period = float(self.declare_parameter("generate_period_s", 0.0).value)
-        self.gen_branches = int(self.declare_parameter("generate_branches", 8).value)
-        self.gen_horizon = int(self.declare_parameter("generate_horizon", 5).value)
-        self.gen_noise = float(self.declare_parameter("generate_action_noise", 0.1).value)
-        real_dir = str(self.declare_parameter("real_dir", "").value)
-        topics = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in {
-            "episodes_recorded": "episodes/recorded", "episodes": "episodes", "status": "world_model/status",
-            "synthetic": "transitions/synthetic", "generate": "world_model/generate",
-            "policy_checkpoint": "policy/checkpoint", "ppl_status": "ppl/status"}.items()}
-        self.core = WorldModelService(WorldModelServiceConfig(**p, model=mc))
+        # one parameter per field of the config tree (model.* = every WorldModelConfig field), the tree
+        # `worldsample loop` and the launch files validate parameter files against
+        cfg = declare_config(self, WorldModelNodeConfig())
+        cfg.validate()
+        period = cfg.status_period_s
+        self.gen_period, self.gen_branches = cfg.generate_period_s, cfg.generate_branches
+        self.gen_horizon, self.gen_noise = cfg.generate_horizon, cfg.generate_action_noise
+        real_dir = cfg.real_dir
+        topics = {f.name[len("topic_"):]: getattr(cfg, f.name) for f in fields(cfg) if f.name.startswith("topic_")}
+        self._train_error = ""  # why the last training failed ("" = it did not)
+        self.core = WorldModelService(cfg.service_config())
         if real_dir:
             n, skipped = self.core.add_recorded(real_dir)
             self.get_logger().info(f"{n} recorded real episode(s) from {real_dir} joined the pools"
@@ -132,6 +126,7 @@ class WorldModelNode(Node):
         from ..core.train import TrainingStopped
 
         try:
+            self._train_error = ""
             self._publish_status()
             version = self.core.train()
             self.get_logger().info(f"world model {version}: {self.core.message}")
@@ -139,6 +134,7 @@ class WorldModelNode(Node):
             print(f"world_model: {exc}", flush=True)  # shutting down: the ROS logger may be gone already
             return
         except Exception as exc:  # noqa: BLE001 - reported on the status topic, the node keeps serving
+            self._train_error = f"{type(exc).__name__}: {exc}"
             self.get_logger().error(f"world-model training failed: {exc}\n{traceback.format_exc()}")
         self._publish_status()
 
@@ -150,6 +146,9 @@ class WorldModelNode(Node):
             num_demo_episodes=s["num_demo_episodes"], horizons=[int(h) for h in s["horizons"]],
             psnr=[float(x) for x in s["psnr"]], ssim=[float(x) for x in s["ssim"]],
             message=f"{s['message']} (pending real episodes: {s['pending_real_episodes']})".strip())
+        if self._train_error and s["state"] != "training":  # failed: say so (and why) until a training succeeds
+            msg.state = WorldModelStatus.STATE_ERROR
+            msg.message = f"training failed: {self._train_error}"
         self._status_pub.publish(msg)
 
     def _on_checkpoint(self, msg: PolicyCheckpoint) -> None:
