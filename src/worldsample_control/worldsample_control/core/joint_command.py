@@ -11,7 +11,8 @@ config runs on the real arm and which our simulator node imitates.
 The IK is seeded with the last commanded joints (so consecutive targets give continuous joints);
 after `reset` (or before any command) with the measured joints. A target the arm cannot reach (IK
 error above ``max_position_error`` / ``max_rotation_error``) is not sent: the commander holds the
-last joint target (or the measured joints) and reports why.
+last joint target (or the measured joints) and reports why; so does a solution that would move any
+joint more than ``max_joint_jump`` in one command (a reconfiguration of the redundant arm).
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ class JointCommandConfig:
     min_duration: float = 0.1  # time_from_start of a command at least this (one control period)
     max_position_error: float = 0.01  # [m] IK residual above which a target is refused (hold)
     max_rotation_error: float = 0.1  # [rad]
+    max_joint_jump: float = 0.5  # [rad] a solution farther than this from the seed on any joint is refused
 
     def validate(self) -> None:
         self.ik.validate()
         if not (0 < self.velocity_scale <= 1):
             raise ValueError(f"JointCommandConfig.velocity_scale must be in (0, 1], got {self.velocity_scale}")
-        for name in ("min_duration", "max_position_error", "max_rotation_error"):
+        for name in ("min_duration", "max_position_error", "max_rotation_error", "max_joint_jump"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"JointCommandConfig.{name} must be a positive finite number, got {v!r}")
@@ -105,6 +107,12 @@ class JointCommander:
             return JointTarget(held, self._duration(held), res.position_error, res.rotation_error, hold=True,
                                reason=f"ik_unreachable: error {res.position_error * 1000:.1f} mm / "
                                       f"{res.rotation_error:.3f} rad after {res.iterations} iterations")
+        jump = float(np.max(np.abs(res.q - seed)))
+        if jump > c.max_joint_jump:  # a reconfiguration of the redundant arm, never a small Cartesian step
+            held = seed.copy()
+            return JointTarget(held, self._duration(held), res.position_error, res.rotation_error, hold=True,
+                               reason=f"ik_joint_jump: a joint would move {jump:.2f} rad in one command "
+                                      f"(max_joint_jump {c.max_joint_jump})")
         self.last = res.q.copy()
         reason = "ik_workspace_clip" if res.clipped_to_workspace else ""
         return JointTarget(res.q.copy(), self._duration(res.q), res.position_error, res.rotation_error,
