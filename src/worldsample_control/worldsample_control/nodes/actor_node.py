@@ -29,7 +29,9 @@ with a device driver (SpaceMouse, keyboard, VR) that publishes PolicyAction on `
 
 ``lockstep`` (simulation): the next action is computed as soon as the complete observation of
 the previous step has arrived (all streams with the same stamp), so results do not depend on
-CPU load. Otherwise a timer at ``control_hz`` acts on the newest messages.
+CPU load. An action whose step brought no observation within ``action_resend_s`` is sent again
+(e.g. pushed out of arm control's queue by a flood on ``policy/action``); arm control applies a
+step once, so a resend never moves the arm twice. Otherwise a timer at ``control_hz`` acts on the newest messages.
 
 Runs: ``run_id`` goes into every EpisodeInfo, PolicyAction and Transition, so arm control, the
 recorder and the learner of this run ignore another run's messages. Before each episode the actor
@@ -90,6 +92,9 @@ class ActorNode(Node):
         twist_topic = p("twist_topic", "sim/ee_twist").value
         log_dir = p("log_dir", "").value
         self.run_id = str(p("run_id", "").value)
+        self.action_resend_s = float(p("action_resend_s", 1.0).value)
+        self._last_action: PolicyAction | None = None
+        self._last_action_sent = 0.0
         self.reset_timeout_s = float(p("reset_timeout_s", 30.0).value)
         self.obs_timeout_s = float(p("observation_timeout_s", 30.0).value)
         self.recorded_timeout_s = float(p("recorded_timeout_s", 15.0).value)
@@ -298,6 +303,11 @@ class ActorNode(Node):
                     self._end("aborted: observation timeout")
                 else:
                     self._set_state("idle")
+            elif (self.state == "running" and self._last_action is not None and self.action_resend_s > 0
+                  and time.monotonic() - self._last_action_sent > self.action_resend_s):
+                self.get_logger().warning(f"no observation after action {self._last_action.episode_id}/"
+                                          f"{self._last_action.step}; sending it again", throttle_duration_sec=5.0)
+                self._send_action(self._last_action)
         elif self.state == "finishing":
             pending = [e for e in self._ended if e not in self._recorded]
             if not self.wait_recorded or not pending or waited > self.recorded_timeout_s:
@@ -370,9 +380,14 @@ class ActorNode(Node):
                            action=[float(x) for x in action], policy_version=self.actor.policy_version,
                            run_id=self.run_id)
         msg.header.stamp = ns_to_time(stamp)
+        self._send_action(msg)
+
+    def _send_action(self, msg: PolicyAction) -> None:
+        self._last_action, self._last_action_sent = msg, time.monotonic()
         self.pub_action.publish(msg)
 
     def _end(self, reason: str) -> None:
+        self._last_action = None
         stamp = self._after_stamp
         summary = self.actor.end_episode(reason)
         self._last_done_stamp = stamp

@@ -161,7 +161,7 @@ class ArmControlNode(Node):
         with_info = hasattr(rclpy.subscription, "MessageInfo")
         self._sub_action = self.create_subscription(
             PolicyAction, t["policy_action"], self._on_action if with_info else (lambda m: self._on_action(m, None)),
-            qos(QoSSpec("reliable", 20)))
+            qos(QoSSpec("reliable", 200)))  # room for the actor's action in a flood (the actor resends too)
         self.create_service(ResetEpisode, t["arm_reset"], self._on_reset, callback_group=group)
         self.sim_reset = self.create_client(ResetEpisode, t["sim_reset"], callback_group=group) if self.sim else None
         self._pose_stamp = -1
