@@ -118,34 +118,44 @@ def test_sim_graph_records_two_episodes(tmp_path):
 @pytest.mark.ros
 @pytest.mark.slow
 @pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
-def test_arm_control_rejects_nan_and_clips_huge_actions(tmp_path):
+def test_arm_control_commands_the_sim_through_the_joint_trajectory_path(tmp_path):
+    """The real nodes over DDS: arm control turns actions into JointTrajectory commands on
+    fr3_arm_controller/joint_trajectory (fr3_joint1..7, our IK), the simulator follows them. A NaN action
+    holds the arm, a huge one is clipped to one safety step, and steered actions bring the MuJoCo end
+    effector to Cartesian targets (issue 14)."""
     import time
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from trajectory_msgs.msg import JointTrajectory
     from worldsample_bringup.graph import sim_graph
     from worldsample_bringup.process_runner import ProcessGraph
+    from worldsample_control.core.fr3_kinematics import FR3IK, IKConfig
+    from worldsample_control.core.joint_command import joints_from_state
+    from worldsample_control.core.sim.config import SIM_TCP_OFFSET
 
-    from worldsample_msgs.msg import PolicyAction
+    from worldsample_msgs.msg import EpisodeInfo, PolicyAction
 
     specs = [s for s in sim_graph("push", tmp_path, render=False) if s.name in ("sim", "arm_control")]
     env = _env()
     os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    fk = FR3IK(IKConfig(tcp_xyz=SIM_TCP_OFFSET[0], tcp_quat=SIM_TCP_OFFSET[1]))
     with ProcessGraph(specs, env=env, log_dir=tmp_path / "logs") as graph:
         rclpy.init()
-        node = rclpy.create_node("arm_probe")
+        node = rclpy.create_node("actor")  # arm control applies only the actor's actions
         try:
             poses, commands, reports = [], [], []
             be = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
             rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
             node.create_subscription(PoseStamped, "franka_robot_state_broadcaster/current_pose", poses.append, be)
-            node.create_subscription(PoseStamped, "cartesian_impedance_example_controller/equilibrium_pose",
-                                     commands.append, rel)
+            node.create_subscription(JointTrajectory, "fr3_arm_controller/joint_trajectory", commands.append, rel)
             node.create_subscription(DiagnosticArray, "arm/safety", reports.append, rel)
             pub = node.create_publisher(PolicyAction, "policy/action", rel)
+            episodes = node.create_publisher(EpisodeInfo, "episodes", QoSProfile(depth=100,
+                                                                                 reliability=ReliabilityPolicy.RELIABLE))
 
             def spin_until(cond, what, timeout=30.0):
                 deadline = time.monotonic() + timeout
@@ -154,32 +164,60 @@ def test_arm_control_rejects_nan_and_clips_huge_actions(tmp_path):
                     assert time.monotonic() < deadline, f"timed out waiting for {what}"
                     rclpy.spin_once(node, timeout_sec=0.05)
 
-            spin_until(lambda: poses and pub.get_subscription_count() > 0, "the simulator pose and arm control")
-            spin_until(lambda: len(poses) >= 2, "a second pose (arm control has it too)")
-            pose = poses[-1]
-            p0 = np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z])
+            def stamp_ns(msg):
+                return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
-            def send(action, step):
-                msg = PolicyAction(episode_id="probe", step=step, action=[float(v) for v in action])
+            def xyz(pose):
+                return np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z])
+
+            def commanded(traj):
+                assert list(traj.joint_names) == [f"fr3_joint{i}" for i in range(1, 8)] and len(traj.points) == 1
+                return fk.pose(joints_from_state(traj.joint_names, traj.points[0].positions))[0]
+
+            spin_until(lambda: poses and pub.get_subscription_count() > 0 and episodes.get_subscription_count() > 0,
+                       "the simulator pose and arm control")
+            spin_until(lambda: len(poses) >= 2, "a second pose (arm control has it too)")
+            episodes.publish(EpisodeInfo(event=EpisodeInfo.EVENT_START, episode_id="probe"))
+            time.sleep(0.3)
+            pose = poses[-1]
+            p0 = xyz(pose)
+            step = [0]
+
+            def send(action):
+                msg = PolicyAction(episode_id="probe", step=step[0], action=[float(v) for v in action])
                 msg.header.stamp = poses[-1].header.stamp
+                step[0] += 1
                 pub.publish(msg)
 
-            send([float("nan"), 0.0, 0.0, 0.0], 0)
+            send([float("nan"), 0.0, 0.0, 0.0])
             spin_until(lambda: commands and reports, "the hold command and the safety report")
             reasons = [s.values[0].value for r in reports for s in r.status]
             assert "non_finite_action" in reasons
-            c = commands[-1].pose.position
-            np.testing.assert_allclose([c.x, c.y, c.z], p0, atol=1e-9)  # held where the arm is
+            np.testing.assert_allclose(commanded(commands[-1]), p0, atol=1e-4)  # held where the arm is
 
             spin_until(lambda: poses[-1].header.stamp != pose.header.stamp, "the simulator to step")
             n_cmd, n_rep = len(commands), len(reports)
-            p1 = poses[-1].pose.position
-            send([100.0, 0.0, -50.0, 1.0], 1)
+            p1 = xyz(poses[-1])
+            send([100.0, 0.0, -50.0, 1.0])
             spin_until(lambda: len(commands) > n_cmd and len(reports) > n_rep, "the clipped command")
-            c = commands[-1].pose.position
-            step = np.linalg.norm(np.array([c.x, c.y, c.z]) - np.array([p1.x, p1.y, p1.z]))
-            assert step <= 0.035 + 1e-9
+            assert np.linalg.norm(commanded(commands[-1]) - p1) <= 0.035 + 1e-4
             assert "action_out_of_range" in [s.values[0].value for r in reports[n_rep:] for s in r.status]
+
+            # steer to Cartesian targets with actions (normalised steps of 2 cm, which arm control integrates
+            # like an impedance equilibrium); then hold still: the simulated end effector must be there
+            scale = 0.02
+            for target in (np.array([0.55, 0.12, 0.15]), np.array([0.45, -0.1, 0.08])):
+                for i in range(30):
+                    n, seen = len(commands), stamp_ns(poses[-1])
+                    err = target - commanded(commands[-1])
+                    send([*np.clip(err / scale, -1.0, 1.0), -1.0] if i < 20 else [0.0, 0.0, 0.0, -1.0])
+                    spin_until(lambda n=n: len(commands) > n, "the joint command")
+                    # like an actor: the next action after the observation of this step
+                    spin_until(lambda seen=seen: stamp_ns(poses[-1]) > seen, "the simulator to step")
+                np.testing.assert_allclose(commanded(commands[-1]), target, atol=1e-4)  # the IK got the target
+                reached = xyz(poses[-1])
+                print(f"target {target} reached {np.round(reached, 4)}: {np.linalg.norm(reached - target) * 1000:.2f} mm")
+                assert np.linalg.norm(reached - target) < 0.002, (target, reached)
         finally:
             node.destroy_node()
             rclpy.shutdown()
