@@ -90,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
+    from worldsample_bringup.domain_check import check_free
+
+    refused = check_free("worldsample sim")  # before anything is written
+    if refused:
+        print(refused, file=sys.stderr)
+        return 1
     from worldsample_control.core.files import prepare_out_dir
 
     try:
@@ -97,12 +103,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"worldsample sim: {exc}", file=sys.stderr)
         return 2
-    from worldsample_bringup.domain_check import check_free
-
-    refused = check_free("worldsample sim")
-    if refused:
-        print(refused, file=sys.stderr)
-        return 1
     out.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id(out)
     steps = args.max_steps or DEFAULT_MAX_STEPS[args.task]
