@@ -9,7 +9,6 @@ seed, success, length, return, bag) next to them. Only successful episodes are k
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .episode import Source
+from .files import json_dumps
 from .sim.config import TASKS, EnvConfig
 
 
@@ -156,7 +156,7 @@ def record_demos(
                "action_noise": action_noise,
                "cameras": list(cfg.cameras) if cfg.render else [], "episodes_detail": rows}
     summary_path = out / f"demos_summary_{task}_s{seed0:06d}.json"
-    summary_path.write_text(json.dumps(summary, indent=2))
+    summary_path.write_text(json_dumps(summary, indent=2))
     return report
 
 

@@ -13,7 +13,6 @@ held-out balanced accuracy; writes CLF.pt and CLF.json (the numbers). success_no
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -66,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     out = clf.save(args.out)
     r.update(episodes=len(episodes), successful_episodes=n_ok, fit_s=round(time.time() - t0, 1),
              bags=[str(Path(d).resolve()) for d in args.bags])
-    out.with_suffix(".json").write_text(json.dumps(r, indent=2))
+    from worldsample_control.core.files import json_dumps
+
+    out.with_suffix(".json").write_text(json_dumps(r, indent=2))
     print(f"  train accuracy              {r['train_accuracy']:.3f}  ({r['n_train']} frames)")
     print(f"  held-out accuracy           {r['heldout_accuracy']:.3f}  ({r['n_heldout']} frames of "
           f"{r['heldout_episodes']} held-out episodes)")

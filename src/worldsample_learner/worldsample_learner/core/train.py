@@ -9,7 +9,6 @@ checkpoints under ``out_dir``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 from worldsample_control.core.env_protocol import Env, Observation
 from worldsample_control.core.episode import Episode, Source
+from worldsample_control.core.files import json_dumps
 from worldsample_control.core.rollout import evaluate
 
 from .config import LearnConfig
@@ -121,7 +121,7 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
             raise ValueError(f"obs_mode='pixels' needs cameras {missing} that env {env.task!r} does not render")
         a.image_size = int(obs.images[a.cameras[0]].shape[0])
     a.seed = cfg.seed
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    (out / "config.json").write_text(json_dumps(asdict(cfg), indent=2))
     learner = Learner(a, cfg.ppl, cfg.replay, None)
     for ep in demos:
         rep = learner.add_demo_episode(ep)
@@ -251,7 +251,7 @@ def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episo
         "steps_to_success": steps_to(curve, 0.5),
         "time_s": {**timers, "other": max(0.0, time.time() - t_start - sum(timers.values()))},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    (out / "results.json").write_text(json_dumps(results, indent=2))
     assert checkpoint_path(out / "checkpoints", version) == final_ckpt
     return results
 
