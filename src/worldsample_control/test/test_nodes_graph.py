@@ -89,7 +89,7 @@ def test_sim_graph_records_two_episodes(tmp_path):
                 actions.append(np.asarray(msg.action, np.float32))
             if msgtype == bag_io.EPISODE_INFO_TYPE and msg.event == msg.EVENT_END:
                 end = msg
-        for needed in ("/cameras/front/image_raw", "/cameras/wrist/image_raw", "/policy/action",
+        for needed in ("/cameras/front/image_raw", "/cameras/wrist/image_raw", "/arm/applied_action",
                        "/franka_robot_state_broadcaster/current_pose", "/franka_gripper/joint_states",
                        "/transitions/real", "/episodes", "/sim/reward"):
             assert topics.get(needed, 0) > 0, f"{needed} missing from {bag}: {topics}"
