@@ -9,16 +9,58 @@ from __future__ import annotations
 
 from typing import Any
 
-from .graph import LOOP_ARGUMENTS, NodeSpec, loop_graph
+from .graph import LOOP_ARGUMENTS, NodeSpec, config_path, loop_graph
 
+ARM_CONTROLLER = "fr3_arm_controller"  # core.franka_interface.FrankaTopics.arm_controller
+
+# franka_ros2 launch files the real / Gazebo loops include, and the arguments we pass them. Every
+# name is checked against the arguments the included file declares before anything starts
+# (`check_include_arguments`), so a renamed upstream argument fails the launch instead of being
+# silently ignored. Verified against franka_ros2 v3.4.0 (jazzy):
+# - franka_bringup/launch/franka.launch.py (robot_type since v3.2.0; controllers_yaml since v2.0.3):
+#   robot state publisher, ros2_control_node with the FR3 hardware and the controllers file we give,
+#   joint_state_broadcaster, franka_robot_state_broadcaster, the Franka Hand node (load_gripper).
+#   (example.launch.py's controller_names spawns only controllers of franka_bringup's own
+#   controllers.yaml, which has no trajectory controller.)
+# - franka_gazebo_bringup/launch/gazebo_franka_arm_example_controller.launch.py: Gazebo, the FR3 model,
+#   and a spawner for joint_state_broadcaster plus `controller`; only joint_states, no state
+#   broadcaster, gripper node or error recovery.
 FRANKA_BRINGUP = {
-    # franka_ros2 (jazzy, v3.x): FR3 with the topic-driven Cartesian impedance controller.
-    "real": ("franka_bringup", "launch/example.launch.py",
-             lambda a: {"controller_names": "cartesian_impedance_example_controller", "robot_ips": a["robot_ip"]}),
-    # franka_ros2's Gazebo bringup: only joint_states, no state broadcaster / gripper / error recovery.
+    "real": ("franka_bringup", "launch/franka.launch.py",
+             lambda a, yaml: {"robot_type": "fr3", "robot_ip": a["robot_ip"], "load_gripper": "true",
+                              "namespace": a["namespace"], "controllers_yaml": yaml}),
     "gazebo": ("franka_gazebo_bringup", "launch/gazebo_franka_arm_example_controller.launch.py",
-               lambda a: {"controller": "cartesian_impedance_example_controller", "load_gripper": "true"}),
+               lambda a, yaml: {"robot_type": "fr3", "load_gripper": "true", "franka_hand": "franka_hand",
+                                "namespace": a["namespace"], "controller": ARM_CONTROLLER, "rviz": "false"}),
 }
+
+
+def check_include_arguments(package: str, path: str, arguments: dict[str, str], context: Any) -> None:
+    """Raise when ``package/path`` does not declare every argument we pass (names a renamed argument)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    try:
+        share = get_package_share_directory(package)
+    except PackageNotFoundError as exc:
+        raise RuntimeError(f"package {package!r} is not installed (franka_ros2 on jazzy, see README)") from exc
+    file = f"{share}/{path}"
+    declared = {a.name for a in PythonLaunchDescriptionSource(file).get_launch_description(context)
+                .get_launch_arguments()}
+    unknown = sorted(set(arguments) - declared)
+    if unknown:
+        raise RuntimeError(f"{file} declares no argument(s) {unknown} (it declares {sorted(declared)}): this "
+                           "franka_ros2 version does not match the one real_loop/gazebo_loop are written for "
+                           "(v3.4.0, see README)")
+
+
+def arm_controller_spawner(yaml: str, namespace: str) -> Any:
+    """controller_manager's spawner for the trajectory controller, type and parameters from ``yaml``."""
+    from launch_ros.actions import Node
+
+    return Node(package="controller_manager", executable="spawner", namespace=namespace or None,
+                arguments=[ARM_CONTROLLER, "--param-file", yaml, "--controller-manager-timeout", "60"],
+                output="screen")
 
 
 def to_launch_node(spec: NodeSpec) -> Any:
@@ -42,8 +84,12 @@ def graph_launch_description(kind: str) -> Any:
         actions = [to_launch_node(spec) for spec in loop_graph(kind, **args)]
         if kind in FRANKA_BRINGUP:
             package, path, launch_args = FRANKA_BRINGUP[kind]
+            yaml = str(config_path("fr3_controllers.yaml"))
+            include_args = launch_args(args, yaml)
+            check_include_arguments(package, path, include_args, context)
             source = PythonLaunchDescriptionSource([FindPackageShare(package), "/", path])
-            actions.insert(0, IncludeLaunchDescription(source, launch_arguments=launch_args(args).items()))
+            actions[:0] = [IncludeLaunchDescription(source, launch_arguments=include_args.items()),
+                           arm_controller_spawner(yaml, args["namespace"])]
         return actions
 
     declared = [DeclareLaunchArgument(name, default_value=str(default), description=help_text)
