@@ -88,7 +88,7 @@ def test_bags_info_tells_complete_cut_recovered_and_truncated_episodes(tmp_path:
     assert "stopped  REAL  push  length=2" in out and "[cut: shutdown]" in out
     assert f"UNREADABLE {tmp_path / 'killed'}: not a rosbag2 directory (no metadata.yaml) (a recording.wal is " \
            "there: recorder killed" in out
-    assert f"UNREADABLE {tmp_path / 'trunc'}: TRUNCATED: trunc.mcap is cut short" in out
+    assert f"UNREADABLE {tmp_path / 'trunc'}: cannot read bag: TRUNCATED: trunc.mcap is cut short" in out
     assert "3 episode(s) in 5 bag(s): 1 complete, 2 cut, 2 unreadable" in out
     # the recorder wrote an END for the episode it cut, with the length it reached
     (ep,) = bag_io.read_bag_episodes(tmp_path / "stopped")

@@ -647,7 +647,7 @@ def read_bag_messages(bag_dir: Path | str, topics: Iterable[str] | None = None,
         raise BagError(f"{bag_dir}: not a rosbag2 directory (no metadata.yaml){hint}")
     mcap = mcap_file(bag_dir)
     if mcap is not None and mcap_truncated(mcap):
-        raise BagError(f"{bag_dir}: TRUNCATED: {mcap.name} is cut short (no closing MCAP magic); salvage what is "
+        raise BagError(f"{bag_dir}: cannot read bag: TRUNCATED: {mcap.name} is cut short (no closing MCAP magic); salvage what is "
                        f"there with `worldsample bags recover {bag_dir}`")
     store = typestore()
     topic_set = None if topics is None else set(topics)
