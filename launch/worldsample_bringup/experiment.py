@@ -67,7 +67,7 @@ class ExperimentConfig:
     wm_pretrain_steps: int = 400
     wm_posttrain_steps: int = 150
     wm_min_new_episodes: int = 20
-    wm_latent_dim: int = 64
+    wm_latent_channels: int = 16
     wm_batch_size: int = 16
     heldout_episodes: int = 8
     horizons: tuple[int, ...] = (1, 4, 8)
@@ -87,7 +87,7 @@ CONFIGS: dict[str, ExperimentConfig] = {
                              env_steps=30_000, eval_every=2_000, eval_episodes=20, demos=20, max_steps=0,
                              image_size=64, cameras=("front", "wrist"), batch_size=256, num_critics=10, utd_ratio=2,
                              synthetic_every=1_000, synthetic_branches=64, wm_pretrain_steps=3000,
-                             wm_posttrain_steps=600, wm_min_new_episodes=10, wm_latent_dim=128, wm_batch_size=32,
+                             wm_posttrain_steps=600, wm_min_new_episodes=10, wm_latent_channels=32, wm_batch_size=32,
                              heldout_episodes=20,
                              jobs=1, device="auto"),
 }
@@ -167,7 +167,7 @@ def wm_service_config(cfg: ExperimentConfig, run_dir: Path, seed: int):
     from worldsample_worldmodel.core.config import WorldModelConfig
     from worldsample_worldmodel.core.service import WorldModelServiceConfig
 
-    model = WorldModelConfig(image_size=cfg.image_size, cameras=cfg.cameras, latent_dim=cfg.wm_latent_dim,
+    model = WorldModelConfig(image_size=cfg.image_size, cameras=cfg.cameras, latent_channels=cfg.wm_latent_channels,
                              batch_size=cfg.wm_batch_size, seed=seed, num_threads=1)
     return WorldModelServiceConfig(run_dir=str(run_dir), min_new_episodes=cfg.wm_min_new_episodes,
                                    pretrain_steps=cfg.wm_pretrain_steps, posttrain_steps=cfg.wm_posttrain_steps,

@@ -63,7 +63,11 @@ def test_wm_commands_end_to_end(tmp_path, capsys):
                "--horizons", "1,2", "--out", str(tmp_path / "fid")) == 0
     out = capsys.readouterr().out
     assert "PSNR" in out and "gain of" in out
+    # copy-last-frame beside every model row, the gain over it, and the uncertainty-error rank correlation
+    assert "copy PSNR" in out and "rho(unc,err)" in out and "copy-last-frame" in out
     res = json.loads((tmp_path / "fid" / "fidelity.json").read_text())
+    for r in res.values():
+        assert len(r["copy"]["psnr"]) == 2 and len(r["gain"]["ssim"]) == 2 and len(r["spearman"]) == 2
     assert {r["version"] for r in res.values()} == {"wm-000001", "wm-000002"}
     assert len(list((tmp_path / "fid").glob("strip_*.png"))) == 2
     # demo-only continuation baseline: same parent, demos only, its own run

@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 
 
 def small_model_cfg() -> WorldModelConfig:
-    return WorldModelConfig(image_size=16, latent_dim=16, base_channels=8, max_channels=16, hidden_dim=32,
+    return WorldModelConfig(image_size=16, latent_channels=8, base_channels=8, hidden_dim=32,
                             ensemble_size=3, batch_size=8, rollout_steps=2, log_every=5, device="cpu")
 
 

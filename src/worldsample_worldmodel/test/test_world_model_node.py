@@ -56,8 +56,8 @@ def test_world_model_node_trains_and_generates(tmp_path):
     env = {**_env(), "ROS_DOMAIN_ID": domain}
     params = {"run_dir": str(tmp_path / "run"), "demos_dir": str(tmp_path / "demos"), "min_new_episodes": 2,
               "pretrain_steps": 6, "posttrain_steps": 4, "heldout_every": 2, "fidelity_horizons": "[1,2]",
-              "device": "cpu", "threads": 1, "status_period_s": 0.5, "model.image_size": 16, "model.latent_dim": 16,
-              "model.base_channels": 8, "model.max_channels": 16, "model.hidden_dim": 32, "model.ensemble_size": 3,
+              "device": "cpu", "threads": 1, "status_period_s": 0.5, "model.image_size": 16, "model.latent_channels": 8,
+              "model.base_channels": 8, "model.hidden_dim": 32, "model.ensemble_size": 3,
               "model.batch_size": 8, "model.rollout_steps": 2}
     cmd = [sys.executable, "-m", "worldsample_worldmodel.nodes.world_model_node", "--ros-args"]
     for k, v in params.items():
@@ -101,6 +101,10 @@ def test_world_model_node_trains_and_generates(tmp_path):
         st = statuses[-1]
         assert st.num_real_episodes == 2 and st.num_demo_episodes == 3 and list(st.horizons) == [1, 2]
         assert len(st.psnr) == 2 and all(p > 0 for p in st.psnr)
+        # the copy-last-frame baseline on the same held-out starts, and the uncertainty-error rank correlation
+        assert len(st.copy_psnr) == 2 and all(p > 0 for p in st.copy_psnr) and len(st.copy_ssim) == 2
+        assert len(st.uncertainty_error_rank_corr) == 2
+        assert "copy" in st.message  # the log/status line carries the baseline too
         assert "broken" in node_log()  # the bad bag was named in the log
         assert client.wait_for_service(timeout_sec=10)
         fut = client.call_async(RequestSyntheticRollouts.Request(policy_uri="random", policy_version="rand",

@@ -6,7 +6,8 @@
   worldsample wm generate --model RUN --from BAGDIR --policy {random,CKPT} --out DIR
                           [--branches N --horizon K --noise S]     synthetic rollouts -> rosbag2 (MCAP)
   worldsample wm fidelity --model RUN [--vs RUN2] --on BAGDIR [--horizons 1,4,8]
-                                                                   open-loop PSNR/SSIM table + PNG strips
+                                                                   open-loop PSNR/SSIM beside copy-last-frame,
+                                                                   uncertainty-error rank correlation, PNG strips
 
 A crashed `train`/`replay` resumes from RUN/train_state.pt when rerun with the same arguments.
 Metrics CSVs and loss plots are written under RUN/logs/.
@@ -15,7 +16,6 @@ Metrics CSVs and loss plots are written under RUN/logs/.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +35,8 @@ def _add_model_options(p: argparse.ArgumentParser, pretrain: bool) -> None:
         p.add_argument("--cameras", default="front,wrist", help="comma-separated camera names (default front,wrist)")
         p.add_argument("--image-size", type=int, default=64, help="frame size the model is built for (default 64)")
         p.add_argument("--ensemble", type=int, default=None, help="number of dynamics ensemble members")
-        p.add_argument("--latent-dim", type=int, default=None, help="latent size per camera")
+        p.add_argument("--latent-channels", type=int, default=None,
+                       help="channels of each camera's latent grid (image_size/4 square)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +126,7 @@ def _cfg_overrides(args, base=None):
 
     d = (base or WorldModelConfig()).to_dict()
     for key, attr in (("batch_size", "batch_size"), ("lr", "lr"), ("device", "device"), ("ensemble_size", "ensemble"),
-                      ("latent_dim", "latent_dim"), ("checkpoint_every", "checkpoint_every")):
+                      ("latent_channels", "latent_channels"), ("checkpoint_every", "checkpoint_every")):
         v = getattr(args, attr, None)
         if v is not None:
             d[key] = v
@@ -294,10 +295,14 @@ def _fidelity(args) -> int:
         safe = Path(label.rstrip("/")).name.replace(":", "_")
         strip = save_comparison_strip(m, held, out / f"strip_{safe}_{m.version}.png", horizons)
         print(f"[wm] comparison strip: {strip}")
+    print("copy = copy-last-frame (the real frame at the start, every horizon) on the same held-out starts; "
+          "gain = model - copy; rho(unc,err) = Spearman rank correlation of each step's uncertainty with its pixel MSE")
     print(format_table(results))
     if args.vs:
         a, b = results[args.vs], results[args.model]
         for k, pa, pb, sa, sb in zip(a["horizons"], a["psnr"], b["psnr"], a["ssim"], b["ssim"], strict=True):
             print(f"gain of {args.model} over {args.vs} at horizon {k}: PSNR {pb - pa:+.2f} dB, SSIM {sb - sa:+.3f}")
-    (out / "fidelity.json").write_text(json.dumps(results, indent=2))
+    from worldsample_control.core.files import json_dumps
+
+    (out / "fidelity.json").write_text(json_dumps(results, indent=2))
     return 0

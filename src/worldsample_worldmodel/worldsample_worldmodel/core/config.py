@@ -13,33 +13,33 @@ ROLLOUT_MODES = ("mean", "random_member")
 class WorldModelConfig:
     """Sizes and training settings of the world model. Defaults train on 2 CPU cores at 64x64 in minutes.
 
-    Architecture: one conv encoder per camera maps a frame to a ``latent_dim`` vector; the
-    dynamics is an ensemble of ``ensemble_size`` MLPs that take the latents of the last
-    ``history`` frames of every camera, the normalised proprioception and the action, and
-    predict the residual change of every camera latent and of the proprioception; a conv
-    decoder per camera maps a latent back to a frame; a small head predicts reward, success
-    and termination. For 128x128+ set ``image_size`` (the encoder adds stride-2 stages until
-    the feature map is 4x4) and widen ``base_channels`` / ``latent_dim``; ``device="auto"``
-    picks CUDA when present.
+    Architecture (see `model`): per camera a conv encoder maps a frame to a latent grid of
+    ``latent_channels`` x (image_size/4)^2; the dynamics (a conv trunk conditioned on proprio and
+    action, ``ensemble_size`` 1x1 member heads) predicts the change of the grid from the last
+    ``history`` grids; the decoder warps the anchor frame with a predicted flow and blends in a
+    predicted RGB layer through a soft mask. An MLP ensemble predicts proprioception, a head
+    reward/success/termination, an error head the log pixel MSE of each decoded frame (the
+    uncertainty). Training unrolls ``rollout_steps`` steps open loop under the real actions;
+    generation re-anchors every ``rollout_steps`` steps. ``device="auto"`` picks CUDA when present.
     """
 
     image_size: int = 64
     cameras: tuple[str, ...] = ("front", "wrist")
     history: int = 2  # frames of context per camera
-    latent_dim: int = 128  # per camera
-    base_channels: int = 16
-    max_channels: int = 64
+    latent_channels: int = 32  # channels of each camera's latent grid (image_size/4 square)
+    base_channels: int = 16  # first encoder stage / last decoder stage
     ensemble_size: int = 5
-    hidden_dim: int = 256
+    hidden_dim: int = 128
     # training
     batch_size: int = 16
     rollout_steps: int = 4  # multi-step open-loop latent rollout in the loss
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 10.0
-    recon_weight: float = 1.0  # pixel loss on autoencoded frames
-    pred_weight: float = 1.0  # pixel loss on frames decoded from predicted latents
-    latent_weight: float = 1.0  # predicted latent vs encoded (stop-grad) target latent
+    recon_weight: float = 1.0  # pixel loss on frames decoded from the encoded real latents (teacher forced)
+    pred_weight: float = 1.0  # pixel loss on frames decoded from the rolled-out latents
+    latent_weight: float = 1.0  # every member's predicted latent vs the encoded (stop-grad) real one
+    error_weight: float = 0.1  # error head: predicted vs actual log pixel MSE
     proprio_weight: float = 1.0
     reward_weight: float = 1.0
     done_weight: float = 0.5
@@ -61,12 +61,12 @@ class WorldModelConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"WorldModelConfig.{name} must be an int >= {lo}, got {v!r}")
 
-        for name in ("history", "latent_dim", "base_channels", "max_channels", "ensemble_size",
+        for name in ("history", "latent_channels", "base_channels", "ensemble_size",
                      "hidden_dim", "batch_size", "rollout_steps", "log_every", "checkpoint_every"):
             pos_int(name)
         pos_int("image_size", 8)
         pos_int("num_threads", 0)
-        if self.image_size & (self.image_size - 1) or self.image_size < 8:
+        if self.image_size & (self.image_size - 1) or self.image_size < 8:  # the latent grid is image_size/4
             raise ValueError(f"WorldModelConfig.image_size must be a power of two >= 8, got {self.image_size!r}")
         cams = tuple(self.cameras)
         if not cams or len(set(cams)) != len(cams) or not all(isinstance(c, str) and c for c in cams):
@@ -76,7 +76,7 @@ class WorldModelConfig:
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"WorldModelConfig.{name} must be a positive number, got {v!r}")
         for name in ("weight_decay", "recon_weight", "pred_weight", "latent_weight", "proprio_weight",
-                     "reward_weight", "done_weight"):
+                     "reward_weight", "done_weight", "error_weight"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"WorldModelConfig.{name} must be a number >= 0, got {v!r}")

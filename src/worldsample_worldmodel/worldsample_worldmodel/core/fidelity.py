@@ -1,4 +1,4 @@
-"""Visual fidelity of the world model: open-loop PSNR / SSIM on held-out real episodes.
+"""Visual fidelity of the world model: open-loop PSNR / SSIM on held-out real episodes, beside copy-last-frame.
 
 From a real start state (frame history + proprio at step t) the model is rolled out open loop
 with the episode's *real* actions; the frame it predicts ``h`` steps ahead is compared with
@@ -6,6 +6,11 @@ the real frame t+h for every camera, with scikit-image's `peak_signal_noise_rati
 range 255) and `structural_similarity` (``channel_axis=-1``, data range 255). Numbers are
 averaged over start states, cameras and episodes. Start states are every ``stride``-th step
 that has the largest horizon inside the episode.
+
+Baseline on the very same starts and horizons: **copy-last-frame** (the prediction for t+h is
+the real frame t). A model that does not beat it adds nothing a frozen image would not.
+Uncertainty check: per horizon, the Spearman rank correlation between each predicted step's
+uncertainty and its actual pixel MSE (mean over cameras) across the start states.
 """
 
 from __future__ import annotations
@@ -67,8 +72,10 @@ def open_loop_predictions(model, episodes: list[Episode], horizons=(1, 4, 8), st
     model.eval()
     real: dict[int, dict[str, np.ndarray]] = {}
     pred: dict[int, dict[str, np.ndarray]] = {}
+    unc: dict[int, np.ndarray] = {}
+    dis: dict[int, np.ndarray] = {}
     with torch.no_grad():
-        hist = model.encode_history({c: win.frames[c][:, :h] for c in model.cameras})
+        hist = model.encode_history({c: win.frames[c][:, :h] for c in model.cameras}, win.proprio[:, 0])
         proprio = torch.as_tensor(win.proprio[:, 0], device=model.device)
         for k in range(1, hmax + 1):
             res = model.step(hist, proprio, win.actions[:, k - 1])
@@ -76,34 +83,60 @@ def open_loop_predictions(model, episodes: list[Episode], horizons=(1, 4, 8), st
             if k in horizons:
                 pred[k] = model.render(hist)
                 real[k] = {c: win.frames[c][:, h - 1 + k] for c in model.cameras}
-    return {"horizons": horizons, "real": real, "pred": pred, "num_starts": len(ts_a),
-            "num_episodes": len(usable), "rejected": rejected}
+                unc[k] = res["uncertainty"].cpu().numpy()
+                dis[k] = res["disagreement"].cpu().numpy()
+    copy = {c: win.frames[c][:, h - 1] for c in model.cameras}  # copy-last-frame: the real frame t, every horizon
+    return {"horizons": horizons, "real": real, "pred": pred, "copy": copy, "uncertainty": unc,
+            "disagreement": dis, "num_starts": len(ts_a), "num_episodes": len(usable), "rejected": rejected}
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
 
 
 def evaluate_fidelity(model, heldout_episodes: list[Episode], horizons=(1, 4, 8), stride: int = 4,
                       max_starts: int = 64, seed: int = 0) -> dict[str, Any]:
-    """Mean PSNR / SSIM per horizon of open-loop predictions on held-out real episodes.
+    """Mean PSNR / SSIM per horizon of open-loop predictions on held-out real episodes, and the baseline.
 
-    Returns ``{"horizons": [..], "psnr": [..], "ssim": [..], "per_camera": {cam: {"psnr": [..],
-    "ssim": [..]}}, "num_starts": n, "num_episodes": m, "version": model.version}``.
+    Returns ``{"horizons": [..], "psnr": [..], "ssim": [..], "per_camera": {cam: {"psnr", "ssim",
+    "copy_psnr", "copy_ssim"}}, "copy": {"psnr": [..], "ssim": [..]}, "gain": {"psnr": [..], "ssim": [..]},
+    "spearman": [..], "spearman_disagreement": [..], "num_starts": n, "num_episodes": m,
+    "version": model.version}``: ``copy`` is copy-last-frame on the same starts, ``gain`` the model
+    minus it, ``spearman`` the rank correlation of the step's uncertainty with its pixel MSE.
     """
     pr = open_loop_predictions(model, heldout_episodes, horizons, stride, max_starts, seed)
     out: dict[str, Any] = {"horizons": list(pr["horizons"]), "psnr": [], "ssim": [],
-                           "per_camera": {c: {"psnr": [], "ssim": []} for c in model.cameras},
+                           "per_camera": {c: {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
+                                          for c in model.cameras},
+                           "copy": {"psnr": [], "ssim": []}, "gain": {"psnr": [], "ssim": []},
+                           "spearman": [], "spearman_disagreement": [],
                            "num_starts": pr["num_starts"], "num_episodes": pr["num_episodes"],
                            "version": model.version}
     for k in pr["horizons"]:
-        all_p, all_s = [], []
+        sums = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
+        mse = np.zeros(pr["num_starts"])
         for c in model.cameras:
-            vals = [frame_metrics(r, p) for r, p in zip(pr["real"][k][c], pr["pred"][k][c], strict=True)]
-            ps = float(np.mean([v[0] for v in vals]))
-            ss = float(np.mean([v[1] for v in vals]))
-            out["per_camera"][c]["psnr"].append(ps)
-            out["per_camera"][c]["ssim"].append(ss)
-            all_p.append(ps)
-            all_s.append(ss)
-        out["psnr"].append(float(np.mean(all_p)))
-        out["ssim"].append(float(np.mean(all_s)))
+            real, pred, copy = pr["real"][k][c], pr["pred"][k][c], pr["copy"][c]
+            vals = [frame_metrics(r, p) for r, p in zip(real, pred, strict=True)]
+            base = [frame_metrics(r, p) for r, p in zip(real, copy, strict=True)]
+            for key, v in (("psnr", [v[0] for v in vals]), ("ssim", [v[1] for v in vals]),
+                           ("copy_psnr", [v[0] for v in base]), ("copy_ssim", [v[1] for v in base])):
+                mean = float(np.mean(v))
+                out["per_camera"][c][key].append(mean)
+                sums[key].append(mean)
+            mse += ((real.astype(np.float32) - pred.astype(np.float32)) ** 2).mean(axis=(1, 2, 3)) / len(model.cameras)
+        out["psnr"].append(float(np.mean(sums["psnr"])))
+        out["ssim"].append(float(np.mean(sums["ssim"])))
+        out["copy"]["psnr"].append(float(np.mean(sums["copy_psnr"])))
+        out["copy"]["ssim"].append(float(np.mean(sums["copy_ssim"])))
+        out["gain"]["psnr"].append(out["psnr"][-1] - out["copy"]["psnr"][-1])
+        out["gain"]["ssim"].append(out["ssim"][-1] - out["copy"]["ssim"][-1])
+        out["spearman"].append(_spearman(pr["uncertainty"][k], mse))
+        out["spearman_disagreement"].append(_spearman(pr["disagreement"][k], mse))
     return out
 
 
@@ -153,9 +186,13 @@ def compare_versions(model_a, model_b, heldout: list[Episode], horizons=(1, 4, 8
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """Plain-text table: one row per (model label, horizon)."""
-    lines = [f"{'model':<28} {'version':<10} {'horizon':>7} {'PSNR [dB]':>10} {'SSIM':>7}"]
+    """Plain-text table: per (model label, horizon) the model, copy-last-frame on the same starts, the gain,
+    and the uncertainty-error rank correlation."""
+    lines = [f"{'model':<28} {'version':<10} {'h':>3} {'PSNR':>7} {'SSIM':>6} | {'copy PSNR':>9} {'SSIM':>6} | "
+             f"{'gain dB':>7} {'SSIM':>7} | {'rho(unc,err)':>12}"]
     for label, r in results.items():
-        for k, p, s in zip(r["horizons"], r["psnr"], r["ssim"], strict=True):
-            lines.append(f"{label:<28} {r.get('version', ''):<10} {k:>7} {p:>10.2f} {s:>7.3f}")
+        for i, k in enumerate(r["horizons"]):
+            lines.append(f"{label:<28} {r.get('version', ''):<10} {k:>3} {r['psnr'][i]:>7.2f} {r['ssim'][i]:>6.3f} | "
+                         f"{r['copy']['psnr'][i]:>9.2f} {r['copy']['ssim'][i]:>6.3f} | "
+                         f"{r['gain']['psnr'][i]:>+7.2f} {r['gain']['ssim'][i]:>+7.3f} | {r['spearman'][i]:>12.2f}")
     return "\n".join(lines)

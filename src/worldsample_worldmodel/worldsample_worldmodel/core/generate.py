@@ -104,7 +104,7 @@ def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng
     cfg = model.cfg
     h = cfg.history
     win = sampler.window(sampler.anchor_ep[idx], sampler.anchor_t[idx])
-    hist = model.encode_history({c: win.frames[c][:, :h] for c in model.cameras})
+    hist = model.encode_history({c: win.frames[c][:, :h] for c in model.cameras}, win.proprio[:, 0])
     proprio = torch.as_tensor(win.proprio[:, 0], device=model.device)
     frames = {c: [win.frames[c][:, h - 1]] for c in model.cameras}  # real frame at the start
     props = [win.proprio[:, 0]]

@@ -1,17 +1,28 @@
-"""The action-conditioned world model: conv autoencoders per camera + an MLP dynamics ensemble.
+"""The action-conditioned world model: spatial latent grids, flow-warp decoding, ensemble dynamics.
 
-State of the model at step t ("latent state"): for every camera the latents of the last
-``history`` frames, plus normalised proprioception. One step:
+Per camera ``c`` (all convolutions; ``g = image_size / 4``, ``C = latent_channels``):
 
-    z_{t+1}^m, p_{t+1}^m = (z_t, p_t) + f_m([z_{t-H+1..t}, p_t, a_t])      for ensemble members m
-    r_t, success_t, terminated_t = g([z_t, p_t, a_t, z_{t+1}, p_{t+1}])
+    encoder      E_c: frame (3, S, S) -> latent grid z (C, g, g)                 two stride-2 convs + one 3x3
+    dynamics     z_{t+1}^m = z_t + D_m(trunk_c([z_{t-H+1..t}], FiLM(p_t, a_t)))  members m: 1x1 heads on a shared trunk
+    decoder      frame_{t+k} = (1 - mask) * warp(anchor, flow) + mask * rgb      from [z_{t+k}, z_anchor],
+                 FiLM-conditioned on the anchor's proprio and the (predicted) proprio displacement since it
 
-Uncertainty of a transition (``raw_uncertainty``): the variance across ensemble members of the
-predicted next camera latents, averaged over latent dimensions and cameras. Reported
-uncertainty is ``raw / uncertainty_ref`` where ``uncertainty_ref`` is the median raw
-uncertainty of one-step predictions from *real held-out* (or, lacking those, training)
-transitions, computed when the version is saved: 1.0 means "as unsure as on typical real
-data", so PPL can compare values across model versions.
+The decoder does not paint frames from scratch: it predicts, on the latent grid, a flow field
+(bilinearly upsampled) that warps the *anchor* frame (the last real frame at the start of a
+rollout, or the last predicted frame every ``rollout_steps`` steps), plus a soft mask and an RGB
+layer (two transposed convs to full size) for what is revealed or changes colour. A static
+background is therefore copied pixel for pixel, and a fresh model (flow 0, mask ~0) already
+equals the copy-last-frame baseline; training only has to learn what moves. Proprioception is
+predicted by an MLP ensemble from (proprio, action, pooled trunk features of every camera);
+reward, success and termination by a small head.
+
+Uncertainty of a predicted step (``raw_uncertainty``): an *error head* predicts the log pixel MSE
+of the frames it just decoded (trained on the detached real errors), fed with pooled features,
+the log ensemble disagreement of the latent step and the steps since the anchor; reported
+uncertainty is ``exp(predicted log MSE) / uncertainty_ref`` where ``uncertainty_ref`` is the
+median over one-step predictions from real (held-out where available) transitions, computed when
+the version is saved: 1.0 = "as unsure as on typical real data", comparable across versions.
+``disagreement`` (variance across ensemble members of the latent step) is returned too.
 """
 
 from __future__ import annotations
@@ -27,48 +38,7 @@ from torch.nn import functional as F
 
 from .config import WorldModelConfig, resolve_device
 
-MODEL_FORMAT = "worldsample-wm-1"
-
-
-def _channels(cfg: WorldModelConfig) -> list[int]:
-    n = int(math.log2(cfg.image_size // 4))
-    return [min(cfg.base_channels * 2**i, cfg.max_channels) for i in range(n)]
-
-
-class Encoder(nn.Module):
-    def __init__(self, cfg: WorldModelConfig) -> None:
-        super().__init__()
-        chans = _channels(cfg)
-        layers: list[nn.Module] = []
-        cin = 3
-        for c in chans:
-            layers += [nn.Conv2d(cin, c, 4, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.SiLU()]
-            cin = c
-        self.conv = nn.Sequential(*layers)
-        self.fc = nn.Linear(cin * 16, cfg.latent_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) float in [-1, 1]
-        return self.fc(self.conv(x).flatten(1))
-
-
-class Decoder(nn.Module):
-    def __init__(self, cfg: WorldModelConfig) -> None:
-        super().__init__()
-        chans = _channels(cfg)[::-1]
-        self.c0 = chans[0]
-        self.fc = nn.Linear(cfg.latent_dim, chans[0] * 16)
-        layers: list[nn.Module] = []
-        for i, c in enumerate(chans):
-            if i + 1 < len(chans):
-                cout = chans[i + 1]
-                layers += [nn.SiLU(), nn.ConvTranspose2d(c, cout, 4, stride=2, padding=1),
-                           nn.GroupNorm(min(8, cout), cout)]
-            else:  # last stage straight to RGB: no wide layer at full resolution (the CPU cost)
-                layers += [nn.SiLU(), nn.ConvTranspose2d(c, 3, 4, stride=2, padding=1)]
-        self.deconv = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # -> (N, 3, S, S) in about [-1, 1]
-        return self.deconv(self.fc(z).view(len(z), self.c0, 4, 4))
+MODEL_FORMAT = "worldsample-wm-2"
 
 
 class EnsembleLinear(nn.Module):
@@ -86,6 +56,77 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class CameraNet(nn.Module):
+    """Encoder, latent-grid dynamics ensemble and flow-warp decoder of one camera."""
+
+    def __init__(self, cfg: WorldModelConfig, cond_dim: int) -> None:
+        super().__init__()
+        c, c0, n, h = cfg.latent_channels, cfg.base_channels, cfg.ensemble_size, cfg.history
+        self.c, self.n = c, n
+        self.enc = nn.Sequential(nn.Conv2d(3, c0, 4, 2, 1), nn.SiLU(), nn.Conv2d(c0, c, 4, 2, 1), nn.SiLU(),
+                                 nn.Conv2d(c, c, 3, 1, 1))
+        self.dyn_in = nn.Conv2d(c * h, c, 3, 1, 1)
+        self.dyn_film = nn.Linear(cond_dim, 2 * c)
+        self.dyn_mid = nn.Conv2d(c, c, 3, 1, 1)
+        self.dyn_heads = nn.Conv2d(c, c * n, 1)
+        self.dec_in = nn.Conv2d(2 * c, c, 3, 1, 1)
+        self.dec_film = nn.Linear(cond_dim, 2 * c)
+        self.dec_mid = nn.Conv2d(c, c, 3, 1, 1)
+        self.dec_geo = nn.Conv2d(c, 3, 1)  # flow x, flow y, mask logit
+        self.dec_rgb = nn.Sequential(nn.ConvTranspose2d(c, c0, 4, 2, 1), nn.SiLU(), nn.ConvTranspose2d(c0, 3, 4, 2, 1))
+        for m in (self.dyn_heads, self.dec_geo):  # a fresh model: no latent change, no flow, (almost) no mask
+            nn.init.normal_(m.weight, std=1e-3)
+            nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            self.dec_geo.bias[2] = -4.0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enc(x)
+
+    def trunk(self, hist: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """hist (B, H, C, g, g), cond (B, cond_dim) -> features (B, C, g, g)."""
+        x = F.silu(self.dyn_in(hist.flatten(1, 2)))
+        s, b = self.dyn_film(cond).chunk(2, dim=-1)
+        x = x * (1 + s[..., None, None]) + b[..., None, None]
+        return x + F.silu(self.dyn_mid(x))
+
+    def deltas(self, feat: torch.Tensor) -> torch.Tensor:
+        """features (B, C, g, g) -> latent steps of every member (N, B, C, g, g)."""
+        b, _, g, _ = feat.shape
+        return self.dyn_heads(feat).view(b, self.n, self.c, g, g).transpose(0, 1)
+
+    def decode(self, z: torch.Tensor, anchor_z: torch.Tensor, anchor: torch.Tensor,
+               dcond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent z (B, C, g, g) relative to the anchor (latent, frame (B, 3, S, S)), conditioned on the
+        proprio displacement since the anchor (``dcond``, see `WorldModel.decoder_cond`) -> (frame, pooled features)."""
+        x = F.silu(self.dec_in(torch.cat([z, anchor_z], dim=1)))
+        s, b = self.dec_film(dcond).chunk(2, dim=-1)
+        x = x * (1 + s[..., None, None]) + b[..., None, None]
+        x = x + F.silu(self.dec_mid(x))
+        geo = self.dec_geo(x)
+        size = anchor.shape[-1]
+        flow = F.interpolate(geo[:, :2], size=(size, size), mode="bilinear", align_corners=False)
+        mask = torch.sigmoid(F.interpolate(geo[:, 2:3], size=(size, size), mode="bilinear", align_corners=False))
+        base = _identity_grid(size, anchor.device, anchor.dtype)
+        warped = F.grid_sample(anchor, base + flow.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
+                               align_corners=False)
+        rgb = torch.tanh(self.dec_rgb(x))
+        return (1 - mask) * warped + mask * rgb, x.mean(dim=(-1, -2))
+
+
+_GRIDS: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
+
+
+def _identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(1, S, S, 2) sampling grid of the identity warp (x, y in [-1, 1], pixel centres)."""
+    key = (size, str(device), dtype)
+    if key not in _GRIDS:
+        r = (torch.arange(size, device=device, dtype=dtype) * 2 + 1) / size - 1
+        yy, xx = torch.meshgrid(r, r, indexing="ij")
+        _GRIDS[key] = torch.stack([xx, yy], dim=-1)[None]
+    return _GRIDS[key]
+
+
 class WorldModel(nn.Module):
     def __init__(self, cfg: WorldModelConfig, proprio_dim: int, action_dim: int = 4) -> None:
         super().__init__()
@@ -94,14 +135,17 @@ class WorldModel(nn.Module):
         self.cameras = tuple(cfg.cameras)
         self.proprio_dim = int(proprio_dim)
         self.action_dim = int(action_dim)
-        self.encoders = nn.ModuleDict({c: Encoder(cfg) for c in self.cameras})
-        self.decoders = nn.ModuleDict({c: Decoder(cfg) for c in self.cameras})
-        nc, d, h, n = len(self.cameras), cfg.latent_dim, cfg.hidden_dim, cfg.ensemble_size
-        self.state_dim = nc * d + self.proprio_dim
-        din = nc * d * cfg.history + self.proprio_dim + self.action_dim
-        self.dyn = nn.ModuleList([EnsembleLinear(n, din, h), EnsembleLinear(n, h, h), EnsembleLinear(n, h, self.state_dim)])
-        self.head = nn.Sequential(nn.Linear(2 * self.state_dim + self.action_dim, h), nn.SiLU(),
-                                  nn.Linear(h, h // 2), nn.SiLU(), nn.Linear(h // 2, 3))
+        hd, n, c = cfg.hidden_dim, cfg.ensemble_size, cfg.latent_channels
+        self.cond = nn.Sequential(nn.Linear(self.proprio_dim + self.action_dim, hd), nn.SiLU(), nn.Linear(hd, hd))
+        self.dcond = nn.Sequential(nn.Linear(2 * self.proprio_dim, hd), nn.SiLU(), nn.Linear(hd, hd))
+        self.nets = nn.ModuleDict({cam: CameraNet(cfg, hd) for cam in self.cameras})
+        feat = len(self.cameras) * c
+        din = self.proprio_dim + self.action_dim + feat
+        self.prop = nn.ModuleList([EnsembleLinear(n, din, hd), EnsembleLinear(n, hd, self.proprio_dim)])
+        self.head = nn.Sequential(nn.Linear(din + self.proprio_dim, hd), nn.SiLU(), nn.Linear(hd, 3))
+        # error head (per camera): pooled trunk + decoder features, log disagreement, steps since anchor
+        self.err = nn.Sequential(nn.Linear(2 * c + self.proprio_dim + self.action_dim + 2, hd), nn.SiLU(),
+                                 nn.Linear(hd, 1))
         self.register_buffer("proprio_mean", torch.zeros(self.proprio_dim))
         self.register_buffer("proprio_std", torch.ones(self.proprio_dim))
         self.register_buffer("uncertainty_ref", torch.ones(()))
@@ -136,88 +180,111 @@ class WorldModel(nn.Module):
         return y.movedim(-3, -1).cpu().numpy()
 
     def encode(self, cam: str, x: torch.Tensor) -> torch.Tensor:
-        """(..., 3, S, S) -> (..., D)."""
+        """(..., 3, S, S) -> (..., C, g, g)."""
         lead = x.shape[:-3]
-        return self.encoders[cam](x.reshape(-1, *x.shape[-3:])).view(*lead, -1)
+        z = self.nets[cam].encode(x.reshape(-1, *x.shape[-3:]))
+        return z.view(*lead, *z.shape[1:])
 
-    def decode(self, cam: str, z: torch.Tensor) -> torch.Tensor:
-        """(..., D) -> (..., 3, S, S)."""
-        lead = z.shape[:-1]
-        y = self.decoders[cam](z.reshape(-1, z.shape[-1]))
-        return y.view(*lead, *y.shape[1:])
+    def transition(self, z_hist: dict[str, torch.Tensor], p: torch.Tensor, a: torch.Tensor) -> dict[str, Any]:
+        """One latent step for every member.
 
-    def dynamics(self, hist: dict[str, torch.Tensor], p: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """All members' next state.
-
-        hist[cam]: (B, H, D) latents (oldest first); p: (B, P) normalised; a: (B, A).
-        Returns (next latents (N, B, C, D), next normalised proprio (N, B, P)).
+        z_hist[cam] (B, H, C, g, g) oldest first; p (B, P) normalised; a (B, A).
+        Returns ``z`` {cam: (N, B, C, g, g)}, ``p`` (N, B, P) next normalised proprio, ``feat`` (B, cams*C),
+        ``outcome`` (B, 3) logits from the member-mean next proprio, ``disagreement`` (B,).
         """
-        b = p.shape[0]
-        zin = torch.cat([hist[c].reshape(b, -1) for c in self.cameras] + [p, a.clamp(-1, 1)], dim=-1)
-        x = zin.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
-        x = F.silu(self.dyn[0](x))
-        x = F.silu(self.dyn[1](x))
-        delta = self.dyn[2](x)  # (N, B, state_dim)
-        cur = torch.cat([hist[c][:, -1] for c in self.cameras] + [p], dim=-1)
-        nxt = cur.unsqueeze(0) + delta
-        nc, d = len(self.cameras), self.cfg.latent_dim
-        return nxt[..., : nc * d].reshape(self.cfg.ensemble_size, b, nc, d), nxt[..., nc * d:]
+        a = a.clamp(-1, 1)
+        cond = self.cond(torch.cat([p, a], dim=-1))
+        zs, feats, dis = {}, [], []
+        for cam in self.cameras:
+            net = self.nets[cam]
+            f = net.trunk(z_hist[cam], cond)
+            d = net.deltas(f)
+            zs[cam] = z_hist[cam][:, -1].unsqueeze(0) + d
+            feats.append(f.mean(dim=(-1, -2)))
+            dis.append(d.var(dim=0, unbiased=False).mean(dim=(-1, -2, -3)) if d.shape[0] > 1
+                       else torch.zeros(d.shape[1], device=d.device))
+        feat = torch.cat(feats, dim=-1)
+        x = torch.cat([p, a, feat], dim=-1)
+        xn = x.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
+        p1 = p.unsqueeze(0) + self.prop[1](F.silu(self.prop[0](xn)))
+        out = self.head(torch.cat([x, p1.mean(0)], dim=-1))
+        return {"z": zs, "p": p1, "feat": feats, "outcome": out, "disagreement": torch.stack(dis, -1).mean(-1),
+                "cam_disagreement": dis}
 
-    def outcome(self, z: torch.Tensor, p: torch.Tensor, a: torch.Tensor, z1: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
-        """(reward, success logit, terminated logit) (B, 3) from state (B, C, D), (B, P), action, next state."""
-        b = p.shape[0]
-        return self.head(torch.cat([z.reshape(b, -1), p, a.clamp(-1, 1), z1.reshape(b, -1), p1], dim=-1))
+    def decoder_cond(self, anchor_p: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Decoder conditioning from the anchor's and the current normalised proprio (how far the arm moved)."""
+        return self.dcond(torch.cat([anchor_p, p - anchor_p], dim=-1))
 
-    @staticmethod
-    def raw_disagreement(z_members: torch.Tensor) -> torch.Tensor:
-        """(N, B, C, D) -> (B,) variance across members averaged over cameras and dims."""
-        if z_members.shape[0] < 2:
-            return torch.zeros(z_members.shape[1], device=z_members.device)
-        return z_members.var(dim=0, unbiased=False).mean(dim=(-1, -2))
+    def error_logit(self, feat: torch.Tensor, dec_feat: torch.Tensor, p: torch.Tensor, a: torch.Tensor,
+                    dis: torch.Tensor, k: torch.Tensor | float) -> torch.Tensor:
+        """Predicted log pixel MSE (B,) of one camera's decoded frame."""
+        kk = torch.as_tensor(k, dtype=feat.dtype, device=feat.device).expand(feat.shape[0]) / self.cfg.rollout_steps
+        x = torch.cat([feat.detach(), dec_feat.detach(), p, a.clamp(-1, 1), torch.log(dis.detach() + 1e-8)[:, None] / 10,
+                       kk[:, None]], dim=-1)
+        return self.err(x)[:, 0]
 
     # ------------------------------------------------------------------ inference API
     @torch.no_grad()
-    def encode_history(self, frames: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """frames[cam] uint8 (B, H, S, S, 3) -> latents (B, H, D)."""
-        return {c: self.encode(c, self.frames_to_tensor(frames[c])) for c in self.cameras}
+    def encode_history(self, frames: dict[str, np.ndarray], proprio: np.ndarray | torch.Tensor) -> dict[str, Any]:
+        """frames[cam] uint8 (B, H, S, S, 3), raw proprio (B, P) of the newest frame -> rollout state
+        (latent history, anchor frame/latent/proprio, last frame)."""
+        x = {c: self.frames_to_tensor(frames[c]) for c in self.cameras}
+        z = {c: self.encode(c, x[c]) for c in self.cameras}
+        p = self.norm_proprio(torch.as_tensor(proprio, dtype=torch.float32, device=self.device))
+        return {"z": z, "anchor": {c: x[c][:, -1] for c in self.cameras},
+                "anchor_z": {c: z[c][:, -1] for c in self.cameras}, "anchor_p": p,
+                "frame": {c: x[c][:, -1] for c in self.cameras}, "k": 0}
 
     @torch.no_grad()
-    def step(self, hist: dict[str, torch.Tensor], proprio: torch.Tensor, actions: np.ndarray | torch.Tensor,
+    def step(self, hist: dict[str, Any], proprio: torch.Tensor, actions: np.ndarray | torch.Tensor,
              generator: torch.Generator | None = None) -> dict[str, Any]:
         """One imagined step for a batch.
 
-        hist[cam] (B, H, D); proprio (B, P) *raw* (not normalised); actions (B, A).
-        Returns new ``hist``, ``proprio`` (raw), ``reward``, ``success_prob``, ``terminated_prob``,
-        ``raw_uncertainty`` and ``uncertainty`` (normalised by ``uncertainty_ref``), all tensors.
+        ``hist`` from `encode_history` or a previous step; proprio (B, P) *raw* (not normalised); actions (B, A).
+        Returns the new state ``hist`` (its frames via `render`), ``proprio`` (raw), ``reward``,
+        ``success_prob``, ``terminated_prob``, ``raw_uncertainty`` (predicted pixel MSE),
+        ``uncertainty`` (normalised by ``uncertainty_ref``) and ``disagreement``, all tensors.
         """
-        a = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
+        a = torch.as_tensor(actions, dtype=torch.float32, device=self.device).clamp(-1, 1)
         pn = self.norm_proprio(proprio)
-        zs, ps = self.dynamics(hist, pn, a)
-        raw = self.raw_disagreement(zs)
+        tr = self.transition(hist["z"], pn, a)
+        b = pn.shape[0]
         if self.cfg.rollout_mode == "random_member":
-            idx = torch.randint(0, zs.shape[0], (zs.shape[1],), generator=generator,
-                                device="cpu").to(self.device)
-            ar = torch.arange(zs.shape[1], device=self.device)
-            z1, p1 = zs[idx, ar], ps[idx, ar]
+            idx = torch.randint(0, self.cfg.ensemble_size, (b,), generator=generator, device="cpu").to(self.device)
+            ar = torch.arange(b, device=self.device)
+            z1 = {c: tr["z"][c][idx, ar] for c in self.cameras}
+            p1 = tr["p"][idx, ar]
         else:
-            z1, p1 = zs.mean(0), ps.mean(0)
-        z0 = torch.stack([hist[c][:, -1] for c in self.cameras], dim=1)
-        out = self.outcome(z0, pn, a, z1, p1)
-        new_hist = {c: torch.cat([hist[c][:, 1:], z1[:, i: i + 1]], dim=1) for i, c in enumerate(self.cameras)}
+            z1 = {c: tr["z"][c].mean(0) for c in self.cameras}
+            p1 = tr["p"].mean(0)
+        k = hist["k"] + 1
+        frames, errs = {}, []
+        dcond = self.decoder_cond(hist["anchor_p"], p1)
+        for i, c in enumerate(self.cameras):
+            frames[c], dec_feat = self.nets[c].decode(z1[c], hist["anchor_z"][c], hist["anchor"][c], dcond)
+            errs.append(self.error_logit(tr["feat"][i], dec_feat, pn, a, tr["cam_disagreement"][i], k))
+        raw = torch.exp(torch.stack(errs, -1)).mean(-1)
+        new = {"z": {c: torch.cat([hist["z"][c][:, 1:], z1[c][:, None]], dim=1) for c in self.cameras},
+               "anchor": hist["anchor"], "anchor_z": hist["anchor_z"], "anchor_p": hist["anchor_p"],
+               "frame": frames, "k": k}
+        if k >= self.cfg.rollout_steps:  # re-anchor on the newest prediction (training covers k <= rollout_steps)
+            new.update(anchor=frames, anchor_z=z1, anchor_p=p1, k=0)
+        out = tr["outcome"]
         return {
-            "hist": new_hist,
+            "hist": new,
             "proprio": self.denorm_proprio(p1),
             "reward": out[:, 0],
             "success_prob": torch.sigmoid(out[:, 1]),
             "terminated_prob": torch.sigmoid(out[:, 2]),
             "raw_uncertainty": raw,
             "uncertainty": raw / self.uncertainty_ref.clamp_min(1e-12),
+            "disagreement": tr["disagreement"],
         }
 
     @torch.no_grad()
-    def render(self, hist: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        """Decode the newest latent of every camera: uint8 (B, S, S, 3) per camera."""
-        return {c: self.tensor_to_frames(self.decode(c, hist[c][:, -1])) for c in self.cameras}
+    def render(self, hist: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The newest frame of every camera: uint8 (B, S, S, 3) per camera."""
+        return {c: self.tensor_to_frames(hist["frame"][c]) for c in self.cameras}
 
     # ------------------------------------------------------------------ persistence
     def to_checkpoint(self) -> dict[str, Any]:
@@ -233,7 +300,10 @@ class WorldModel(nn.Module):
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], device: str | None = None, where: str = "checkpoint") -> WorldModel:
         if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{where}: not a WorldSample world-model checkpoint (expected format {MODEL_FORMAT!r})")
+            fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+            hint = " (saved by an older WorldSample; retrain it with `worldsample wm train`)" if fmt else ""
+            raise ValueError(f"{where}: not a WorldSample world-model checkpoint (expected format {MODEL_FORMAT!r}, "
+                             f"found {fmt!r}){hint}")
         cfg = WorldModelConfig.from_dict(ckpt["config"])
         if device is not None:
             cfg.device = device

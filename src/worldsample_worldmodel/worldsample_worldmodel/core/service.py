@@ -59,6 +59,21 @@ class WorldModelServiceConfig:
             raise ValueError(f"WorldModelServiceConfig.fidelity_horizons must be positive, got {self.fidelity_horizons}")
 
 
+def _floats(values) -> list[float]:
+    """Metric list from memory or a manifest (where a NaN was written as null)."""
+    return [float("nan") if v is None else float(v) for v in (values or [])]
+
+
+def fidelity_summary(fid: dict[str, Any]) -> str:
+    """One line: per horizon the model's PSNR/SSIM, copy-last-frame's, and the uncertainty-error rank correlation."""
+    parts = []
+    fid = {**fid, "spearman": _floats(fid.get("spearman"))}
+    for i, k in enumerate(fid["horizons"]):
+        parts.append(f"h={k} PSNR {fid['psnr'][i]:.2f} (copy {fid['copy']['psnr'][i]:.2f}) SSIM {fid['ssim'][i]:.3f} "
+                     f"(copy {fid['copy']['ssim'][i]:.3f}) rho {fid['spearman'][i]:.2f}")
+    return "held-out fidelity vs copy-last-frame: " + ", ".join(parts)
+
+
 class WorldModelService:
     def __init__(self, cfg: WorldModelServiceConfig | None = None) -> None:
         self.cfg = cfg or WorldModelServiceConfig()
@@ -232,6 +247,9 @@ class WorldModelService:
                 self.fidelity = fid
                 self.new_since_train = max(0, self.new_since_train - consumed)
             self.state, self.message = "idle", f"trained {version} ({mode}, {metrics['steps']} steps)"
+            if fid:
+                self.message += "; " + fidelity_summary(fid)
+            LOG.info("world model: %s", self.message)
             return version
         except TrainingStopped as exc:
             self.state, self.message = "idle", str(exc)
@@ -285,7 +303,9 @@ class WorldModelService:
             "train_steps": int(man.get("steps", 0)),
             "num_real_episodes": int(met.get("num_real_episodes", 0)),
             "num_demo_episodes": int(met.get("num_demo_episodes", 0)),
-            "horizons": list(fid.get("horizons", [])), "psnr": list(fid.get("psnr", [])),
-            "ssim": list(fid.get("ssim", [])), "message": self.message,
+            "horizons": list(fid.get("horizons", [])), "psnr": _floats(fid.get("psnr")),
+            "ssim": _floats(fid.get("ssim")), "copy_psnr": _floats(fid.get("copy", {}).get("psnr")),
+            "copy_ssim": _floats(fid.get("copy", {}).get("ssim")),
+            "uncertainty_error_rank_corr": _floats(fid.get("spearman")), "message": self.message,
             "pending_real_episodes": self.new_since_train,
         }

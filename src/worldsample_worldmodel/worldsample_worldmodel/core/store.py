@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from worldsample_control.core.files import json_dumps
+
 VERSION_RE = re.compile(r"^wm-(\d{6})$")
 MODEL_FILE = "model.pt"
 MANIFEST_FILE = "manifest.json"
@@ -116,7 +118,7 @@ class WorldModelStore:
                     raise RuntimeError("simulated crash while saving a world-model version")
                 full = {**manifest, "version": name, "created_unix": time.time(), "model_file": MODEL_FILE}
                 with open(tmp / MANIFEST_FILE, "w") as f:
-                    json.dump(full, f, indent=2, default=str)
+                    f.write(json_dumps(full, indent=2))  # strict JSON: a NaN metric is written as null
                     f.flush()
                     os.fsync(f.fileno())
                 _fsync_dir(tmp)

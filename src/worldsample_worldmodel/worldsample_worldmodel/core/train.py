@@ -1,16 +1,18 @@
 """Training and post-training of the world model, with crash-resume checkpoints and metrics.
 
 Loss of one batch of windows (see `data.WindowSampler`), with H history frames and a K-step
-open-loop latent rollout driven by the real actions:
+open-loop rollout driven by the real actions; the anchor of every decoded frame is the last
+history frame (see `model`):
 
-- ``recon``: pixel MSE of the autoencoded newest history frame and targets;
-- ``pred``: pixel MSE of the frames decoded from the *rolled-out* latents at steps 1..K
-  (each sample is rolled out by one randomly chosen ensemble member, so every member learns to
-  be decoded well and members stay diverse);
-- ``latent``: MSE of every member's predicted next latents against the encoded real frames
-  (stop-gradient targets);
-- ``proprio``: MSE of every member's predicted next (normalised) proprioception;
-- ``reward`` (MSE), ``success`` and ``terminated`` (BCE) from the outcome head.
+- ``pred``: pixel MSE of the frames decoded from the *rolled-out* latents (ensemble mean) at steps 1..K;
+- ``recon``: pixel MSE of the frame decoded from the *encoded real* latent and real proprio at one
+  random step of the K (teacher forced: trains encoder and decoder directly);
+- ``latent``: MSE of every member's predicted latent grid against the encoded real frame
+  (stop-gradient targets), each sample weighted into a random half of the members (bootstrap),
+  so the members stay diverse;
+- ``proprio``: MSE of every member's predicted next (normalised) proprioception (same bootstrap);
+- ``reward`` (MSE), ``success`` and ``terminated`` (BCE) from the outcome head;
+- ``error``: the error head's predicted log pixel MSE against the actual (detached) one.
 
 Steps past an episode's end are masked. Pre-training = train on demos from scratch;
 post-training = continue from the previous version (``init``) on real episodes with demos kept
@@ -44,7 +46,7 @@ class TrainingStopped(RuntimeError):
     """`train_world_model` was asked to stop (shutdown); its train state is saved, no model is returned."""
 
 
-LOSS_KEYS = ("loss", "recon", "pred", "latent", "proprio", "reward", "success", "terminated")
+LOSS_KEYS = ("loss", "recon", "pred", "latent", "proprio", "reward", "success", "terminated", "error")
 
 
 def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
@@ -54,45 +56,65 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
 
     cfg = model.cfg
     dev = model.device
-    h, k = cfg.history, cfg.rollout_steps
+    h, k, n = cfg.history, cfg.rollout_steps, cfg.ensemble_size
+    ncam = len(model.cameras)
     mask = torch.as_tensor(batch.mask, device=dev)  # (B, K)
     msum = mask.sum().clamp_min(1.0)
     x = {c: model.frames_to_tensor(batch.frames[c]) for c in model.cameras}  # (B, H+K, 3, S, S)
-    z = {c: model.encode(c, x[c]) for c in model.cameras}  # (B, H+K, D)
-    # autoencoding of the newest history frame and the targets (older history frames are targets elsewhere)
-    recon = sum(F.mse_loss(model.decode(c, z[c][:, h - 1:]), x[c][:, h - 1:]) for c in model.cameras) / len(model.cameras)
+    z = {c: model.encode(c, x[c]) for c in model.cameras}  # (B, H+K, C, g, g)
     prop = model.norm_proprio(torch.as_tensor(batch.proprio, device=dev))
-    acts = torch.as_tensor(batch.actions, device=dev)
+    acts = torch.as_tensor(batch.actions, device=dev).clamp(-1, 1)
     rew = torch.as_tensor(batch.rewards, device=dev)
     suc = torch.as_tensor(batch.successes, device=dev)
     term = torch.as_tensor(batch.terminated, device=dev)
     b = mask.shape[0]
-    member = torch.randint(0, cfg.ensemble_size, (b,), generator=gen).to(dev)
-    ar = torch.arange(b, device=dev)
+    # bootstrap: every sample trains a random half of the members (at least one), so members stay diverse
+    boot = (torch.rand(n, b, generator=gen) < 0.5).float()
+    boot[torch.randint(0, n, (b,), generator=gen), torch.arange(b)] = 1.0
+    boot = boot.to(dev)
+    bsum = boot.sum(0)
     hist = {c: z[c][:, :h] for c in model.cameras}
-    p = prop[:, 0]
-    pred = latent = prop_l = rew_l = suc_l = term_l = torch.zeros((), device=dev)
+    anchor = {c: x[c][:, h - 1] for c in model.cameras}
+    anchor_z = {c: z[c][:, h - 1] for c in model.cameras}
+    p = anchor_p = prop[:, 0]
+    recon_step = int(torch.randint(0, k, (1,), generator=gen))  # teacher-forced decode at one step per batch
+    zero = torch.zeros((), device=dev)
+    pred = recon = latent = prop_l = rew_l = suc_l = term_l = err_l = zero
     for i in range(k):
         m = mask[:, i]
-        zs, ps = model.dynamics(hist, p, acts[:, i])  # (N, B, C, D), (N, B, P)
-        target = torch.stack([z[c][:, h + i] for c in model.cameras], dim=1).detach()
-        latent = latent + (((zs - target) ** 2).mean(dim=(0, 2, 3)) * m).sum() / msum
-        prop_l = prop_l + (((ps - prop[:, i + 1]) ** 2).mean(dim=(0, 2)) * m).sum() / msum
-        z1, p1 = zs[member, ar], ps[member, ar]
+        a = acts[:, i]
+        tr = model.transition(hist, p, a)
+        new_hist = {}
+        p1 = tr["p"].mean(0)
+        dcond = model.decoder_cond(anchor_p, p1)
         for j, c in enumerate(model.cameras):
-            err = ((model.decode(c, z1[:, j]) - x[c][:, h + i]) ** 2).mean(dim=(1, 2, 3))
-            pred = pred + (err * m).sum() / msum / len(model.cameras)
-        z0 = torch.stack([hist[c][:, -1] for c in model.cameras], dim=1)
-        out = model.outcome(z0, p, acts[:, i], z1, p1)
+            net = model.nets[c]
+            target = x[c][:, h + i]
+            zl = ((tr["z"][c] - z[c][:, h + i].detach()) ** 2).mean(dim=(2, 3, 4))  # (N, B)
+            latent = latent + (((zl * boot).sum(0) / bsum) * m).sum() / msum / ncam
+            z1 = tr["z"][c].mean(0)
+            frame, dec_feat = net.decode(z1, anchor_z[c], anchor[c], dcond)
+            err = ((frame - target) ** 2).mean(dim=(1, 2, 3))
+            pred = pred + (err * m).sum() / msum / ncam
+            if i == recon_step:
+                tf, _ = net.decode(z[c][:, h + i], anchor_z[c], anchor[c], model.decoder_cond(anchor_p, prop[:, i + 1]))
+                recon = recon + ((((tf - target) ** 2).mean(dim=(1, 2, 3))) * m).sum() / m.sum().clamp_min(1.0) / ncam
+            logit = model.error_logit(tr["feat"][j], dec_feat, p, a, tr["cam_disagreement"][j], i + 1)
+            err_l = err_l + (((logit - torch.log(err.detach() + 1e-6)) ** 2) * m).sum() / msum / ncam
+            new_hist[c] = torch.cat([hist[c][:, 1:], z1[:, None]], dim=1)
+        pl = ((tr["p"] - prop[:, i + 1]) ** 2).mean(dim=-1)  # (N, B)
+        prop_l = prop_l + (((pl * boot).sum(0) / bsum) * m).sum() / msum
+        out = tr["outcome"]
         rew_l = rew_l + (((out[:, 0] - rew[:, i]) ** 2) * m).sum() / msum
         suc_l = suc_l + (F.binary_cross_entropy_with_logits(out[:, 1], suc[:, i], reduction="none") * m).sum() / msum
         term_l = term_l + (F.binary_cross_entropy_with_logits(out[:, 2], term[:, i], reduction="none") * m).sum() / msum
-        hist = {c: torch.cat([hist[c][:, 1:], z1[:, j: j + 1]], dim=1) for j, c in enumerate(model.cameras)}
+        hist = new_hist
         p = p1
     loss = (cfg.recon_weight * recon + cfg.pred_weight * pred + cfg.latent_weight * latent
-            + cfg.proprio_weight * prop_l + cfg.reward_weight * rew_l + cfg.done_weight * (suc_l + term_l))
+            + cfg.proprio_weight * prop_l + cfg.reward_weight * rew_l + cfg.done_weight * (suc_l + term_l)
+            + cfg.error_weight * err_l)
     return {"loss": loss, "recon": recon, "pred": pred, "latent": latent, "proprio": prop_l,
-            "reward": rew_l, "success": suc_l, "terminated": term_l}
+            "reward": rew_l, "success": suc_l, "terminated": term_l, "error": err_l}
 
 
 def _signature(episodes: list[Episode], cfg: WorldModelConfig, steps: int, init_version: str) -> str:
@@ -131,7 +153,7 @@ def calibrate_uncertainty(model, episodes: list[Episode], max_samples: int = 512
         for s in range(0, n, 128):
             sl = idx[s: s + 128]
             b = sampler.window(sampler.anchor_ep[sl], sampler.anchor_t[sl])
-            hist = model.encode_history({c: b.frames[c][:, : model.cfg.history] for c in model.cameras})
+            hist = model.encode_history({c: b.frames[c][:, : model.cfg.history] for c in model.cameras}, b.proprio[:, 0])
             p = torch.as_tensor(b.proprio[:, 0], device=model.device)
             out = model.step(hist, p, b.actions[:, 0])
             raws.append(out["raw_uncertainty"].cpu().numpy())
@@ -218,8 +240,8 @@ def train_world_model(
             raise ValueError(f"init must be a WorldModel, got {type(init).__name__}")
         base = init.cfg
         if cfg is not None:
-            keep = ("image_size", "cameras", "history", "latent_dim", "base_channels", "max_channels",
-                    "ensemble_size", "hidden_dim")
+            keep = ("image_size", "cameras", "history", "latent_channels", "base_channels", "ensemble_size",
+                    "hidden_dim", "rollout_steps")
             cfg = WorldModelConfig.from_dict({**cfg.to_dict(), **{k: getattr(base, k) for k in keep},
                                               "cameras": list(base.cameras)})
         else:

@@ -145,6 +145,8 @@ class WorldModelNode(Node):
             version=s["version"], uri=s["uri"], train_steps=s["train_steps"], num_real_episodes=s["num_real_episodes"],
             num_demo_episodes=s["num_demo_episodes"], horizons=[int(h) for h in s["horizons"]],
             psnr=[float(x) for x in s["psnr"]], ssim=[float(x) for x in s["ssim"]],
+            copy_psnr=[float(x) for x in s["copy_psnr"]], copy_ssim=[float(x) for x in s["copy_ssim"]],
+            uncertainty_error_rank_corr=[float(x) for x in s["uncertainty_error_rank_corr"]],
             message=f"{s['message']} (pending real episodes: {s['pending_real_episodes']})".strip())
         if self._train_error and s["state"] != "training":  # failed: say so (and why) until a training succeeds
             msg.state = WorldModelStatus.STATE_ERROR
