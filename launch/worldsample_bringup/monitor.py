@@ -58,7 +58,8 @@ class LoopMonitor(Node):
         new = msg.version and msg.version not in self.wm_versions
         training = msg.state == WorldModelStatus.STATE_TRAINING
         if msg.state == WorldModelStatus.STATE_ERROR:  # a failed training is not "idle": say so, with the reason
-            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), False)
+            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), False,
+                                         list(msg.copy_psnr), list(msg.copy_ssim))
             if msg.message != self.wm_error:
                 self.wm_error = msg.message
                 self._emit(f"world model FAILED: {msg.message}")
@@ -67,10 +68,12 @@ class LoopMonitor(Node):
             self.wm_error = ""
         if training != self.progress.wm_training and not new:
             what = "world model training" if training else "world model idle"
-            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training)
+            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training,
+                                         list(msg.copy_psnr), list(msg.copy_ssim))
             self._emit(what)
             return
-        self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training)
+        self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training,
+                                     list(msg.copy_psnr), list(msg.copy_ssim))
         if new:
             self.wm_versions.append(msg.version)
             self._emit(f"world model {msg.version}")
@@ -92,7 +95,8 @@ class LoopMonitor(Node):
             "real_episodes_recorded": recorded, "episodes_seen_this_session": len(self._seen),
             "success_rate_recent": p.success_rate, "policy_versions_used": p.policy_versions_used,
             "last_checkpoint": p.policy_version, "wm_version": p.wm_version, "wm_versions_seen": self.wm_versions,
-            "wm_psnr_h1": p.wm_psnr, "wm_ssim_h1": p.wm_ssim, "synthetic_share": p.synthetic_share,
+            "wm_psnr_h1": p.wm_psnr, "wm_ssim_h1": p.wm_ssim,
+            "wm_copy_psnr_h1": p.wm_copy_psnr, "wm_copy_ssim_h1": p.wm_copy_ssim, "synthetic_share": p.synthetic_share,
             "admitted": p.admitted, "rejected": p.rejected, "wm_error": self.wm_error or None,
             "synthetic_bags": len([d for d in syn.iterdir() if d.is_dir()]) if syn.is_dir() else 0,
         }

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 FIELDS = ["wall_s", "iteration", "policy_version", "episodes", "env_steps", "success_rate", "last_return",
-          "wm_version", "wm_psnr", "wm_ssim", "synthetic_share", "admission_threshold", "admitted", "rejected",
+          "wm_version", "wm_psnr", "wm_ssim", "wm_copy_psnr", "wm_copy_ssim", "synthetic_share", "admission_threshold", "admitted", "rejected",
           "q_real", "q_synthetic"]
 
 
@@ -33,6 +33,8 @@ class LoopProgress:
     wm_training: bool = False
     wm_psnr: float = float("nan")
     wm_ssim: float = float("nan")
+    wm_copy_psnr: float = float("nan")  # copy-last-frame on the same held-out starts (the baseline)
+    wm_copy_ssim: float = float("nan")
     synthetic_share: float = 0.0
     admission_threshold: float = float("nan")
     admitted: int = 0
@@ -61,11 +63,15 @@ class LoopProgress:
             self.policy_version = version
             self.iteration += 1
 
-    def on_world_model(self, version: str, psnr: list[float], ssim: list[float], training: bool = False) -> None:
+    def on_world_model(self, version: str, psnr: list[float], ssim: list[float], training: bool = False,
+                       copy_psnr: list[float] | None = None, copy_ssim: list[float] | None = None) -> None:
+        """Horizon-1 fidelity of the current version and of copy-last-frame on the same held-out starts."""
         self.wm_version = version
         self.wm_training = bool(training)
         if psnr:
             self.wm_psnr, self.wm_ssim = float(psnr[0]), float(ssim[0])
+        if copy_psnr and copy_ssim:
+            self.wm_copy_psnr, self.wm_copy_ssim = float(copy_psnr[0]), float(copy_ssim[0])
 
     def on_ppl(self, share: float, threshold: float, admitted: int, rejected: int, q_real: float,
                q_synthetic: float) -> None:
@@ -82,8 +88,8 @@ class LoopProgress:
     def line(self) -> str:
         return (f"iter {self.iteration:3d} | policy {self.policy_version or '-':>14} | episodes {self.episodes:4d} "
                 f"| success {_pct(self.success_rate)} | wm {self.wm_version or '-'}{'*' if self.wm_training else ''} "
-                f"PSNR {self.wm_psnr:5.1f} dB "
-                f"SSIM {self.wm_ssim:.2f} | synthetic share {self.synthetic_share:.2f} "
+                f"PSNR {self.wm_psnr:5.1f} dB (copy {self.wm_copy_psnr:4.1f}) "
+                f"SSIM {self.wm_ssim:.2f} (copy {self.wm_copy_ssim:.2f}) | synthetic share {self.synthetic_share:.2f} "
                 f"(admitted {self.admitted}, rejected {self.rejected})")
 
 
@@ -98,8 +104,12 @@ class ProgressCSV:
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        names = FIELDS
+        if not new:  # a resumed run keeps the columns its file was started with
+            with self.path.open(newline="") as f:
+                names = next(csv.reader(f), None) or FIELDS
         self._f = self.path.open("a", newline="")
-        self._w = csv.DictWriter(self._f, fieldnames=FIELDS)
+        self._w = csv.DictWriter(self._f, fieldnames=names, extrasaction="ignore")
         if new:
             self._w.writeheader()
 
