@@ -16,7 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("worldsample_bringup.doctor", "check this machine: rclpy + Fast DDS, worldsample_msgs, MuJoCo, torch, disk"),
     "demos": ("worldsample_control.commands.demos", "record scripted-expert demonstrations of a sim task to rosbag2"),
-    "sim": ("worldsample_control.commands.sim", "run the robot node graph in simulation and record episodes"),
+    "sim": ("worldsample_bringup.sim", "run the robot node graph in simulation and record episodes"),
     "bags": ("worldsample_control.commands.bags", "episode bags: list episodes (info), rebuild bags of a killed recorder (recover)"),
     "wm": ("worldsample_worldmodel.commands.wm", "world model: train, replay bags into it, generate, fidelity"),
     "learn": ("worldsample_learner.commands.learn", "train a policy in-process against a sim task (rl-only / naive / ppl ...)"),

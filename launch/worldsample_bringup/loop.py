@@ -147,9 +147,8 @@ def start_policy(settings: dict, out: Path) -> str:
 
 
 def loop_specs(settings: dict, out: Path, done: int, policy: str):
-    from worldsample_control.commands.sim import new_run_id
-
     from .graph import loop_graph
+    from .sim import new_run_id
 
     return loop_graph(
         "sim", task=settings["task"], run_dir=str(out), policy=policy, episodes=str(settings["episodes"] - done),
@@ -227,10 +226,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _node_env() -> dict[str, str]:
     """Our environment plus the source folders of every package (nodes run as ``python -m``)."""
-    from worldsample_control.commands.sim import _node_env as robot_env
-
     import worldsample_learner
     import worldsample_worldmodel
+
+    from .sim import node_env as robot_env
 
     env = robot_env()
     extra = [str(Path(m.__file__).resolve().parents[1]) for m in (worldsample_learner, worldsample_worldmodel)]

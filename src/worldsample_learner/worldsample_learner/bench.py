@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- ours
 def run_ours(args, demos, out: Path) -> dict:
+    from worldsample_learner.commands.learn import make_task_env
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
     from worldsample_learner.core.train import train_in_process
 
@@ -63,7 +64,8 @@ def run_ours(args, demos, out: Path) -> dict:
     cfg = LearnConfig(agent=agent, ppl=PPLConfig(mode="rl-only"), env_steps=args.steps, seed=args.seed,
                       eval_every=args.eval_every, eval_episodes=args.eval_episodes, log_every=min(500, args.steps),
                       warmup_steps=min(500, args.steps // 4), checkpoint_every=0)
-    r = train_in_process(args.task, cfg, demos, None, out, progress=False)
+    r = train_in_process(make_task_env(args.task, cfg), cfg, demos, None, out,
+                         eval_env=make_task_env(args.task, cfg), progress=False)
     return {"curve": r["success_curve"], "wall_s": r["wall_s"], "time_s": r["time_s"], "cfg": agent}
 
 

@@ -10,8 +10,8 @@ Policies (``ActorConfig.policy``):
   message of its teleoperation topic (``teleop/action``, worldsample_msgs/PolicyAction with
   the normalised ``(dx, dy, dz, gripper)`` action); with ``source="demo"`` this records
   demonstrations on a real arm through the same recorder;
-- anything else is a checkpoint path, loaded lazily with
-  ``worldsample_learner.core.policy.load_policy(path)`` (``policy.act(obs) -> np.ndarray(4)``).
+- anything else is a checkpoint path, loaded lazily by `policy_registry.load_checkpoint` (the
+  learner's ``.pt`` checkpoints by its loader; ``policy.act(obs) -> np.ndarray(4)``).
 
 `Actor` is the episode state machine the actor node drives:
 ``begin_episode(obs)`` -> repeat ``act(obs)`` / ``observe(next_obs, reward, ...)`` -> ``end_episode()``.
@@ -34,6 +34,7 @@ import numpy as np
 
 from .env_protocol import ACTION_DIM, Observation
 from .episode import Episode, Source
+from .policy_registry import load_checkpoint
 
 
 class Policy(Protocol):
@@ -129,9 +130,7 @@ def load_policy(spec: str, seed: int = 0) -> Policy:
     if not path.exists():
         raise FileNotFoundError(f"policy checkpoint {spec!r} does not exist "
                                 "(expected 'random', 'scripted', 'teleop' or a file)")
-    from worldsample_learner.core.policy import load_policy as _load  # lazy: pulls in torch
-
-    return _load(str(path))
+    return load_checkpoint(path)  # lazy: the loader pulls in torch
 
 
 def new_episode_id(task: str, source: Source) -> str:

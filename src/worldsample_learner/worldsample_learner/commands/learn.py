@@ -13,6 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from worldsample_control.core.env_protocol import Env
+
+    from worldsample_learner.core.config import LearnConfig
 
 MODES = ("rl-only", "naive", "selection", "schedule", "ppl")
 
@@ -45,6 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def make_task_env(task: str, cfg: LearnConfig) -> Env:
+    """The MuJoCo sim task ``task`` with the cameras, image size and seed of ``cfg``."""
+    from worldsample_control.core.sim import EnvConfig, make_env
+
+    a = cfg.agent
+    pixels = a.obs_mode == "pixels"
+    return make_env(task, EnvConfig(image_size=a.image_size, cameras=tuple(a.cameras), render=pixels,
+                                    seed=cfg.seed))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"learn: {e}", file=sys.stderr)
         return 2
-    r = train_in_process(args.task, cfg, demos, source, args.out)
+    r = train_in_process(make_task_env(args.task, cfg), cfg, demos, source, args.out,
+                         eval_env=make_task_env(args.task, cfg))
     print(f"learn: mode={r['mode']} final success={r['final_success_rate']:.2f} best={r['best_success_rate']:.2f} "
           f"updates={r['updates']} wall={r['wall_s']:.0f}s -> {args.out}/plots.png, {r['checkpoint']}")
     return 0

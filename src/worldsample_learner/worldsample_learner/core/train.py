@@ -63,15 +63,6 @@ def truncate_episode(ep: Episode, horizon: int) -> Episode:
     )
 
 
-def make_task_env(task: str, cfg: LearnConfig) -> Env:
-    from worldsample_control.core.sim import EnvConfig, make_env
-
-    a = cfg.agent
-    pixels = a.obs_mode == "pixels"
-    return make_env(task, EnvConfig(image_size=a.image_size, cameras=tuple(a.cameras), render=pixels,
-                                    seed=cfg.seed))
-
-
 def _episode_from_buffer(env: Env, buf: dict[str, list], seed: int, version: str) -> Episode:
     return Episode(
         episode_id=f"{env.task}-real-{seed}-{uuid.uuid4().hex[:8]}", task=env.task, source=Source.REAL,
@@ -97,16 +88,16 @@ def _obs_batch(obs: Observation, cams: tuple[str, ...], state: bool) -> dict[str
     return d
 
 
-def train_in_process(task_or_env: str | Env, cfg: LearnConfig, demos: list[Episode],
+def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
                      synthetic_source: SyntheticSource | None, out_dir: str | Path,
                      eval_env: Env | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train a policy on ``task_or_env``; returns final/best success, curves and paths."""
+    """Train a policy on ``env`` (evaluated on ``eval_env``, default ``env``); returns final/best success,
+    curves and paths. The driver chooses the environments (`commands.learn.make_task_env` for a sim task)."""
     cfg.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = make_task_env(task_or_env, cfg) if isinstance(task_or_env, str) else task_or_env
     if eval_env is None:
-        eval_env = make_task_env(task_or_env, cfg) if isinstance(task_or_env, str) else env
+        eval_env = env
     a = cfg.agent
     obs = env.reset(seed=cfg.seed)
     a.proprio_dim = int(np.asarray(obs.proprio).shape[0])

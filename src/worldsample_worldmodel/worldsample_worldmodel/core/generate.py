@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from worldsample_control.core.env_protocol import ACTION_DIM
 from worldsample_control.core.episode import Episode, Source
+from worldsample_control.core.policy_registry import load_checkpoint
 
 from .data import WindowSampler, filter_episodes
 
@@ -41,16 +42,12 @@ class RandomPolicy:
 
 
 def load_any_policy(spec: str, seed: int = 0) -> Any:
-    """``"random"`` -> `RandomPolicy`; otherwise a learner checkpoint path via `worldsample_learner`."""
+    """``"random"`` -> `RandomPolicy`; otherwise a checkpoint path, loaded by `policy_registry`."""
     if spec == "random":
         return RandomPolicy(seed)
     if not Path(spec).exists():
         raise FileNotFoundError(f"policy {spec!r}: expected 'random' or the path of a policy checkpoint")
-    try:
-        from worldsample_learner.core.policy import load_policy
-    except ImportError as exc:
-        raise RuntimeError(f"policy {spec!r}: loading checkpoints needs worldsample_learner.core.policy ({exc})") from exc
-    return load_policy(spec)
+    return load_checkpoint(spec)
 
 
 def generate_branches(

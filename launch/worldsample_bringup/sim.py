@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.sim.config import TASKS
+from worldsample_control.core.sim.config import TASKS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up after this many seconds (default: 60 s + 2 s per step of every episode)")
 
 
-def _node_env() -> dict[str, str]:
+def node_env() -> dict[str, str]:
     """The environment of the node processes: ours, plus the source folders of the packages in use."""
     import worldsample_bringup
-
     import worldsample_control
 
     env = dict(os.environ)
@@ -70,16 +69,10 @@ def new_run_id(out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldsample_bringup.graph import sim_graph
-    from worldsample_bringup.process_runner import (
-        GraphAlreadyRunning,
-        NodeFailed,
-        ProcessGraph,
-        exit_code_of,
-        stop_signals,
-    )
+    from worldsample_control.core.sim.config import DEFAULT_MAX_STEPS
 
-    from ..core.sim.config import DEFAULT_MAX_STEPS
+    from .graph import sim_graph
+    from .process_runner import GraphAlreadyRunning, NodeFailed, ProcessGraph, exit_code_of, stop_signals
 
     if args.episodes < 1:
         print(f"worldsample sim: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
@@ -90,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
-    from worldsample_bringup.domain_check import check_free
+    from .domain_check import check_free
 
     refused = check_free("worldsample sim")  # before anything is written
     if refused:
@@ -114,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     before = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
     print(f"worldsample sim: {args.episodes} episode(s) of {args.task} with policy {args.policy!r}; "
           f"run id {run_id}; logs in {out / 'logs'}", flush=True)
-    graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
+    graph = ProcessGraph(specs, env=node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
     t0 = time.monotonic()
     seen = before
     try:

@@ -6,7 +6,7 @@ import argparse
 import os
 
 import pytest
-from worldsample_control.commands import sim
+from worldsample_bringup import sim
 from worldsample_control.core import bag_io
 from worldsample_control.core.episode import Source
 from worldsample_control.testing import test_domain_id
