@@ -105,7 +105,7 @@ fi
 step "CMake include paths of the ROS 2 wheels"
 python "$ROOT/scripts/fix_ros_cmake_paths.py" "$VENV"
 
-step "colcon build (worldsample_msgs, worldsample_control, worldsample_worldmodel, worldsample_learner, worldsample_bringup)"
+step "colcon build (worldsample_msgs, worldsample_common, worldsample_control, worldsample_worldmodel, worldsample_learner, worldsample_bringup)"
 export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
 cd "$ROOT"
 colcon --log-base "$ROOT/log" build --base-paths src launch "${EXTRA_PATHS[@]}" --build-base "$ROOT/build" --install-base "$ROOT/install" \

@@ -32,8 +32,8 @@ def _count_bags(d: Path) -> int:
 
 
 def test_tiny_loop_stops_on_ctrl_c_and_resumes(tmp_path):
-    from worldsample_control.core.bag_io import holds_transitions, load_episodes, read_bag_episodes
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core.bag_io import holds_transitions, load_episodes, read_bag_episodes
+    from worldsample_common.core.episode import Source
 
     out = tmp_path / "run"
     env = dict(os.environ, MUJOCO_GL="egl", PYTHONUNBUFFERED="1")

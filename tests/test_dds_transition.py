@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from worldsample_control.ros_conversions import episode_from_records, transition_from_msg
-from worldsample_control.testing import random_episode, test_domain_id
+from worldsample_common.nodes.ros_conversions import episode_from_records, transition_from_msg
+from worldsample_common.testing import random_episode, test_domain_id
 
 from worldsample_msgs.msg import Transition
 
@@ -20,8 +20,8 @@ PUBLISHER = textwrap.dedent(
     """
     import time, rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy
-    from worldsample_control.ros_conversions import transition_to_msg
-    from worldsample_control.testing import random_episode
+    from worldsample_common.nodes.ros_conversions import transition_to_msg
+    from worldsample_common.testing import random_episode
     from worldsample_msgs.msg import Transition
     ep = random_episode("dds-ep", steps={steps}, size={size}, seed=7)
     rclpy.init()

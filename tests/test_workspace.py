@@ -10,8 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "install"
-PACKAGES = ["worldsample_msgs", "worldsample_control", "worldsample_worldmodel", "worldsample_learner",
-            "worldsample_bringup"]
+PACKAGES = ["worldsample_msgs", "worldsample_common", "worldsample_control", "worldsample_worldmodel",
+            "worldsample_learner", "worldsample_bringup"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -47,7 +47,7 @@ def test_interfaces_are_installed_and_generated() -> None:
 
 def test_bag_typestore_matches_the_built_messages() -> None:
     """The rosbags schema and the rclpy classes come from the same .msg files: same fields."""
-    from worldsample_control.core import bag_io
+    from worldsample_common.core import bag_io
 
     import worldsample_msgs.msg as m
 

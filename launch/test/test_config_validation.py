@@ -81,7 +81,7 @@ def test_parameter_file_overrides_loop_yaml_key_by_key(tmp_path):
 def test_every_ppl_parameter_is_a_learner_parameter_with_a_description():
     from dataclasses import fields
 
-    from worldsample_control.core.params import config_params
+    from worldsample_common.core.params import config_params
     from worldsample_learner.core.config import LearnerNodeConfig, PPLConfig
 
     specs = config_params(LearnerNodeConfig())
@@ -165,7 +165,7 @@ def test_unwritable_out_gives_one_line(tmp_path, capsys, command):
 def test_summary_is_strict_json_and_a_failed_world_model_says_so(tmp_path, capsys):
     import rclpy
     from worldsample_bringup.monitor import LoopMonitor
-    from worldsample_control.core.files import json_dumps
+    from worldsample_common.core.files import json_dumps
 
     from worldsample_msgs.msg import WorldModelStatus
 

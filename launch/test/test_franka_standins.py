@@ -38,7 +38,7 @@ GAZEBO_EXTERNAL = {"cameras/front/image_raw": "Gazebo camera bridge (user)",
 
 
 def _launch(kind: str, tmp: Path, prefix: Path, offset: int) -> subprocess.Popen:
-    from worldsample_control.testing import test_domain_id
+    from worldsample_common.testing import test_domain_id
 
     env = env_with(prefix)
     env.update(ROS_DOMAIN_ID=str(test_domain_id(offset)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
@@ -68,7 +68,7 @@ def _check_topics(kind: str, offset: int) -> None:
     """Every subscription of our nodes has a publisher in the running graph or is a franka_ros2 topic."""
     import rclpy
     from worldsample_bringup.graph import loop_graph
-    from worldsample_control.testing import test_domain_id
+    from worldsample_common.testing import test_domain_id
 
     ours = {s.name for s in loop_graph(kind, run_dir="/tmp/x", cameras="front", camera_sources="0")}
     os.environ["ROS_DOMAIN_ID"] = str(test_domain_id(offset))

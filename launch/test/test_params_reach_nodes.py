@@ -34,7 +34,7 @@ PARAMS = """learner:
 
 
 def _env(offset: int) -> dict[str, str]:
-    from worldsample_control.testing import test_domain_id
+    from worldsample_common.testing import test_domain_id
 
     return dict(os.environ, ROS_DOMAIN_ID=str(test_domain_id(offset)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                 PYTHONUNBUFFERED="1", MUJOCO_GL="egl")

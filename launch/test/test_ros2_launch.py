@@ -61,7 +61,7 @@ def demos(tmp_path_factory):
 
 
 def _start(run_dir: Path, demos: Path, offset: int) -> subprocess.Popen:
-    from worldsample_control.testing import test_domain_id
+    from worldsample_common.testing import test_domain_id
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(test_domain_id(offset)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1")
@@ -83,7 +83,7 @@ def _busy(run_dir: Path) -> bool:
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_sim_loop_launch_stops_cleanly(tmp_path, demos, how):
     import torch
-    from worldsample_control.core import bag_io
+    from worldsample_common.core import bag_io
     from worldsample_learner.core.replay import ObsSpec, ReplayStore
 
     run_dir = tmp_path / "run"

@@ -7,9 +7,9 @@ import os
 
 import pytest
 from worldsample_bringup import sim
-from worldsample_control.core import bag_io
-from worldsample_control.core.episode import Source
-from worldsample_control.testing import test_domain_id
+from worldsample_common.core import bag_io
+from worldsample_common.core.episode import Source
+from worldsample_common.testing import test_domain_id
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -106,7 +106,7 @@ def check_torch() -> CheckResult:
 
 def check_bags() -> CheckResult:
     try:
-        from worldsample_control.core import bag_io
+        from worldsample_common.core import bag_io
     except ImportError as exc:
         return CheckResult("rosbag2 I/O", False, f"cannot import bag I/O: {exc}", SETUP_HINT)
     try:

@@ -143,7 +143,7 @@ def env_config(cfg: ExperimentConfig, render: bool):
 
 def expert_demos(task: str, cfg: ExperimentConfig, n: int, seed0: int = 500) -> list:
     """``n`` successful scripted-expert episodes (rendered: the world model learns from the frames)."""
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core.episode import Source
     from worldsample_control.core.experts import make_expert
     from worldsample_control.core.rollout import run_episode
     from worldsample_control.core.sim import make_env

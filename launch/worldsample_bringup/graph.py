@@ -110,7 +110,8 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
     as a suggestion) or a checkpoint path. ``source``: "demo" or "real" (default: demo for
     scripted, real otherwise). Bags go to ``run_dir/bags``. ``episodes_per_policy`` > 0: the
     actor holds between episodes after that many with one policy until a newer checkpoint.
-    ``run_id``: carried by every episode message; arm control and recorder ignore other runs'.
+    ``run_id``: carried by every episode message; arm control and recorder ignore other runs' (and
+    the learner and world model of `learning_graph`, which get it from the loop arguments).
     """
     run_dir = Path(run_dir)
     src = source or ("demo" if policy == "scripted" else "real")
@@ -337,14 +338,14 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     wm.update({"run_dir": str(run_dir / "world_model"), "demos_dir": args["demos_dir"],
                "real_dir": str(run_dir / "bags"), "synthetic_dir": str(run_dir / "synthetic"),
                "device": args["device"], "model.image_size": size, "model.cameras": cams,
-               "model.seed": int(args["seed"])})
+               "model.seed": int(args["seed"]), "run_id": args["run_id"]})
     if args["mode"] == "rl-only":
         wm["generate_period_s"] = 0.0
     learner = dict(params.get("learner", {}))
     learner.update({"task": args["task"], "mode": args["mode"], "cameras": cams, "image_size": size,
                     "out_dir": str(run_dir / "learner"), "demos_dir": args["demos_dir"], "device": args["device"],
-                    "real_dir": str(run_dir / "bags"), "seed": int(args["seed"])})
-    from worldsample_control.core.params import validate_params
+                    "real_dir": str(run_dir / "bags"), "seed": int(args["seed"]), "run_id": args["run_id"]})
+    from worldsample_common.core.params import validate_params
 
     configs = node_param_configs()
     wm = validate_params("world_model", configs["world_model"], wm)

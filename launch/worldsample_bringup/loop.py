@@ -103,7 +103,7 @@ def validate_settings(s: dict) -> None:
 def recorded_real_episodes(bag_dir: Path) -> int:
     """Real episodes already recorded in ``bag_dir``: one bag each; a bag stopped before the episode's
     first step (Ctrl-C right after its START) holds no transition and is not an episode."""
-    from worldsample_control.core.bag_io import find_bags, holds_transitions
+    from worldsample_common.core.bag_io import find_bags, holds_transitions
 
     return sum(holds_transitions(b) for b in find_bags(bag_dir)) if bag_dir.is_dir() else 0
 
@@ -112,7 +112,7 @@ def recover_interrupted_bags(bag_dir: Path) -> list:
     """Rebuild every bag of ``bag_dir`` a killed recorder left (write-ahead log) or that is truncated,
     before episodes are counted; prints what it did. A bag that cannot be recovered is named, kept
     as it is, and still counted (`holds_transitions`), so the run never repeats its seed."""
-    from worldsample_control.core.bag_io import (
+    from worldsample_common.core.bag_io import (
         WAL_NAME,
         BagError,
         find_bags,
@@ -161,7 +161,7 @@ def loop_specs(settings: dict, out: Path, done: int, policy: str):
 
 def record_demonstrations(settings: dict, out: Path) -> None:
     """RUN/demos: the scripted expert's demonstrations (skipped when already there)."""
-    from worldsample_control.core.bag_io import find_bags
+    from worldsample_common.core.bag_io import find_bags
     from worldsample_control.core.demos import record_demos
     from worldsample_control.core.sim import EnvConfig
 
@@ -180,7 +180,7 @@ def record_demonstrations(settings: dict, out: Path) -> None:
 
 # --------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace) -> int:
-    from worldsample_control.core.files import json_dumps, prepare_out_dir
+    from worldsample_common.core.files import json_dumps, prepare_out_dir
 
     out: Path = args.out.resolve()
     try:  # everything is checked, the parameter files included, before anything is written
@@ -244,7 +244,7 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
-    from worldsample_control.core.files import json_dumps
+    from worldsample_common.core.files import json_dumps
 
     from .monitor import LoopMonitor
     from .process_runner import GraphAlreadyRunning, NodeFailed, ProcessGraph, exit_code_of, stop_signals

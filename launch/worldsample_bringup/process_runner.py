@@ -11,7 +11,7 @@ ignored, so a second Ctrl-C cannot leave nodes behind.
 No orphans: inside `stop_signals()` SIGTERM and SIGHUP (what ``timeout``, systemd, ``docker stop``
 and a closed terminal send) stop the graph exactly like Ctrl-C; every node gets
 ``WORLDSAMPLE_PARENT_PID`` and asks the kernel for SIGINT when this process dies, even by
-SIGKILL (`worldsample_control.nodes.common.die_with_parent`); and ``pid_file`` records the
+SIGKILL (`worldsample_common.nodes.support.die_with_parent`); and ``pid_file`` records the
 node PIDs so that a new graph for the same run refuses to start beside a live one.
 
     with stop_signals(), ProcessGraph(specs, env=os.environ, log_dir=run_dir / "logs") as graph:
@@ -147,7 +147,7 @@ class ProcessGraph:
         if dup:
             raise ValueError(f"node names must be unique, duplicated: {sorted(dup)}")
         self.specs = list(specs)
-        from worldsample_control.nodes.common import PARENT_PID_ENV  # what die_with_parent reads
+        from worldsample_common.nodes.support import PARENT_PID_ENV
 
         self.env = dict(os.environ if env is None else env)
         self.env[PARENT_PID_ENV] = str(os.getpid())

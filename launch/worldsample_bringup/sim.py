@@ -51,11 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def node_env() -> dict[str, str]:
     """The environment of the node processes: ours, plus the source folders of the packages in use."""
     import worldsample_bringup
+    import worldsample_common
     import worldsample_control
 
     env = dict(os.environ)
-    paths = [str(Path(worldsample_control.__file__).resolve().parents[1]),
-             str(Path(worldsample_bringup.__file__).resolve().parents[1])]
+    paths = [str(Path(m.__file__).resolve().parents[1])
+             for m in (worldsample_common, worldsample_control, worldsample_bringup)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
     env.setdefault("MUJOCO_GL", "egl")
     return env
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return 1
-    from worldsample_control.core.files import prepare_out_dir
+    from worldsample_common.core.files import prepare_out_dir
 
     try:
         prepare_out_dir(out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from worldsample_common.core.env_protocol import Observation
+from worldsample_common.core.episode import Source
 from worldsample_control.core.actor import (
     Actor,
     ActorConfig,
@@ -12,8 +14,6 @@ from worldsample_control.core.actor import (
     TeleopPolicy,
     load_policy,
 )
-from worldsample_control.core.env_protocol import Observation
-from worldsample_control.core.episode import Source
 
 
 class _Const:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from worldsample_control.core import bag_io
-from worldsample_control.core.bag_io import BagError
-from worldsample_control.core.episode import Episode, Source
-from worldsample_control.testing import random_episode
+from worldsample_common.core import bag_io
+from worldsample_common.core.bag_io import BagError
+from worldsample_common.core.episode import Episode, Source
+from worldsample_common.testing import random_episode
 
 
 def make_episode(episode_id: str = "ep-0", steps: int = 5, size: int = 16, source: Source = Source.REAL,
@@ -95,7 +95,7 @@ RECORDER = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {test_dir!r})
     from test_bag_io import make_episode
-    from worldsample_control.core import bag_io
+    from worldsample_common.core import bag_io
     ep = make_episode(steps=50)
     w = bag_io.EpisodeBagWriter({bag!r})
     for i, (ns, msg) in enumerate(bag_io.transition_msgs(ep)):

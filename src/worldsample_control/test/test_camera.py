@@ -101,7 +101,8 @@ def test_camera_node_publishes_and_survives_end_of_file(tmp_path):
     path = tmp_path / "cam.avi"
     _write_video(path, n=4)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "src" / "worldsample_control"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src" / "worldsample_common"), str(root / "src" / "worldsample_control"),
+                                         env.get("PYTHONPATH", "")])
     env["ROS_DOMAIN_ID"] = str(os.getpid() % 100 + 1)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from worldsample_control.core import bag_io
+from worldsample_common.core import bag_io
+from worldsample_common.core.episode import Episode, Source
 from worldsample_control.core.action_gate import ActionGate
-from worldsample_control.core.episode import Episode, Source
 from worldsample_control.core.recorder import EpisodeRecorder
 
 
@@ -130,7 +130,7 @@ def test_write_ahead_log_is_fsynced_at_episode_end_and_periodically(tmp_path: Pa
 _FULL_DISK = r"""
 import resource, signal, sys
 from pathlib import Path
-from worldsample_control.core import bag_io
+from worldsample_common.core import bag_io
 from worldsample_control.core.recorder import EpisodeRecorder
 from test_episode_integrity import _episode, _record, _Clock
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead

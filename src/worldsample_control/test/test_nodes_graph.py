@@ -49,8 +49,8 @@ def _jsonl(path: Path) -> list[dict]:
 def test_sim_graph_records_two_episodes(tmp_path):
     from worldsample_bringup.graph import sim_graph
     from worldsample_bringup.process_runner import ProcessGraph
-    from worldsample_control.core import bag_io
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core import bag_io
+    from worldsample_common.core.episode import Source
     from worldsample_control.core.sim import EnvConfig, make_env
 
     steps, seed, task = 10, 7, "push"
@@ -267,8 +267,8 @@ def test_teleop_demonstration_is_recorded_as_a_demo_bag(tmp_path):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from worldsample_bringup.graph import sim_graph
     from worldsample_bringup.process_runner import ProcessGraph
-    from worldsample_control.core import bag_io
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core import bag_io
+    from worldsample_common.core.episode import Source
 
     from worldsample_msgs.msg import PolicyAction
 

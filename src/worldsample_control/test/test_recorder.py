@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from worldsample_control.core import bag_io
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core import bag_io
+from worldsample_common.core.episode import Episode, Source
 from worldsample_control.core.recorder import EpisodeRecorder, bag_name, header_stamp_ns
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -143,8 +143,8 @@ def _ros_available() -> bool:
 
 
 def _transition(eid: str, step: int, rng):
-    from worldsample_control.core.image_codec import numpy_to_image_fields
-    from worldsample_control.nodes.common import image_msg, ns_to_time
+    from worldsample_common.core.image_codec import numpy_to_image_fields
+    from worldsample_common.nodes.support import image_msg, ns_to_time
 
     from worldsample_msgs.msg import Transition
 

@@ -6,9 +6,9 @@ import argparse
 
 import numpy as np
 import pytest
+from worldsample_common.core.episode import Episode, Source
 from worldsample_control.commands import demos as demos_cmd
 from worldsample_control.core.demos import ExpertPolicy, record_demos
-from worldsample_control.core.episode import Episode, Source
 from worldsample_control.core.rollout import evaluate, run_episode
 from worldsample_control.core.sim import EnvConfig, make_env
 
@@ -64,7 +64,7 @@ def test_evaluate_counts_successes():
 
 
 def test_record_demos_writes_bags_that_read_back(tmp_path):
-    from worldsample_control.core.bag_io import load_episodes
+    from worldsample_common.core.bag_io import load_episodes
 
     cfg = EnvConfig(image_size=16)
     rep = record_demos("push", 2, tmp_path / "demos", cfg=cfg, seed0=3, log=None)

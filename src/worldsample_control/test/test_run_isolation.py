@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from worldsample_control.core import bag_io
-from worldsample_control.testing import test_domain_id
+from worldsample_common.core import bag_io
+from worldsample_common.testing import test_domain_id
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -35,11 +35,12 @@ ACTION_TYPE = "worldsample_msgs/msg/PolicyAction"
 def _env(domain: int) -> dict[str, str]:
     import worldsample_bringup
 
+    import worldsample_common
     import worldsample_control
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    paths = [str(Path(worldsample_control.__file__).resolve().parents[1]),
-             str(Path(worldsample_bringup.__file__).resolve().parents[1])]
+    paths = [str(Path(m.__file__).resolve().parents[1])
+             for m in (worldsample_common, worldsample_control, worldsample_bringup)]
     env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
     return env
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from worldsample_control.core.env_protocol import ACTION_DIM
+from worldsample_common.core.env_protocol import ACTION_DIM
 from worldsample_control.core.sim import TASKS, EnvConfig, make_env
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from worldsample_bringup.process_runner import live_graph, pid_alive
-from worldsample_control.core import bag_io
-from worldsample_control.testing import test_domain_id
+from worldsample_common.core import bag_io
+from worldsample_common.testing import test_domain_id
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

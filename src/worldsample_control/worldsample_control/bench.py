@@ -74,8 +74,7 @@ def measure_dds_latency(width: int, height: int, frames: int, rate: float, node=
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
-
-    from .core.image_codec import numpy_to_image_fields
+    from worldsample_common.core.image_codec import numpy_to_image_fields
 
     warmup = 10
     env = dict(os.environ)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core.episode import Episode, Source
 
 
 def make_episode(eid: str, t: int = 6, source: Source = Source.REAL, cams: tuple[str, ...] = ("front", "wrist"),
@@ -33,7 +33,8 @@ def node_process_env(domain_offset: int) -> dict[str, str]:
     ROS domain of its own (also set in this process, so the test's own rclpy joins it)."""
     root = Path(__file__).resolve().parents[3]
     env = dict(os.environ)
-    src = [str(root / "src" / p) for p in ("worldsample_control", "worldsample_worldmodel", "worldsample_learner")]
+    src = [str(root / "src" / p) for p in ("worldsample_common", "worldsample_control", "worldsample_worldmodel",
+                                                 "worldsample_learner")]
     env["PYTHONPATH"] = os.pathsep.join(src + [env.get("PYTHONPATH", "")])
     domain = str(os.getpid() % 100 + domain_offset)
     for e in (env, os.environ):

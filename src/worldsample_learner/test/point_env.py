@@ -7,7 +7,7 @@ optional 16x16 renders ("front": point red, goal green). Solved by a good policy
 from __future__ import annotations
 
 import numpy as np
-from worldsample_control.core.env_protocol import Observation, StepResult
+from worldsample_common.core.env_protocol import Observation, StepResult
 
 
 class PointEnv:

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-from worldsample_control.core.bag_io import write_episode_bag
-from worldsample_control.core.episode import Source
+from worldsample_common.core.bag_io import write_episode_bag
+from worldsample_common.core.episode import Source
 from worldsample_control.core.experts import make_expert
 from worldsample_control.core.rollout import run_episode
 from worldsample_control.core.sim import EnvConfig, make_env

@@ -114,8 +114,8 @@ def _real_count(log_path) -> int | None:
 def test_learner_gets_every_real_bag_across_a_kill_and_restart(tmp_path):
     """Issue 11: the learner ingests every real episode of the run from RUN/bags, exactly once, without
     any event: at start-up, on rescans, and again after kill -9 + restart (from its persisted replay)."""
-    from worldsample_control.core.bag_io import write_episode_bag
-    from worldsample_control.testing import random_episode
+    from worldsample_common.core.bag_io import write_episode_bag
+    from worldsample_common.testing import random_episode
 
     bags = tmp_path / "bags"
     lengths = [5, 7, 4, 6]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from worldsample_control.core.env_protocol import Observation
+from worldsample_common.core.env_protocol import Observation
 from worldsample_learner.core.agent import SACAgent
 from worldsample_learner.core.config import AgentConfig
 from worldsample_learner.core.policy import (

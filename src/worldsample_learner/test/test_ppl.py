@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 from helpers import make_episode
-from worldsample_control.core.episode import Source
+from worldsample_common.core.episode import Source
 from worldsample_learner.core.config import AgentConfig, PPLConfig
 from worldsample_learner.core.learner import Learner
 from worldsample_learner.core.ppl import PPLController

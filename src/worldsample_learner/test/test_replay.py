@@ -1,6 +1,6 @@
 import numpy as np
 from helpers import make_episode
-from worldsample_control.core.episode import Source
+from worldsample_common.core.episode import Source
 from worldsample_learner.core.replay import ObsSpec, ReplayStore, Transition
 
 SPEC = ObsSpec(proprio_dim=7, state_dim=2, cameras=("front", "wrist"), image_size=8)
@@ -105,7 +105,7 @@ def test_corrupt_chunk_is_skipped_not_fatal(tmp_path):
 
 
 def _chain_episode(eid: str, t: int, terminated: bool):
-    from worldsample_control.core.episode import Episode
+    from worldsample_common.core.episode import Episode
 
     ends, never = np.zeros(t, bool), np.zeros(t, bool)
     ends[-1] = True

@@ -1,6 +1,6 @@
 import numpy as np
 from point_env import PointEnv
-from worldsample_control.core.episode import Source
+from worldsample_common.core.episode import Source
 from worldsample_control.core.rollout import run_episode
 from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
 from worldsample_learner.core.policy import load_policy

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 from point_env import PointEnv
-from worldsample_control.core.episode import Source
+from worldsample_common.core.episode import Source
 from worldsample_control.core.rollout import run_episode
 from worldsample_learner.core.success_classifier import (
     SuccessClassifier,
@@ -107,7 +107,7 @@ def test_detector_needs_consecutive_frames_and_human_override_wins():
 def test_classifier_command_reports_heldout_accuracy(tmp_path, capsys):
     import json
 
-    from worldsample_control.core.bag_io import write_episode_bag
+    from worldsample_common.core.bag_io import write_episode_bag
     from worldsample_learner.commands import success_classifier as cmd
 
     for i, ep in enumerate(_episodes(6, 6)):

@@ -22,7 +22,7 @@ def test_success_node_classifier_and_human_override(tmp_path):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Bool
-    from worldsample_control.nodes.common import image_msg, ns_to_time
+    from worldsample_common.nodes.support import image_msg, ns_to_time
 
     from worldsample_msgs.msg import EpisodeInfo
 

@@ -151,7 +151,7 @@ def run_peer(args, demos, agent_cfg, out: Path) -> dict:
 # --------------------------------------------------------------------------- micro benchmarks
 def _fake_store(spec, n: int, rng):
     import numpy as np
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core.episode import Source
 
     from worldsample_learner.core.replay import ReplayStore, Transition
 
@@ -190,7 +190,7 @@ def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 2
 
 def latency_ms(device: str, calls: int = 100) -> tuple[float, float]:
     import numpy as np
-    from worldsample_control.core.env_protocol import Observation
+    from worldsample_common.core.env_protocol import Observation
 
     from worldsample_learner.core.agent import SACAgent
     from worldsample_learner.core.config import AgentConfig

@@ -6,8 +6,8 @@ import argparse
 import json
 
 import torch
-from worldsample_control.core.bag_io import read_bag_episodes, write_episode_bag
-from worldsample_control.core.episode import Source
+from worldsample_common.core.bag_io import read_bag_episodes, write_episode_bag
+from worldsample_common.core.episode import Source
 from worldsample_worldmodel.commands import wm
 from worldsample_worldmodel.core.store import WorldModelStore
 from worldsample_worldmodel.core.toy import toy_episode
@@ -49,7 +49,7 @@ def test_wm_commands_end_to_end(tmp_path, capsys):
     eps = read_bag_episodes(bags[0])
     assert len(eps) == 5 and all(e.source == Source.SYNTHETIC and e.world_model_version == "wm-000002" for e in eps)
     # on the wire: worldsample_msgs/Transition messages, SYNTHETIC, each with a finite uncertainty and both versions
-    from worldsample_control.core.bag_io import TRANSITION_TYPE, read_bag_messages
+    from worldsample_common.core.bag_io import TRANSITION_TYPE, read_bag_messages
 
     msgs = [m for _t, typ, _ns, m in read_bag_messages(bags[0]) if typ == TRANSITION_TYPE]
     assert len(msgs) == sum(e.length for e in eps) and 5 <= len(msgs) <= 15
@@ -88,7 +88,7 @@ def test_wm_commands_end_to_end(tmp_path, capsys):
 
 def _damaged_bags(root):
     """A truncated MCAP, a bag with bgr8 frames, a bag without Transition messages, one of the wrong size."""
-    from worldsample_control.core.bag_io import (
+    from worldsample_common.core.bag_io import (
         EPISODE_INFO_TYPE,
         TOPIC_EPISODES,
         TOPIC_TRANSITIONS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from worldsample_control.core.bag_io import read_bag_episodes, write_episode_bag
-from worldsample_control.core.episode import Source
+from worldsample_common.core.bag_io import read_bag_episodes, write_episode_bag
+from worldsample_common.core.episode import Source
 from worldsample_worldmodel.core.config import WorldModelConfig
 from worldsample_worldmodel.core.generate import RandomPolicy
 from worldsample_worldmodel.core.service import WorldModelService, WorldModelServiceConfig

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core.episode import Episode, Source
 from worldsample_worldmodel.core.config import WorldModelConfig
 from worldsample_worldmodel.core.data import filter_episodes
 from worldsample_worldmodel.core.fidelity import evaluate_fidelity, frame_metrics, save_comparison_strip

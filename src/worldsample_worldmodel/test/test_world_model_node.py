@@ -38,8 +38,8 @@ def _env() -> dict[str, str]:
 def test_world_model_node_trains_and_generates(tmp_path):
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from worldsample_control.core.bag_io import read_bag_episodes, write_episode_bag
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core.bag_io import read_bag_episodes, write_episode_bag
+    from worldsample_common.core.episode import Source
     from worldsample_worldmodel.core.toy import toy_episode
 
     from worldsample_msgs.msg import EpisodeInfo, Transition, WorldModelStatus

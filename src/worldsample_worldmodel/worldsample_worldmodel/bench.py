@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sim(task: str, image_size: int, sim_steps: int, episodes: int):
     import numpy as np
+    from worldsample_common.core.episode import Source
     from worldsample_control.core.demos import ExpertPolicy
-    from worldsample_control.core.episode import Source
     from worldsample_control.core.rollout import run_episode
     from worldsample_control.core.sim import EnvConfig, make_env
 

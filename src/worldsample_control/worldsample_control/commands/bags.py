@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core import bag_io
+    from worldsample_common.core import bag_io
 
     try:
         bags = bag_io.find_bags(args.path)

@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
-from .env_protocol import ACTION_DIM, Observation
-from .episode import Episode, Source
-from .policy_registry import load_checkpoint
+from worldsample_common.core.env_protocol import ACTION_DIM, Observation
+from worldsample_common.core.episode import Episode, Source
+from worldsample_common.core.policy_registry import load_checkpoint
 
 
 class Policy(Protocol):

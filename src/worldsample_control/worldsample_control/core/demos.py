@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .episode import Source
-from .files import json_dumps
+from worldsample_common.core.episode import Source
+from worldsample_common.core.files import json_dumps
+
 from .sim.config import TASKS, EnvConfig
 
 
@@ -70,7 +71,8 @@ def _check_args(task: str, episodes: int) -> None:
 
 def expert_episodes(task: str, episodes: int, render: bool = False, seed0: int = 500) -> list:
     """``episodes`` scripted-expert demonstrations in memory (seeds ``seed0, seed0 + 1, ...``; no bags)."""
-    from .episode import Source
+    from worldsample_common.core.episode import Source
+
     from .experts import make_expert
     from .rollout import run_episode
     from .sim import make_env
@@ -104,7 +106,8 @@ def record_demos(
 
     ``action_noise``: standard deviation of Gaussian noise on the expert's translation actions.
     """
-    from .bag_io import write_episode_bag
+    from worldsample_common.core.bag_io import write_episode_bag
+
     from .rollout import run_episode
     from .sim import make_env
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+from worldsample_common.core.env_protocol import Observation
 
-from .env_protocol import Observation
 from .sim.config import TASKS
 
 OPEN, CLOSE = -1.0, 1.0

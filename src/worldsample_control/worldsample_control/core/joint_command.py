@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from worldsample_common.core.franka_interface import ARM_JOINT_NAMES
 
 from .fr3_kinematics import FR3_DQ_MAX, FR3IK, IKConfig
-from .franka_interface import ARM_JOINT_NAMES
 
 
 @dataclass

@@ -92,7 +92,7 @@ class _Open:
 
 
 def _default_writer(path: Path):
-    from .bag_io import EpisodeBagWriter
+    from worldsample_common.core.bag_io import EpisodeBagWriter
 
     return EpisodeBagWriter(path)
 
@@ -264,7 +264,7 @@ class EpisodeRecorder:
         """Write an END event for an episode closed before its own END arrived."""
         if rec.start is None:
             return
-        from .bag_io import typestore
+        from worldsample_common.core.bag_io import typestore
 
         topic, msgtype, data, stamp = rec.start
         try:

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from .env_protocol import Env, Observation
-from .episode import Episode, Source
+from worldsample_common.core.env_protocol import Env, Observation
+from worldsample_common.core.episode import Episode, Source
 
 Policy = Callable[[Observation], np.ndarray]
 

@@ -57,13 +57,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-
-from worldsample_msgs.msg import EpisodeInfo, PolicyAction, PolicyCheckpoint, Transition
-from worldsample_msgs.srv import ResetEpisode
-
-from ..core.actor import Actor, ActorConfig, StepRecord, SuggestionPolicy, TeleopPolicy
-from ..core.env_protocol import Observation
-from ..core.franka_interface import (
+from worldsample_common.core.env_protocol import Observation
+from worldsample_common.core.franka_interface import (
     BEST_EFFORT,
     IMAGES,
     FrankaTopics,
@@ -71,8 +66,13 @@ from ..core.franka_interface import (
     WorldSampleTopics,
     gripper_width_from_fingers,
 )
-from ..core.image_codec import image_msg_to_rgb8
-from .common import declare_config, image_msg, ns_to_time, qos, run, time_to_ns
+from worldsample_common.core.image_codec import image_msg_to_rgb8
+from worldsample_common.nodes.support import declare_config, image_msg, ns_to_time, qos, run, time_to_ns
+
+from worldsample_msgs.msg import EpisodeInfo, PolicyAction, PolicyCheckpoint, Transition
+from worldsample_msgs.srv import ResetEpisode
+
+from ..core.actor import Actor, ActorConfig, StepRecord, SuggestionPolicy, TeleopPolicy
 
 EVENTS = QoSSpec("reliable", 100)
 

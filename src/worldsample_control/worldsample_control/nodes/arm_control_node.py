@@ -77,12 +77,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-from worldsample_msgs.msg import EpisodeInfo, GripperCommand, PolicyAction
-from worldsample_msgs.srv import ResetEpisode
-
-from ..core.action_gate import ActionGate
-from ..core.franka_interface import (
+from worldsample_common.core.franka_interface import (
     ARM_JOINT_NAMES,
     BASE_FRAME,
     BEST_EFFORT,
@@ -92,9 +87,14 @@ from ..core.franka_interface import (
     WorldSampleTopics,
     gripper_width_from_fingers,
 )
+from worldsample_common.nodes.support import declare_config, qos, run, time_to_ns
+
+from worldsample_msgs.msg import EpisodeInfo, GripperCommand, PolicyAction
+from worldsample_msgs.srv import ResetEpisode
+
+from ..core.action_gate import ActionGate
 from ..core.joint_command import JointCommandConfig, JointCommander, JointTarget, joints_from_state
 from ..core.safety import ActionFilter, SafeCommand, SafetyConfig, SafetyEvent
-from .common import declare_config, qos, run, time_to_ns
 
 
 class ArmControlNode(Node):

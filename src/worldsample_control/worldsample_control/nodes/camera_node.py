@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
+from worldsample_common.core.franka_interface import IMAGES, WorldSampleTopics
+from worldsample_common.nodes.support import image_msg, qos, run
 
 from ..core.camera import Camera, CameraConfig, CameraError
-from ..core.franka_interface import IMAGES, WorldSampleTopics
-from .common import image_msg, qos, run
 
 
 class CameraNode(Node):

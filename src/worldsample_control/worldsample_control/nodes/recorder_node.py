@@ -9,7 +9,7 @@ external wrench, measured joint states, joint_states, gripper joint states).
 
 Publishes ``episodes/recorded`` (EpisodeInfo END with ``bag_uri`` filled) once an episode's bag
 is closed. SIGINT/SIGTERM close the open bag cleanly; the bag of a SIGKILLed recorder is made
-readable with ``worldsample_control.core.bag_io.recover_bag`` (write-ahead log).
+readable with ``worldsample_common.core.bag_io.recover_bag`` (write-ahead log).
 
 ``run_id``: episode messages (EpisodeInfo, Transition, applied actions) of another run are
 dropped and counted (warned once per run id); "" records every run.
@@ -30,12 +30,18 @@ from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, JointState
+from worldsample_common.core.franka_interface import (
+    BEST_EFFORT,
+    IMAGES,
+    FrankaTopics,
+    QoSSpec,
+    WorldSampleTopics,
+)
+from worldsample_common.nodes.support import qos, run, time_to_ns
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyAction, Transition
 
-from ..core.franka_interface import BEST_EFFORT, IMAGES, FrankaTopics, QoSSpec, WorldSampleTopics
 from ..core.recorder import EpisodeRecorder, header_stamp_ns
-from .common import qos, run, time_to_ns
 
 EVENTS = QoSSpec("reliable", 100)
 

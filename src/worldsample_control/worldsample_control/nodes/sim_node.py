@@ -58,11 +58,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
-
-from worldsample_msgs.msg import GripperCommand
-from worldsample_msgs.srv import ResetEpisode
-
-from ..core.franka_interface import (
+from worldsample_common.core.franka_interface import (
     ARM_JOINT_NAMES,
     BASE_FRAME,
     FINGER_JOINT_NAMES,
@@ -71,7 +67,10 @@ from ..core.franka_interface import (
     QoSSpec,
     WorldSampleTopics,
 )
-from .common import image_msg, qos, run, time_to_ns
+from worldsample_common.nodes.support import image_msg, qos, run, time_to_ns
+
+from worldsample_msgs.msg import GripperCommand
+from worldsample_msgs.srv import ResetEpisode
 
 CMD_QOS = QoSSpec("reliable", 10)
 

@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from worldsample_control.core.env_protocol import Env
+    from worldsample_common.core.env_protocol import Env
 
     from worldsample_learner.core.config import LearnConfig
 
@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         print("learn: --synthetic is ignored in --mode rl-only", file=sys.stderr)
 
     import torch
-    from worldsample_control.core.bag_io import load_episodes
-    from worldsample_control.core.episode import Source
-    from worldsample_control.core.files import prepare_out_dir
+    from worldsample_common.core.bag_io import load_episodes
+    from worldsample_common.core.episode import Source
+    from worldsample_common.core.files import prepare_out_dir
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
     from worldsample_learner.core.train import StaticSyntheticSource, train_in_process

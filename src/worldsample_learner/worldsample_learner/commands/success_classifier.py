@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldsample_control.core.bag_io import load_episodes_report
+    from worldsample_common.core.bag_io import load_episodes_report
 
     from worldsample_learner.core.success_classifier import SuccessClassifier, SuccessClassifierConfig
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out = clf.save(args.out)
     r.update(episodes=len(episodes), successful_episodes=n_ok, fit_s=round(time.time() - t0, 1),
              bags=[str(Path(d).resolve()) for d in args.bags])
-    from worldsample_control.core.files import json_dumps
+    from worldsample_common.core.files import json_dumps
 
     out.with_suffix(".json").write_text(json_dumps(r, indent=2))
     print(f"  train accuracy              {r['train_accuracy']:.3f}  ({r['n_train']} frames)")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from worldsample_control.core.episode import Source
+from worldsample_common.core.episode import Source
 
 from .config import AgentConfig
 from .networks import Actor, CriticEnsemble, ObsEncoder

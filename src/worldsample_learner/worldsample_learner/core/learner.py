@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core.episode import Episode, Source
 
 from .agent import SACAgent
 from .config import AgentConfig, PPLConfig, ReplayConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from worldsample_control.core.env_protocol import Observation
+from worldsample_common.core.env_protocol import Observation
 
 from .config import AgentConfig
 from .networks import Actor, ObsEncoder

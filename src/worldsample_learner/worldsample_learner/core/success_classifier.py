@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from worldsample_control.core.episode import Episode
+from worldsample_common.core.episode import Episode
 from worldsample_control.core.reward import step_reward
 
 from .networks import random_shift

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from worldsample_control.core.env_protocol import Env, Observation
-from worldsample_control.core.episode import Episode, Source
-from worldsample_control.core.files import json_dumps
+from worldsample_common.core.env_protocol import Env, Observation
+from worldsample_common.core.episode import Episode, Source
+from worldsample_common.core.files import json_dumps
 from worldsample_control.core.rollout import evaluate
 
 from .config import LearnConfig

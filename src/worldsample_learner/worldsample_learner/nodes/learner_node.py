@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from worldsample_control.core.episode import Source
-from worldsample_control.core.franka_interface import LATCHED, QoSSpec
-from worldsample_control.core.image_codec import image_msg_to_rgb8
-from worldsample_control.nodes.common import declare_config, qos
-from worldsample_control.nodes.common import run as run_node
+from worldsample_common.core.episode import Source
+from worldsample_common.core.franka_interface import LATCHED, QoSSpec
+from worldsample_common.core.image_codec import image_msg_to_rgb8
+from worldsample_common.nodes.support import declare_config, qos
+from worldsample_common.nodes.support import run as run_node
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
 
@@ -134,8 +134,8 @@ class LearnerNode(Node):
             self.get_logger().warning(f"transition {tr.episode_id}/{tr.step} rejected: {dict(rep.rejected)}")
 
     def _on_synthetic(self, msg: Transition) -> None:
-        from worldsample_control.ros_conversions import episode_from_records
-        from worldsample_control.ros_conversions import transition_from_msg as record_from_msg
+        from worldsample_common.nodes.ros_conversions import episode_from_records
+        from worldsample_common.nodes.ros_conversions import transition_from_msg as record_from_msg
 
         try:
             rec = record_from_msg(msg)
@@ -167,7 +167,7 @@ class LearnerNode(Node):
         n = sum(ep.length for ep in eps)
         self._scored_batches += 1
         if self.cfg.write_scored_bags:
-            from worldsample_control.core.bag_io import write_episodes_bag
+            from worldsample_common.core.bag_io import write_episodes_bag
 
             wm = eps[0].world_model_version or "wm"
             bag = self.out / "synthetic_scored" / f"scored_{self._scored_batches:06d}_{wm}_{time.strftime('%H%M%S')}"
@@ -188,7 +188,7 @@ class LearnerNode(Node):
             self._load_bags(msg.bag_uri, demo=msg.source == EpisodeInfo.SOURCE_DEMO)
 
     def _load_bags(self, path: str, demo: bool) -> None:
-        from worldsample_control.core.bag_io import load_episodes
+        from worldsample_common.core.bag_io import load_episodes
 
         try:
             eps = load_episodes(path)
@@ -214,7 +214,7 @@ class LearnerNode(Node):
         self._last_rescan = time.monotonic()
         if not self.cfg.real_dir:
             return
-        from worldsample_control.core.bag_io import WAL_NAME, find_bags
+        from worldsample_common.core.bag_io import WAL_NAME, find_bags
 
         root = Path(self.cfg.real_dir)
         if not root.is_dir():

@@ -26,10 +26,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
-from worldsample_control.core.franka_interface import IMAGES, QoSSpec, WorldSampleTopics
-from worldsample_control.core.image_codec import image_msg_to_rgb8
-from worldsample_control.nodes.common import declare_config, qos, time_to_ns
-from worldsample_control.nodes.common import run as run_node
+from worldsample_common.core.franka_interface import IMAGES, QoSSpec, WorldSampleTopics
+from worldsample_common.core.image_codec import image_msg_to_rgb8
+from worldsample_common.nodes.support import declare_config, qos, time_to_ns
+from worldsample_common.nodes.support import run as run_node
 
 from worldsample_msgs.msg import EpisodeInfo
 

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- helpers
 def _load_bags(directory: str, what: str, sources=None) -> tuple[list, list]:
-    from worldsample_control.core.bag_io import BagError, load_episodes_report
+    from worldsample_common.core.bag_io import BagError, load_episodes_report
 
     if not Path(directory).is_dir():
         raise FileNotFoundError(f"{what} directory {directory} does not exist")
@@ -154,8 +154,8 @@ def _save(store, model, metrics, trained_on, extra) -> str:
 
 # ---------------------------------------------------------------------------- actions
 def _train(args) -> int:
-    from worldsample_control.core.episode import Source
-    from worldsample_control.core.files import prepare_out_dir
+    from worldsample_common.core.episode import Source
+    from worldsample_common.core.files import prepare_out_dir
 
     from worldsample_worldmodel.core.store import WorldModelStore, version_name
     from worldsample_worldmodel.core.train import train_world_model
@@ -184,7 +184,7 @@ def _train(args) -> int:
 
 
 def _replay(args) -> int:
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core.episode import Source
 
     from worldsample_worldmodel.core.data import filter_episodes
     from worldsample_worldmodel.core.store import WorldModelStore, version_name
@@ -254,7 +254,7 @@ def _load_model(spec: str, version: str | None, device: str | None):
 
 def _generate(args) -> int:
     import numpy as np
-    from worldsample_control.core.episode import Source
+    from worldsample_common.core.episode import Source
 
     from worldsample_worldmodel.core.generate import generate_branches, load_any_policy, write_synthetic_bags
 
@@ -302,7 +302,7 @@ def _fidelity(args) -> int:
         a, b = results[args.vs], results[args.model]
         for k, pa, pb, sa, sb in zip(a["horizons"], a["psnr"], b["psnr"], a["ssim"], b["ssim"], strict=True):
             print(f"gain of {args.model} over {args.vs} at horizon {k}: PSNR {pb - pa:+.2f} dB, SSIM {sb - sa:+.3f}")
-    from worldsample_control.core.files import json_dumps
+    from worldsample_common.core.files import json_dumps
 
     (out / "fidelity.json").write_text(json_dumps(results, indent=2))
     return 0

@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from worldsample_control.core.env_protocol import ACTION_DIM
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core.env_protocol import ACTION_DIM
+from worldsample_common.core.episode import Episode, Source
 
 LOG = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from worldsample_control.core.episode import Episode
+from worldsample_common.core.episode import Episode
 
 from .data import WindowSampler, filter_episodes
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from worldsample_control.core.env_protocol import ACTION_DIM
-from worldsample_control.core.episode import Episode, Source
-from worldsample_control.core.policy_registry import load_checkpoint
+from worldsample_common.core.env_protocol import ACTION_DIM
+from worldsample_common.core.episode import Episode, Source
+from worldsample_common.core.policy_registry import load_checkpoint
 
 from .data import WindowSampler, filter_episodes
 
@@ -160,7 +160,7 @@ def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng
 
 def write_synthetic_bags(episodes: list[Episode], out_dir: Path | str, name: str | None = None) -> Path:
     """Write synthetic episodes as one rosbag2 (MCAP) directory ``out_dir/name``; returns its path."""
-    from worldsample_control.core.bag_io import write_episodes_bag
+    from worldsample_common.core.bag_io import write_episodes_bag
 
     if not episodes:
         raise ValueError("write_synthetic_bags: no episodes to write")

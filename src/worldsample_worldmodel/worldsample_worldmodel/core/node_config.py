@@ -2,7 +2,7 @@
 
 `WorldModelNodeConfig` is `WorldModelServiceConfig` (``run_dir``, ``min_new_episodes``, ...,
 ``model.*`` = every `WorldModelConfig` field) plus what the node itself schedules. The node
-declares one ROS parameter per field (`worldsample_control.nodes.common.declare_config`) and
+declares one ROS parameter per field (`worldsample_common.nodes.support.declare_config`) and
 ``worldsample loop`` / the launch files validate parameter files against the same tree.
 """
 
@@ -26,6 +26,7 @@ class WorldModelNodeConfig(WorldModelServiceConfig):
     generate_horizon: int = 5  # steps per branch until PPL asks for another horizon on ppl/status
     generate_action_noise: float = 0.1  # Gaussian noise on the policy's actions in synthetic branches
     real_dir: str = ""  # real-episode bags already recorded (a resumed run) join the pools at start-up
+    run_id: str = ""  # this run's id: episode events of another run are ignored ("" = every run's)
     topic_episodes_recorded: str = "episodes/recorded"
     topic_episodes: str = "episodes"
     topic_status: str = "world_model/status"

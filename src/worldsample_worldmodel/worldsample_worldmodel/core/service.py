@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core.episode import Episode, Source
 
 from .config import WorldModelConfig
 from .store import WorldModelStore
@@ -99,7 +99,7 @@ class WorldModelService:
             self.model = self.store.load(device=self.cfg.device)
             self.fidelity = self.store.manifest(self.model.version).get("fidelity")
         if self.cfg.demos_dir:
-            from worldsample_control.core.bag_io import load_episodes_report
+            from worldsample_common.core.bag_io import load_episodes_report
 
             rep = load_episodes_report(self.cfg.demos_dir, sources=[Source.DEMO])
             for bag, reason in rep.skipped:
@@ -155,7 +155,7 @@ class WorldModelService:
 
     def add_bag(self, bag_uri: str) -> str | None:
         """Read an episode bag and add its episodes; returns the reason when it was rejected."""
-        from worldsample_control.core.bag_io import BagError, read_bag_episodes
+        from worldsample_common.core.bag_io import BagError, read_bag_episodes
 
         try:
             eps = read_bag_episodes(bag_uri)
@@ -173,7 +173,7 @@ class WorldModelService:
         Episodes the newest version was trained on (its manifest's ``trained_on``) do not count
         as new, so resuming does not retrain on old data. Returns (episodes added, skip reasons).
         """
-        from worldsample_control.core.bag_io import load_episodes_report
+        from worldsample_common.core.bag_io import load_episodes_report
 
         if not Path(directory).is_dir():
             return 0, []

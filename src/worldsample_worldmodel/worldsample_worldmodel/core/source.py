@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from worldsample_control.core.episode import Episode
+from worldsample_common.core.episode import Episode
 
 from .service import WorldModelService, WorldModelServiceConfig
 

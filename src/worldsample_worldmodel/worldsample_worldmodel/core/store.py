@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from worldsample_control.core.files import json_dumps
+from worldsample_common.core.files import json_dumps
 
 VERSION_RE = re.compile(r"^wm-(\d{6})$")
 MODEL_FILE = "model.pt"

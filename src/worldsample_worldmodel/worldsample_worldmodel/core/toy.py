@@ -10,7 +10,7 @@ at (0.8, 0.8, 0.5); success and termination when closer than 0.1.
 from __future__ import annotations
 
 import numpy as np
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core.episode import Episode, Source
 
 GOAL = np.array([0.8, 0.8, 0.5], np.float32)
 

@@ -4,7 +4,8 @@ Loss of one batch of windows (see `data.WindowSampler`), with H history frames a
 open-loop rollout driven by the real actions; the anchor of every decoded frame is the last
 history frame (see `model`):
 
-- ``pred``: pixel MSE of the frames decoded from the *rolled-out* latents (ensemble mean) at steps 1..K;
+- ``pred``: pixel MSE of the frames decoded from the *rolled-out* latents (ensemble mean) at steps 1..K,
+  plus the MSE at 1/4 resolution (wide gradients for the warp);
 - ``recon``: pixel MSE of the frame decoded from the *encoded real* latent and real proprio at one
   random step of the K (teacher forced: trains encoder and decoder directly);
 - ``latent``: MSE of every member's predicted latent grid against the encoded real frame
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from worldsample_control.core.episode import Episode, Source
+from worldsample_common.core.episode import Episode, Source
 
 from .config import WorldModelConfig
 from .data import Batch, WindowSampler, filter_episodes
@@ -95,7 +96,9 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
             z1 = tr["z"][c].mean(0)
             frame, dec_feat = net.decode(z1, anchor_z[c], anchor[c], dcond)
             err = ((frame - target) ** 2).mean(dim=(1, 2, 3))
-            pred = pred + (err * m).sum() / msum / ncam
+            # plus the same error at 1/4 resolution: wide gradients for the warp when things moved several pixels
+            coarse = ((F.avg_pool2d(frame, 4) - F.avg_pool2d(target, 4)) ** 2).mean(dim=(1, 2, 3))
+            pred = pred + ((err + coarse) * m).sum() / msum / ncam
             if i == recon_step:
                 tf, _ = net.decode(z[c][:, h + i], anchor_z[c], anchor[c], model.decoder_cond(anchor_p, prop[:, i + 1]))
                 recon = recon + ((((tf - target) ** 2).mean(dim=(1, 2, 3))) * m).sum() / m.sum().clamp_min(1.0) / ncam

@@ -5,7 +5,8 @@ Owns a `core.service.WorldModelService`; does no modelling itself.
 Subscribes
   ``episodes/recorded`` and ``episodes`` (worldsample_msgs/EpisodeInfo): END events that carry a
   ``bag_uri`` (the recorder fills it on ``episodes/recorded``) are read with bag_io; bad bags are
-  logged with the bag and the reason and skipped.
+  logged with the bag and the reason and skipped. With a ``run_id`` parameter, events of another
+  run (another ``run_id`` on the same ROS domain) are ignored and counted (`foreign`).
 Publishes
   ``world_model/status`` (worldsample_msgs/WorldModelStatus, transient local): version, steps,
   fidelity (PSNR/SSIM per horizon on held-out real episodes), state, every ``status_period_s``
@@ -42,8 +43,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
-from worldsample_control.nodes.common import declare_config
-from worldsample_control.ros_conversions import ns_to_stamp, transition_to_msg
+from worldsample_common.nodes.ros_conversions import ns_to_stamp, transition_to_msg
+from worldsample_common.nodes.support import declare_config
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
 from worldsample_msgs.srv import RequestSyntheticRollouts
@@ -72,6 +73,8 @@ class WorldModelNode(Node):
         self.gen_period, self.gen_branches = cfg.generate_period_s, cfg.generate_branches
         self.gen_horizon, self.gen_noise = cfg.generate_horizon, cfg.generate_action_noise
         real_dir = cfg.real_dir
+        self.run_id = cfg.run_id
+        self.foreign = 0  # episode events of another run, ignored
         topics = {f.name[len("topic_"):]: getattr(cfg, f.name) for f in fields(cfg) if f.name.startswith("topic_")}
         self._train_error = ""  # why the last training failed ("" = it did not)
         self.core = WorldModelService(cfg.service_config())
@@ -107,6 +110,12 @@ class WorldModelNode(Node):
     # ------------------------------------------------------------------ inputs
     def _on_episode(self, msg: EpisodeInfo) -> None:
         if msg.event != EpisodeInfo.EVENT_END or not msg.bag_uri:
+            return
+        if self.run_id and msg.run_id != self.run_id:
+            self.foreign += 1
+            if self.foreign == 1:
+                self.get_logger().warning(f"ignoring episodes of another run ({msg.run_id!r}, {msg.episode_id}) on "
+                                          f"this ROS domain; this world model is run {self.run_id!r}")
             return
         if msg.source != EpisodeInfo.SOURCE_REAL or msg.episode_id in self.core.seen:
             return
@@ -213,7 +222,7 @@ class WorldModelNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    from worldsample_control.nodes.common import run as run_node
+    from worldsample_common.nodes.support import run as run_node
 
     return run_node(WorldModelNode, args)  # clean stop on SIGINT/SIGTERM, a second signal cannot break it
 

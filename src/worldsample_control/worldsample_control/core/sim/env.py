@@ -47,8 +47,8 @@ import weakref
 from pathlib import Path
 
 import numpy as np
+from worldsample_common.core.env_protocol import ACTION_DIM, Observation, StepResult
 
-from ..env_protocol import ACTION_DIM, Observation, StepResult
 from ..reward import step_reward
 from .config import SIM_HOME_QPOS, EnvConfig
 from .tasks import TASK_CLASSES, Task
@@ -125,7 +125,7 @@ def build_spec(cfg: EnvConfig, task: Task) -> mujoco.MjSpec:
 
 
 class FrankaTaskEnv:
-    """One task of the suite; implements `worldsample_control.core.env_protocol.Env`."""
+    """One task of the suite; implements `worldsample_common.core.env_protocol.Env`."""
 
     action_dim = ACTION_DIM
     proprio_dim = PROPRIO_DIM

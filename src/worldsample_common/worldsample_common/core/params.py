@@ -8,7 +8,7 @@ parameters in ``PARAM_SKIP`` (a class variable), e.g. a field another parameter 
 
 The same tree is used twice:
 
-- by the node (`worldsample_control.nodes.common.declare_config`): declare every parameter with
+- by the node (`worldsample_common.nodes.support.declare_config`): declare every parameter with
   its default and description, and build the filled config;
 - before anything starts (`worldsample loop`, the launch files through ``graph.py``):
   `validate_params` refuses unknown keys, wrong types, NaN/inf and, through the config's own

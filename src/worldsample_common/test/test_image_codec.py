@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from worldsample_control.core.image_codec import (
+from worldsample_common.core.image_codec import (
     ENCODINGS,
     image_msg_to_rgb8,
     image_to_numpy,

@@ -1,7 +1,7 @@
 """In-memory episode and transition types shared by the robot side, world model and learner.
 
 This is the data contract of WorldSample's cores. A rosbag2 recording of an episode
-(`worldsample_control.core.bag_io`) round-trips to exactly this structure.
+(`worldsample_common.core.bag_io`) round-trips to exactly this structure.
 
 Shapes (T = number of steps, P = proprioception size, A = action size):
 

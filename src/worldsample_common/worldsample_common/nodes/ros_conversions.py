@@ -18,8 +18,8 @@ from std_msgs.msg import Header
 
 from worldsample_msgs.msg import EpisodeInfo, Transition
 
-from .core.episode import Episode, Source
-from .core.image_codec import image_msg_to_rgb8
+from ..core.episode import Episode, Source
+from ..core.image_codec import image_msg_to_rgb8
 
 
 def stamp_to_ns(stamp: Time) -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from worldsample_control.core import policy_registry
-from worldsample_control.core.policy_registry import load_checkpoint, register_checkpoint_loader
+from worldsample_common.core import policy_registry
+from worldsample_common.core.policy_registry import load_checkpoint, register_checkpoint_loader
 
 
 def test_a_registered_loader_loads_its_files(tmp_path, monkeypatch):
