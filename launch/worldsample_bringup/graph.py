@@ -179,9 +179,6 @@ LOOP_ARGUMENTS: dict[str, tuple[str, str]] = {
                                "publish std_msgs/Bool on success/override, or run success_keys)"),
 }
 
-PPL_MODES = ("rl-only", "naive", "selection", "schedule", "ppl")
-
-
 def config_path(name: str) -> Path:
     """A file of this package's ``config/`` (source tree, else the ament share directory)."""
     here = Path(__file__).resolve().parents[1] / "config" / name
@@ -325,9 +322,11 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     directories under ``run_dir``, task, cameras, image size, mode, demos, device. Every value is
     checked against the node's config tree (`node_param_configs`) before anything starts: an
     unknown key, a wrong type, NaN/inf or an out-of-range value is a ValueError naming the node
-    and the key. In ``rl-only`` mode the world model still post-trains and reports fidelity, but
-    generates no synthetic data.
+    and the key. In a mode that uses no synthetic data (``rl-only``; `ppl.uses_synthetic`) the world
+    model still post-trains and reports fidelity, but generates no synthetic data.
     """
+    from worldsample_learner.core.ppl import PPL_MODES, uses_synthetic
+
     if args["mode"] not in PPL_MODES:
         raise ValueError(f"mode {args['mode']!r}; expected one of {PPL_MODES}")
     params = merged_node_params(args["params_file"])
@@ -339,7 +338,7 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
                "real_dir": str(run_dir / "bags"), "synthetic_dir": str(run_dir / "synthetic"),
                "device": args["device"], "model.image_size": size, "model.cameras": cams,
                "model.seed": int(args["seed"]), "run_id": args["run_id"]})
-    if args["mode"] == "rl-only":
+    if not uses_synthetic(args["mode"]):
         wm["generate_period_s"] = 0.0
     learner = dict(params.get("learner", {}))
     learner.update({"task": args["task"], "mode": args["mode"], "cameras": cams, "image_size": size,

@@ -38,8 +38,7 @@ RUN_SETTINGS = ("task", "mode", "seed", "max_steps", "image_size", "cameras", "p
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from worldsample_control.core.sim.config import TASKS
-
-    from .graph import PPL_MODES
+    from worldsample_learner.core.ppl import PPL_MODES
 
     parser.add_argument("--task", choices=TASKS, default=None, help=f"simulated task: {', '.join(TASKS)}")
     parser.add_argument("--out", required=True, type=Path, help="run directory")

@@ -20,12 +20,11 @@ if TYPE_CHECKING:
 
     from worldsample_learner.core.config import LearnConfig
 
-MODES = ("rl-only", "naive", "selection", "schedule", "ppl")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="sim task: peg_insertion, push, sort, pick_place")
-    parser.add_argument("--mode", default="ppl", choices=MODES, help="how synthetic data is used (default ppl)")
+    from worldsample_learner.core.ppl import PPL_MODES
+
+    parser.add_argument("--mode", default="ppl", choices=PPL_MODES, help="how synthetic data is used (default ppl)")
     parser.add_argument("--demos", default=None, help="directory of demonstration bags (optional)")
     parser.add_argument("--expert-demos", type=int, default=0,
                         help="also record N scripted-expert demos in-process (seeds 500..; no bags written)")
@@ -78,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         if d is not None and not Path(d).is_dir():
             print(f"learn: {flag} {d!r} is not a directory", file=sys.stderr)
             return 2
-    if args.synthetic and args.mode == "rl-only":
-        print("learn: --synthetic is ignored in --mode rl-only", file=sys.stderr)
+    from worldsample_learner.core.ppl import uses_synthetic
+
+    if args.synthetic and not uses_synthetic(args.mode):
+        print(f"learn: --synthetic is ignored in --mode {args.mode}", file=sys.stderr)
 
     import torch
     from worldsample_common.core.bag_io import load_episodes
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         demos += expert_episodes(args.task, args.expert_demos, render=args.obs == "pixels")
         print(f"learn: {args.expert_demos} expert demos, {sum(d.success for d in demos[-args.expert_demos:])} successful")
     source = None
-    if args.synthetic and args.mode != "rl-only":
+    if args.synthetic and uses_synthetic(args.mode):
         pool = [e for e in load_episodes(args.synthetic, sources=[Source.SYNTHETIC]) if e.task == args.task]
         if not pool:
             print(f"learn: no readable synthetic {args.task!r} episodes in --synthetic {args.synthetic!r}",

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 OBS_MODES: tuple[str, ...] = ("state", "pixels")
-PPL_MODES: tuple[str, ...] = ("rl-only", "naive", "selection", "schedule", "ppl")
 
 
 def _positive(owner: str, name: str, value: float) -> None:
@@ -141,6 +140,8 @@ class PPLConfig:
 
     def validate(self) -> None:
         o = "PPLConfig"
+        from .ppl import PPL_MODES  # the registered strategies (ppl.py imports this module)
+
         if self.mode not in PPL_MODES:
             raise ValueError(f"{o}.mode must be one of {PPL_MODES}, got {self.mode!r}")
         for name in ("uncertainty_scale", "value_risk_scale", "overestimation_tolerance"):

@@ -17,7 +17,7 @@ from worldsample_common.core.episode import Episode, Source
 
 from .agent import SACAgent
 from .config import AgentConfig, PPLConfig, ReplayConfig
-from .ppl import PPLController, q_scale_of
+from .ppl import PPLController
 from .replay import AddReport, ReplayStore, Transition, concat_batches, episode_rows, subset_rows
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Learner:
             rows, problems = episode_rows(ep, self.agent.spec)
             if problems:
                 total.rejected[problems[0]] += ep.length
-                self.ppl.rejected["invalid"] += ep.length
+                self.ppl.reject_invalid(ep.length)
                 ep.trust = np.zeros(ep.length, np.float32)
                 continue
             rep, trust = self._admit_rows(rows)
@@ -103,7 +103,7 @@ class Learner:
         ok, reasons = self.synthetic._validate(rows, n)
         rep = AddReport(rejected=Counter(reasons))
         if reasons:
-            self.ppl.rejected["invalid"] += int(sum(reasons.values()))
+            self.ppl.reject_invalid(sum(reasons.values()))
         if not ok.any():
             return rep, trust_all
         rows = subset_rows(rows, ok)
@@ -117,7 +117,7 @@ class Learner:
         rows["trust"] = scores.trust
         if mask.any():
             added = self.synthetic.add_rows(subset_rows(rows, mask))
-            self.ppl.admitted -= added.duplicates  # admitted = entered training, once per transition
+            self.ppl.withdraw(added.duplicates)  # admitted = entered training, once per transition
             rep.merge(added)
         return rep, trust_all
 
@@ -135,7 +135,7 @@ class Learner:
         q_ens = np.concatenate(qs, axis=1)
         real = base.sample(min(256, len(base)), self.rng)
         q_real = self.agent.q_values(real["obs"], real["action"]).mean(0)
-        self.ppl.observe_q(self.ppl.q_real, self.ppl.q_synthetic, q_scale_of(q_real))
+        self.ppl.observe_q_scale(q_real)
         return q_ens, float(np.max(q_real))
 
     # ------------------------------------------------------------------ training

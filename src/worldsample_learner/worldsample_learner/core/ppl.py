@@ -22,10 +22,19 @@ Scheduling
         rollout_horizon = horizon_min + round((horizon_max - horizon_min) * pace * (1 - penalty))
         admission_threshold = threshold_max - (threshold_max - threshold_min) * pace * (1 - penalty)
 
-Ablation modes (``PPLConfig.mode``)
-    rl-only: share 0, nothing admitted, no synthetic requested; naive: fixed share and horizon,
-    every valid transition admitted; selection: fixed share and horizon, fixed trust threshold;
-    schedule: paced share and horizon, every valid transition admitted; ppl: both.
+Modes (``PPLConfig.mode``) are strategy objects registered by name (`STRATEGIES`), each one
+volume rule x one admission rule::
+
+    mode        volume (share, horizon)          admission threshold
+    rl-only     none (uses no synthetic data)    everything rejected as "disabled"
+    naive       fixed (naive_share/_horizon)     0 (every valid transition)
+    selection   fixed                            fixed_threshold
+    schedule    paced (above)                    0
+    ppl         paced                            paced (above)
+
+A strategy keeps no state: it reads the controller's signals (`pace`, `penalty`) and config, and
+`PPLController` owns every counter. Callers ask the registry (`uses_synthetic(mode)`) instead of
+comparing mode names.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import csv
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -60,10 +69,137 @@ def q_scale_of(q_real: np.ndarray) -> float:
     return float(max(q.std(), 0.1 * abs(q.mean()), 1e-3))
 
 
+# ---------------------------------------------------------------------------- modes as strategies
+class PPLStrategy:
+    """One PPL mode: how much synthetic data, how long its branches, which transitions enter training."""
+
+    name: ClassVar[str]
+    uses_synthetic: ClassVar[bool] = True  # False: no synthetic data is requested, generated or admitted
+
+    def synthetic_share(self, ppl: PPLController) -> float:
+        raise NotImplementedError
+
+    def rollout_horizon(self, ppl: PPLController) -> int:
+        raise NotImplementedError
+
+    def admission_threshold(self, ppl: PPLController) -> float:
+        raise NotImplementedError
+
+
+class FixedVolume(PPLStrategy):
+    """A fixed synthetic share and branch length (``naive_share``, ``naive_horizon``)."""
+
+    def synthetic_share(self, ppl: PPLController) -> float:
+        return float(ppl.cfg.naive_share)
+
+    def rollout_horizon(self, ppl: PPLController) -> int:
+        return int(ppl.cfg.naive_horizon)
+
+
+class PacedVolume(PPLStrategy):
+    """Share and branch length grow with the pace and shrink with the overestimation penalty."""
+
+    def synthetic_share(self, ppl: PPLController) -> float:
+        c = ppl.cfg
+        return float((c.share_min + (c.share_max - c.share_min) * ppl.pace()) * (1.0 - ppl.penalty()))
+
+    def rollout_horizon(self, ppl: PPLController) -> int:
+        c = ppl.cfg
+        return int(c.horizon_min + round((c.horizon_max - c.horizon_min) * ppl.pace() * (1.0 - ppl.penalty())))
+
+
+class AdmitValid:
+    """Every valid transition enters training (threshold 0)."""
+
+    def admission_threshold(self, ppl: PPLController) -> float:
+        return 0.0
+
+
+class FixedThreshold:
+    """A fixed trust threshold (``fixed_threshold``)."""
+
+    def admission_threshold(self, ppl: PPLController) -> float:
+        return float(ppl.cfg.fixed_threshold)
+
+
+class PacedThreshold:
+    """The threshold falls from ``threshold_max`` to ``threshold_min`` as the pace rises."""
+
+    def admission_threshold(self, ppl: PPLController) -> float:
+        c = ppl.cfg
+        return float(c.threshold_max - (c.threshold_max - c.threshold_min) * ppl.pace() * (1.0 - ppl.penalty()))
+
+
+STRATEGIES: dict[str, type[PPLStrategy]] = {}
+
+
+def register_strategy(cls: type[PPLStrategy]) -> type[PPLStrategy]:
+    """Class decorator: make ``cls`` the strategy of ``PPLConfig.mode == cls.name``."""
+    if cls.name in STRATEGIES:
+        raise ValueError(f"PPL mode {cls.name!r} is registered twice ({STRATEGIES[cls.name].__name__}, {cls.__name__})")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+@register_strategy
+class RLOnly(PPLStrategy):
+    """RL on real (and demo) data only: no synthetic data is asked for; any that arrives is rejected."""
+
+    name = "rl-only"
+    uses_synthetic = False
+
+    def synthetic_share(self, ppl: PPLController) -> float:
+        return 0.0
+
+    def rollout_horizon(self, ppl: PPLController) -> int:
+        return 0
+
+    def admission_threshold(self, ppl: PPLController) -> float:
+        return 1.0
+
+
+@register_strategy
+class Naive(AdmitValid, FixedVolume):
+    name = "naive"
+
+
+@register_strategy
+class Selection(FixedThreshold, FixedVolume):
+    name = "selection"
+
+
+@register_strategy
+class Schedule(AdmitValid, PacedVolume):
+    name = "schedule"
+
+
+@register_strategy
+class PPL(PacedThreshold, PacedVolume):
+    name = "ppl"
+
+
+PPL_MODES: tuple[str, ...] = tuple(STRATEGIES)  # in registration order: the ablation ladder
+
+
+def strategy_for(mode: str) -> PPLStrategy:
+    try:
+        return STRATEGIES[mode]()
+    except KeyError:
+        raise ValueError(f"PPL mode {mode!r} is not registered; expected one of {tuple(STRATEGIES)}") from None
+
+
+def uses_synthetic(mode: str) -> bool:
+    """Whether ``mode`` trains on synthetic data at all (drivers skip generation when it does not)."""
+    return strategy_for(mode).uses_synthetic
+
+
 class PPLController:
+    """PPL's state (signals and counters) and its decisions, through the strategy of ``cfg.mode``."""
+
     def __init__(self, cfg: PPLConfig | None = None) -> None:
         self.cfg = cfg if cfg is not None else PPLConfig()
         self.cfg.validate()
+        self.strategy = strategy_for(self.cfg.mode)
         self._successes: deque[float] = deque(maxlen=self.cfg.success_window)
         self.fidelity = float(self.cfg.initial_fidelity)
         self.q_real = float("nan")
@@ -94,6 +230,18 @@ class PPLController:
             self.q_synthetic = float(q_synthetic)
         if q_scale is not None and np.isfinite(q_scale) and q_scale > 0:
             self.q_scale = float(q_scale)
+
+    def observe_q_scale(self, q_real: np.ndarray) -> None:
+        """The spread of Q on a sample of real data (`q_scale_of`) normalises value quantities."""
+        self.q_scale = q_scale_of(q_real)
+
+    def reject_invalid(self, n: int) -> None:
+        """``n`` synthetic transitions never reached scoring (unreadable, malformed, a broken branch)."""
+        self.rejected["invalid"] += int(n)
+
+    def withdraw(self, n: int) -> None:
+        """``n`` admitted transitions did not enter training after all (already held: duplicates)."""
+        self.admitted -= int(n)
 
     # ------------------------------------------------------------------ derived signals
     @property
@@ -126,31 +274,18 @@ class PPLController:
         return float(np.clip(p, 0.0, 1.0))
 
     # ------------------------------------------------------------------ decisions
+    @property
+    def uses_synthetic(self) -> bool:
+        return self.strategy.uses_synthetic
+
     def synthetic_share(self) -> float:
-        c = self.cfg
-        if c.mode == "rl-only":
-            return 0.0
-        if c.mode in ("naive", "selection"):
-            return float(c.naive_share)
-        return float((c.share_min + (c.share_max - c.share_min) * self.pace()) * (1.0 - self.penalty()))
+        return float(self.strategy.synthetic_share(self))
 
     def rollout_horizon(self) -> int:
-        c = self.cfg
-        if c.mode == "rl-only":
-            return 0
-        if c.mode in ("naive", "selection"):
-            return int(c.naive_horizon)
-        return int(c.horizon_min + round((c.horizon_max - c.horizon_min) * self.pace() * (1.0 - self.penalty())))
+        return int(self.strategy.rollout_horizon(self))
 
     def admission_threshold(self) -> float:
-        c = self.cfg
-        if c.mode in ("naive", "schedule"):
-            return 0.0
-        if c.mode == "selection":
-            return float(c.fixed_threshold)
-        if c.mode == "rl-only":
-            return 1.0
-        return float(c.threshold_max - (c.threshold_max - c.threshold_min) * self.pace() * (1.0 - self.penalty()))
+        return float(self.strategy.admission_threshold(self))
 
     # ------------------------------------------------------------------ selection
     def score(self, uncertainty: np.ndarray, q_ensemble: np.ndarray | None, q_real_max: float) -> TrustScores:
@@ -178,7 +313,7 @@ class PPLController:
         """Admission mask for scored transitions; counts (also kept cumulatively) by rejection reason."""
         n = len(scores.trust)
         reasons: Counter = Counter()
-        if self.cfg.mode == "rl-only":
+        if not self.strategy.uses_synthetic:
             reasons["disabled"] = n
             self.rejected.update(reasons)
             return np.zeros(n, bool), reasons

@@ -181,7 +181,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             real_ep = _episode_from_buffer(env, buf, ep_seed, policy.version)
             learner.add_real_episode(real_ep)
             observe = getattr(synthetic_source, "observe_real", None)
-            if callable(observe) and cfg.ppl.mode != "rl-only":
+            if callable(observe) and learner.ppl.uses_synthetic:
                 observe(real_ep)
             ep_returns.append(ep_return)
             ep_return = 0.0
@@ -192,7 +192,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             t1 = time.perf_counter()
             learner.train_step()
             timers["update"] += time.perf_counter() - t1
-        if (synthetic_source is not None and cfg.ppl.mode != "rl-only" and step % cfg.synthetic_every == 0
+        if (synthetic_source is not None and learner.ppl.uses_synthetic and step % cfg.synthetic_every == 0
                 and step > cfg.warmup_steps and len(learner.real)):
             fid = getattr(synthetic_source, "fidelity", None)
             if callable(fid):

@@ -141,7 +141,7 @@ class LearnerNode(Node):
             rec = record_from_msg(msg)
         except (ValueError, TypeError) as e:
             self._bad_messages += 1
-            self.learner.ppl.rejected["invalid"] += 1
+            self.learner.ppl.reject_invalid(1)
             self.get_logger().warning(f"rejected synthetic transition message: {e}")
             return
         self._last_synthetic = time.monotonic()
@@ -152,7 +152,7 @@ class LearnerNode(Node):
             try:
                 self._complete.append(episode_from_records(recs))
             except ValueError as e:  # a lost message: the branch has a gap
-                self.learner.ppl.rejected["invalid"] += len(recs)
+                self.learner.ppl.reject_invalid(len(recs))
                 self.get_logger().warning(f"synthetic branch dropped: {e}")
         if sum(ep.length for ep in self._complete) >= self.cfg.synthetic_batch:
             self._score_synthetic()
