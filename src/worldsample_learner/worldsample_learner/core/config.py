@@ -225,6 +225,9 @@ class LearnerNodeConfig:
     write_scored_bags: bool = True  # out_dir/synthetic_scored/*: synthetic batches with PPL trust
     device: str = "auto"  # torch device: auto, cpu, cuda[:N]
     seed: int = 0
+    # this run's id: real transitions and episode events of another run (their ``run_id`` differs) are
+    # dropped and counted, like arm control and the recorder do ("" = take every run's)
+    run_id: str = ""
     ppl: PPLConfig = field(default_factory=PPLConfig)  # Policy-Paced Learning (thresholds, scales, share, horizon)
     topic_transitions_real: str = "transitions/real"
     topic_transitions_synthetic: str = "transitions/synthetic"

@@ -6,6 +6,9 @@ Subscribes ``transitions/real`` and ``transitions/synthetic`` (worldsample_msgs/
 rescans ``real_dir`` (the run's bags) every ``rescan_period_s`` and at start-up, so no real
 episode is lost to a missed event or a restart; and
 ``world_model/status`` (WorldModelStatus: mean SSIM = world-model fidelity for PPL).
+With a ``run_id`` parameter, real transitions and episode events of another run (another
+``run_id``, e.g. a second loop on the same ROS_DOMAIN_ID) are dropped and counted (`foreign`),
+so they never reach the replay or PPL's progress signal.
 Publishes ``policy/checkpoint`` (PolicyCheckpoint, a new versioned file every
 ``checkpoint_every`` updates) and ``ppl/status`` (PPLStatus, every ``status_period_s``).
 Synthetic transitions are grouped into their branches; complete branches are scored by PPL
@@ -88,6 +91,8 @@ class LearnerNode(Node):
         self._last_synthetic = 0.0
         self._scored_batches = 0
         self._bad_messages = 0
+        self.foreign = 0  # messages of another run, dropped
+        self._foreign_runs: set[str] = set()
         if cfg.demos_dir:
             self._load_bags(cfg.demos_dir, demo=True)
         self._loaded_real_bags: set[str] = set()
@@ -117,9 +122,22 @@ class LearnerNode(Node):
             f"real={len(self.learner.real)} synthetic={len(self.learner.synthetic)} -> {self.out}")
 
     # ------------------------------------------------------------------ inputs
+    def _of_this_run(self, msg: Transition | EpisodeInfo) -> bool:
+        """Whether an episode message belongs to this learner's run (counted and reported once when not)."""
+        if not self.cfg.run_id or msg.run_id == self.cfg.run_id:
+            return True
+        self.foreign += 1
+        if msg.run_id not in self._foreign_runs:
+            self._foreign_runs.add(msg.run_id)
+            self.get_logger().warning(f"ignoring messages of another run ({msg.run_id!r}, episode {msg.episode_id}) "
+                                      f"on this ROS domain; this learner is run {self.cfg.run_id!r}")
+        return False
+
     def _on_transition(self, msg: Transition) -> None:
         if int(msg.source) == Transition.SOURCE_SYNTHETIC:
             self._on_synthetic(msg)
+            return
+        if not self._of_this_run(msg):
             return
         try:
             tr = transition_from_msg(msg)
@@ -179,7 +197,7 @@ class LearnerNode(Node):
                                f"{rep.added}, rejected {dict(rep.rejected)}")
 
     def _on_episode(self, msg: EpisodeInfo) -> None:
-        if msg.event != EpisodeInfo.EVENT_END:
+        if msg.event != EpisodeInfo.EVENT_END or not self._of_this_run(msg):
             return
         if msg.source == EpisodeInfo.SOURCE_REAL and msg.episode_id not in self._seen_episodes:
             self._seen_episodes.add(msg.episode_id)
