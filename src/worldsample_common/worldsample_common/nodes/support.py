@@ -154,14 +154,22 @@ def _detach_dead_stdio() -> None:
             os.close(devnull)
 
 
-def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM/SIGHUP (calls node.on_shutdown() if defined).
+def run(node_factory: Callable[[], Node], args: list[str] | None = None, exit_process: bool = True) -> int:
+    """rclpy.init -> spin -> clean shutdown on SIGINT/SIGTERM/SIGHUP, then the process ends with the code.
 
     A node with an ``executor_threads`` attribute > 1 spins in a MultiThreadedExecutor of that size
     (its callback groups decide what may run concurrently). Signals are handled here, not by rclpy:
     the first asks for a stop, later ones are reported and ignored (`_StopRequest`). Started by our
     runner, the node also stops when the runner dies (`die_with_parent`). A node ends itself with
     ``raise SystemExit(code)`` in a callback or by setting ``exit_code``.
+
+    The stop sequence (it must fit launch's 5 s SIGINT grace on a loaded machine, issue 12):
+    ``node.request_stop()`` if defined (long work in callbacks or threads ends at its next check),
+    the executor stops and waits for the callbacks in flight (so ``on_shutdown`` never races one),
+    ``node.on_shutdown()`` if defined (close bags, flush replay, save state), node and rclpy shut
+    down, registered exit functions run, stdio is flushed, and with ``exit_process`` the process
+    ends at once (`os._exit`): everything the node keeps is on disk by then, and the interpreter's
+    own teardown of torch & co. took 2-5 s under load while saving nothing.
     """
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
@@ -189,23 +197,46 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
     finally:
         stop.requested = stop.requested or "exit"  # from here on every signal is only reported
         _detach_dead_stdio()
+
+        def step(what: str, fn: Callable[[], Any]) -> None:
+            nonlocal code
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - report, keep shutting down
+                print(f"{node.get_name() if node is not None else 'node'}: error during shutdown ({what}): {exc}",
+                      file=sys.stderr, flush=True)
+                code = code or 1
+
+        if node is not None and hasattr(node, "request_stop"):
+            step("request_stop", node.request_stop)
+        if executor is not None:  # waits for the callbacks in flight (the thread pool is joined)
+            step("executor", lambda: executor.shutdown(timeout_sec=1.0))
         if node is not None:
-            hook = getattr(node, "on_shutdown", None)
-            if hook is not None:
-                try:
-                    hook()
-                except Exception as exc:  # noqa: BLE001 - report, keep shutting down
-                    print(f"{node.get_name()}: error during shutdown: {exc}", file=sys.stderr)
-                    code = code or 1
+            if hasattr(node, "on_shutdown"):
+                step("on_shutdown", node.on_shutdown)
             code = getattr(node, "exit_code", code) or code
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
-        if node is not None:
-            node.destroy_node()
+            step("destroy_node", node.destroy_node)
         if rclpy.ok():
-            rclpy.shutdown()
+            step("rclpy.shutdown", rclpy.shutdown)
         # Interpreter finalisation puts Python-handled signals back to their default (terminate) while
         # DDS and threads are still being torn down; ignored ones it leaves alone.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
+    if exit_process:
+        _exit_now(code)
     return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process after a completed stop without the interpreter's teardown (see `run`)."""
+    import atexit
+    import logging
+
+    atexit._run_exitfuncs()  # what a normal exit runs (exit hooks of libraries), minus module teardown
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) and 0 <= code <= 255 else 1)

@@ -104,6 +104,7 @@ class LearnerNode(Node):
         # training step); the timers, in one mutually exclusive group, drain the queue and train.
         intake, work = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self._inbox: deque = deque()
+        self._stopping = False  # set by request_stop(): the work tick in flight ends after its current update
         for msg_type, topic, handler in (
                 (Transition, t["transitions_real"], self._on_transition),
                 (Transition, t["transitions_synthetic"], self._on_transition),
@@ -262,6 +263,8 @@ class LearnerNode(Node):
 
     def _work_tick(self) -> None:
         """Queued messages, then due synthetic scoring and status, then training."""
+        if self._stopping:
+            return
         self._drain()
         self._synthetic_tick()
         now = time.monotonic()
@@ -277,6 +280,8 @@ class LearnerNode(Node):
         if len(lr.real) + len(lr.demo) < self.cfg.min_transitions:
             return
         for _ in range(self.cfg.updates_per_tick):
+            if self._stopping:
+                return
             lr.train_step()
             self.train_steps += 1
             if self.train_steps % self.cfg.checkpoint_every == 0:
@@ -339,7 +344,12 @@ class LearnerNode(Node):
         torch.save(self.learner.agent.state_dict(), tmp)
         tmp.replace(self.out / "agent_state.pt")
 
+    def request_stop(self) -> None:
+        """Called first on a stop (nodes.support.run): no further updates, so the tick in flight ends soon."""
+        self._stopping = True
+
     def on_shutdown(self) -> None:
+        """After the last work tick (run() waits for it): queued messages, replay chunks, agent weights."""
         self._drain()
         self.learner.flush()
         if self.learner.agent.updates:

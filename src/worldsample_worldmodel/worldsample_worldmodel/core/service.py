@@ -229,7 +229,9 @@ class WorldModelService:
                     should_stop=self.stop_event.is_set)
                 mode = "posttrain-real"
             fid = None
-            if held:
+            if held and self.stop_event.is_set():  # stopping: save the version now, evaluate it at the next start
+                LOG.info("world model: stopping; the new version's fidelity is evaluated at the next start")
+            elif held:
                 try:
                     fid = evaluate_fidelity(model, held, self.cfg.fidelity_horizons)
                 except ValueError as exc:  # held-out episodes shorter than the horizons

@@ -126,7 +126,7 @@ class WorldModelNode(Node):
 
     def _tick(self) -> None:
         busy = self._worker is not None and self._worker.is_alive()
-        if not busy and self.core.should_train():
+        if not busy and not self.core.stop_event.is_set() and self.core.should_train():
             self._worker = threading.Thread(target=self._train, daemon=True)
             self._worker.start()
         self._publish_status()
@@ -188,7 +188,7 @@ class WorldModelNode(Node):
         return n, str(bag), eps[0].world_model_version if eps else ""
 
     def _scheduled_generate(self) -> None:
-        if self.core.model is None:
+        if self.core.model is None or self.core.stop_event.is_set():
             return
         horizon = self.gen_horizon if self._ppl_horizon is None else self._ppl_horizon
         key = (self._policy[0], self.core.real_count, self.core.model.version)
@@ -213,6 +213,11 @@ class WorldModelNode(Node):
             resp.accepted, resp.message, resp.num_transitions = False, f"{type(exc).__name__}: {exc}", 0
             self.get_logger().warning(f"generate request refused: {resp.message}")
         return resp
+
+    def request_stop(self) -> None:
+        """Called first on a stop (nodes.support.run): a running training ends at its next step, in
+        parallel with the callbacks the executor still waits for."""
+        self.core.request_stop()
 
     def on_shutdown(self) -> None:
         if self._worker is not None and self._worker.is_alive():
