@@ -16,8 +16,8 @@ class WorldModelConfig:
     Architecture (see `model`): per camera a conv encoder maps a frame to a latent grid of
     ``latent_channels`` x (image_size/4)^2; the dynamics (a conv trunk conditioned on proprio and
     action, ``ensemble_size`` 1x1 member heads) predicts the change of the grid from the last
-    ``history`` grids; the decoder warps the anchor frame with a predicted flow and blends in a
-    predicted RGB layer through a soft mask. An MLP ensemble predicts proprioception, a head
+    ``history`` grids; the decoder blends the anchor frame, the anchor warped by a predicted flow
+    and a painted RGB layer with per-pixel softmax weights. An MLP ensemble predicts proprioception, a head
     reward/success/termination, an error head the log pixel MSE of each decoded frame (the
     uncertainty). Training unrolls ``rollout_steps`` steps open loop under the real actions;
     generation re-anchors every ``rollout_steps`` steps. ``device="auto"`` picks CUDA when present.

@@ -4,15 +4,17 @@ Per camera ``c`` (all convolutions; ``g = image_size / 4``, ``C = latent_channel
 
     encoder      E_c: frame (3, S, S) -> latent grid z (C, g, g)                 two stride-2 convs + one 3x3
     dynamics     z_{t+1}^m = z_t + D_m(trunk_c([z_{t-H+1..t}], FiLM(p_t, a_t)))  members m: 1x1 heads on a shared trunk
-    decoder      frame_{t+k} = (1 - mask) * warp(anchor, flow) + mask * rgb      from [z_{t+k}, z_anchor],
+    decoder      frame_{t+k} = w0 * anchor + w1 * warp(anchor, flow) + w2 * rgb    from [z_{t+k}, z_anchor],
                  FiLM-conditioned on the anchor's proprio and the (predicted) proprio displacement since it
 
-The decoder does not paint frames from scratch: it predicts, on the latent grid, a flow field
-(bilinearly upsampled) that warps the *anchor* frame (the last real frame at the start of a
-rollout, or the last predicted frame every ``rollout_steps`` steps), plus a soft mask and an RGB
-layer (two transposed convs to full size) for what is revealed or changes colour. A static
-background is therefore copied pixel for pixel, and a fresh model (flow 0, mask ~0) already
-equals the copy-last-frame baseline; training only has to learn what moves. Proprioception is
+The decoder does not paint frames from scratch: it composes three layers with per-pixel softmax
+weights predicted at half resolution (bilinearly upsampled): the *anchor* frame itself (the last
+real frame at the start of a rollout, or the last predicted frame every ``rollout_steps`` steps),
+the anchor warped by a homography of the whole view (camera ego-motion, from the proprio
+displacement) plus a predicted local flow field, and a painted RGB layer (two transposed convs to
+full size) for what is revealed or changes colour. A static background is therefore copied pixel
+for pixel (no resampling blur), and a fresh model (copy layer dominant) already equals the
+copy-last-frame baseline; training only has to learn what moves. Proprioception is
 predicted by an MLP ensemble from (proprio, action, pooled trunk features of every camera);
 reward, success and termination by a small head.
 
@@ -71,14 +73,20 @@ class CameraNet(nn.Module):
         self.dyn_heads = nn.Conv2d(c, c * n, 1)
         self.dec_in = nn.Conv2d(2 * c, c, 3, 1, 1)
         self.dec_film = nn.Linear(cond_dim, 2 * c)
+        # ego-motion: a homography of the whole view from the proprio displacement (a wrist camera over a
+        # table sees the table plane move by a homography); zero-initialised = identity
+        self.ego = nn.Linear(cond_dim, 8)
+        nn.init.zeros_(self.ego.weight)
+        nn.init.zeros_(self.ego.bias)
         self.dec_mid = nn.Conv2d(c, c, 3, 1, 1)
-        self.dec_geo = nn.Conv2d(c, 3, 1)  # flow x, flow y, mask logit
-        self.dec_rgb = nn.Sequential(nn.ConvTranspose2d(c, c0, 4, 2, 1), nn.SiLU(), nn.ConvTranspose2d(c0, 3, 4, 2, 1))
+        self.dec_up = nn.ConvTranspose2d(c, c0, 4, 2, 1)  # grid -> half resolution
+        self.dec_geo = nn.Conv2d(c0, 5, 3, 1, 1)  # flow x, flow y, logits of the layers (copy, warped, painted)
+        self.dec_rgb = nn.ConvTranspose2d(c0, 3, 4, 2, 1)
         for m in (self.dyn_heads, self.dec_geo):  # a fresh model: no latent change, no flow, (almost) no mask
             nn.init.normal_(m.weight, std=1e-3)
             nn.init.zeros_(m.bias)
         with torch.no_grad():
-            self.dec_geo.bias[2] = -4.0
+            self.dec_geo.bias[2] = 4.0  # the copy layer dominates at first
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.enc(x)
@@ -103,18 +111,28 @@ class CameraNet(nn.Module):
         s, b = self.dec_film(dcond).chunk(2, dim=-1)
         x = x * (1 + s[..., None, None]) + b[..., None, None]
         x = x + F.silu(self.dec_mid(x))
-        geo = self.dec_geo(x)
         size = anchor.shape[-1]
-        flow = F.interpolate(geo[:, :2], size=(size, size), mode="bilinear", align_corners=False)
-        mask = torch.sigmoid(F.interpolate(geo[:, 2:3], size=(size, size), mode="bilinear", align_corners=False))
-        base = _identity_grid(size, anchor.device, anchor.dtype)
-        warped = F.grid_sample(anchor, base + flow.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
-                               align_corners=False)
-        rgb = torch.tanh(self.dec_rgb(x))
-        return (1 - mask) * warped + mask * rgb, x.mean(dim=(-1, -2))
+        up = F.silu(self.dec_up(x))
+        geo = F.interpolate(self.dec_geo(up), size=(size, size), mode="bilinear", align_corners=False)
+        w = torch.softmax(geo[:, 2:], dim=1)  # (B, 3, S, S): copy, warped, painted
+        warped = F.grid_sample(anchor, _homography_grid(0.1 * self.ego(dcond), size) + geo[:, :2].permute(0, 2, 3, 1),
+                               mode="bilinear", padding_mode="border", align_corners=False)
+        rgb = torch.tanh(self.dec_rgb(up))
+        return w[:, :1] * anchor + w[:, 1:2] * warped + w[:, 2:] * rgb, x.mean(dim=(-1, -2))
 
 
 _GRIDS: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
+
+
+def _homography_grid(h: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 8) offsets from the identity homography -> (B, S, S, 2) sampling grid in [-1, 1] coordinates."""
+    base = _identity_grid(size, h.device, h.dtype)
+    x, y = base[..., 0], base[..., 1]  # (1, S, S)
+    hh = [h[:, i, None, None] for i in range(8)]
+    gx = (1 + hh[0]) * x + hh[1] * y + hh[2]
+    gy = hh[3] * x + (1 + hh[4]) * y + hh[5]
+    gw = (hh[6] * x + hh[7] * y + 1).clamp_min(0.1)
+    return torch.stack([gx / gw, gy / gw], dim=-1)
 
 
 def _identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
