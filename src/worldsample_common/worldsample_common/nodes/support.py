@@ -227,6 +227,38 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None, exit_pr
     return code
 
 
+def take_pending(node: Node, limit_s: float = 1.0) -> int:
+    """Run the node's callbacks that are ready now, until none is or ``limit_s`` passed; returns how many ran.
+
+    For ``on_shutdown`` (its executor has stopped by then): messages DDS delivered to the node's
+    subscriptions before the stop but not yet taken, e.g. an episode's last transitions on a loaded
+    machine, are handled instead of dropped. Due timers run too; a node's timers should do nothing
+    once it is stopping.
+    """
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor, TimeoutException
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    ran = 0
+    deadline = time.monotonic() + limit_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                handler, _, _ = executor.wait_for_ready_callbacks(timeout_sec=0.0)
+            except TimeoutException:
+                break
+            handler()
+            if handler.exception() is not None:
+                raise handler.exception()
+            ran += 1
+    finally:
+        executor.remove_node(node)
+        executor.shutdown(timeout_sec=0.0)
+    return ran
+
+
 def _exit_now(code: int) -> None:
     """End the process after a completed stop without the interpreter's teardown (see `run`)."""
     import atexit

@@ -33,7 +33,7 @@ from rclpy.node import Node
 from worldsample_common.core.episode import Source
 from worldsample_common.core.franka_interface import LATCHED, QoSSpec
 from worldsample_common.core.image_codec import image_msg_to_rgb8
-from worldsample_common.nodes.support import declare_config, qos
+from worldsample_common.nodes.support import declare_config, qos, take_pending
 from worldsample_common.nodes.support import run as run_node
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
@@ -349,7 +349,9 @@ class LearnerNode(Node):
         self._stopping = True
 
     def on_shutdown(self) -> None:
-        """After the last work tick (run() waits for it): queued messages, replay chunks, agent weights."""
+        """After the last work tick (run() waits for it): messages delivered before the stop (queued or still
+        in the subscriptions), replay chunks, agent weights."""
+        take_pending(self, limit_s=1.0)
         self._drain()
         self.learner.flush()
         if self.learner.agent.updates:
