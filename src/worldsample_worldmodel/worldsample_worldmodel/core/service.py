@@ -10,11 +10,19 @@ call directly):
   the latest version (or pre-train on ``demos_dir`` first when the store is empty), evaluate
   fidelity on held-out real episodes and save a new version atomically.
 - `generate(...)`: synthetic branches from recent real episodes under a policy -> one bag.
+
+A training that is cut (kill -9, or a stop) resumes at the next start from ``RUN/train_state.pt``
+(written every ``model.checkpoint_every`` steps, pre-training included). The episodes it trains on
+are kept in ``RUN/train_job.json`` while it runs, so a restart that has more real episodes by then
+(bags recorded meanwhile) resumes the same job instead of starting over; the newer episodes wait
+for the next post-training.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +36,7 @@ from .config import WorldModelConfig
 from .store import WorldModelStore
 
 LOG = logging.getLogger(__name__)
+TRAIN_JOB = "train_job.json"  # the running training's version tag, parent and episode ids (for resuming it)
 
 
 @dataclass
@@ -208,24 +217,26 @@ class WorldModelService:
             real = list(self.train_pool)
             held = list(self.heldout)
             consumed = self.new_since_train
+        tag = version_name(len(self.store.versions()) + 1)
+        parent = self.model.version if self.model is not None else None
+        data = self._job_episodes(tag, parent or "", self.demos + real)
+        in_job = {e.episode_id for e in data}
+        consumed = max(0, consumed - sum(e.episode_id not in in_job for e in real))  # newer ones wait
+        real = [e for e in real if e.episode_id in in_job]
         self.state, self.message = "training", ""
         try:
             if self.model is None:
-                data = self.demos + real
                 if not data:
                     raise ValueError("nothing to train on: no demos (demos_dir) and no real episodes yet")
                 model, metrics = train_world_model(
                     data, self.cfg.model, steps=self.cfg.pretrain_steps, progress=self.cfg.progress,
-                    run_dir=self.cfg.run_dir, tag=version_name(len(self.store.versions()) + 1),
-                    calibration_episodes=held or None, should_stop=self.stop_event.is_set)
+                    run_dir=self.cfg.run_dir, tag=tag, calibration_episodes=held or None,
+                    should_stop=self.stop_event.is_set)
                 mode = "pretrain-demos" if not real else ("pretrain-real" if not self.demos else "pretrain-demos+real")
-                parent = None
             else:
-                parent = self.model.version
                 model, metrics = train_world_model(
-                    self.demos + real, None, init=self.model, steps=self.cfg.posttrain_steps,
-                    progress=self.cfg.progress, run_dir=self.cfg.run_dir,
-                    tag=version_name(len(self.store.versions()) + 1), calibration_episodes=held or None,
+                    data, None, init=self.model, steps=self.cfg.posttrain_steps,
+                    progress=self.cfg.progress, run_dir=self.cfg.run_dir, tag=tag, calibration_episodes=held or None,
                     should_stop=self.stop_event.is_set)
                 mode = "posttrain-real"
             fid = None
@@ -239,11 +250,12 @@ class WorldModelService:
             manifest = {
                 "mode": mode, "parent": parent, "steps": metrics["steps"], "metrics": metrics, "fidelity": fid,
                 "trained_on": [{"episode_id": e.episode_id, "source": e.source.name, "bag": e.extras.get("bag", "")}
-                               for e in self.demos + real],
+                               for e in data],
                 "heldout": [e.episode_id for e in held],
             }
             version = self.store.save_version(model, manifest)
             clear_train_state(self.cfg.run_dir)
+            (Path(self.cfg.run_dir) / TRAIN_JOB).unlink(missing_ok=True)
             with self.lock:
                 self.model = model
                 self.fidelity = fid
@@ -258,7 +270,29 @@ class WorldModelService:
             raise
         except Exception as exc:
             self.state, self.message = "error", f"training failed: {exc}"
+            (Path(self.cfg.run_dir) / TRAIN_JOB).unlink(missing_ok=True)  # the next try takes the data at hand
             raise
+
+    def _job_episodes(self, tag: str, parent: str, data: list[Episode]) -> list[Episode]:
+        """The episodes of the training ``tag`` (from ``parent``): those of its unfinished job when one was
+        cut (all still at hand, same order, so its train state matches), else ``data``, recorded as the job."""
+        path = Path(self.cfg.run_dir) / TRAIN_JOB
+        by_id = {e.episode_id: e for e in data}
+        try:
+            job = json.loads(path.read_text())
+        except (OSError, ValueError):
+            job = None
+        if (isinstance(job, dict) and job.get("tag") == tag and job.get("parent") == parent and job.get("episodes")
+                and all(i in by_id for i in job["episodes"])):
+            if len(job["episodes"]) < len(data):
+                LOG.info("world model: resuming training job %s on its %d episodes (%d newer wait)", tag,
+                         len(job["episodes"]), len(data) - len(job["episodes"]))
+            return [by_id[i] for i in job["episodes"]]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"tag": tag, "parent": parent, "episodes": [e.episode_id for e in data]}))
+        os.replace(tmp, path)
+        return data
 
     def request_stop(self) -> None:
         """Make a running `train` stop at its next step (train state kept for resuming, no version saved)."""
