@@ -77,3 +77,22 @@ def check_free(command: str, namespace: str = "", wait_s: float = 2.0) -> str | 
         return None
     nodes = other_graph(namespace, wait_s)
     return refusal(command, nodes, namespace) if nodes else None
+
+
+def claim_run(command: str, out) -> int | None:
+    """Before anything is written: refuse when another graph is on this domain (exit code 1) or ``out``
+    cannot be written (exit code 2), each with one line on stderr; None when the run may start."""
+    import sys
+
+    from worldsample_common.core.files import prepare_out_dir
+
+    refused = check_free(command)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 1
+    try:
+        prepare_out_dir(out)
+    except ValueError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    return None

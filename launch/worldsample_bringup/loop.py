@@ -179,7 +179,7 @@ def record_demonstrations(settings: dict, out: Path) -> None:
 
 # --------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace) -> int:
-    from worldsample_common.core.files import json_dumps, prepare_out_dir
+    from worldsample_common.core.files import json_dumps
 
     out: Path = args.out.resolve()
     try:  # everything is checked, the parameter files included, before anything is written
@@ -191,17 +191,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"worldsample loop: {exc}", file=sys.stderr)
         return 2
-    from .domain_check import check_free
+    from .domain_check import claim_run
 
-    refused = check_free("worldsample loop")  # before anything is written
-    if refused:
-        print(refused, file=sys.stderr)
-        return 1
-    try:
-        prepare_out_dir(out)
-    except ValueError as exc:
-        print(f"worldsample loop: {exc}", file=sys.stderr)
-        return 2
+    rc = claim_run("worldsample loop", out)  # before anything is written
+    if rc is not None:
+        return rc
     (out / LOOP_STATE).write_text(json_dumps(settings, indent=2))
     recover_interrupted_bags(out / "bags")  # a killed recorder's bags count once they are readable
     done = recorded_real_episodes(out / "bags")

@@ -84,19 +84,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
-    from .domain_check import check_free
+    from .domain_check import claim_run
 
-    refused = check_free("worldsample sim")  # before anything is written
-    if refused:
-        print(refused, file=sys.stderr)
-        return 1
-    from worldsample_common.core.files import prepare_out_dir
-
-    try:
-        prepare_out_dir(out)
-    except ValueError as exc:
-        print(f"worldsample sim: {exc}", file=sys.stderr)
-        return 2
+    rc = claim_run("worldsample sim", out)  # before anything is written
+    if rc is not None:
+        return rc
     out.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id(out)
     steps = args.max_steps or DEFAULT_MAX_STEPS[args.task]

@@ -31,8 +31,8 @@ class WorldModelConfig:
     ensemble_size: int = 5
     hidden_dim: int = 128
     # training
-    batch_size: int = 16
-    rollout_steps: int = 4  # multi-step open-loop latent rollout in the loss
+    batch_size: int = 12
+    rollout_steps: int = 8  # open-loop steps in the loss (and the re-anchoring period of long branches)
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 10.0

@@ -46,7 +46,7 @@ class WorldModelServiceConfig:
     synthetic_dir: str = ""  # where synthetic bags go ("" = RUN/synthetic)
     min_new_episodes: int = 5  # post-train when this many new real episodes arrived
     pretrain_steps: int = 1500
-    posttrain_steps: int = 600
+    posttrain_steps: int = 150  # one loop iteration's post-training: ~2 min at 64 px on a 2-core CPU
     heldout_every: int = 5  # every N-th real episode is held out for fidelity / calibration
     recent_episodes: int = 20  # synthetic branches start from the most recent real episodes
     fidelity_horizons: tuple[int, ...] = (1, 4, 8)
