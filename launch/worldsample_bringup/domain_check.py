@@ -7,9 +7,9 @@ move to another domain on their own: on a real robot the arm's driver (franka_ro
 domain, and a loop that silently picked another one would run without its robot. Starting a second
 graph on purpose is one variable away: ``ROS_DOMAIN_ID=<n>`` (or ``--namespace``).
 
-The look costs one discovery period (``wait_s``). Two graphs started within that period both
-pass; then the run ids (every episode message carries one; arm control and recorder ignore other
-runs'), the simulator's sender check and the actor's own check for a second publisher of
+The look costs one discovery period (``wait_s``, `DISCOVERY_WAIT_S`) when the domain is free.
+Two graphs started within that period both pass; then the run ids (every episode message carries
+one; arm control and recorder ignore other runs'), the simulator's sender check and the actor's own check for a second publisher of
 ``episodes`` (it stops with exit code 3) keep them apart.
 """
 
@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import os
 import time
+
+# how long the look waits for discovery when it finds nothing: 2 s missed a running graph on a loaded 2-core
+# machine (CI); Fast DDS answers a new participant's announcements within a few hundred ms when idle
+DISCOVERY_WAIT_S = 5.0
 
 # node names of a WorldSample graph (graph.sim_graph / robot_graph / learning_graph)
 GRAPH_NODES = ("sim", "arm_control", "actor", "recorder", "learner", "world_model", "success_detector")
@@ -27,7 +31,7 @@ def _norm_ns(namespace: str) -> str:
     return ns
 
 
-def other_graph(namespace: str = "", wait_s: float = 2.0) -> list[str]:
+def other_graph(namespace: str = "", wait_s: float = DISCOVERY_WAIT_S) -> list[str]:
     """Fully qualified names of WorldSample nodes running in ``namespace`` on this ROS domain."""
     import rclpy
     from rclpy.context import Context
@@ -68,7 +72,7 @@ def refusal(command: str, nodes: list[str], namespace: str = "") -> str:
             f"{command} ...")
 
 
-def check_free(command: str, namespace: str = "", wait_s: float = 2.0) -> str | None:
+def check_free(command: str, namespace: str = "", wait_s: float = DISCOVERY_WAIT_S) -> str | None:
     """None when no other WorldSample graph is on this domain/namespace, else the refusal message.
 
     ``WORLDSAMPLE_SKIP_DOMAIN_CHECK=1`` skips the look (e.g. a deliberately shared domain with
