@@ -119,3 +119,43 @@ def test_video_source_carries_sim_state_for_a_state_based_policy(tmp_path):
         assert "carries no privileged states" in str(exc)
     else:
         raise AssertionError("an episode without states must be refused in state_in_proprio mode")
+
+
+class _StopAfter:
+    """A stop flag that turns true after ``n`` looks: training finishes, then the node is stopping."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.looks = n, 0
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks > self.n
+
+    def set(self) -> None:
+        self.n = -1
+
+
+def test_version_saved_while_stopping_gets_its_fidelity_at_the_next_start(tmp_path):
+    for i in range(3):
+        write_episode_bag(toy_episode(i, steps=10), tmp_path / "demos" / f"demo_{i}")
+    cfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), demos_dir=str(tmp_path / "demos"),
+                                  min_new_episodes=2, pretrain_steps=4, posttrain_steps=4, heldout_every=3,
+                                  fidelity_horizons=(1, 2), device="cpu", model=small_model_cfg())
+    svc = WorldModelService(cfg)
+    assert svc.train() == "wm-000001"
+    bags = [write_episode_bag(toy_episode(10 + i, steps=10, source=Source.REAL, policy="random"),
+                              tmp_path / "real" / f"real_{i}") for i in range(3)]
+    for b in bags:
+        assert svc.add_bag(str(b)) is None
+    svc.stop_event = _StopAfter(4)  # the 4 post-training steps run; the stop arrives before the fidelity check
+    assert svc.train() == "wm-000002"
+    man = svc.store.manifest("wm-000002")
+    assert man["fidelity"] is None and man["fidelity_pending"] is True
+    # the next start evaluates it on the held-out episodes and records it beside the (untouched) manifest
+    again = WorldModelService(cfg)
+    for b in bags:
+        again.add_bag(str(b))
+    man = again.store.manifest("wm-000002")
+    assert man["fidelity_pending"] is False and np.isfinite(man["fidelity"]["psnr"]).all()
+    assert len(man["fidelity"]["copy"]["psnr"]) == 2
+    assert (tmp_path / "run" / "versions" / "wm-000002" / "fidelity.json").is_file()

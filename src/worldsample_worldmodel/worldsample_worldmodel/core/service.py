@@ -160,6 +160,8 @@ class WorldModelService:
         with self.lock:
             if self.model is model:
                 self.fidelity = fid
+        if model.version and self.store.manifest(model.version).get("fidelity_pending"):
+            self.store.save_fidelity(model.version, fid)  # saved while stopping: recorded now
         return fid
 
     def add_bag(self, bag_uri: str) -> str | None:
@@ -249,6 +251,7 @@ class WorldModelService:
                     LOG.warning("world model: no fidelity for this version: %s", exc)
             manifest = {
                 "mode": mode, "parent": parent, "steps": metrics["steps"], "metrics": metrics, "fidelity": fid,
+                "fidelity_pending": bool(held) and fid is None and self.stop_event.is_set(),
                 "trained_on": [{"episode_id": e.episode_id, "source": e.source.name, "bag": e.extras.get("bag", "")}
                                for e in data],
                 "heldout": [e.episode_id for e in held],

@@ -29,6 +29,7 @@ from worldsample_common.core.files import json_dumps
 VERSION_RE = re.compile(r"^wm-(\d{6})$")
 MODEL_FILE = "model.pt"
 MANIFEST_FILE = "manifest.json"
+FIDELITY_FILE = "fidelity.json"  # a version saved while stopping gets its fidelity here at the next start
 
 
 def version_name(n: int) -> str:
@@ -76,7 +77,25 @@ class WorldModelStore:
         if not p.is_file():
             raise FileNotFoundError(f"world-model version {version} not found in {self.versions_dir} "
                                     f"(have {self.versions() or 'none'})")
-        return json.loads(p.read_text())
+        man = json.loads(p.read_text())
+        late = self.path(version) / FIDELITY_FILE
+        if man.get("fidelity") is None and late.is_file():  # evaluated after the version was saved
+            man["fidelity"] = json.loads(late.read_text())
+            man["fidelity_pending"] = False
+        return man
+
+    def save_fidelity(self, version: str, fidelity: dict[str, Any]) -> None:
+        """Record the fidelity of a version saved without it (``fidelity_pending``), beside its manifest.
+
+        The version's own files are never rewritten: this adds ``fidelity.json`` (written to a temporary
+        file, fsynced, renamed) that `manifest` merges in."""
+        d = self.path(version)
+        tmp = d / f".{FIDELITY_FILE}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(json_dumps(fidelity, indent=2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, d / FIDELITY_FILE)
 
     def load(self, version: str | None = None, device: str | None = None):
         """The model of ``version`` (default: latest); FileNotFoundError naming the run if absent."""
