@@ -88,6 +88,10 @@ class WorldSampleTopics:
     episodes_recorded: str = "episodes/recorded"  # worldsample_msgs/EpisodeInfo END with bag_uri (recorder)
     transitions: str = "transitions/real"  # worldsample_msgs/Transition
     policy_checkpoint: str = "policy/checkpoint"  # worldsample_msgs/PolicyCheckpoint
+    transitions_synthetic: str = "transitions/synthetic"  # worldsample_msgs/Transition (world model)
+    world_model_status: str = "world_model/status"  # worldsample_msgs/WorldModelStatus (latched)
+    world_model_generate: str = "world_model/generate"  # worldsample_msgs/srv/RequestSyntheticRollouts
+    ppl_status: str = "ppl/status"  # worldsample_msgs/PPLStatus (learner)
     teleop_action: str = "teleop/action"  # worldsample_msgs/PolicyAction from a teleoperation device (actor policy:=teleop)
 
     @staticmethod

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
+from worldsample_common.core.franka_interface import WorldSampleTopics as _T
+
 OBS_MODES: tuple[str, ...] = ("state", "pixels")
 
 
@@ -229,13 +231,14 @@ class LearnerNodeConfig:
     # dropped and counted, like arm control and the recorder do ("" = take every run's)
     run_id: str = ""
     ppl: PPLConfig = field(default_factory=PPLConfig)  # Policy-Paced Learning (thresholds, scales, share, horizon)
-    topic_transitions_real: str = "transitions/real"
-    topic_transitions_synthetic: str = "transitions/synthetic"
-    topic_episodes: str = "episodes"
-    topic_episodes_recorded: str = "episodes/recorded"
-    topic_world_model_status: str = "world_model/status"
-    topic_policy_checkpoint: str = "policy/checkpoint"
-    topic_ppl_status: str = "ppl/status"
+    # topic names: defaults from the one topic table (worldsample_common.core.franka_interface)
+    topic_transitions_real: str = _T.transitions
+    topic_transitions_synthetic: str = _T.transitions_synthetic
+    topic_episodes: str = _T.episodes
+    topic_episodes_recorded: str = _T.episodes_recorded
+    topic_world_model_status: str = _T.world_model_status
+    topic_policy_checkpoint: str = _T.policy_checkpoint
+    topic_ppl_status: str = _T.ppl_status
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(obs_mode=self.obs_mode, cameras=tuple(self.cameras), image_size=self.image_size,

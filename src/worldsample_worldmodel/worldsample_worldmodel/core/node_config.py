@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
+from worldsample_common.core.franka_interface import WorldSampleTopics as _T
+
 from .service import WorldModelServiceConfig
 
 
@@ -27,13 +29,14 @@ class WorldModelNodeConfig(WorldModelServiceConfig):
     generate_action_noise: float = 0.1  # Gaussian noise on the policy's actions in synthetic branches
     real_dir: str = ""  # real-episode bags already recorded (a resumed run) join the pools at start-up
     run_id: str = ""  # this run's id: episode events of another run are ignored ("" = every run's)
-    topic_episodes_recorded: str = "episodes/recorded"
-    topic_episodes: str = "episodes"
-    topic_status: str = "world_model/status"
-    topic_synthetic: str = "transitions/synthetic"
-    topic_generate: str = "world_model/generate"
-    topic_policy_checkpoint: str = "policy/checkpoint"
-    topic_ppl_status: str = "ppl/status"
+    # topic names: defaults from the one topic table (worldsample_common.core.franka_interface)
+    topic_episodes_recorded: str = _T.episodes_recorded
+    topic_episodes: str = _T.episodes
+    topic_status: str = _T.world_model_status
+    topic_synthetic: str = _T.transitions_synthetic
+    topic_generate: str = _T.world_model_generate
+    topic_policy_checkpoint: str = _T.policy_checkpoint
+    topic_ppl_status: str = _T.ppl_status
 
     def validate(self) -> None:
         super().validate()
