@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -26,6 +27,16 @@ def random_episode(episode_id: str = "ep-0", steps: int = 5, size: int = 16, sou
         policy_version="policy-000003", world_model_version="wm-000002", seed=42,
         states=rng.normal(size=(steps + 1, state_dim)).astype(np.float32) if state_dim else None,
     )
+
+
+def ros_available(*extra_modules: str) -> bool:
+    """Whether rclpy, the built worldsample_msgs and ``extra_modules`` import (tests that start nodes skip if not)."""
+    try:
+        for name in ("rclpy", "worldsample_msgs.msg", *extra_modules):
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def test_domain_id(offset: int = 0) -> int:

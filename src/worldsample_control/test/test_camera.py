@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from worldsample_common.testing import ros_available
 from worldsample_control.core.camera import Camera, CameraConfig, CameraError, process_frame
 
 cv2 = pytest.importorskip("cv2")
@@ -73,20 +74,9 @@ def test_crop_and_center_crop():
         CameraConfig(width=10, height=0).validate()
 
 
-def _ros_available() -> bool:
-    try:
-        import rclpy  # noqa: F401
-        import sensor_msgs.msg  # noqa: F401
-
-        import worldsample_msgs.msg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available("sensor_msgs.msg"), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_camera_node_publishes_and_survives_end_of_file(tmp_path):
     import os
     import subprocess

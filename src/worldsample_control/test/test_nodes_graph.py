@@ -14,19 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from worldsample_common.testing import ros_available
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "launch"))
-
-
-def _ros_available() -> bool:
-    try:
-        import rclpy  # noqa: F401
-
-        import worldsample_msgs.msg  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _env() -> dict[str, str]:
@@ -45,7 +36,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_sim_graph_records_two_episodes(tmp_path):
     from worldsample_bringup.graph import sim_graph
     from worldsample_bringup.process_runner import ProcessGraph
@@ -117,7 +108,7 @@ def test_sim_graph_records_two_episodes(tmp_path):
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_arm_control_commands_the_sim_through_the_joint_trajectory_path(tmp_path):
     """The real nodes over DDS: arm control turns actions into JointTrajectory commands on
     fr3_arm_controller/joint_trajectory (fr3_joint1..7, our IK), the simulator follows them. A NaN action
@@ -258,7 +249,7 @@ def test_process_graph_escalates_signals_and_reports_failures(tmp_path):
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_teleop_demonstration_is_recorded_as_a_demo_bag(tmp_path):
     """actor policy:=teleop forwards the operator's teleop/action commands; the recorder writes a DEMO bag."""
     import time

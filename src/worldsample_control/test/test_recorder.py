@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from worldsample_common.core import bag_io
 from worldsample_common.core.episode import Episode, Source
+from worldsample_common.testing import ros_available
 from worldsample_control.core.recorder import EpisodeRecorder, bag_name, header_stamp_ns
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -132,16 +133,6 @@ def _ros_env() -> dict[str, str]:
     return env
 
 
-def _ros_available() -> bool:
-    try:
-        import rclpy  # noqa: F401
-
-        import worldsample_msgs.msg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _transition(eid: str, step: int, rng):
     from worldsample_common.core.image_codec import numpy_to_image_fields
     from worldsample_common.nodes.support import image_msg, ns_to_time
@@ -163,7 +154,7 @@ def _transition(eid: str, step: int, rng):
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 @pytest.mark.parametrize("stop", ["sigint", "sigterm", "sigkill"])
 def test_recorder_node_stop_and_recovery(tmp_path, stop):
     env = _ros_env()

@@ -9,21 +9,12 @@ import time
 import numpy as np
 import pytest
 from helpers import node_process_env
-
-
-def _ros_available() -> bool:
-    try:
-        import rclpy  # noqa: F401
-
-        import worldsample_msgs.msg  # noqa: F401
-    except ImportError:
-        return False
-    return True
+from worldsample_common.testing import ros_available
 
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_learner_node_trains_and_publishes(tmp_path):
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -110,7 +101,7 @@ def _real_count(log_path) -> int | None:
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_learner_gets_every_real_bag_across_a_kill_and_restart(tmp_path):
     """Issue 11: the learner ingests every real episode of the run from RUN/bags, exactly once, without
     any event: at start-up, on rescans, and again after kill -9 + restart (from its persisted replay)."""

@@ -14,20 +14,11 @@ import time
 import numpy as np
 import pytest
 from helpers import node_process_env
-
-
-def _ros_available() -> bool:
-    try:
-        import rclpy  # noqa: F401
-
-        import worldsample_msgs.msg  # noqa: F401
-    except ImportError:
-        return False
-    return True
+from worldsample_common.testing import ros_available
 
 
 @pytest.mark.ros
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_learner_ignores_other_runs_transitions_and_bags(tmp_path):
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy

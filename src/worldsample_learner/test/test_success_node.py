@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 from helpers import node_process_env
-from test_learner_node import _ros_available
 from test_success_classifier import _constant_classifier
+from worldsample_common.testing import ros_available
 
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_success_node_classifier_and_human_override(tmp_path):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray

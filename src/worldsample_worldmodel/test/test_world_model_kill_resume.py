@@ -17,24 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
+from worldsample_common.testing import ros_available
 
 ROOT = Path(__file__).resolve().parents[3]
 PRETRAIN_STEPS = 120
 
 
-def _ros_available() -> bool:
-    try:
-        import rclpy  # noqa: F401
-
-        import worldsample_msgs.msg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_sigkilled_pretraining_resumes_from_its_train_state(tmp_path):
     import torch
     from worldsample_common.core.bag_io import write_episode_bag

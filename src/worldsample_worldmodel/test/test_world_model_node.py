@@ -9,18 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from worldsample_common.testing import ros_available
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _ros_available() -> bool:
-    try:
-        import rclpy  # noqa: F401
-
-        import worldsample_msgs.msg  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _env() -> dict[str, str]:
@@ -34,7 +25,7 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.skipif(not _ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_world_model_node_trains_and_generates(tmp_path):
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
