@@ -521,15 +521,14 @@ def run_worldmodel(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
         steps = cfg.wm_posttrain_steps * (len(real) // cfg.wm_min_new_episodes)
         demo_only, _ = _wm_model(tdir / "demo_only.pt", demos, init=pre, steps=steps, run_dir=tdir / "demo_only",
                                  tag="demo-only")
-        for name, m in (("demo-only", demo_only), ("loop post-trained", model)):
-            f = evaluate_fidelity(m, held, cfg.horizons, max_starts=128)
-            rows.append({"task": task, "model": name, "fidelity": f, "posttrain_steps": steps,
-                         "iteration_s": iter_s if name != "demo-only" else []})
-            if name == "loop post-trained":
-                rows.insert(len(rows) - 2, {"task": task, "model": "copy-last-frame", "fidelity": {
-                    "horizons": f["horizons"], "psnr": f["copy"]["psnr"], "ssim": f["copy"]["ssim"],
-                    "per_camera": {c: {"psnr": v["copy_psnr"], "ssim": v["copy_ssim"]}
-                                   for c, v in f["per_camera"].items()}}})
+        demo_f, loop_f = (evaluate_fidelity(m, held, cfg.horizons, max_starts=128) for m in (demo_only, model))
+        copy_f = {"horizons": loop_f["horizons"], "psnr": loop_f["copy"]["psnr"], "ssim": loop_f["copy"]["ssim"],
+                  "per_camera": {c: {"psnr": v["copy_psnr"], "ssim": v["copy_ssim"]}
+                                 for c, v in loop_f["per_camera"].items()}}  # the same starts for every model
+        rows += [{"task": task, "model": "copy-last-frame", "fidelity": copy_f},
+                 {"task": task, "model": "demo-only", "fidelity": demo_f, "posttrain_steps": steps, "iteration_s": []},
+                 {"task": task, "model": "loop post-trained", "fidelity": loop_f, "posttrain_steps": steps,
+                  "iteration_s": iter_s}]
         print(f"[experiment] {task}: held-out {len(held)} episodes of the expert + N(0, {cfg.wm_heldout_noise}), "
               f"{rows[-1]['fidelity']['num_starts']} starts", flush=True)
     (root / "results.json").write_text(_json_dumps({"config": asdict(cfg), "command": cmd, "rows": rows,
