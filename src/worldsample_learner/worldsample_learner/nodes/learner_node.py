@@ -353,6 +353,7 @@ class LearnerNode(Node):
         in the subscriptions), replay chunks, agent weights."""
         take_pending(self, limit_s=1.0)
         self._drain()
+        self._rescan_real()  # bags closed since the last rescan (e.g. an episode whose transitions were in flight)
         self.learner.flush()
         if self.learner.agent.updates:
             self._save_agent_state()  # the weights of the last updates too, not only the last checkpoint's
