@@ -44,7 +44,7 @@ BAD = [  # (yaml body, message fragments that must appear)
     ("world_model:\n  ros__parameters:\n    model:\n      lr: -1.0\n", ["world_model", "'model.lr'"]),
     ("world_model:\n  ros__parameters:\n    model:\n      no_such: 1\n", ["world_model", "unknown parameter 'model.no_such'"]),
     ("world_model:\n  ros__parameters:\n    min_new_episodes: 0\n", ["'min_new_episodes'", ">= 1"]),
-    ("actor:\n  ros__parameters:\n    episodes: 3\n", ["unknown node(s) ['actor']"]),
+    ("actr:\n  ros__parameters:\n    episodes: 3\n", ["unknown node(s) ['actr']"]),
     ("learner: [\n", ["not valid YAML", "line 2"]),
 ]
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "success": ("worldsample_learner.commands.success_classifier",
                 "train the success classifier (reward on a real arm) from episode bags; prints held-out accuracy"),
     "loop": ("worldsample_bringup.loop", "the whole closed loop in simulation over the ROS graph (main command)"),
+    "params": ("worldsample_bringup.params", "every node's parameters: defaults, loop.yaml's values, descriptions"),
     "experiment": ("worldsample_bringup.experiment", "reproduce the paper's comparisons in simulation"),
 }
 

@@ -259,10 +259,20 @@ def _save_pickle(obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
+# modules that moved since older experiment directories were pickled: old name -> new name
+MOVED_MODULES = {"worldsample_control.core.episode": "worldsample_common.core.episode"}
+
+
 def _load_pickle(path: Path) -> Any:
+    """Our own pickles (demos.pkl of an experiment directory), older ones included (`MOVED_MODULES`)."""
+    import io
     import pickle
 
-    return pickle.loads(path.read_bytes())
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            return super().find_class(MOVED_MODULES.get(module, module), name)
+
+    return Unpickler(io.BytesIO(path.read_bytes())).load()
 
 
 # --------------------------------------------------------------------------- analysis (plain, tested)
@@ -281,6 +291,25 @@ def steps_to_reach(curve: list[tuple[int, float]], level: float) -> int | None:
         if v >= level - 1e-9:
             return int(s)
     return None
+
+
+def at_budget(res: dict[str, Any], env_steps: int) -> dict[str, Any]:
+    """A run's results as they stood at ``env_steps`` real steps: a longer run (e.g. the RL-only runs of
+    ``--config rl`` at 20k, reused for a comparison at 10k) is cut to the evaluations up to that budget
+    and its final success is the last of them. SAC's training does not depend on the total budget, so
+    this is the run that a ``--env-steps`` run would have been; shorter runs are returned unchanged."""
+    if int(res["env_steps"]) <= env_steps:
+        return res
+    out = dict(res)
+    out["success_curve"] = [(int(s), float(v)) for s, v in res["success_curve"] if int(s) <= env_steps]
+    if "return_curve" in res:
+        out["return_curve"] = [(int(s), float(v)) for s, v in res["return_curve"] if int(s) <= env_steps]
+    if not out["success_curve"]:
+        raise ValueError(f"{res.get('task')} {res.get('mode')} seed {res.get('seed')}: no evaluation at or "
+                         f"before {env_steps} steps")
+    out.update(final_success_rate=out["success_curve"][-1][1], env_steps=env_steps,
+               cut_from_env_steps=int(res["env_steps"]))
+    return out
 
 
 def summarize_policy(results: list[dict[str, Any]], baseline: str = "rl-only") -> dict[str, Any]:
@@ -420,7 +449,7 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
         futures = {pool.submit(run_one, s): s for s in specs}
         for i, fut in enumerate(futures, 1):
             s = futures[fut]
-            res = fut.result()
+            res = at_budget(fut.result(), cfg.env_steps)
             results.append(res)
             print(f"[experiment] {i}/{len(specs)} {s['task']} {s['mode']} seed {s['seed']}: final success "
                   f"{res['final_success_rate']:.2f} ({res['wall_s']:.0f} s; {time.time() - t0:.0f} s so far)",

@@ -103,7 +103,7 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
               cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
               lockstep: bool = True, render: bool = True, source: str = "",
               extra: list[NodeSpec] | None = None, namespace: str = "",
-              episodes_per_policy: int = 0, run_id: str = "") -> list[NodeSpec]:
+              episodes_per_policy: int = 0, run_id: str = "", params_file: str | Path = "") -> list[NodeSpec]:
     """Simulator + arm control + actor + recorder for ``episodes`` episodes of ``task``.
 
     ``policy``: "random", "scripted" (the task's expert, run inside the simulator node and sent
@@ -112,45 +112,38 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
     actor holds between episodes after that many with one policy until a newer checkpoint.
     ``run_id``: carried by every episode message; arm control and recorder ignore other runs' (and
     the learner and world model of `learning_graph`, which get it from the loop arguments).
+    Every other parameter comes from config/loop.yaml (with ``params_file`` laid over it).
     """
     run_dir = Path(run_dir)
+    params = merged_node_params(params_file)
     src = source or ("demo" if policy == "scripted" else "real")
     cams = list(cameras)
-    specs = [
-        NodeSpec("worldsample_control", "sim_node", "sim", {
-            "task": task, "seed": int(seed), "image_size": int(image_size), "cameras": cams,
-            "control_hz": float(control_hz), "mode": "lockstep" if lockstep else "realtime",
-            "render": bool(render), "publish_expert": policy == "scripted",
-            "max_episode_steps": int(max_steps),
-        }),
-        NodeSpec("worldsample_control", "arm_control_node", "arm_control", {
-            "control_hz": float(control_hz), "publish_mode": "on_action" if lockstep else "rate",
-            "sim": True, **sim_arm_params(),
-        }),
-        NodeSpec("worldsample_control", "actor_node", "actor", {
-            "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
-            "max_steps": int(max_steps), "cameras": cams, "control_hz": float(control_hz),
-            "lockstep": bool(lockstep), "source": src, "log_dir": str(run_dir / "actor"),
-            "wait_for_recorder_s": 30.0, "episodes_per_policy": int(episodes_per_policy),
-        }),
-        NodeSpec("worldsample_control", "recorder_node", "recorder", {
-            "out_dir": str(run_dir / "bags"), "cameras": cams,
-        }),
-    ]
-    for s in specs:
-        s.namespace = namespace
-    _set_run_id(specs, run_id)
+    decided = {
+        "sim": {"task": task, "seed": int(seed), "image_size": int(image_size), "cameras": cams,
+                "control_hz": float(control_hz), "mode": "lockstep" if lockstep else "realtime",
+                "render": bool(render), "publish_expert": policy == "scripted", "max_episode_steps": int(max_steps)},
+        "arm_control": {"control_hz": float(control_hz), "publish_mode": "on_action" if lockstep else "rate",
+                        "sim": True, **sim_arm_params()},
+        "actor": {"task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
+                  "max_steps": int(max_steps), "cameras": cams, "control_hz": float(control_hz),
+                  "lockstep": bool(lockstep), "source": src, "log_dir": str(run_dir / "actor"),
+                  "episodes_per_policy": int(episodes_per_policy)},
+        "recorder": {"out_dir": str(run_dir / "bags"), "cameras": cams},
+    }
+    _set_run_id(decided, run_id)
+    specs = [NodeSpec("worldsample_control", f"{name}_node", name, node_parameters(params, name, values),
+                      namespace=namespace) for name, values in decided.items()]
     return specs + list(extra or [])
 
 
 RUN_ID_NODES = ("actor", "arm_control", "recorder")  # nodes that take the ``run_id`` parameter
 
 
-def _set_run_id(specs: list[NodeSpec], run_id: str) -> None:
+def _set_run_id(decided: dict[str, dict[str, Any]], run_id: str) -> None:
     if run_id:
-        for s in specs:
-            if s.name in RUN_ID_NODES:
-                s.parameters["run_id"] = run_id
+        for name in RUN_ID_NODES:
+            if name in decided:
+                decided[name]["run_id"] = run_id
 
 
 # --------------------------------------------------------------------------- the whole loop
@@ -173,7 +166,8 @@ LOOP_ARGUMENTS: dict[str, tuple[str, str]] = {
                                  "next checkpoint (0: never waits)"),
     "mode": ("ppl", "learner mode: rl-only, naive, selection, schedule, ppl"),
     "demos_dir": ("", "directory of demonstration bags for the world model's pre-training and the learner"),
-    "params_file": ("", "parameter YAML of the learning nodes ('' = the package's config/loop.yaml)"),
+    "params_file": ("", "parameter YAML laid over the package's config/loop.yaml key by key (every node's "
+                        "parameters, keyed by node name; '' = loop.yaml alone)"),
     "device": ("auto", "torch device of world model and learner: auto, cpu, cuda"),
     "success_classifier": ("", "real/gazebo: success classifier checkpoint ('' = human override only: "
                                "publish std_msgs/Bool on success/override, or run success_keys)"),
@@ -230,25 +224,76 @@ def load_node_params(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def node_param_configs() -> dict[str, Any]:
-    """Learning node name -> the config tree its parameters are declared from (and checked against)."""
-    from worldsample_learner.core.config import LearnerNodeConfig
+    """Node name in the parameter YAML -> the config tree its parameters are declared from (and
+    checked against), for every node of the loop. ``camera_*`` holds every ``camera_<name>`` node's."""
+    from worldsample_control.core.node_config import ROBOT_NODE_CONFIGS
+    from worldsample_learner.core.config import LearnerNodeConfig, SuccessNodeConfig
     from worldsample_worldmodel.core.node_config import WorldModelNodeConfig
 
-    return {"world_model": WorldModelNodeConfig(), "learner": LearnerNodeConfig()}
+    out: dict[str, Any] = {name: cls() for name, cls in ROBOT_NODE_CONFIGS.items()}
+    out.update(success_detector=SuccessNodeConfig(), world_model=WorldModelNodeConfig(), learner=LearnerNodeConfig())
+    return out
 
 
 def merged_node_params(params_file: str | Path = "") -> dict[str, dict[str, Any]]:
     """config/loop.yaml with ``params_file`` laid over it key by key (a key given there wins; every
-    other key keeps loop.yaml's value). Nodes other than the learning nodes are refused by name."""
+    other key keeps loop.yaml's value). Unknown node names are refused."""
     params = load_node_params(config_path("loop.yaml"))
     if params_file:
         for node, values in load_node_params(params_file).items():
             params.setdefault(node, {}).update(values)
-    unknown = set(params) - set(node_param_configs())
+    known = node_param_configs()
+    unknown = set(params) - set(known)
     if unknown:
-        raise ValueError(f"parameter file {params_file}: unknown node(s) {sorted(unknown)}; "
-                         f"expected {', '.join(node_param_configs())}")
+        raise ValueError(f"parameter file {params_file or config_path('loop.yaml')}: unknown node(s) "
+                         f"{sorted(unknown)}; expected {', '.join(known)}")
     return params
+
+
+RESOLVED_PARAMS = "params.yaml"  # RUN/params.yaml: the parameter file a run started with, every node
+
+
+def write_node_params(params: dict[str, dict[str, Any]], path: str | Path) -> Path:
+    """``{node: {dotted.name: value}}`` as a ROS 2 parameter YAML (nested mappings), written atomically.
+
+    `worldsample loop` and the launch files write the merged loop.yaml + ``params_file`` of a run to
+    ``RUN/params.yaml``; `worldsample loop --resume` reads it back, so a resumed run keeps the
+    parameters it started with even if loop.yaml or the user's file changed since."""
+    import yaml
+
+    def nest(flat: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in sorted(flat.items()):
+            *heads, last = key.split(".")
+            d = out
+            for h in heads:
+                d = d.setdefault(h, {})
+            d[last] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {node: {"ros__parameters": nest(values)} for node, values in params.items()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("# the parameters this run started with (loop.yaml + the run's parameter file), by node\n"
+                   + yaml.safe_dump(body, sort_keys=False, default_flow_style=False))
+    tmp.replace(path)
+    return path
+
+
+def node_parameters(params: dict[str, dict[str, Any]], name: str, decided: dict[str, Any]) -> dict[str, Any]:
+    """Node ``name``'s parameters: its section of the parameter YAML plus what the launch arguments
+    decide (``decided``), checked against its config tree. A YAML key that the launch arguments
+    decide is refused (it would be overridden silently): set the argument instead."""
+    key = "camera_*" if name.startswith("camera_") else name
+    given = params.get(key, {})
+    clash = sorted(set(given) & set(decided))
+    if clash:
+        raise ValueError(f"{key}: parameter(s) {clash} are set from the launch arguments (the `worldsample "
+                         f"loop` / `worldsample sim` flags), not from the parameter file; remove them there")
+    from worldsample_common.core.params import validate_params
+
+    return validate_params(name, node_param_configs()[key], {**given, **decided})
 
 
 def _split(value: str) -> list[str]:
@@ -259,58 +304,60 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
                 seed: int = 0, max_steps: int = 0, image_size: int = 64,
                 cameras: tuple[str, ...] = ("front", "wrist"), camera_sources: tuple[str, ...] = (),
                 control_hz: float = 10.0, namespace: str = "", episodes_per_policy: int = 0, run_id: str = "",
-                success_classifier: str = "") -> list[NodeSpec]:
+                success_classifier: str = "", params_file: str | Path = "") -> list[NodeSpec]:
     """The robot side for ``kind`` in {"sim", "real", "gazebo"}.
 
     sim: `sim_graph` (lock-step MuJoCo node). real / gazebo: arm control at a fixed rate against
     franka_ros2 (started by the launch file), camera nodes (real only: Gazebo cameras are
     remapped onto ``cameras/<name>/image_raw`` by the user), the actor in real time without
-    simulator rewards, and the recorder.
+    simulator rewards, and the recorder. Parameters not decided here come from config/loop.yaml
+    (with ``params_file`` laid over it).
     """
     if kind == "sim":
         return sim_graph(task, run_dir, policy=policy, episodes=episodes, seed=seed, max_steps=max_steps,
                          image_size=image_size, cameras=cameras, control_hz=control_hz, namespace=namespace,
-                         run_id=run_id,
-                         episodes_per_policy=episodes_per_policy)
+                         run_id=run_id, episodes_per_policy=episodes_per_policy, params_file=params_file)
     if kind not in ("real", "gazebo"):
         raise ValueError(f"graph kind {kind!r}; expected 'sim', 'real' or 'gazebo'")
+    params = merged_node_params(params_file)
     run_dir = Path(run_dir)
     cams = list(cameras)
-    specs: list[NodeSpec] = []
+    decided: dict[str, dict[str, Any]] = {}
     if kind == "real":
         if len(camera_sources) != len(cams):
             raise ValueError(f"{len(cams)} camera(s) {cams} but {len(camera_sources)} camera source(s) "
                              f"{list(camera_sources)}; give one source per camera")
-        specs += [NodeSpec("worldsample_control", "camera_node", f"camera_{c}", {
-            "name": c, "source": str(src), "width": int(image_size), "height": int(image_size),
-        }) for c, src in zip(cams, camera_sources, strict=True)]
-    specs += [
-        NodeSpec("worldsample_control", "arm_control_node", "arm_control", {
+        decided.update({f"camera_{c}": {"name": c, "source": str(src), "width": int(image_size),
+                                        "height": int(image_size)}
+                        for c, src in zip(cams, camera_sources, strict=True)})
+    decided.update({
+        "arm_control": {
             "control_hz": float(control_hz), "publish_mode": "rate", "sim": False,
             "gripper_interface": "franka_action" if kind == "real" else "topic",
             # Gazebo has no franka_robot_state_broadcaster: the pose comes from joint_states (FR3 kinematics)
             "pose_from_joints": kind == "gazebo",
-        }),
-        NodeSpec("worldsample_control", "actor_node", "actor", {
+        },
+        "actor": {
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
             "max_steps": int(max_steps) if max_steps else 200, "cameras": cams, "control_hz": float(control_hz),
             "lockstep": False, "use_sim_reward": True, "topic_sim_reward": "success/reward", "twist_topic": "",
-            "source": "real",
-            "log_dir": str(run_dir / "actor"), "wait_for_recorder_s": 30.0,
-            "episodes_per_policy": int(episodes_per_policy),
-        }),
-        NodeSpec("worldsample_control", "recorder_node", "recorder", {
-            # records the reward the actor uses (the success detector's), not the absent simulator's
-            "out_dir": str(run_dir / "bags"), "cameras": cams, "topic_sim_reward": "success/reward",
-        }),
+            "source": "real", "log_dir": str(run_dir / "actor"), "episodes_per_policy": int(episodes_per_policy),
+        },
+        # records the reward the actor uses (the success detector's), not the absent simulator's
+        "recorder": {"out_dir": str(run_dir / "bags"), "cameras": cams, "topic_sim_reward": "success/reward"},
         # reward and success without a simulator: the success classifier + the human override topic
-        NodeSpec("worldsample_learner", "success_node", "success_detector", {
-            "classifier": success_classifier, "cameras": cams,
-        }, module="worldsample_learner.nodes.success_node"),
-    ]
-    for s in specs:
-        s.namespace = namespace
-    _set_run_id(specs, run_id)
+        "success_detector": {"classifier": success_classifier, "cameras": cams},
+    })
+    _set_run_id(decided, run_id)
+    specs = []
+    for name, values in decided.items():
+        package, executable, module = "worldsample_control", f"{name}_node", None
+        if name.startswith("camera_"):
+            executable = "camera_node"
+        elif name == "success_detector":
+            package, executable, module = "worldsample_learner", "success_node", "worldsample_learner.nodes.success_node"
+        specs.append(NodeSpec(package, executable, name, node_parameters(params, name, values), namespace=namespace,
+                              module=module))
     return specs
 
 
@@ -333,22 +380,16 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
     run_dir = Path(args["run_dir"])
     cams = _split(args["cameras"])
     size = int(args["image_size"])
-    wm = dict(params.get("world_model", {}))
-    wm.update({"run_dir": str(run_dir / "world_model"), "demos_dir": args["demos_dir"],
-               "real_dir": str(run_dir / "bags"), "synthetic_dir": str(run_dir / "synthetic"),
-               "device": args["device"], "model.image_size": size, "model.cameras": cams,
-               "model.seed": int(args["seed"]), "run_id": args["run_id"]})
+    wm = node_parameters(params, "world_model", {
+        "run_dir": str(run_dir / "world_model"), "demos_dir": args["demos_dir"], "real_dir": str(run_dir / "bags"),
+        "synthetic_dir": str(run_dir / "synthetic"), "device": args["device"], "model.image_size": size,
+        "model.cameras": cams, "model.seed": int(args["seed"]), "run_id": args["run_id"]})
     if not uses_synthetic(args["mode"]):
         wm["generate_period_s"] = 0.0
-    learner = dict(params.get("learner", {}))
-    learner.update({"task": args["task"], "mode": args["mode"], "cameras": cams, "image_size": size,
-                    "out_dir": str(run_dir / "learner"), "demos_dir": args["demos_dir"], "device": args["device"],
-                    "real_dir": str(run_dir / "bags"), "seed": int(args["seed"]), "run_id": args["run_id"]})
-    from worldsample_common.core.params import validate_params
-
-    configs = node_param_configs()
-    wm = validate_params("world_model", configs["world_model"], wm)
-    learner = validate_params("learner", configs["learner"], learner)
+    learner = node_parameters(params, "learner", {
+        "task": args["task"], "mode": args["mode"], "cameras": cams, "image_size": size,
+        "out_dir": str(run_dir / "learner"), "demos_dir": args["demos_dir"], "device": args["device"],
+        "real_dir": str(run_dir / "bags"), "seed": int(args["seed"]), "run_id": args["run_id"]})
     specs = [
         NodeSpec("worldsample_worldmodel", "world_model_node", "world_model", wm,
                  module="worldsample_worldmodel.nodes.world_model_node"),
@@ -371,6 +412,6 @@ def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
         max_steps=int(a["max_steps"]), image_size=int(a["image_size"]), cameras=tuple(_split(a["cameras"])),
         camera_sources=tuple(_split(a["camera_sources"])), control_hz=float(a["control_hz"]),
         namespace=a["namespace"], episodes_per_policy=int(a["episodes_per_policy"]),
-        success_classifier=a["success_classifier"], run_id=a["run_id"],
+        success_classifier=a["success_classifier"], run_id=a["run_id"], params_file=a["params_file"],
     )
     return robot + learning_graph(kind, a)

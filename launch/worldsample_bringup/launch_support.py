@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .graph import LOOP_ARGUMENTS, NodeSpec, config_path, loop_graph
+from .graph import (
+    LOOP_ARGUMENTS,
+    RESOLVED_PARAMS,
+    NodeSpec,
+    config_path,
+    loop_graph,
+    merged_node_params,
+    write_node_params,
+)
 
 ARM_CONTROLLER = "fr3_arm_controller"  # core.franka_interface.FrankaTopics.arm_controller
 
@@ -82,6 +90,9 @@ def graph_launch_description(kind: str) -> Any:
     def nodes(context):
         args = {name: LaunchConfiguration(name).perform(context) for name in LOOP_ARGUMENTS}
         actions = [to_launch_node(spec) for spec in loop_graph(kind, **args)]
+        from pathlib import Path
+
+        write_node_params(merged_node_params(args["params_file"]), Path(args["run_dir"]) / RESOLVED_PARAMS)
         if kind in FRANKA_BRINGUP:
             package, path, launch_args = FRANKA_BRINGUP[kind]
             yaml = str(config_path("fr3_controllers.yaml"))

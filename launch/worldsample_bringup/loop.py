@@ -55,8 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="episode length (0: the task's default)")
     parser.add_argument("--image-size", type=int, default=64, help="camera image size [px], a power of two")
     parser.add_argument("--cameras", default="front,wrist", help="comma-separated cameras")
-    parser.add_argument("--params", default="", help="parameter YAML of world model and learner "
-                                                     "(default: worldsample_bringup config/loop.yaml)")
+    parser.add_argument("--params", default="", help="parameter YAML laid over worldsample_bringup's config/loop.yaml "
+                                                     "key by key (every node's parameters, keyed by node name); "
+                                                     "the merged result is kept in RUN/params.yaml and a "
+                                                     "resumed run reads that")
     parser.add_argument("--device", default="auto", help="torch device for world model and learner")
     parser.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
 
@@ -145,6 +147,15 @@ def start_policy(settings: dict, out: Path) -> str:
     return str(last.resolve()) if last is not None else settings["policy"]
 
 
+def params_file(settings: dict, out: Path) -> str:
+    """The run's parameter file: RUN/params.yaml once the run has started (what it started with,
+    every node), else the ``--params`` file laid over loop.yaml."""
+    from .graph import RESOLVED_PARAMS
+
+    resolved = out / RESOLVED_PARAMS
+    return str(resolved) if resolved.exists() else settings["params"]
+
+
 def loop_specs(settings: dict, out: Path, done: int, policy: str):
     from .graph import loop_graph
     from .sim import new_run_id
@@ -153,7 +164,7 @@ def loop_specs(settings: dict, out: Path, done: int, policy: str):
         "sim", task=settings["task"], run_dir=str(out), policy=policy, episodes=str(settings["episodes"] - done),
         seed=str(int(settings["seed"]) + done), max_steps=str(settings["max_steps"]),
         image_size=str(settings["image_size"]), cameras=settings["cameras"], mode=settings["mode"],
-        demos_dir=str(out / "demos") if settings["demos"] else "", params_file=settings["params"],
+        demos_dir=str(out / "demos") if settings["demos"] else "", params_file=params_file(settings, out),
         device=settings["device"], episodes_per_policy=str(settings["episodes_per_policy"]),
         run_id=new_run_id(out))
 
@@ -197,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
     if rc is not None:
         return rc
     (out / LOOP_STATE).write_text(json_dumps(settings, indent=2))
+    from .graph import RESOLVED_PARAMS, merged_node_params, write_node_params
+
+    if not (out / RESOLVED_PARAMS).exists():  # a resumed run keeps the parameters it started with
+        write_node_params(merged_node_params(settings["params"]), out / RESOLVED_PARAMS)
     recover_interrupted_bags(out / "bags")  # a killed recorder's bags count once they are readable
     done = recorded_real_episodes(out / "bags")
     if done >= settings["episodes"]:

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="transition source (default: demo for scripted, real otherwise)")
     parser.add_argument("--realtime", action="store_true",
                         help="step the simulator at the control rate instead of lock-step with the commands")
+    parser.add_argument("--params", default="", type=str,
+                        help="parameter YAML laid over config/loop.yaml key by key (keyed by node name: sim, "
+                             "arm_control, actor, recorder)")
     parser.add_argument("--timeout", type=float, default=0.0,
                         help="give up after this many seconds (default: 60 s + 2 s per step of every episode)")
 
@@ -84,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
+    try:  # every node's parameters checked before anything is written
+        sim_graph(args.task, out, policy=args.policy, episodes=args.episodes, seed=args.seed,
+                  max_steps=args.max_steps, image_size=args.image_size, cameras=cameras,
+                  lockstep=not args.realtime, source=args.source or "", params_file=args.params)
+    except ValueError as exc:
+        print(f"worldsample sim: {exc}", file=sys.stderr)
+        return 2
     from .domain_check import claim_run
 
     rc = claim_run("worldsample sim", out)  # before anything is written
@@ -95,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     timeout = args.timeout or 60.0 + 2.0 * steps * args.episodes
     specs = sim_graph(args.task, out, policy=args.policy, episodes=args.episodes, seed=args.seed,
                       max_steps=args.max_steps, image_size=args.image_size, cameras=cameras,
-                      lockstep=not args.realtime, source=args.source or "", run_id=run_id)
+                      lockstep=not args.realtime, source=args.source or "", run_id=run_id,
+                      params_file=args.params)
     episodes_log = out / "actor" / "episodes.jsonl"
     before = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
     print(f"worldsample sim: {args.episodes} episode(s) of {args.task} with policy {args.policy!r}; "

@@ -16,11 +16,26 @@ from worldsample_common.testing import ros_available
 @pytest.mark.slow
 @pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
 def test_learner_node_trains_and_publishes(tmp_path):
+    """Episodes arrive only as bags announced by EpisodeInfo (one path per payload): a real episode's bag on
+    ``episodes/recorded``, a world-model batch of synthetic branches on ``world_model/synthetic``."""
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from worldsample_common.core.bag_io import write_episode_bag, write_episodes_bag
+    from worldsample_common.core.episode import Source
+    from worldsample_common.testing import random_episode
     from worldsample_learner.core.policy import load_policy
 
-    from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition
+    from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus
+
+    real = write_episode_bag(random_episode("ep-a", steps=40, state_dim=2, seed=0), tmp_path / "bags" / "ep-a")
+    branches = []
+    for b in range(16):  # 16 synthetic branches of 4 steps (the last one truncated), as the world model writes
+        ep = random_episode(f"syn-{b}", steps=4, source=Source.SYNTHETIC, state_dim=2, seed=100 + b)
+        ep.terminated[:] = False
+        ep.truncated[-1] = True
+        ep.uncertainty[:] = 0.0 if b % 2 else 40.0
+        branches.append(ep)
+    synthetic = write_episodes_bag(branches, tmp_path / "synthetic" / "batch-000001")
 
     env = node_process_env(101)
     params = {"obs_mode": "state", "state_dim": 2, "batch_size": 16, "min_transitions": 20, "checkpoint_every": 5,
@@ -35,36 +50,24 @@ def test_learner_node_trains_and_publishes(tmp_path):
     try:
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        pub = node.create_publisher(Transition, "transitions/real", reliable)
-        syn = node.create_publisher(Transition, "transitions/synthetic", reliable)
-        ep_pub = node.create_publisher(EpisodeInfo, "episodes", reliable)
+        recorded = node.create_publisher(EpisodeInfo, "episodes/recorded", reliable)
+        syn = node.create_publisher(EpisodeInfo, "world_model/synthetic", reliable)
         ckpts, statuses = [], []
         node.create_subscription(PolicyCheckpoint, "policy/checkpoint", ckpts.append, latched)
         node.create_subscription(PPLStatus, "ppl/status", statuses.append, reliable)
         deadline = time.time() + 30
-        while pub.get_subscription_count() == 0 and time.time() < deadline and proc.poll() is None:
+        while (recorded.get_subscription_count() == 0 or syn.get_subscription_count() == 0) \
+                and time.time() < deadline and proc.poll() is None:
             rclpy.spin_once(node, timeout_sec=0.1)
-        assert pub.get_subscription_count() > 0, (tmp_path / "node.log").read_text()
-        rng = np.random.default_rng(0)
-
-        def msg(i, source=0, **kw):
-            m = Transition(episode_id="ep-a" if source == 0 else "syn-a", step=i, task="push", source=source,
-                           proprio=rng.normal(size=7).astype(np.float32).tolist(),
-                           next_proprio=rng.normal(size=7).astype(np.float32).tolist(),
-                           action=rng.uniform(-1, 1, 4).astype(np.float32).tolist(), reward=float(rng.normal()),
-                           state=[0.1, 0.2], next_state=[0.2, 0.3])
-            for k, v in kw.items():
-                setattr(m, k, v)
-            return m
-
-        for i in range(40):
-            pub.publish(msg(i))
-        pub.publish(msg(40, action=[5.0, 0.0, 0.0, 0.0]))  # out of range: rejected, node keeps running
-        pub.publish(msg(3))  # duplicate key: skipped
-        for i in range(64):  # 16 synthetic branches of 4 steps (the last one truncated), as the world model sends
-            b, t = divmod(i, 4)
-            syn.publish(msg(t, source=1, episode_id=f"syn-{b}", truncated=t == 3, uncertainty=0.0 if b % 2 else 40.0))
-        ep_pub.publish(EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id="ep-a", source=0, success=True))
+        assert syn.get_subscription_count() > 0, (tmp_path / "node.log").read_text()
+        end = EpisodeInfo.EVENT_END
+        # an episode whose bag cannot be read: reported, the node goes on (its outcome still counts for PPL)
+        recorded.publish(EpisodeInfo(event=end, episode_id="ep-broken", source=0, success=True,
+                                     bag_uri=str(tmp_path / "none")))
+        recorded.publish(EpisodeInfo(event=end, episode_id="ep-a", source=0, success=True, bag_uri=str(real)))
+        recorded.publish(EpisodeInfo(event=end, episode_id="ep-a", source=0, success=True, bag_uri=str(real)))  # again
+        syn.publish(EpisodeInfo(event=end, episode_id="batch-000001", source=EpisodeInfo.SOURCE_SYNTHETIC,
+                                bag_uri=str(synthetic), length=64))
         deadline = time.time() + 40
         while time.time() < deadline and not (ckpts and any(s.admitted + s.rejected >= 64 for s in statuses)):
             rclpy.spin_once(node, timeout_sec=0.1)
@@ -85,11 +88,15 @@ def test_learner_node_trains_and_publishes(tmp_path):
         proc.wait(timeout=20)
         log.close()
     assert proc.returncode == 0, (tmp_path / "node.log").read_text()
-    # the replay on disk survived the shutdown: 40 real transitions, no duplicates
+    text = (tmp_path / "node.log").read_text()
+    assert "cannot load bags" in text  # the broken announcement was reported, the node went on
+    # the replay on disk survived the shutdown: 40 real transitions, the repeated announcement loaded once
     from worldsample_learner.core.replay import ObsSpec, ReplayStore
 
     store = ReplayStore("real", ObsSpec(7, 2), directory=tmp_path / "learner" / "replay" / "real")
     assert len(store) == 40
+    scored = sorted((tmp_path / "learner" / "synthetic_scored").iterdir())
+    assert len(scored) == 1  # PPL's decisions on the batch, written for audit
 
 
 def _real_count(log_path) -> int | None:

@@ -86,9 +86,9 @@ class WorldSampleTopics:
     sim_reward: str = "sim/reward"  # diagnostic_msgs/DiagnosticArray, see sim_node
     episodes: str = "episodes"  # worldsample_msgs/EpisodeInfo (actor: START/END)
     episodes_recorded: str = "episodes/recorded"  # worldsample_msgs/EpisodeInfo END with bag_uri (recorder)
-    transitions: str = "transitions/real"  # worldsample_msgs/Transition
+    transitions: str = "transitions/real"  # worldsample_msgs/Transition, per step: actor -> recorder (the bag)
     policy_checkpoint: str = "policy/checkpoint"  # worldsample_msgs/PolicyCheckpoint
-    transitions_synthetic: str = "transitions/synthetic"  # worldsample_msgs/Transition (world model)
+    synthetic_bags: str = "world_model/synthetic"  # worldsample_msgs/EpisodeInfo END, one per synthetic bag (world model)
     world_model_status: str = "world_model/status"  # worldsample_msgs/WorldModelStatus (latched)
     world_model_generate: str = "world_model/generate"  # worldsample_msgs/srv/RequestSyntheticRollouts
     ppl_status: str = "ppl/status"  # worldsample_msgs/PPLStatus (learner)

@@ -117,6 +117,12 @@ def _params(config: Any, prefix: str, path: str, skip: tuple[str, ...]) -> dict[
     return out
 
 
+def topic_params(config: Any) -> dict[str, str]:
+    """A node config's ``topic_<key>`` fields as {key: topic name} (how nodes name what they speak)."""
+    return {f.name[len("topic_"):]: getattr(config, f.name) for f in dataclasses.fields(config)
+            if f.name.startswith("topic_")}
+
+
 def _check_value(node: str, spec: ParamSpec, value: Any) -> Any:
     """``value`` checked against ``spec``'s type (ints widen to floats), finite; returns it normalised."""
     where = f"{node}: parameter {spec.name!r}"
@@ -199,7 +205,7 @@ def validate_params(node: str, config: Any, values: dict[str, Any]) -> dict[str,
 
 def _name_the_parameter(message: str, config: Any, specs: dict[str, ParamSpec]) -> str:
     """Prefix a config's validation message ("PPLConfig.threshold_max must ...") with the parameter name."""
-    m = re.match(r"(\w+)\.(\w+)", message)
+    m = re.match(r"(\w+)(?:\.|: )(\w+)", message)  # "Owner.field ..." or "Owner: field ..."
     if m:
         owner, fname = m.groups()
         for name, spec in specs.items():

@@ -61,18 +61,19 @@ from worldsample_common.core.env_protocol import Observation
 from worldsample_common.core.franka_interface import (
     BEST_EFFORT,
     IMAGES,
-    FrankaTopics,
     QoSSpec,
     WorldSampleTopics,
     gripper_width_from_fingers,
 )
 from worldsample_common.core.image_codec import image_msg_to_rgb8
+from worldsample_common.core.params import topic_params
 from worldsample_common.nodes.support import declare_config, image_msg, ns_to_time, qos, run, time_to_ns
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyAction, PolicyCheckpoint, Transition
 from worldsample_msgs.srv import ResetEpisode
 
-from ..core.actor import Actor, ActorConfig, StepRecord, SuggestionPolicy, TeleopPolicy
+from ..core.actor import Actor, StepRecord, SuggestionPolicy, TeleopPolicy
+from ..core.node_config import ActorNodeConfig
 
 EVENTS = QoSSpec("reliable", 100)
 
@@ -84,34 +85,27 @@ def _parse_csv(s: str) -> np.ndarray:
 class ActorNode(Node):
     def __init__(self) -> None:
         super().__init__("actor")
-        fr, ws = FrankaTopics(), WorldSampleTopics()
-        p = self.declare_parameter
-        cfg = declare_config(self, ActorConfig())
-        self.lockstep = bool(p("lockstep", True).value)
-        self.use_sim_reward = bool(p("use_sim_reward", True).value)
-        twist_topic = p("twist_topic", "sim/ee_twist").value
-        log_dir = p("log_dir", "").value
-        self.run_id = str(p("run_id", "").value)
-        self.action_resend_s = float(p("action_resend_s", 1.0).value)
+        cfg = declare_config(self, ActorNodeConfig())
+        cfg.validate()
+        self.lockstep = bool(cfg.lockstep)
+        self.use_sim_reward = bool(cfg.use_sim_reward)
+        twist_topic = cfg.twist_topic
+        log_dir = cfg.log_dir
+        self.run_id = str(cfg.run_id)
+        self.action_resend_s = float(cfg.action_resend_s)
         self._last_action: PolicyAction | None = None
         self._last_action_sent = 0.0
-        self.reset_timeout_s = float(p("reset_timeout_s", 30.0).value)
-        self.obs_timeout_s = float(p("observation_timeout_s", 30.0).value)
-        self.recorded_timeout_s = float(p("recorded_timeout_s", 15.0).value)
-        self.wait_recorded = bool(p("wait_recorded", True).value)
-        self.wait_for_recorder_s = float(p("wait_for_recorder_s", 0.0).value)
+        self.reset_timeout_s = float(cfg.reset_timeout_s)
+        self.obs_timeout_s = float(cfg.observation_timeout_s)
+        self.recorded_timeout_s = float(cfg.recorded_timeout_s)
+        self.wait_recorded = bool(cfg.wait_recorded)
+        self.wait_for_recorder_s = float(cfg.wait_for_recorder_s)
         # iteration pacing: after this many episodes with one policy, hold (between episodes, arm
         # at rest) until the learner announces a newer checkpoint, at most policy_wait_s (0: off)
-        self.episodes_per_policy = int(p("episodes_per_policy", 0).value)
-        self.policy_wait_s = float(p("policy_wait_s", 300.0).value)
-        teleop_timeout_s = float(p("teleop_timeout_s", 0.5).value)
-        t = {
-            "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
-            "policy_action": ws.policy_action, "applied_action": ws.applied_action, "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded,
-            "transitions": ws.transitions, "policy_checkpoint": ws.policy_checkpoint, "arm_reset": ws.arm_reset,
-            "sim_reward": ws.sim_reward, "teleop_action": ws.teleop_action,
-        }
-        t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
+        self.episodes_per_policy = int(cfg.episodes_per_policy)
+        self.policy_wait_s = float(cfg.policy_wait_s)
+        teleop_timeout_s = float(cfg.teleop_timeout_s)
+        t = topic_params(cfg)
         self.topics = t
         self.actor = Actor(cfg, policy=TeleopPolicy(teleop_timeout_s) if cfg.policy == "teleop" else None)
         self.cfg = self.actor.config

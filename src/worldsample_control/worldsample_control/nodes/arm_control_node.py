@@ -79,62 +79,46 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from worldsample_common.core.franka_interface import (
     ARM_JOINT_NAMES,
-    BASE_FRAME,
     BEST_EFFORT,
     RELIABLE,
     FrankaTopics,
     QoSSpec,
-    WorldSampleTopics,
     gripper_width_from_fingers,
 )
+from worldsample_common.core.params import topic_params
 from worldsample_common.nodes.support import declare_config, qos, run, time_to_ns
 
 from worldsample_msgs.msg import EpisodeInfo, GripperCommand, PolicyAction
 from worldsample_msgs.srv import ResetEpisode
 
 from ..core.action_gate import ActionGate
-from ..core.joint_command import JointCommandConfig, JointCommander, JointTarget, joints_from_state
-from ..core.safety import ActionFilter, SafeCommand, SafetyConfig, SafetyEvent
+from ..core.joint_command import JointCommander, JointTarget, joints_from_state
+from ..core.node_config import ArmControlNodeConfig
+from ..core.safety import ActionFilter, SafeCommand, SafetyEvent
 
 
 class ArmControlNode(Node):
     def __init__(self) -> None:
         super().__init__("arm_control")
-        fr, ws = FrankaTopics(), WorldSampleTopics()
-        p = self.declare_parameter
-        self.control_hz = float(p("control_hz", 10.0).value)
-        self.mode = p("publish_mode", "rate").value
-        if self.mode not in ("rate", "on_action"):
-            raise ValueError(f"parameter publish_mode={self.mode!r}; expected 'rate' or 'on_action'")
-        self.sim = bool(p("sim", False).value)
-        self.pose_wait_s = float(p("pose_wait_s", 0.5).value)
-        self.gripper_speed = float(p("gripper_speed", 0.1).value)
-        self.gripper_force = float(p("gripper_force", 20.0).value)
-        self.gripper_interface = p("gripper_interface", "topic").value
-        if self.gripper_interface not in ("topic", "franka_action"):
-            raise ValueError(f"parameter gripper_interface={self.gripper_interface!r}; expected 'topic' or "
-                             "'franka_action'")
-        self.home_position = [float(v) for v in p("home_position", [0.5, 0.0, 0.3]).value]
-        self.frame_id = p("base_frame", BASE_FRAME).value
-        state_best_effort = bool(p("state_best_effort", True).value)
-        cfg = declare_config(self, SafetyConfig(control_hz=self.control_hz), prefix="safety.",
-                             skip=("max_events", "control_hz"))
-        self.filter = ActionFilter(cfg)
-        jcfg = declare_config(self, JointCommandConfig(min_duration=1.0 / self.control_hz), prefix="joints.",
-                              skip=("ik.workspace_min", "ik.workspace_max"))
-        jcfg.ik.workspace_min, jcfg.ik.workspace_max = cfg.workspace_min, cfg.workspace_max  # one box
-        self.joints = JointCommander(jcfg)
-        self.pose_from_joints = bool(p("pose_from_joints", False).value)
-        t = {
-            "current_pose": fr.current_pose, "gripper_joint_states": fr.gripper_joint_states,
-            "joint_states": fr.joint_states, "joint_trajectory": fr.joint_trajectory,
-            "gripper_width_command": fr.gripper_width_command,
-            "policy_action": ws.policy_action, "applied_action": ws.applied_action, "episodes": ws.episodes,
-            "arm_safety": ws.arm_safety, "arm_reset": ws.arm_reset,
-            "sim_reset": ws.sim_reset, "error_recovery": fr.error_recovery_action,
-            "gripper_move": fr.gripper_move_action, "gripper_grasp": fr.gripper_grasp_action,
-        }
-        t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
+        fr = FrankaTopics()
+        cfg = declare_config(self, ArmControlNodeConfig())
+        cfg.validate()
+        cfg = cfg.resolved()
+        self.cfg = cfg
+        self.control_hz = float(cfg.control_hz)
+        self.mode = cfg.publish_mode
+        self.sim = bool(cfg.sim)
+        self.pose_wait_s = float(cfg.pose_wait_s)
+        self.gripper_speed = float(cfg.gripper_speed)
+        self.gripper_force = float(cfg.gripper_force)
+        self.gripper_interface = cfg.gripper_interface
+        self.home_position = [float(v) for v in cfg.home_position]
+        self.frame_id = cfg.base_frame
+        state_best_effort = bool(cfg.state_best_effort)
+        self.filter = ActionFilter(cfg.safety)
+        self.joints = JointCommander(cfg.joints)
+        self.pose_from_joints = bool(cfg.pose_from_joints)
+        t = topic_params(cfg)
         self.topics = t
         group = ReentrantCallbackGroup()
         state_q = qos(BEST_EFFORT if state_best_effort else RELIABLE)
@@ -148,9 +132,9 @@ class ArmControlNode(Node):
             self.create_subscription(PoseStamped, t["current_pose"], self._on_pose, state_q)
         self.create_subscription(JointState, t["joint_states"], self._on_joints, qos(fr.joint_states_qos))
         self.create_subscription(JointState, t["gripper_joint_states"], self._on_gripper, state_q)
-        self.run_id = str(p("run_id", "").value)
-        self.actor_node = str(p("actor_node", "actor").value)
-        self.gate = ActionGate(self.run_id, max_pending=int(p("max_pending_actions", 4).value))
+        self.run_id = str(cfg.run_id)
+        self.actor_node = str(cfg.actor_node)
+        self.gate = ActionGate(self.run_id, max_pending=int(cfg.max_pending_actions))
         self._actor_gids: set[bytes] = set()
         self._gids_checked = -1.0
         self._drops_reported = 0
@@ -173,7 +157,8 @@ class ArmControlNode(Node):
         self._no_pose_logged = False
         self.create_timer(1.0 / self.control_hz if self.mode == "rate" else 0.05, self._tick)
         self.get_logger().info(f"arm control ({self.mode}, {self.control_hz} Hz, sim={self.sim}); box "
-                               f"{cfg.workspace_min}..{cfg.workspace_max}, step <= {cfg.max_translation_per_step} m")
+                               f"{cfg.safety.workspace_min}..{cfg.safety.workspace_max}, step <= "
+                               f"{cfg.safety.max_translation_per_step} m")
 
     # ------------------------------------------------------------------ state
     def _now(self) -> float:

@@ -18,22 +18,18 @@ from __future__ import annotations
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from worldsample_common.core.franka_interface import IMAGES, WorldSampleTopics
-from worldsample_common.nodes.support import image_msg, qos, run
+from worldsample_common.nodes.support import declare_config, image_msg, qos, run
 
-from ..core.camera import Camera, CameraConfig, CameraError
+from ..core.camera import Camera, CameraError
+from ..core.node_config import CameraNodeConfig
 
 
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("camera")
-        p = self.declare_parameter
-        crop = list(p("crop", [0, 0, 0, 0]).value)
-        cfg = CameraConfig(
-            name=p("name", "front").value, source=str(p("source", "0").value), width=int(p("width", 64).value),
-            height=int(p("height", 64).value), crop=tuple(int(v) for v in crop) if any(crop) else None,
-            fps=float(p("fps", 30.0).value), reconnect_delay_s=float(p("reconnect_delay_s", 0.5).value),
-            max_reconnect_attempts=int(p("max_reconnect_attempts", 0).value), frame_id=p("frame_id", "").value,
-        )
+        node_cfg = declare_config(self, CameraNodeConfig())
+        node_cfg.validate()
+        cfg = node_cfg.camera_config()
         self.frame_id = cfg.frame_id or f"{cfg.name}_camera_optical_frame"
         self.camera = Camera(cfg, log=lambda line: self.get_logger().warning(line), sleep=lambda _s: None)
         self.pub = self.create_publisher(Image, WorldSampleTopics.camera_image(cfg.name), qos(IMAGES))

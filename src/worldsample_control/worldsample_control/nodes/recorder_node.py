@@ -33,14 +33,15 @@ from sensor_msgs.msg import Image, JointState
 from worldsample_common.core.franka_interface import (
     BEST_EFFORT,
     IMAGES,
-    FrankaTopics,
     QoSSpec,
     WorldSampleTopics,
 )
-from worldsample_common.nodes.support import qos, run, time_to_ns
+from worldsample_common.core.params import topic_params
+from worldsample_common.nodes.support import declare_config, qos, run, time_to_ns
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyAction, Transition
 
+from ..core.node_config import RecorderNodeConfig
 from ..core.recorder import EpisodeRecorder, header_stamp_ns
 
 EVENTS = QoSSpec("reliable", 100)
@@ -53,22 +54,12 @@ def msgtype_of(cls) -> str:
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder")
-        ws, fr = WorldSampleTopics(), FrankaTopics()
-        out_dir = self.declare_parameter("out_dir", "bags").value
-        run_id = str(self.declare_parameter("run_id", "").value)
-        cameras = list(self.declare_parameter("cameras", ["front", "wrist"]).value)
-        grace = float(self.declare_parameter("grace_s", 3.0).value)
-        linger = float(self.declare_parameter("linger_s", 0.5).value)
-        record_state = bool(self.declare_parameter("record_state", True).value)
-        record_images = bool(self.declare_parameter("record_images", True).value)
-        t = {
-            "episodes": ws.episodes, "episodes_recorded": ws.episodes_recorded, "transitions": ws.transitions,
-            "applied_action": ws.applied_action, "arm_safety": ws.arm_safety, "sim_reward": ws.sim_reward,
-            "current_pose": fr.current_pose, "external_wrench": fr.external_wrench,
-            "measured_joint_states": fr.measured_joint_states, "joint_states": fr.joint_states,
-            "gripper_joint_states": fr.gripper_joint_states,
-        }
-        t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in t.items()}
+        cfg = declare_config(self, RecorderNodeConfig())
+        cfg.validate()
+        out_dir, run_id, cameras = cfg.out_dir, str(cfg.run_id), list(cfg.cameras)
+        grace, linger = float(cfg.grace_s), float(cfg.linger_s)
+        record_state, record_images = bool(cfg.record_state), bool(cfg.record_images)
+        t = topic_params(cfg)
         self.core = EpisodeRecorder(Path(out_dir), grace_s=grace, linger_s=linger, run_id=run_id)
         self._foreign_runs: set[str] = set()
         self._errors_reported = 0

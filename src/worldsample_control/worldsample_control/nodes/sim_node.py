@@ -60,17 +60,19 @@ from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 from worldsample_common.core.franka_interface import (
     ARM_JOINT_NAMES,
-    BASE_FRAME,
     FINGER_JOINT_NAMES,
     IMAGES,
     FrankaTopics,
     QoSSpec,
     WorldSampleTopics,
 )
-from worldsample_common.nodes.support import image_msg, qos, run, time_to_ns
+from worldsample_common.core.params import topic_params
+from worldsample_common.nodes.support import declare_config, image_msg, qos, run, time_to_ns
 
 from worldsample_msgs.msg import GripperCommand
 from worldsample_msgs.srv import ResetEpisode
+
+from ..core.node_config import SimNodeConfig
 
 CMD_QOS = QoSSpec("reliable", 10)
 
@@ -82,41 +84,30 @@ def floats_csv(values) -> str:
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
-        from ..core.sim import TASKS, EnvConfig
+        from ..core.sim import TASKS
 
-        fr, ws = FrankaTopics(), WorldSampleTopics()
-        p = self.declare_parameter
-        self.task = p("task", "push").value
+        fr = FrankaTopics()
+        cfg = declare_config(self, SimNodeConfig())
+        cfg.validate()
+        self.cfg = cfg
+        self.task = cfg.task
         if self.task not in TASKS:
             raise ValueError(f"parameter task={self.task!r} is unknown; expected one of {TASKS}")
-        self.seed = int(p("seed", 0).value)
-        cams = tuple(p("cameras", ["front", "wrist"]).value)
-        self.env_cfg = EnvConfig(
-            image_size=int(p("image_size", 64).value), cameras=cams, render=bool(p("render", True).value),
-            control_hz=float(p("control_hz", 10.0).value), max_episode_steps=int(p("max_episode_steps", 0).value),
-            reward=p("reward", "shaped").value, seed=self.seed,
-        )
-        self.mode = p("mode", "lockstep").value
-        if self.mode not in ("lockstep", "realtime"):
-            raise ValueError(f"parameter mode={self.mode!r}; expected 'lockstep' or 'realtime'")
-        self.publish_expert = bool(p("publish_expert", False).value)
-        self.gripper_wait_s = float(p("gripper_wait_s", 0.5).value)
-        heartbeat_hz = float(p("heartbeat_hz", 2.0).value)
-        self.command_node = str(p("command_node", "arm_control").value)
-        self.max_outside = float(p("max_target_outside_m", 0.05).value)
+        self.seed = int(cfg.seed)
+        cams = tuple(cfg.cameras)
+        self.env_cfg = cfg.env_config()
+        self.mode = cfg.mode
+        self.publish_expert = bool(cfg.publish_expert)
+        self.gripper_wait_s = float(cfg.gripper_wait_s)
+        heartbeat_hz = float(cfg.heartbeat_hz)
+        self.command_node = str(cfg.command_node)
+        self.max_outside = float(cfg.max_target_outside_m)
         self._commander_gids: set[bytes] = set()
         self._gids_checked = -1.0
         self.dropped_commands = 0
-        t = {
-            "current_pose": fr.current_pose, "external_wrench": fr.external_wrench,
-            "measured_joint_states": fr.measured_joint_states, "joint_states": fr.joint_states,
-            "gripper_joint_states": fr.gripper_joint_states, "joint_trajectory": fr.joint_trajectory,
-            "gripper_width_command": fr.gripper_width_command, "sim_reset": ws.sim_reset,
-            "sim_reward": ws.sim_reward, "ee_twist": "sim/ee_twist",
-        }
-        t = {k: p(f"topic_{k}", v).value for k, v in t.items()}
+        t = topic_params(cfg)
         self._gripper_topic = t["gripper_width_command"]
-        self.frame_id = p("base_frame", BASE_FRAME).value
+        self.frame_id = cfg.base_frame
 
         self._make_env(self.task)
         state_q, js_q = qos(fr.state_qos), qos(fr.joint_states_qos)

@@ -222,8 +222,6 @@ class LearnerNodeConfig:
     train_period_s: float = 0.05  # work tick period [s]
     status_period_s: float = 2.0  # ppl/status period [s]
     checkpoint_every: int = 500  # learner steps between checkpoints
-    synthetic_batch: int = 64  # synthetic transitions scored together by PPL
-    synthetic_flush_s: float = 1.0  # score complete branches this long after the last synthetic message
     write_scored_bags: bool = True  # out_dir/synthetic_scored/*: synthetic batches with PPL trust
     device: str = "auto"  # torch device: auto, cpu, cuda[:N]
     seed: int = 0
@@ -232,8 +230,7 @@ class LearnerNodeConfig:
     run_id: str = ""
     ppl: PPLConfig = field(default_factory=PPLConfig)  # Policy-Paced Learning (thresholds, scales, share, horizon)
     # topic names: defaults from the one topic table (worldsample_common.core.franka_interface)
-    topic_transitions_real: str = _T.transitions
-    topic_transitions_synthetic: str = _T.transitions_synthetic
+    topic_synthetic_bags: str = _T.synthetic_bags
     topic_episodes: str = _T.episodes
     topic_episodes_recorded: str = _T.episodes_recorded
     topic_world_model_status: str = _T.world_model_status
@@ -254,9 +251,28 @@ class LearnerNodeConfig:
         o = "LearnerNodeConfig"
         if not isinstance(self.min_transitions, int) or self.min_transitions < 0:
             raise ValueError(f"{o}.min_transitions must be an int >= 0, got {self.min_transitions!r}")
-        for name in ("updates_per_tick", "synthetic_batch", "checkpoint_every"):
+        for name in ("updates_per_tick", "checkpoint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")
-        for name in ("rescan_period_s", "train_period_s", "status_period_s", "synthetic_flush_s"):
+        for name in ("rescan_period_s", "train_period_s", "status_period_s"):
             _positive(o, name, getattr(self, name))
+
+
+@dataclass
+class SuccessNodeConfig:
+    """``success_detector`` (real arm / Gazebo): reward and success from the success classifier and the
+    human override (`worldsample_learner.core.success_classifier.SuccessDetector`)."""
+
+    classifier: str = ""  # success classifier checkpoint; "" = human override only
+    confirm_frames: int = 2  # consecutive positive frames before success is declared
+    terminate_on_success: bool = True  # success ends the episode (the reward convention's terminal step)
+    cameras: tuple[str, ...] = ("front", "wrist")  # used when there is no classifier (publish on their frames)
+    device: str = "cpu"  # torch device of the classifier
+    topic_override: str = "success/override"  # std_msgs/Bool from a key press or button
+    topic_reward: str = "success/reward"  # published in the simulator's sim/reward format
+    topic_episodes: str = _T.episodes
+
+    def validate(self) -> None:
+        if self.confirm_frames < 1:
+            raise ValueError(f"SuccessNodeConfig.confirm_frames must be >= 1, got {self.confirm_frames}")

@@ -1,21 +1,22 @@
-"""learner_node: trains the policy continuously from real, demo and synthetic transitions.
+"""learner_node: trains the policy continuously from demo, real and synthetic episodes, all read from bags.
 
-Subscribes ``transitions/real`` and ``transitions/synthetic`` (worldsample_msgs/Transition),
-``episodes`` and ``episodes/recorded`` (EpisodeInfo: END events give the progress signal; a
-``bag_uri`` is loaded into the replay, duplicates of topic transitions are skipped) and
-rescans ``real_dir`` (the run's bags) every ``rescan_period_s`` and at start-up, so no real
-episode is lost to a missed event or a restart; and
+One path per payload: every episode reaches the learner as a rosbag2 bag announced by an
+EpisodeInfo END event (DESIGN: bags are the durable record), never as per-step messages.
+
+Subscribes ``episodes`` and ``episodes/recorded`` (EpisodeInfo: END events give PPL's progress
+signal; a ``bag_uri`` of a real or demo episode is loaded into the replay), rescans ``real_dir``
+(the run's bags) every ``rescan_period_s``, at start-up and on shutdown, so no real episode is
+lost to a missed event or a restart (the replay's keys load each bag once);
+``world_model/synthetic`` (EpisodeInfo, source SYNTHETIC: one bag of synthetic branches the world
+model generated): each bag's branches are scored by PPL together (`Learner.add_synthetic_episodes`)
+and written again under ``out_dir/synthetic_scored/`` with PPL's trust score on every Transition,
+so each admission decision can be audited with ``ros2 bag`` or Foxglove; and
 ``world_model/status`` (WorldModelStatus: mean SSIM = world-model fidelity for PPL).
-With a ``run_id`` parameter, real transitions and episode events of another run (another
+With a ``run_id`` parameter, episode events and synthetic bags of another run (another
 ``run_id``, e.g. a second loop on the same ROS_DOMAIN_ID) are dropped and counted (`foreign`),
 so they never reach the replay or PPL's progress signal.
 Publishes ``policy/checkpoint`` (PolicyCheckpoint, a new versioned file every
 ``checkpoint_every`` updates) and ``ppl/status`` (PPLStatus, every ``status_period_s``).
-Synthetic transitions are grouped into their branches; complete branches are scored by PPL
-together (`Learner.add_synthetic_episodes`) once ``synthetic_batch`` transitions are pending
-(or ``synthetic_flush_s`` after the last one), and every scored batch is written as a bag
-under ``out_dir/synthetic_scored/`` whose Transitions carry PPL's trust score, so each
-admission decision can be audited with ``ros2 bag`` or Foxglove.
 The logic lives in `worldsample_learner.core.learner.Learner`; this node only converts.
 """
 
@@ -32,7 +33,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 from worldsample_common.core.episode import Source
 from worldsample_common.core.franka_interface import LATCHED, QoSSpec
-from worldsample_common.core.image_codec import image_msg_to_rgb8
 from worldsample_common.nodes.support import declare_config, qos, take_pending
 from worldsample_common.nodes.support import run as run_node
 
@@ -42,28 +42,8 @@ from ..core.config import LearnerNodeConfig, ReplayConfig
 from ..core.learner import Learner
 from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
-from ..core.replay import Transition as CoreTransition
 
 EVENTS = QoSSpec("reliable", 100)
-
-
-def transition_from_msg(msg: Transition) -> CoreTransition:
-    """worldsample_msgs/Transition -> core Transition (images decoded to RGB uint8)."""
-    cams = list(msg.camera_names)
-    if len(cams) != len(msg.observation_images) or len(cams) != len(msg.next_observation_images):
-        raise ValueError(f"transition {msg.episode_id}/{msg.step}: {len(cams)} camera names but "
-                         f"{len(msg.observation_images)}/{len(msg.next_observation_images)} images")
-    return CoreTransition(
-        episode_id=msg.episode_id, step=int(msg.step), source=Source(int(msg.source)),
-        proprio=np.asarray(msg.proprio, np.float32), action=np.asarray(msg.action, np.float32),
-        reward=float(msg.reward), next_proprio=np.asarray(msg.next_proprio, np.float32),
-        terminated=bool(msg.terminated), truncated=bool(msg.truncated), success=bool(msg.success),
-        images={c: image_msg_to_rgb8(m) for c, m in zip(cams, msg.observation_images, strict=True)},
-        next_images={c: image_msg_to_rgb8(m) for c, m in zip(cams, msg.next_observation_images, strict=True)},
-        state=np.asarray(msg.state, np.float32) if len(msg.state) else None,
-        next_state=np.asarray(msg.next_state, np.float32) if len(msg.next_state) else None,
-        uncertainty=float(msg.uncertainty), trust=float(msg.trust), task=msg.task,
-    )
 
 
 class LearnerNode(Node):
@@ -86,9 +66,6 @@ class LearnerNode(Node):
         self._resume()
         self.env_steps = len(self.learner.real)
         self._seen_episodes: set[str] = set()  # real episodes counted in PPL's progress
-        self._branches: dict[str, list] = {}  # episode_id -> transition records (incomplete branches)
-        self._complete: list = []  # complete synthetic branches (Episodes) waiting to be scored
-        self._last_synthetic = 0.0
         self._scored_batches = 0
         self._bad_messages = 0
         self.foreign = 0  # messages of another run, dropped
@@ -106,8 +83,7 @@ class LearnerNode(Node):
         self._inbox: deque = deque()
         self._stopping = False  # set by request_stop(): the work tick in flight ends after its current update
         for msg_type, topic, handler in (
-                (Transition, t["transitions_real"], self._on_transition),
-                (Transition, t["transitions_synthetic"], self._on_transition),
+                (EpisodeInfo, t["synthetic_bags"], self._on_synthetic_bag),
                 (EpisodeInfo, t["episodes"], self._on_episode),
                 (EpisodeInfo, t["episodes_recorded"], self._on_episode),
                 (WorldModelStatus, t["world_model_status"], self._on_wm_status)):
@@ -134,54 +110,22 @@ class LearnerNode(Node):
                                       f"on this ROS domain; this learner is run {self.cfg.run_id!r}")
         return False
 
-    def _on_transition(self, msg: Transition) -> None:
-        if int(msg.source) == Transition.SOURCE_SYNTHETIC:
-            self._on_synthetic(msg)
+    def _on_synthetic_bag(self, msg: EpisodeInfo) -> None:
+        """A bag of synthetic branches from the world model: PPL scores them together."""
+        if msg.event != EpisodeInfo.EVENT_END or not msg.bag_uri or not self._of_this_run(msg):
             return
-        if not self._of_this_run(msg):
-            return
-        try:
-            tr = transition_from_msg(msg)
-        except (ValueError, TypeError) as e:
-            self._bad_messages += 1
-            self.get_logger().warning(f"rejected transition message: {e}")
-            return
-        rep = self.learner.add_transition(tr)
-        if tr.source == Source.REAL:
-            self.env_steps += rep.added
-        if rep.rejected:
-            self.get_logger().warning(f"transition {tr.episode_id}/{tr.step} rejected: {dict(rep.rejected)}")
-
-    def _on_synthetic(self, msg: Transition) -> None:
-        from worldsample_common.nodes.ros_conversions import episode_from_records
-        from worldsample_common.nodes.ros_conversions import transition_from_msg as record_from_msg
+        from worldsample_common.core.bag_io import load_episodes
 
         try:
-            rec = record_from_msg(msg)
-        except (ValueError, TypeError) as e:
+            eps = [ep for ep in load_episodes(msg.bag_uri) if ep.source == Source.SYNTHETIC]
+        except Exception as e:  # noqa: BLE001 - a bad bag must not stop the learner
             self._bad_messages += 1
-            self.learner.ppl.reject_invalid(1)
-            self.get_logger().warning(f"rejected synthetic transition message: {e}")
+            self.get_logger().error(f"cannot load synthetic bag {msg.bag_uri!r}: {e}")
             return
-        self._last_synthetic = time.monotonic()
-        recs = self._branches.setdefault(rec.episode_id, [])
-        recs.append(rec)
-        if rec.terminated or rec.truncated:
-            del self._branches[rec.episode_id]
-            try:
-                self._complete.append(episode_from_records(recs))
-            except ValueError as e:  # a lost message: the branch has a gap
-                self.learner.ppl.reject_invalid(len(recs))
-                self.get_logger().warning(f"synthetic branch dropped: {e}")
-        if sum(ep.length for ep in self._complete) >= self.cfg.synthetic_batch:
-            self._score_synthetic()
+        if eps:
+            self._score_synthetic(eps)
 
-    def _synthetic_tick(self) -> None:
-        if self._complete and time.monotonic() - self._last_synthetic >= self.cfg.synthetic_flush_s:
-            self._score_synthetic()
-
-    def _score_synthetic(self) -> None:
-        eps, self._complete = self._complete, []
+    def _score_synthetic(self, eps: list) -> None:
         rep = self.learner.add_synthetic_episodes(eps)
         n = sum(ep.length for ep in eps)
         self._scored_batches += 1
@@ -214,9 +158,11 @@ class LearnerNode(Node):
         except Exception as e:  # noqa: BLE001 - a bad bag must not stop the learner
             self.get_logger().error(f"cannot load bags from {path!r}: {e}")
             return
+        synthetic = [ep for ep in eps if ep.source == Source.SYNTHETIC]
+        if synthetic:
+            self._score_synthetic(synthetic)
         for ep in eps:
             if ep.source == Source.SYNTHETIC:
-                self.learner.add_synthetic_episodes([ep])
                 continue
             store = self.learner.demo if demo or ep.source == Source.DEMO else self.learner.real
             rep = store.add_episode(ep)
@@ -262,11 +208,10 @@ class LearnerNode(Node):
             handler(msg)
 
     def _work_tick(self) -> None:
-        """Queued messages, then due synthetic scoring and status, then training."""
+        """Queued messages, then due rescans and status, then training."""
         if self._stopping:
             return
         self._drain()
-        self._synthetic_tick()
         now = time.monotonic()
         if now - self._last_rescan >= self.cfg.rescan_period_s:
             self._rescan_real()

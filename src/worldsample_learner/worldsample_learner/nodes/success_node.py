@@ -20,7 +20,6 @@ The logic lives in `worldsample_learner.core.success_classifier.SuccessDetector`
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -28,32 +27,25 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 from worldsample_common.core.franka_interface import IMAGES, QoSSpec, WorldSampleTopics
 from worldsample_common.core.image_codec import image_msg_to_rgb8
+from worldsample_common.core.params import topic_params
 from worldsample_common.nodes.support import declare_config, qos, time_to_ns
 from worldsample_common.nodes.support import run as run_node
 
 from worldsample_msgs.msg import EpisodeInfo
 
+from ..core.config import SuccessNodeConfig
 from ..core.success_classifier import SuccessClassifier, SuccessDetector, SuccessDetectorConfig
 
 EVENTS = QoSSpec("reliable", 100)
 OVERRIDE = QoSSpec("reliable", 10)
 
 
-@dataclass
-class SuccessNodeConfig:
-    classifier: str = ""  # checkpoint path; "" = human override only
-    confirm_frames: int = 2
-    terminate_on_success: bool = True
-    cameras: tuple[str, ...] = ("front", "wrist")  # used when there is no classifier (publish on their frames)
-    device: str = "cpu"
-
-
 class SuccessNode(Node):
     def __init__(self) -> None:
         super().__init__("success_detector")
         cfg = declare_config(self, SuccessNodeConfig())
-        topics = {"override": "success/override", "reward": "success/reward", "episodes": "episodes"}
-        t = {k: self.declare_parameter(f"topic_{k}", v).value for k, v in topics.items()}
+        cfg.validate()
+        t = topic_params(cfg)
         clf = SuccessClassifier.load(cfg.classifier, device=cfg.device) if cfg.classifier else None
         self.detector = SuccessDetector(clf, SuccessDetectorConfig(
             confirm_frames=int(cfg.confirm_frames),

@@ -33,7 +33,7 @@ class WorldModelNodeConfig(WorldModelServiceConfig):
     topic_episodes_recorded: str = _T.episodes_recorded
     topic_episodes: str = _T.episodes
     topic_status: str = _T.world_model_status
-    topic_synthetic: str = _T.transitions_synthetic
+    topic_synthetic: str = _T.synthetic_bags  # EpisodeInfo END per bag of generated branches
     topic_generate: str = _T.world_model_generate
     topic_policy_checkpoint: str = _T.policy_checkpoint
     topic_ppl_status: str = _T.ppl_status

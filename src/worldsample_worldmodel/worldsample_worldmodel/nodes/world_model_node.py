@@ -11,11 +11,13 @@ Publishes
   ``world_model/status`` (worldsample_msgs/WorldModelStatus, transient local): version, steps,
   fidelity (PSNR/SSIM per horizon on held-out real episodes), state, every ``status_period_s``
   and on every change.
-  ``transitions/synthetic`` (worldsample_msgs/Transition, source SYNTHETIC): every generated step.
+  ``world_model/synthetic`` (worldsample_msgs/EpisodeInfo, END, source SYNTHETIC): one per batch of
+  generated branches, with the batch's bag in ``bag_uri`` (episodes travel as bags: the learner
+  reads it; no per-step messages).
 Serves
   ``world_model/generate`` (worldsample_msgs/srv/RequestSyntheticRollouts): generates branches
   from recent real states under the requested policy (``policy_uri`` = checkpoint, or "" /
-  "random"), writes them to one synthetic bag (``bag_uri`` in the response) and publishes them.
+  "random"), writes them to one synthetic bag (``bag_uri`` in the response) and announces it.
 
 Training runs in a worker thread once ``min_new_episodes`` new real episodes arrived, so the
 service and subscriptions stay responsive; requests use the latest *saved* version.
@@ -38,15 +40,16 @@ from __future__ import annotations
 import threading
 import traceback
 from dataclasses import fields
+from pathlib import Path
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
-from worldsample_common.nodes.ros_conversions import ns_to_stamp, transition_to_msg
+from worldsample_common.nodes.ros_conversions import ns_to_stamp
 from worldsample_common.nodes.support import declare_config
 
-from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
+from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 from worldsample_msgs.srv import RequestSyntheticRollouts
 
 from ..core.node_config import WorldModelNodeConfig
@@ -86,7 +89,7 @@ class WorldModelNode(Node):
         self._ppl_horizon: int | None = None
         self._last_gen_key: tuple | None = None
         self._status_pub = self.create_publisher(WorldModelStatus, topics["status"], _reliable(1, latched=True))
-        self._syn_pub = self.create_publisher(Transition, topics["synthetic"], _reliable(1000))
+        self._syn_pub = self.create_publisher(EpisodeInfo, topics["synthetic"], _reliable(100))
         events = MutuallyExclusiveCallbackGroup()
         for t in (topics["episodes_recorded"], topics["episodes"]):
             self.create_subscription(EpisodeInfo, t, self._on_episode, _reliable(100), callback_group=events)
@@ -172,20 +175,22 @@ class WorldModelNode(Node):
     # ------------------------------------------------------------------ generation
     def _generate_and_publish(self, policy_uri: str, policy_version: str, branches: int, horizon: int,
                               noise: float) -> tuple[int, str, str]:
-        """Generate under the lock, publish every step; returns (transitions, bag, model version)."""
+        """Generate under the lock, announce the bag; returns (transitions, bag, model version)."""
         from ..core.generate import load_any_policy
 
         with self._gen_lock:
             policy = load_any_policy(policy_uri or "random")
             eps, bag = self.core.generate(policy, branches, horizon, noise, policy_version=policy_version)
         self._publish_status()
-        now = self.get_clock().now().nanoseconds
-        n = 0
-        for e in eps:
-            for t in range(e.length):
-                self._syn_pub.publish(transition_to_msg(e, t, now + t * 100_000_000, now + (t + 1) * 100_000_000))
-                n += 1
-        return n, str(bag), eps[0].world_model_version if eps else ""
+        n = sum(e.length for e in eps)
+        wm = eps[0].world_model_version if eps else ""
+        if eps and bag:
+            msg = EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id=Path(bag).name, source=EpisodeInfo.SOURCE_SYNTHETIC,
+                              task=eps[0].task, bag_uri=str(bag), length=n, policy_version=policy_version, seed=-1,
+                              run_id=self.run_id, reason=f"{len(eps)} branches of horizon <= {horizon} from {wm}")
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._syn_pub.publish(msg)
+        return n, str(bag), wm
 
     def _scheduled_generate(self) -> None:
         if self.core.model is None or self.core.stop_event.is_set():
