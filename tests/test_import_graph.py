@@ -11,12 +11,12 @@ function) becomes an edge ``module -> imported module``. The rules:
 
    (the bringup package composes the others, so nothing imports it).
 2. **ROS-free cores**: a ``<package>.core`` module imports neither ``rclpy`` nor its own package's
-   ``nodes`` / ``commands`` (the layers that sit on top of the core).
+   ``nodes`` / ``commands`` / ``drivers`` (the layers that sit on top of the core).
 3. **No sibling-private imports**: a name or module with a leading underscore is private to its
    package; another package never imports it.
 4. **Cores of the learner and the world model do not build the simulator**: they take an `Env`
    (``worldsample_common.env_protocol``); the MuJoCo tasks (``worldsample_control.core.sim``,
-   ``mujoco``) are chosen by the drivers (commands, bench, bringup).
+   ``mujoco``) are chosen by the drivers (``drivers``, commands, bench, bringup).
 
 A failure lists every offending edge as ``file:line: importer -> imported (rule)``.
 """
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ABOVE_CORE = ("nodes", "commands", "drivers")  # a package's layers on top of its ROS-free core
 LAYERS = ["worldsample_msgs", "worldsample_common", "worldsample_control", "worldsample_worldmodel",
           "worldsample_learner", "worldsample_bringup"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
@@ -101,10 +102,10 @@ def violations(edges: list[Edge]) -> list[str]:
         if src in RANK and dst in RANK and RANK[dst] > RANK[src]:
             bad.append(f"{e.where()} (upward: {src} sits below {dst})")
         if _under(e.importer, f"{src}.core"):
-            if dst == "rclpy" or _under(e.imported, f"{src}.nodes") or _under(e.imported, f"{src}.commands"):
+            if dst == "rclpy" or any(_under(e.imported, f"{src}.{layer}") for layer in ABOVE_CORE):
                 bad.append(f"{e.where()} (the ROS-free core imports a layer above it)")
             # `from worldsample_x import nodes`
-            if e.imported == src and {"nodes", "commands"} & set(e.names):
+            if e.imported == src and set(ABOVE_CORE) & set(e.names):
                 bad.append(f"{e.where()} (the ROS-free core imports a layer above it)")
         if dst in RANK and dst != src:
             private = [p for p in e.imported.split(".") if p.startswith("_") and not p.startswith("__")]

@@ -1,15 +1,8 @@
-"""The node graph description (one for launch files and `worldsample loop`) and the experiment analysis."""
+"""The node graph description (one for launch files and `worldsample loop`) and the loop's run settings."""
 
 from __future__ import annotations
 
 import pytest
-from worldsample_bringup.experiment import (
-    mean_curve,
-    policy_table,
-    steps_to_reach,
-    summarize_policy,
-    synthetic_table,
-)
 from worldsample_bringup.graph import LOOP_ARGUMENTS, config_path, load_node_params, loop_graph
 
 
@@ -51,41 +44,6 @@ def test_bad_loop_arguments_and_parameter_files_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown node"):
         loop_graph("sim", params_file=str(bad))
     assert set(LOOP_ARGUMENTS) >= {"task", "robot_ip", "cameras", "run_dir", "mode"}
-
-
-def test_policy_summary_success_difference_and_steps_fraction():
-    def run(mode, seed, curve):
-        return {"task": "push", "mode": mode, "seed": seed, "success_curve": curve, "final_success_rate": curve[-1][1],
-                "env_steps": curve[-1][0]}
-
-    results = [run("rl-only", 0, [(100, 0.0), (200, 0.2), (300, 0.4)]),
-               run("rl-only", 1, [(100, 0.0), (200, 0.4), (300, 0.4)]),
-               run("ppl", 0, [(100, 0.4), (200, 0.6), (300, 0.8)]),
-               run("ppl", 1, [(100, 0.2), (200, 0.6), (300, 0.6)])]
-    assert mean_curve([r["success_curve"] for r in results[:2]]) == [(100, 0.0), (200, pytest.approx(0.3)),
-                                                                     (300, pytest.approx(0.4))]
-    assert steps_to_reach([(100, 0.0), (200, 0.5)], 0.5) == 200 and steps_to_reach([(100, 0.1)], 0.5) is None
-    s = summarize_policy(results)["push"]
-    assert s["rl-only"]["final"] == pytest.approx(0.4) and s["ppl"]["final"] == pytest.approx(0.7)
-    assert s["ppl"]["delta_vs_baseline"] == pytest.approx(0.3)
-    assert s["rl-only"]["steps_to_baseline_final"] == 300 and s["ppl"]["steps_to_baseline_final"] == 200
-    assert s["ppl"]["fraction_of_baseline_steps"] == pytest.approx(2 / 3)
-    table = policy_table(summarize_policy(results))
-    assert "| push | ppl | 0.70 |" in table and "0.67" in table
-    assert s["ppl"]["final_return"] != s["ppl"]["final_return"]  # no return curves given: NaN, not invented
-    assert s["rl-only"]["synthetic"] is None  # no synthetic data, no row
-
-
-def test_synthetic_table_reports_admission_and_value_inflation():
-    def run(seed, adm, rej, qs):
-        return {"task": "peg", "mode": "naive", "seed": seed, "success_curve": [(10, 0.0)], "final_success_rate": 0.0,
-                "env_steps": 10, "ppl_status": {"admitted": adm, "rejected": rej, "synthetic_share": 0.5,
-                                                "q_real": 1.0, "q_synthetic": qs}}
-
-    s = summarize_policy([run(0, 30, 10, 1.5), run(1, 10, 30, 1.1)])
-    x = s["peg"]["naive"]["synthetic"]
-    assert x["admitted"] == 20 and x["admission_rate"] == pytest.approx(0.5) and x["q_gap"] == pytest.approx(0.3)
-    assert "| peg | naive | 20 of 40 (50 %) | 0.50 | +0.300 |" in synthetic_table(s)
 
 
 def test_loop_run_settings_new_resume_and_bad_input(tmp_path):

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "train the success classifier (reward on a real arm) from episode bags; prints held-out accuracy"),
     "loop": ("worldsample_bringup.loop", "the whole closed loop in simulation over the ROS graph (main command)"),
     "params": ("worldsample_bringup.params", "every node's parameters: defaults, loop.yaml's values, descriptions"),
-    "experiment": ("worldsample_bringup.experiment", "reproduce the paper's comparisons in simulation"),
+    "experiment": ("worldsample_learner.drivers.experiment", "reproduce the paper's comparisons in simulation"),
 }
 
 BENCHMARKS: dict[str, tuple[str, str]] = {

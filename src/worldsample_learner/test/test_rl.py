@@ -4,7 +4,7 @@ from worldsample_common.core.episode import Source
 from worldsample_control.core.rollout import run_episode
 from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
 from worldsample_learner.core.policy import load_policy
-from worldsample_learner.core.train import train_in_process
+from worldsample_learner.drivers.learn import train_in_process
 
 
 def _cfg(mode: str = "rl-only", steps: int = 2000, **agent) -> LearnConfig:

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_ours(args, demos, out: Path) -> dict:
     from worldsample_learner.commands.learn import make_task_env
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
-    from worldsample_learner.core.train import train_in_process
+    from worldsample_learner.drivers.learn import train_in_process
 
     agent = AgentConfig(obs_mode="state", device=args.device, seed=args.seed)
     if args.utd is not None:

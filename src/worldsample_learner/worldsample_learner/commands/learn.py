@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from worldsample_common.core.files import prepare_out_dir
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
-    from worldsample_learner.core.train import StaticSyntheticSource, train_in_process
+    from worldsample_learner.drivers.learn import StaticSyntheticSource, train_in_process
 
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))

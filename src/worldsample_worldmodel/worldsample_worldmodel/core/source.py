@@ -1,6 +1,6 @@
 """The video world model as a learner `SyntheticSource` for the in-process experiment driver.
 
-`worldsample_learner.core.train.train_in_process` calls, when present:
+`worldsample_learner.drivers.learn.train_in_process` calls, when present:
 ``observe_real(episode)`` after each real episode, ``fidelity()`` (a number in [0, 1]) and
 ``generate(policy, num_branches, horizon)``. `VideoWorldModelSource` answers them with the same
 `WorldModelService` the ROS node owns: real episodes are pooled (every ``heldout_every``-th held

@@ -4,7 +4,7 @@
     worldsample experiment worldmodel --config wm --out runs/exp       # copy-last-frame vs demo-only vs loop WM
 
 Both call the same core components as the ROS graph (no second implementation): the MuJoCo
-task env, the scripted experts for demonstrations, `worldsample_learner.core.train.train_in_process`
+task env, the scripted experts for demonstrations, `worldsample_learner.drivers.learn.train_in_process`
 (SAC + replay + PPL), and the video world model through `VideoWorldModelSource` /
 `WorldModelService` (pre-training on demos, post-training on real episodes, grounded
 generation, held-out PSNR/SSIM).
@@ -204,10 +204,11 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from worldsample_control.core.sim import make_env
+    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
+
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
     from worldsample_learner.core.ppl import uses_synthetic
-    from worldsample_learner.core.train import train_in_process
-    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
+    from worldsample_learner.drivers.learn import train_in_process
 
     cfg = ExperimentConfig(**spec["cfg"])
     task, mode, seed = spec["task"], spec["mode"], spec["seed"]

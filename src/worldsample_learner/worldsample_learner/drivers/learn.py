@@ -23,10 +23,10 @@ from worldsample_common.core.episode import Episode, Source
 from worldsample_common.core.files import json_dumps
 from worldsample_control.core.rollout import evaluate
 
-from .config import LearnConfig
-from .learner import Learner, SyntheticSource
-from .policy import checkpoint_path, policy_from_agent, save_policy
-from .ppl import CsvLog, flat_status
+from ..core.config import LearnConfig
+from ..core.learner import Learner, SyntheticSource
+from ..core.policy import checkpoint_path, policy_from_agent, save_policy
+from ..core.ppl import CsvLog, flat_status
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def demo_q_gap(learner: Learner, demos: list[Episode]) -> float:
     behaviour. NaN without demos."""
     if not demos or not len(learner.demo):
         return float("nan")
-    from .replay import episode_rows
+    from ..core.replay import episode_rows
 
     g = learner.cfg.discount
     gaps = []

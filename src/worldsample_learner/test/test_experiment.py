@@ -1,0 +1,62 @@
+"""The experiment driver's analysis: curves, the paper's two figures, comparisons at one budget."""
+
+from __future__ import annotations
+
+import pytest
+from worldsample_learner.drivers.experiment import (
+    at_budget,
+    mean_curve,
+    policy_table,
+    steps_to_reach,
+    summarize_policy,
+    synthetic_table,
+)
+
+
+def test_policy_summary_success_difference_and_steps_fraction():
+    def run(mode, seed, curve):
+        return {"task": "push", "mode": mode, "seed": seed, "success_curve": curve, "final_success_rate": curve[-1][1],
+                "env_steps": curve[-1][0]}
+
+    results = [run("rl-only", 0, [(100, 0.0), (200, 0.2), (300, 0.4)]),
+               run("rl-only", 1, [(100, 0.0), (200, 0.4), (300, 0.4)]),
+               run("ppl", 0, [(100, 0.4), (200, 0.6), (300, 0.8)]),
+               run("ppl", 1, [(100, 0.2), (200, 0.6), (300, 0.6)])]
+    assert mean_curve([r["success_curve"] for r in results[:2]]) == [(100, 0.0), (200, pytest.approx(0.3)),
+                                                                     (300, pytest.approx(0.4))]
+    assert steps_to_reach([(100, 0.0), (200, 0.5)], 0.5) == 200 and steps_to_reach([(100, 0.1)], 0.5) is None
+    s = summarize_policy(results)["push"]
+    assert s["rl-only"]["final"] == pytest.approx(0.4) and s["ppl"]["final"] == pytest.approx(0.7)
+    assert s["ppl"]["delta_vs_baseline"] == pytest.approx(0.3)
+    assert s["rl-only"]["steps_to_baseline_final"] == 300 and s["ppl"]["steps_to_baseline_final"] == 200
+    assert s["ppl"]["fraction_of_baseline_steps"] == pytest.approx(2 / 3)
+    table = policy_table(summarize_policy(results))
+    assert "| push | ppl | 0.70 |" in table and "0.67" in table
+    assert s["ppl"]["final_return"] != s["ppl"]["final_return"]  # no return curves given: NaN, not invented
+    assert s["rl-only"]["synthetic"] is None  # no synthetic data, no row
+
+
+def test_synthetic_table_reports_admission_and_value_inflation():
+    def run(seed, adm, rej, qs):
+        return {"task": "peg", "mode": "naive", "seed": seed, "success_curve": [(10, 0.0)], "final_success_rate": 0.0,
+                "env_steps": 10, "ppl_status": {"admitted": adm, "rejected": rej, "synthetic_share": 0.5,
+                                                "q_real": 1.0, "q_synthetic": qs}}
+
+    s = summarize_policy([run(0, 30, 10, 1.5), run(1, 10, 30, 1.1)])
+    x = s["peg"]["naive"]["synthetic"]
+    assert x["admitted"] == 20 and x["admission_rate"] == pytest.approx(0.5) and x["q_gap"] == pytest.approx(0.3)
+    assert "| peg | naive | 20 of 40 (50 %) | 0.50 | +0.300 |" in synthetic_table(s)
+
+
+def test_a_longer_run_is_compared_at_the_budget():
+    """RL-only runs of 20k steps reused in a comparison at 10k: cut to the evaluations up to 10k."""
+    res = {"task": "push", "mode": "rl-only", "seed": 0, "env_steps": 20_000, "final_success_rate": 1.0,
+           "success_curve": [(5_000, 0.2), (10_000, 0.5), (15_000, 0.8), (20_000, 1.0)],
+           "return_curve": [(5_000, -50.0), (10_000, -30.0), (15_000, -20.0), (20_000, -10.0)]}
+    cut = at_budget(res, 10_000)
+    assert cut["final_success_rate"] == 0.5 and cut["env_steps"] == 10_000 and cut["cut_from_env_steps"] == 20_000
+    assert cut["success_curve"] == [(5_000, 0.2), (10_000, 0.5)] and cut["return_curve"][-1] == (10_000, -30.0)
+    assert res["final_success_rate"] == 1.0  # the run's own record is not changed
+    assert at_budget(res, 20_000) is res and at_budget(res, 30_000) is res
+    with pytest.raises(ValueError, match="no evaluation"):
+        at_budget(res, 1_000)
