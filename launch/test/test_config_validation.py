@@ -39,7 +39,7 @@ BAD = [  # (yaml body, message fragments that must appear)
     ("learner:\n  ros__parameters:\n    ppl:\n      horizon_min: 40\n", ["'ppl.horizon_min'", "horizon_max"]),
     ("learner:\n  ros__parameters:\n    ppl:\n      mode: naive\n", ["unknown parameter 'ppl.mode'", "'mode'"]),
     ("learner:\n  ros__parameters:\n    min_transitions: '200'\n", ["'min_transitions'", "integer"]),
-    ("learner:\n  ros__parameters:\n    checkpoint_every: 0\n", ["'checkpoint_every'", ">= 1"]),
+    ("learner:\n  ros__parameters:\n    checkpoint_every_updates: 0\n", ["'checkpoint_every_updates'", ">= 1"]),
     ("world_model:\n  ros__parameters:\n    generate_period_s: .inf\n", ["world_model", "'generate_period_s'", "finite"]),
     ("world_model:\n  ros__parameters:\n    model:\n      lr: -1.0\n", ["world_model", "'model.lr'"]),
     ("world_model:\n  ros__parameters:\n    model:\n      no_such: 1\n", ["world_model", "unknown parameter 'model.no_such'"]),

@@ -38,7 +38,7 @@ def test_learner_node_trains_and_publishes(tmp_path):
     synthetic = write_episodes_bag(branches, tmp_path / "synthetic" / "batch-000001")
 
     env = node_process_env(101)
-    params = {"obs_mode": "state", "state_dim": 2, "batch_size": 16, "min_transitions": 20, "checkpoint_every": 5,
+    params = {"obs_mode": "state", "state_dim": 2, "batch_size": 16, "min_transitions": 20, "checkpoint_every_updates": 5,
               "status_period_s": 0.5, "out_dir": str(tmp_path / "learner"), "mode": "ppl", "device": "cpu"}
     cmd = [sys.executable, "-m", "worldsample_learner.nodes.learner_node", "--ros-args"]
     for k, v in params.items():

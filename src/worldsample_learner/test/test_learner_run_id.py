@@ -40,7 +40,7 @@ def test_learner_ignores_other_runs_transitions_and_bags(tmp_path):
     own_syn = tmp_path / "own" / "synthetic"
     write_episodes_bag([random_episode(f"own-syn-{i}", steps=3, source=Source.SYNTHETIC, state_dim=2, seed=20 + i)
                         for i in range(2)], own_syn)
-    params = {"obs_mode": "state", "state_dim": 2, "batch_size": 8, "min_transitions": 1, "checkpoint_every": 1,
+    params = {"obs_mode": "state", "state_dim": 2, "batch_size": 8, "min_transitions": 1, "checkpoint_every_updates": 1,
               "out_dir": str(tmp_path / "learner"), "mode": "rl-only", "device": "cpu", "run_id": mine}
     cmd = [sys.executable, "-m", "worldsample_learner.nodes.learner_node", "--ros-args"]
     for k, v in params.items():

@@ -11,7 +11,7 @@ def _cfg(mode: str = "rl-only", steps: int = 2000, **agent) -> LearnConfig:
     a = dict(obs_mode="state", hidden_dim=64, num_critics=4, batch_size=64, utd_ratio=1, discount=0.9)
     a.update(agent)
     return LearnConfig(agent=AgentConfig(**a), ppl=PPLConfig(mode=mode), env_steps=steps, warmup_steps=200,
-                       eval_every=500, eval_episodes=10, log_every=250, checkpoint_every=1000)
+                       eval_every=500, eval_episodes=10, log_every=250, checkpoint_every_env_steps=1000)
 
 
 def test_sac_solves_point_task_from_state(tmp_path):

@@ -63,7 +63,7 @@ def run_ours(args, demos, out: Path) -> dict:
         agent.num_min_critics = min(agent.num_min_critics, args.critics)
     cfg = LearnConfig(agent=agent, ppl=PPLConfig(mode="rl-only"), env_steps=args.steps, seed=args.seed,
                       eval_every=args.eval_every, eval_episodes=args.eval_episodes, log_every=min(500, args.steps),
-                      warmup_steps=min(500, args.steps // 4), checkpoint_every=0)
+                      warmup_steps=min(500, args.steps // 4), checkpoint_every_env_steps=0)
     r = train_in_process(make_task_env(args.task, cfg), cfg, demos, None, out,
                          eval_env=make_task_env(args.task, cfg), progress=False)
     return {"curve": r["success_curve"], "wall_s": r["wall_s"], "time_s": r["time_s"], "cfg": agent}

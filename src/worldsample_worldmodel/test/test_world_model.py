@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 
 def small_cfg(**kw) -> WorldModelConfig:
     base = dict(image_size=16, latent_channels=8, base_channels=8, hidden_dim=48, ensemble_size=3,
-                batch_size=16, rollout_steps=3, lr=3e-3, log_every=5, checkpoint_every=10, device="cpu")
+                batch_size=16, rollout_steps=3, lr=3e-3, log_every=5, train_state_every=10, device="cpu")
     base.update(kw)
     return WorldModelConfig(**base)
 
@@ -186,7 +186,7 @@ def test_store_never_overwrites_and_crash_leaves_nothing(trained, tmp_path):
 
 
 def test_resume_after_crash(demos, tmp_path):
-    cfg = small_cfg(checkpoint_every=10)
+    cfg = small_cfg(train_state_every=10)
     run = tmp_path / "run"
     _, m1 = train_world_model(demos, cfg, steps=30, progress=False, run_dir=run, stop_after=20)
     assert not m1["finished"] and (run / TRAIN_STATE).exists()
@@ -202,7 +202,7 @@ def test_resume_after_crash(demos, tmp_path):
 def test_stop_request_saves_state_publishes_nothing_and_resumes(demos, tmp_path):
     from worldsample_worldmodel.core.train import TrainingStopped
 
-    cfg = small_cfg(checkpoint_every=1000)  # no periodic checkpoint: the stop itself must save the state
+    cfg = small_cfg(train_state_every=1000)  # no periodic checkpoint: the stop itself must save the state
     run = tmp_path / "run"
     calls = iter(range(1000))
     with pytest.raises(TrainingStopped, match="stopped at step 12/30"):

@@ -1,7 +1,7 @@
 """Issue 11.6: a kill -9 during the world model's pre-training keeps what it trained so far.
 
 A real world_model_node process pre-trains on demonstration bags and writes ``RUN/train_state.pt``
-every ``model.checkpoint_every`` steps; it is SIGKILLed before its first version, restarted with the
+every ``model.train_state_every`` steps; it is SIGKILLed before its first version, restarted with the
 same parameters, and the version it then saves says it resumed from the step in that file, not 0 -
 also when a real episode was recorded in between (as in `worldsample loop --resume`): the cut job
 resumes on its own episodes and the new one waits for the next post-training.
@@ -44,7 +44,7 @@ def test_sigkilled_pretraining_resumes_from_its_train_state(tmp_path):
               "pretrain_steps": PRETRAIN_STEPS,
               "device": "cpu", "threads": 1, "status_period_s": 0.5, "model.image_size": 16,
               "model.latent_channels": 8, "model.base_channels": 8, "model.hidden_dim": 32, "model.ensemble_size": 2,
-              "model.batch_size": 4, "model.rollout_steps": 2, "model.checkpoint_every": 5, "model.log_every": 5}
+              "model.batch_size": 4, "model.rollout_steps": 2, "model.train_state_every": 5, "model.log_every": 5}
     cmd = [sys.executable, "-m", "worldsample_worldmodel.nodes.world_model_node", "--ros-args"]
     for k, v in params.items():
         cmd += ["-p", f"{k}:={v}"]

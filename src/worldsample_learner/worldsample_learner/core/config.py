@@ -177,7 +177,7 @@ class LearnConfig:
     synthetic_every: int = 1_000  # env steps between synthetic-branch requests
     synthetic_branches: int = 16
     synthetic_noise: float = 0.1  # action noise for synthetic branches
-    checkpoint_every: int = 5_000  # env steps; 0 = only at the end
+    checkpoint_every_env_steps: int = 5_000  # environment steps between policy checkpoints; 0 = only at the end
     log_every: int = 500  # env steps between metric rows / PPL windows
     seed: int = 0
 
@@ -188,7 +188,7 @@ class LearnConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"LearnConfig.{name} must be an int >= 1, got {v!r}")
-        for name in ("warmup_steps", "checkpoint_every"):
+        for name in ("warmup_steps", "checkpoint_every_env_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"LearnConfig.{name} must be an int >= 0, got {v!r}")
@@ -221,7 +221,7 @@ class LearnerNodeConfig:
     updates_per_tick: int = 1  # learner updates per work tick
     train_period_s: float = 0.05  # work tick period [s]
     status_period_s: float = 2.0  # ppl/status period [s]
-    checkpoint_every: int = 500  # learner steps between checkpoints
+    checkpoint_every_updates: int = 500  # learner updates between policy checkpoints
     write_scored_bags: bool = True  # out_dir/synthetic_scored/*: synthetic batches with PPL trust
     device: str = "auto"  # torch device: auto, cpu, cuda[:N]
     seed: int = 0
@@ -251,7 +251,7 @@ class LearnerNodeConfig:
         o = "LearnerNodeConfig"
         if not isinstance(self.min_transitions, int) or self.min_transitions < 0:
             raise ValueError(f"{o}.min_transitions must be an int >= 0, got {self.min_transitions!r}")
-        for name in ("updates_per_tick", "checkpoint_every"):
+        for name in ("updates_per_tick", "checkpoint_every_updates"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")

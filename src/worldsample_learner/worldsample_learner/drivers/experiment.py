@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("rl-only", "naive", "ppl")  # the default comparison (any of worldsample_learner's PPL_MODES may be asked for)
+BASELINE = MODES[0]  # what the others are compared against (the paper's RL-only baseline)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class ExperimentConfig:
 CONFIGS: dict[str, ExperimentConfig] = {
     "small": ExperimentConfig(),
     # the RL-only baseline at the issue-10 budget: full-length episodes, 20k real steps, 3 seeds (~1 h here)
-    "rl": ExperimentConfig(name="rl", modes=("rl-only",), env_steps=20_000, eval_every=2_000, max_steps=0,
+    "rl": ExperimentConfig(name="rl", modes=(BASELINE,), env_steps=20_000, eval_every=2_000, max_steps=0,
                            batch_size=256),
     # the world-model comparison at the issue-13 size: 64 px, both cameras, 2 loop iterations (~40 min here)
     "wm": ExperimentConfig(name="wm", demos=20, max_steps=0, image_size=64, cameras=("front", "wrist"),
@@ -232,7 +233,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     lcfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=mode), env_steps=cfg.env_steps, warmup_steps=0,
                        eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
                        synthetic_every=cfg.synthetic_every, synthetic_branches=cfg.synthetic_branches,
-                       checkpoint_every=0, log_every=min(250, cfg.env_steps), seed=seed)
+                       checkpoint_every_env_steps=0, log_every=min(250, cfg.env_steps), seed=seed)
     env = make_env(task, replace(env_config(cfg, render=source is not None), seed=seed))
     eval_env = make_env(task, replace(env_config(cfg, render=False), seed=seed))
     t0 = time.time()
@@ -313,7 +314,7 @@ def at_budget(res: dict[str, Any], env_steps: int) -> dict[str, Any]:
     return out
 
 
-def summarize_policy(results: list[dict[str, Any]], baseline: str = "rl-only") -> dict[str, Any]:
+def summarize_policy(results: list[dict[str, Any]], baseline: str = BASELINE) -> dict[str, Any]:
     """Per task and mode: mean curve, final success (mean, per seed), steps to the baseline's final success."""
     out: dict[str, Any] = {}
     for task in sorted({r["task"] for r in results}):
@@ -378,7 +379,7 @@ def policy_table(summary: dict[str, Any]) -> str:
     lines = ["| task | mode | final success (mean over seeds) | per seed | vs RL-only | steps to RL-only's final "
              "| fraction of RL-only's steps | final eval return (shaped, mean) |", "|---|---|---|---|---|---|---|---|"]
     for task, per in summary.items():
-        base_zero = per.get("rl-only", {}).get("final", 1.0) == 0.0
+        base_zero = per.get(BASELINE, {}).get("final", 1.0) == 0.0
         for m, d in per.items():
             s = d.get("steps_to_baseline_final")
             f = d.get("fraction_of_baseline_steps")
@@ -413,6 +414,49 @@ def plot_policy(summary: dict[str, Any], path: Path) -> Path:
                    xlabel="real environment steps", ylabel=label)
             ax.grid(alpha=0.3)
             ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_paper_figures(summary: dict[str, Any], path: Path, baseline: str = BASELINE) -> Path:
+    """The paper's two figures: each mode's final success minus the baseline's (mean over seeds, with
+    every seed's difference as a dot), and the fraction of the baseline's real steps a mode needs to
+    reach the baseline's final success (mean curves; "not reached" where it never does)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(summary)
+    modes = [m for m in dict.fromkeys(m for per in summary.values() for m in per) if m != baseline]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / max(1, len(modes))
+    for i, m in enumerate(modes):
+        xs = [t + (i - (len(modes) - 1) / 2) * width for t in range(len(tasks))]
+        deltas = [summary[t].get(m, {}).get("delta_vs_baseline", float("nan")) for t in tasks]
+        bars = ax1.bar(xs, deltas, width, label=m)
+        for x, t in zip(xs, tasks, strict=True):
+            d, b = summary[t].get(m), summary[t].get(baseline)
+            if d and b and len(d["finals"]) == len(b["finals"]):
+                ax1.scatter([x] * len(d["finals"]), [f - g for f, g in zip(d["finals"], b["finals"], strict=True)],
+                            color="k", s=10, zorder=3)
+        fracs = [summary[t].get(m, {}).get("fraction_of_baseline_steps") for t in tasks]
+        ax2.bar(xs, [f if f is not None else 0.0 for f in fracs], width, label=m, color=bars.patches[0].get_facecolor())
+        for x, f in zip(xs, fracs, strict=True):
+            ax2.annotate("not reached" if f is None else f"{f:.2f}", (x, f or 0.0), ha="center", va="bottom",
+                         fontsize=8, rotation=90 if f is None else 0)
+    ax1.axhline(0, color="k", lw=0.8)
+    ax1.set(title=f"final success minus {baseline} (bars: mean; dots: per seed pair)", xticks=range(len(tasks)),
+            xticklabels=tasks, ylabel="success difference")
+    ax2.axhline(1, color="k", lw=0.8, ls="--")
+    ax2.set(title=f"fraction of {baseline}'s steps to reach its final success", xticks=range(len(tasks)),
+            xticklabels=tasks, ylabel="fraction (1 = as many steps)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -460,10 +504,15 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
         wall = float(json.loads((root / "results.json").read_text()).get("wall_s", wall))
     summary = summarize_policy(results)
     plot = plot_policy(summary, root / "success_vs_steps.png")
+    if any(BASELINE in per and len(per) > 1 for per in summary.values()):  # something to compare
+        figures = plot_paper_figures(summary, root / "paper_figures.png")
+        plot_note = f"\n\n![the paper's two figures]({figures.relative_to(out)})"
+    else:
+        plot_note = ""
     (root / "results.json").write_text(json.dumps({"config": asdict(cfg), "command": cmd, "summary": summary,
                                                    "wall_s": wall}, indent=2, default=float))
     table = policy_table(summary) + "\n\nWhat each mode did with the synthetic data (mean over seeds):\n\n" + \
-        synthetic_table(summary)
+        synthetic_table(summary) + plot_note
     _write_section(out / "results.md", "policy", cmd, table, plot.relative_to(out), wall, cfg)
     print(table)
     print(f"[experiment] policy comparison done in {time.time() - t0:.0f} s -> {root}", flush=True)

@@ -223,7 +223,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             t1 = time.perf_counter()
             run_eval(step)
             timers["eval"] += time.perf_counter() - t1
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        if cfg.checkpoint_every_env_steps and step % cfg.checkpoint_every_env_steps == 0:
             version += 1
             save_policy(learner.agent, out / "checkpoints", version, {"env_steps": step, "mode": cfg.ppl.mode})
     if cfg.env_steps % cfg.eval_every != 0:

@@ -16,7 +16,7 @@ With a ``run_id`` parameter, episode events and synthetic bags of another run (a
 ``run_id``, e.g. a second loop on the same ROS_DOMAIN_ID) are dropped and counted (`foreign`),
 so they never reach the replay or PPL's progress signal.
 Publishes ``policy/checkpoint`` (PolicyCheckpoint, a new versioned file every
-``checkpoint_every`` updates) and ``ppl/status`` (PPLStatus, every ``status_period_s``).
+``checkpoint_every_updates`` updates) and ``ppl/status`` (PPLStatus, every ``status_period_s``).
 The logic lives in `worldsample_learner.core.learner.Learner`; this node only converts.
 """
 
@@ -229,7 +229,7 @@ class LearnerNode(Node):
                 return
             lr.train_step()
             self.train_steps += 1
-            if self.train_steps % self.cfg.checkpoint_every == 0:
+            if self.train_steps % self.cfg.checkpoint_every_updates == 0:
                 self._checkpoint()
 
     def _resume(self) -> None:

@@ -29,7 +29,9 @@ def _add_model_options(p: argparse.ArgumentParser, pretrain: bool) -> None:
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between resume checkpoints (default 200)")
+    p.add_argument("--train-state-every", type=int, default=None,
+                   help="training steps between train_state.pt saves, to resume after a kill "
+                        "(default: WorldModelConfig.train_state_every)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if pretrain:
         p.add_argument("--cameras", default="front,wrist", help="comma-separated camera names (default front,wrist)")
@@ -126,7 +128,7 @@ def _cfg_overrides(args, base=None):
 
     d = (base or WorldModelConfig()).to_dict()
     for key, attr in (("batch_size", "batch_size"), ("lr", "lr"), ("device", "device"), ("ensemble_size", "ensemble"),
-                      ("latent_channels", "latent_channels"), ("checkpoint_every", "checkpoint_every")):
+                      ("latent_channels", "latent_channels"), ("train_state_every", "train_state_every")):
         v = getattr(args, attr, None)
         if v is not None:
             d[key] = v

@@ -45,7 +45,7 @@ class WorldModelConfig:
     done_weight: float = 0.5
     real_fraction: float = 0.7  # share of each batch drawn from REAL episodes when demos are mixed in
     log_every: int = 25
-    checkpoint_every: int = 200
+    train_state_every: int = 200  # training steps between train_state.pt saves (resume after a kill)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
@@ -62,7 +62,7 @@ class WorldModelConfig:
                 raise ValueError(f"WorldModelConfig.{name} must be an int >= {lo}, got {v!r}")
 
         for name in ("history", "latent_channels", "base_channels", "ensemble_size",
-                     "hidden_dim", "batch_size", "rollout_steps", "log_every", "checkpoint_every"):
+                     "hidden_dim", "batch_size", "rollout_steps", "log_every", "train_state_every"):
             pos_int(name)
         pos_int("image_size", 8)
         pos_int("num_threads", 0)
@@ -98,6 +98,7 @@ class WorldModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> WorldModelConfig:
         """Build from a dict (e.g. a saved manifest); unknown keys are an error naming them."""
         names = {f.name for f in fields(cls)}
+        d = {RENAMED.get(k, k): v for k, v in d.items()}  # models saved before a field was renamed
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"WorldModelConfig: unknown field(s) {unknown}; expected a subset of {sorted(names)}")
@@ -107,6 +108,9 @@ class WorldModelConfig:
         cfg = cls(**d)
         cfg.validate()
         return cfg
+
+
+RENAMED = {"checkpoint_every": "train_state_every"}  # old field name -> new, for saved configs
 
 
 def resolve_device(device: str) -> str:

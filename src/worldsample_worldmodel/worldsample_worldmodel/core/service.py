@@ -12,7 +12,7 @@ call directly):
 - `generate(...)`: synthetic branches from recent real episodes under a policy -> one bag.
 
 A training that is cut (kill -9, or a stop) resumes at the next start from ``RUN/train_state.pt``
-(written every ``model.checkpoint_every`` steps, pre-training included). The episodes it trains on
+(written every ``model.train_state_every`` steps, pre-training included). The episodes it trains on
 are kept in ``RUN/train_job.json`` while it runs, so a restart that has more real episodes by then
 (bags recorded meanwhile) resumes the same job instead of starting over; the newer episodes wait
 for the next post-training.

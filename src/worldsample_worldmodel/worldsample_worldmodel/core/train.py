@@ -222,7 +222,7 @@ def train_world_model(
     malformed) are skipped with a warning naming them; if none are left, ValueError.
 
     With ``run_dir``: writes ``{run_dir}/logs/{tag}_metrics.csv`` and ``{tag}_loss.png``, and
-    every ``cfg.checkpoint_every`` steps ``{run_dir}/train_state.pt``; a later call with the same
+    every ``cfg.train_state_every`` steps ``{run_dir}/train_state.pt``; a later call with the same
     episodes, config, steps and init resumes from it (a different job starts afresh). The
     caller deletes the train state once the version is saved (`clear_train_state`).
     ``stop_after`` ends early after that many steps of this call (used to simulate a crash).
@@ -342,7 +342,7 @@ def train_world_model(
             nacc = 0
             if run is not None:
                 _write_csv(rows, run / "logs" / f"{tag}_metrics.csv")
-        if state_path is not None and (n % cfg.checkpoint_every == 0) and n < steps:
+        if state_path is not None and (n % cfg.train_state_every == 0) and n < steps:
             save_state(n)
     if bar is not None:
         bar.close()
