@@ -207,21 +207,25 @@ class WorldModel(nn.Module):
         """One latent step for every member.
 
         z_hist[cam] (B, H, C, g, g) oldest first; p (B, P) normalised; a (B, A).
-        Returns ``z`` {cam: (N, B, C, g, g)}, ``p`` (N, B, P) next normalised proprio, ``feat`` (B, cams*C),
+        Returns ``z`` {cam: (N, B, C, g, g)} and their mean ``z_mean`` {cam: (B, C, g, g)}, ``p`` (N, B, P)
+        next normalised proprio, ``feat`` (B, cams*C),
         ``outcome`` (B, 3) logits from the member-mean next proprio, ``disagreement`` (B,).
         """
         a = a.clamp(-1, 1)
         cond = self.cond(torch.cat([p, a], dim=-1))
-        zs, feats, dis = {}, [], []
+        zs, zmean, feats, dis = {}, {}, [], []
         for cam in self.cameras:
             net = self.nets[cam]
             f = net.trunk(z_hist[cam], cond)
             d = net.deltas(f)
-            zs[cam] = z_hist[cam][:, -1].unsqueeze(0) + d
+            last = z_hist[cam][:, -1]
+            zs[cam] = last.unsqueeze(0) + d
+            dmean = d.mean(dim=0)
+            zmean[cam] = last + dmean
             feats.append(f.mean(dim=(-1, -2)))
             # member variance, averaged over the grid; written out because torch's var over the (small,
             # outer) member axis was 45 % of generation time on CPU (5x slower than this)
-            dev = d - d.mean(dim=0, keepdim=True)
+            dev = d - dmean.unsqueeze(0)
             dis.append((dev * dev).mean(dim=(0, 2, 3, 4)) if d.shape[0] > 1
                        else torch.zeros(d.shape[1], device=d.device))
         feat = torch.cat(feats, dim=-1)
@@ -229,8 +233,8 @@ class WorldModel(nn.Module):
         xn = x.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
         p1 = p.unsqueeze(0) + self.prop[1](F.silu(self.prop[0](xn)))
         out = self.head(torch.cat([x, p1.mean(0)], dim=-1))
-        return {"z": zs, "p": p1, "feat": feats, "outcome": out, "disagreement": torch.stack(dis, -1).mean(-1),
-                "cam_disagreement": dis}
+        return {"z": zs, "z_mean": zmean, "p": p1, "feat": feats, "outcome": out,
+                "disagreement": torch.stack(dis, -1).mean(-1), "cam_disagreement": dis}
 
     def decoder_cond(self, anchor_p: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Decoder conditioning from the anchor's and the current normalised proprio (how far the arm moved)."""
@@ -276,7 +280,7 @@ class WorldModel(nn.Module):
             z1 = {c: tr["z"][c][idx, ar] for c in self.cameras}
             p1 = tr["p"][idx, ar]
         else:
-            z1 = {c: tr["z"][c].mean(0) for c in self.cameras}
+            z1 = tr["z_mean"]
             p1 = tr["p"].mean(0)
         k = hist["k"] + 1
         frames, errs = {}, []

@@ -93,7 +93,7 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
             target = x[c][:, h + i]
             zl = ((tr["z"][c] - z[c][:, h + i].detach()) ** 2).mean(dim=(2, 3, 4))  # (N, B)
             latent = latent + (((zl * boot).sum(0) / bsum) * m).sum() / msum / ncam
-            z1 = tr["z"][c].mean(0)
+            z1 = tr["z_mean"][c]
             frame, dec_feat = net.decode(z1, anchor_z[c], anchor[c], dcond)
             err = ((frame - target) ** 2).mean(dim=(1, 2, 3))
             # plus the same error at 1/4 resolution: wide gradients for the warp when things moved several pixels
