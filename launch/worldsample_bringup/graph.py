@@ -12,7 +12,7 @@ the per-episode recorder. World model and learner nodes can be appended by the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -147,31 +147,63 @@ def _set_run_id(decided: dict[str, dict[str, Any]], run_id: str) -> None:
 
 
 # --------------------------------------------------------------------------- the whole loop
-# Launch arguments of the loop launch files: name -> (default, help). Values arrive as strings.
-LOOP_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "task": ("push", "task name (sim: one of the MuJoCo tasks; real/gazebo: the label recorded in the bags)"),
-    "run_dir": ("runs/loop", "run directory: bags, checkpoints, world models, logs"),
-    "policy": ("random", "initial policy: 'random', 'scripted' (sim only) or a checkpoint path"),
-    "episodes": ("0", "real episodes to run (0: until stopped)"),
-    "seed": ("0", "seed of the first episode (sim)"),
-    "max_steps": ("0", "episode length limit (0: the task's default)"),
-    "image_size": ("64", "camera image size [px] (square)"),
-    "cameras": ("front,wrist", "comma-separated camera names"),
-    "camera_sources": ("0,2", "real: comma-separated OpenCV sources (device index, path, URL) per camera"),
-    "robot_ip": ("172.16.0.2", "real: the Franka's IP address (passed to franka_bringup)"),
-    "control_hz": ("10.0", "control rate [Hz]"),
-    "namespace": ("", "ROS namespace of the robot-side nodes"),
-    "run_id": ("", "id of this run, carried by every episode message; nodes ignore other runs' ('' = none)"),
-    "episodes_per_policy": ("0", "iteration pacing: after N episodes with one policy the actor waits for the "
-                                 "next checkpoint (0: never waits)"),
-    "mode": ("ppl", "learner mode: rl-only, naive, selection, schedule, ppl"),
-    "demos_dir": ("", "directory of demonstration bags for the world model's pre-training and the learner"),
-    "params_file": ("", "parameter YAML laid over the package's config/loop.yaml key by key (every node's "
-                        "parameters, keyed by node name; '' = loop.yaml alone)"),
-    "device": ("auto", "torch device of world model and learner: auto, cpu, cuda"),
-    "success_classifier": ("", "real/gazebo: success classifier checkpoint ('' = human override only: "
-                               "publish std_msgs/Bool on success/override, or run success_keys)"),
-}
+@dataclass(frozen=True)
+class LoopArguments:
+    """The loop's arguments, documented once: each field is one ``ros2 launch`` argument of the three
+    loop launch files (`LOOP_ARGUMENTS`, values arrive as strings) and, where `worldsample loop` has
+    the same setting, its flag (`add_loop_flags`), with this default and this description."""
+
+    task: str = "push"  # task name (sim: one of the MuJoCo tasks; real/gazebo: the label recorded in the bags)
+    run_dir: str = "runs/loop"  # run directory: bags, checkpoints, world models, logs
+    policy: str = "random"  # initial policy: 'random', 'scripted' (sim only) or a checkpoint path
+    episodes: int = 0  # real episodes to run (0: until stopped)
+    seed: int = 0  # seed of the first episode (sim)
+    max_steps: int = 0  # episode length limit (0: the task's default)
+    image_size: int = 64  # camera image size [px] (square)
+    cameras: str = "front,wrist"  # comma-separated camera names
+    camera_sources: str = "0,2"  # real: comma-separated OpenCV sources (device index, path, URL) per camera
+    robot_ip: str = "172.16.0.2"  # real: the Franka's IP address (passed to franka_bringup)
+    control_hz: float = 10.0  # control rate [Hz]
+    namespace: str = ""  # ROS namespace of the robot-side nodes
+    run_id: str = ""  # id of this run, carried by every episode message; nodes ignore other runs' ('' = none)
+    # iteration pacing: after N episodes with one policy the actor waits for the next checkpoint (0: never waits)
+    episodes_per_policy: int = 0
+    mode: str = "ppl"  # learner mode: rl-only, naive, selection, schedule, ppl
+    demos_dir: str = ""  # directory of demonstration bags for the world model's pre-training and the learner
+    # parameter YAML laid over the package's config/loop.yaml key by key (every node's parameters, keyed by
+    # node name; '' = loop.yaml alone)
+    params_file: str = ""
+    device: str = "auto"  # torch device of world model and learner: auto, cpu, cuda
+    # real/gazebo: success classifier checkpoint ('' = human override only: publish std_msgs/Bool on
+    # success/override, or run success_keys)
+    success_classifier: str = ""
+
+
+def _launch_default(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _loop_arguments() -> dict[str, tuple[str, str]]:
+    from worldsample_common.core.params import field_descriptions
+
+    helps = field_descriptions(LoopArguments)
+    return {f.name: (_launch_default(f.default), helps.get(f.name, "")) for f in fields(LoopArguments)}
+
+
+# Launch arguments of the loop launch files: name -> (default, help), from `LoopArguments`.
+LOOP_ARGUMENTS: dict[str, tuple[str, str]] = _loop_arguments()
+
+
+def add_loop_flags(parser: Any, names: tuple[str, ...], **overrides: dict[str, Any]) -> None:
+    """``--name`` flags of `worldsample loop` for these `LoopArguments` fields: the field's type,
+    default and description (``overrides[name]`` may add ``choices`` or change the default)."""
+    helps = _loop_arguments()
+    types = {f.name: type(f.default) for f in fields(LoopArguments)}
+    for name in names:
+        kw: dict[str, Any] = {"type": types[name], "default": getattr(LoopArguments, name), "help": helps[name][1]}
+        kw.update(overrides.get(name, {}))
+        parser.add_argument(f"--{name.replace('_', '-')}", **kw)
+
 
 def config_path(name: str) -> Path:
     """A file of this package's ``config/`` (source tree, else the ament share directory)."""

@@ -46,20 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=None,
                         help="total real episodes of the run (default 60; with --resume: the saved total)")
     parser.add_argument("--demos", type=int, default=10, help="scripted-expert demonstrations recorded first")
-    parser.add_argument("--mode", choices=PPL_MODES, default="ppl", help="learner mode (ablations)")
-    parser.add_argument("--policy", default="random", help="policy of the first episodes: random or a checkpoint")
-    parser.add_argument("--episodes-per-policy", type=int, default=5,
-                        help="iteration pacing: real episodes per policy version; then the actor waits for the "
-                             "learner's next checkpoint (0: never waits)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first real episode (episode k: seed + k)")
-    parser.add_argument("--max-steps", type=int, default=0, help="episode length (0: the task's default)")
-    parser.add_argument("--image-size", type=int, default=64, help="camera image size [px], a power of two")
-    parser.add_argument("--cameras", default="front,wrist", help="comma-separated cameras")
+    # the settings the launch files have too: type, default and description from graph.LoopArguments
+    from .graph import add_loop_flags
+
+    add_loop_flags(parser, ("mode", "policy", "episodes_per_policy", "seed", "max_steps", "image_size", "cameras",
+                            "device"),
+                   mode={"choices": PPL_MODES},
+                   policy={"help": "policy of the first episodes: 'random' or a checkpoint path"},
+                   # the loop paces iterations by default (the launch files do not: a real run may want to)
+                   episodes_per_policy={"default": 5, "help": "iteration pacing: real episodes per policy version; "
+                                        "then the actor waits for the learner's next checkpoint (0: never waits)"})
     parser.add_argument("--params", default="", help="parameter YAML laid over worldsample_bringup's config/loop.yaml "
                                                      "key by key (every node's parameters, keyed by node name); "
                                                      "the merged result is kept in RUN/params.yaml and a "
                                                      "resumed run reads that")
-    parser.add_argument("--device", default="auto", help="torch device for world model and learner")
     parser.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
 
 

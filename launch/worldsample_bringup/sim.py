@@ -36,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a checkpoint path")
     parser.add_argument("--episodes", type=int, default=1, help="episodes to run (default 1)")
     parser.add_argument("--out", required=True, type=Path, help="run directory (bags in OUT/bags)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; episode k uses seed + k")
-    parser.add_argument("--max-steps", type=int, default=0, help="episode length limit (0: the task's default)")
-    parser.add_argument("--image-size", type=int, default=64, help="camera image size in pixels (square)")
-    parser.add_argument("--cameras", default="front,wrist", help="comma-separated cameras (front, wrist)")
+    from .graph import add_loop_flags  # the settings the loop has too, documented once (graph.LoopArguments)
+
+    add_loop_flags(parser, ("seed", "max_steps", "image_size", "cameras"),
+                   seed={"help": "seed of the first episode; episode k uses seed + k"})
     parser.add_argument("--source", choices=("real", "demo"), default=None,
                         help="transition source (default: demo for scripted, real otherwise)")
     parser.add_argument("--realtime", action="store_true",
