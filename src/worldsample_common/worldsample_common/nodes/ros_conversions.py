@@ -1,9 +1,10 @@
 """Episode data <-> rclpy messages (worldsample_msgs/Transition, EpisodeInfo, sensor_msgs/Image).
 
 The rclpy twin of `core.bag_io`'s message builders: the same field meanings, so a
-Transition published on a topic and one read from a bag decode to the same arrays.
-Used by every node that publishes or subscribes transitions (actor, recorder, world
-model, learner). Imports rclpy message packages, so it lives outside `core`.
+Transition published on a topic and one read from a bag decode to the same arrays. Episodes
+travel between nodes as bags (decoded by `core.bag_io` alone); this module is for tools and
+tests that put whole episodes on a topic (tests/test_dds_transition.py). Imports rclpy
+message packages, so it lives outside `core`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import array
 from dataclasses import dataclass
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -20,14 +20,11 @@ from worldsample_msgs.msg import EpisodeInfo, Transition
 
 from ..core.episode import Episode, Source
 from ..core.image_codec import image_msg_to_rgb8
+from .support import ns_to_time, time_to_ns
 
-
-def stamp_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def ns_to_stamp(ns: int) -> Time:
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+# one pair of stamp helpers for every rclpy module (nodes.support)
+stamp_to_ns = time_to_ns
+ns_to_stamp = ns_to_time
 
 
 def rgb_to_image(frame: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:

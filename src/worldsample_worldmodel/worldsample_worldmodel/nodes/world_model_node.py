@@ -46,8 +46,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
-from worldsample_common.nodes.ros_conversions import ns_to_stamp
-from worldsample_common.nodes.support import declare_config
+from worldsample_common.nodes.support import declare_config, ns_to_time
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 from worldsample_msgs.srv import RequestSyntheticRollouts
@@ -153,7 +152,7 @@ class WorldModelNode(Node):
     def _publish_status(self) -> None:
         s = self.core.status()
         msg = WorldModelStatus(
-            header=Header(stamp=ns_to_stamp(self.get_clock().now().nanoseconds)), state=STATES.get(s["state"], 0),
+            header=Header(stamp=ns_to_time(self.get_clock().now().nanoseconds)), state=STATES.get(s["state"], 0),
             version=s["version"], uri=s["uri"], train_steps=s["train_steps"], num_real_episodes=s["num_real_episodes"],
             num_demo_episodes=s["num_demo_episodes"], horizons=[int(h) for h in s["horizons"]],
             psnr=[float(x) for x in s["psnr"]], ssim=[float(x) for x in s["ssim"]],
