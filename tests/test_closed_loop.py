@@ -84,12 +84,14 @@ def test_tiny_loop_stops_on_ctrl_c_and_resumes(tmp_path):
     # (no fidelity exists without a held-out episode: every heldout_every-th real episode is one)
     assert evaluated or manifests[-1].get("fidelity_pending") or not manifests[-1]["heldout"], manifests[-1]
     assert all(np.isfinite(m["fidelity"]["psnr"]).all() for m in evaluated)
-    # synthetic rollouts from the world model, and PPL's scored copies with trust in [0, 1]
+    # synthetic rollouts from the world model, and PPL's decision (trust in [0, 1]) on every transition
     syn = load_episodes(out / "synthetic")
     assert syn and all(e.source == Source.SYNTHETIC and np.isfinite(e.uncertainty).all() for e in syn)
-    scored = load_episodes(out / "learner" / "synthetic_scored")
-    assert scored
-    trust = np.concatenate([e.trust for e in scored])
+    import csv
+
+    decisions = list(csv.DictReader((out / "learner" / "ppl_decisions.csv").open()))
+    assert decisions and {Path(d["bag"]).name for d in decisions} <= {b.name for b in (out / "synthetic").iterdir()}
+    trust = np.array([float(d["trust"]) for d in decisions])
     assert ((trust >= 0) & (trust <= 1)).all() and (trust < 1).any()  # PPL's scores, not the default 1.0
     # policies: >= 2 learner checkpoints used by the actor, hot-swapped between episodes
     used = {json.loads(line)["policy_version"] for line in (out / "actor" / "episodes.jsonl").read_text().splitlines()}

@@ -95,8 +95,14 @@ def test_learner_node_trains_and_publishes(tmp_path):
 
     store = ReplayStore("real", ObsSpec(7, 2), directory=tmp_path / "learner" / "replay" / "real")
     assert len(store) == 40
-    scored = sorted((tmp_path / "learner" / "synthetic_scored").iterdir())
-    assert len(scored) == 1  # PPL's decisions on the batch, written for audit
+    # PPL's decision on every synthetic transition, logged (the bag itself is not copied)
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "learner" / "ppl_decisions.csv").open()))
+    assert len(rows) == 64 and {r["bag"] for r in rows} == {str(synthetic)}
+    assert sum(int(r["admitted"]) for r in rows) == st.admitted
+    assert all(float(r["trust"]) < 0.5 for r in rows if float(r["uncertainty"]) == 40.0)
+    assert not (tmp_path / "learner" / "synthetic_scored").exists()
 
 
 def _real_count(log_path) -> int | None:

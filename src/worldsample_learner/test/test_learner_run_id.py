@@ -73,10 +73,9 @@ def test_learner_ignores_other_runs_transitions_and_bags(tmp_path):
         rec.publish(EpisodeInfo(event=end, episode_id="own-bag", source=real, run_id=mine, bag_uri=str(own_bag)))
         syn.publish(EpisodeInfo(event=end, episode_id="own-synthetic", source=EpisodeInfo.SOURCE_SYNTHETIC,
                                 run_id=mine, bag_uri=str(own_syn), length=6))
-        scored = tmp_path / "learner" / "synthetic_scored"
+        decisions = tmp_path / "learner" / "ppl_decisions.csv"
         deadline = time.time() + 60
-        while time.time() < deadline and proc.poll() is None and not (15 in env_steps and scored.is_dir()
-                                                                       and any(scored.iterdir())):
+        while time.time() < deadline and proc.poll() is None and not (15 in env_steps and decisions.exists()):
             rclpy.spin_once(node, timeout_sec=0.1)
         assert 15 in env_steps, f"checkpoints' env_steps {sorted(set(env_steps))}, want 15:\n{log.read_text()}"
         proc.send_signal(signal.SIGINT)
@@ -89,7 +88,8 @@ def test_learner_ignores_other_runs_transitions_and_bags(tmp_path):
         rclpy.shutdown()
     assert max(env_steps) == 15, sorted(set(env_steps))  # the other run's 7 real transitions never counted
     # PPL scored our synthetic bag only (announced after theirs on the same writer: theirs was handled first)
-    assert len(list(scored.iterdir())) == 1, sorted(scored.iterdir())
+    bags = {line.split(",")[1] for line in decisions.read_text().splitlines()[1:]}
+    assert bags == {str(own_syn)}, bags
     assert all(st.admitted + st.rejected <= 6 for st in statuses)
     store = ReplayStore("real", ObsSpec(7, 2), directory=tmp_path / "learner" / "replay" / "real")
     assert {eid for eid, _, _ in store.keys()} == {"ep-mine", "own-bag"}

@@ -52,3 +52,17 @@ def json_safe(obj: Any) -> Any:
 def json_dumps(obj: Any, **kwargs: Any) -> str:
     """Strict JSON of ``obj`` (see `json_safe`); never a bare NaN/Infinity."""
     return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
+def append_csv(path: str | Path, header: list[str], rows: list[list[Any]]) -> None:
+    """Append ``rows`` to the CSV file ``path``, writing ``header`` first when the file is new or empty
+    (a restarted process goes on appending to the same file)."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if f.tell() == 0:
+            w.writerow(header)
+        w.writerows(rows)

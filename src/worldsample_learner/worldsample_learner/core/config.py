@@ -222,7 +222,7 @@ class LearnerNodeConfig:
     train_period_s: float = 0.05  # work tick period [s]
     status_period_s: float = 2.0  # ppl/status period [s]
     checkpoint_every_updates: int = 500  # learner updates between policy checkpoints
-    write_scored_bags: bool = True  # out_dir/synthetic_scored/*: synthetic batches with PPL trust
+    log_decisions: bool = True  # out_dir/ppl_decisions.csv: PPL's trust and admission of every synthetic transition
     device: str = "auto"  # torch device: auto, cpu, cuda[:N]
     seed: int = 0
     # this run's id: real transitions and episode events of another run (their ``run_id`` differs) are

@@ -76,11 +76,13 @@ class Learner:
         store = self.demo if int(tr.source) == Source.DEMO else self.real
         return store.add_transition(tr)
 
-    def add_synthetic_episodes(self, episodes: list[Episode]) -> AddReport:
+    def add_synthetic_episodes(self, episodes: list[Episode],
+                               admitted: list[np.ndarray] | None = None) -> AddReport:
         """Score every synthetic transition, admit the trusted ones into the synthetic store.
 
         Each episode's ``trust`` is overwritten with PPL's score of its transitions (0 where the
-        transition was invalid), so callers can record the decisions (e.g. in a bag).
+        transition was invalid); ``admitted``, when given, receives one bool array per episode
+        (which transitions PPL admitted), so callers can record every decision.
         """
         total = AddReport()
         for ep in episodes:
@@ -89,29 +91,36 @@ class Learner:
                 total.rejected[problems[0]] += ep.length
                 self.ppl.reject_invalid(ep.length)
                 ep.trust = np.zeros(ep.length, np.float32)
+                if admitted is not None:
+                    admitted.append(np.zeros(ep.length, bool))
                 continue
-            rep, trust = self._admit_rows(rows)
+            rep, trust, mask = self._admit_rows(rows)
             ep.trust = trust
+            if admitted is not None:
+                admitted.append(mask)
             total.merge(rep)
         return total
 
-    def _admit_rows(self, rows: dict[str, Any]) -> tuple[AddReport, np.ndarray]:
-        """PPL selection of synthetic rows; returns the report and the trust of every row (0 if invalid)."""
+    def _admit_rows(self, rows: dict[str, Any]) -> tuple[AddReport, np.ndarray, np.ndarray]:
+        """PPL selection of synthetic rows; returns the report, the trust of every row (0 if invalid) and
+        which rows were admitted."""
         n = len(rows["episode_id"])
         trust_all = np.zeros(n, np.float32)
+        admitted_all = np.zeros(n, bool)
         # replay-level validity first (shapes, NaN, action range): those are "invalid" for PPL
         ok, reasons = self.synthetic._validate(rows, n)
         rep = AddReport(rejected=Counter(reasons))
         if reasons:
             self.ppl.reject_invalid(sum(reasons.values()))
         if not ok.any():
-            return rep, trust_all
+            return rep, trust_all, admitted_all
         rows = subset_rows(rows, ok)
         unc = np.asarray(rows["uncertainty"], np.float32)
         q_ens, q_real_max = self._value_inputs(rows)
         scores = self.ppl.score(unc, q_ens, q_real_max)
         trust_all[np.asarray(ok, bool)] = scores.trust
         mask, ppl_reasons = self.ppl.admit(scores)
+        admitted_all[np.flatnonzero(np.asarray(ok, bool))[np.asarray(mask, bool)]] = True
         rep.rejected.update(ppl_reasons)
         rows = dict(rows)
         rows["trust"] = scores.trust
@@ -119,7 +128,7 @@ class Learner:
             added = self.synthetic.add_rows(subset_rows(rows, mask))
             self.ppl.withdraw(added.duplicates)  # admitted = entered training, once per transition
             rep.merge(added)
-        return rep, trust_all
+        return rep, trust_all, admitted_all
 
     def _value_inputs(self, rows: dict[str, Any]) -> tuple[np.ndarray | None, float]:
         """Critic-ensemble Q (N, B) on synthetic rows and the largest mean Q on a real sample."""

@@ -9,8 +9,8 @@ signal; a ``bag_uri`` of a real or demo episode is loaded into the replay), resc
 lost to a missed event or a restart (the replay's keys load each bag once);
 ``world_model/synthetic`` (EpisodeInfo, source SYNTHETIC: one bag of synthetic branches the world
 model generated): each bag's branches are scored by PPL together (`Learner.add_synthetic_episodes`)
-and written again under ``out_dir/synthetic_scored/`` with PPL's trust score on every Transition,
-so each admission decision can be audited with ``ros2 bag`` or Foxglove; and
+and every decision is appended to ``out_dir/ppl_decisions.csv`` (bag, episode, step, uncertainty,
+trust, admitted: the bag itself is not copied); and
 ``world_model/status`` (WorldModelStatus: mean SSIM = world-model fidelity for PPL).
 With a ``run_id`` parameter, episode events and synthetic bags of another run (another
 ``run_id``, e.g. a second loop on the same ROS_DOMAIN_ID) are dropped and counted (`foreign`),
@@ -32,6 +32,7 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from worldsample_common.core.episode import Source
+from worldsample_common.core.files import append_csv
 from worldsample_common.core.franka_interface import LATCHED, QoSSpec
 from worldsample_common.nodes.support import declare_config, qos, take_pending
 from worldsample_common.nodes.support import run as run_node
@@ -44,6 +45,8 @@ from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
 
 EVENTS = QoSSpec("reliable", 100)
+DECISIONS = "ppl_decisions.csv"  # out_dir/ppl_decisions.csv: PPL's decision on every synthetic transition
+DECISION_COLUMNS = ["scored_at", "bag", "episode_id", "step", "uncertainty", "trust", "admitted"]
 
 
 class LearnerNode(Node):
@@ -123,21 +126,21 @@ class LearnerNode(Node):
             self.get_logger().error(f"cannot load synthetic bag {msg.bag_uri!r}: {e}")
             return
         if eps:
-            self._score_synthetic(eps)
+            self._score_synthetic(eps, msg.bag_uri)
 
-    def _score_synthetic(self, eps: list) -> None:
-        rep = self.learner.add_synthetic_episodes(eps)
+    def _score_synthetic(self, eps: list, bag: str = "") -> None:
+        admitted: list = []
+        rep = self.learner.add_synthetic_episodes(eps, admitted)
         n = sum(ep.length for ep in eps)
         self._scored_batches += 1
-        if self.cfg.write_scored_bags:
-            from worldsample_common.core.bag_io import write_episodes_bag
-
-            wm = eps[0].world_model_version or "wm"
-            bag = self.out / "synthetic_scored" / f"scored_{self._scored_batches:06d}_{wm}_{time.strftime('%H%M%S')}"
+        if self.cfg.log_decisions:  # every decision, one row per synthetic transition (the bag is not copied)
+            rows = [[round(time.time(), 3), bag, ep.episode_id, t, float(ep.uncertainty[t]), float(ep.trust[t]),
+                     int(adm[t])] for ep, adm in zip(eps, admitted, strict=True) for t in range(ep.length)]
+            path = self.out / DECISIONS
             try:
-                write_episodes_bag(eps, bag)
-            except Exception as e:  # noqa: BLE001 - the audit bag is a record, training goes on
-                self.get_logger().error(f"could not write scored synthetic bag {bag}: {e}")
+                append_csv(path, DECISION_COLUMNS, rows)
+            except OSError as e:  # the log is a record, training goes on
+                self.get_logger().error(f"could not append PPL decisions to {path}: {e}")
         self.get_logger().info(f"PPL scored {n} synthetic transitions from {len(eps)} branches: admitted "
                                f"{rep.added}, rejected {dict(rep.rejected)}")
 
@@ -160,7 +163,7 @@ class LearnerNode(Node):
             return
         synthetic = [ep for ep in eps if ep.source == Source.SYNTHETIC]
         if synthetic:
-            self._score_synthetic(synthetic)
+            self._score_synthetic(synthetic, path)
         for ep in eps:
             if ep.source == Source.SYNTHETIC:
                 continue
