@@ -288,3 +288,27 @@ def test_generation_with_a_learner_policy_checkpoint(trained, demos, tmp_path):
     eps = generate_branches(model, demos, policy, 4, 3, 0.1, np.random.default_rng(0))
     assert len(eps) == 4 and all(e.policy_version == "policy-000005" for e in eps)
     assert all(np.abs(e.actions).max() <= 1.0 for e in eps)
+
+
+def test_generation_without_members_gives_the_members_mean_and_spread():
+    """`transition(members=False)` (generation) must equal the member mean and variance of the full ensemble."""
+    import torch
+    from worldsample_worldmodel.core.model import build_model
+
+    torch.manual_seed(0)
+    cfg = small_cfg(ensemble_size=4)
+    model = build_model(cfg, proprio_dim=7).eval()
+    with torch.no_grad():
+        for net in model.nets.values():  # a trained model's members differ
+            net.dyn_heads.weight.normal_(std=0.05)
+            net.dyn_heads.bias.normal_(std=0.05)
+        g = cfg.image_size // 4
+        z = {c: torch.randn(5, cfg.history, cfg.latent_channels, g, g) for c in cfg.cameras}
+        p, a = torch.randn(5, 7), torch.rand(5, 4) * 2 - 1
+        full, fast = model.transition(z, p, a, members=True), model.transition(z, p, a, members=False)
+    assert fast["z"] is None
+    for i, c in enumerate(cfg.cameras):
+        torch.testing.assert_close(fast["z_mean"][c], full["z"][c].mean(0), rtol=1e-5, atol=1e-6)
+        want = full["z"][c].var(dim=0, unbiased=False).mean(dim=(1, 2, 3))
+        torch.testing.assert_close(fast["cam_disagreement"][i], want, rtol=1e-4, atol=1e-9)
+        assert float(want.min()) > 0

@@ -103,6 +103,23 @@ class CameraNet(nn.Module):
         b, _, g, _ = feat.shape
         return self.dyn_heads(feat).view(b, self.n, self.c, g, g).transpose(0, 1)
 
+    def mean_and_spread(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The member-mean latent step (B, C, g, g) and the member variance averaged over channels and grid
+        (B,), without computing every member: the heads are one 1x1 conv, linear per grid cell, so with
+        W_m = W̄ + D_m, b_m = b̄ + e_m the spread is the quadratic form sum_m |D_m f + e_m|^2 of the
+        features. Same values as `deltas` + variance (to float rounding), a fraction of the work."""
+        n, c = self.n, self.c
+        w = self.dyn_heads.weight.view(n, c, -1)  # (N, C_out, C_in): output channel m * C + j is member m's j
+        b = self.dyn_heads.bias.view(n, c)
+        wm, bm = w.mean(0), b.mean(0)
+        dmean = F.conv2d(feat, wm[..., None, None], bm)
+        d, e = w - wm, b - bm
+        q = torch.einsum("nci,ncj->ij", d, d)  # (C_in, C_in)
+        lin = 2.0 * torch.einsum("nc,nci->i", e, d)
+        quad = (F.conv2d(feat, q[..., None, None]) * feat).sum(1) + F.conv2d(feat, lin[None, :, None, None])[:, 0]
+        spread = (quad + (e * e).sum()).mean(dim=(-1, -2)) / (n * c)
+        return dmean, spread.clamp_min(0.0)
+
     def decode(self, z: torch.Tensor, anchor_z: torch.Tensor, anchor: torch.Tensor,
                dcond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent z (B, C, g, g) relative to the anchor (latent, frame (B, 3, S, S)), conditioned on the
@@ -203,13 +220,16 @@ class WorldModel(nn.Module):
         z = self.nets[cam].encode(x.reshape(-1, *x.shape[-3:]))
         return z.view(*lead, *z.shape[1:])
 
-    def transition(self, z_hist: dict[str, torch.Tensor], p: torch.Tensor, a: torch.Tensor) -> dict[str, Any]:
+    def transition(self, z_hist: dict[str, torch.Tensor], p: torch.Tensor, a: torch.Tensor,
+                   members: bool = True) -> dict[str, Any]:
         """One latent step for every member.
 
         z_hist[cam] (B, H, C, g, g) oldest first; p (B, P) normalised; a (B, A).
         Returns ``z`` {cam: (N, B, C, g, g)} and their mean ``z_mean`` {cam: (B, C, g, g)}, ``p`` (N, B, P)
         next normalised proprio, ``feat`` (B, cams*C),
         ``outcome`` (B, 3) logits from the member-mean next proprio, ``disagreement`` (B,).
+        ``members=False`` (generation with the member mean): ``z`` is None and the mean and the spread
+        come from `CameraNet.mean_and_spread` (the same values, without materialising the members).
         """
         a = a.clamp(-1, 1)
         cond = self.cond(torch.cat([p, a], dim=-1))
@@ -217,12 +237,17 @@ class WorldModel(nn.Module):
         for cam in self.cameras:
             net = self.nets[cam]
             f = net.trunk(z_hist[cam], cond)
-            d = net.deltas(f)
             last = z_hist[cam][:, -1]
+            feats.append(f.mean(dim=(-1, -2)))
+            if not members:
+                dmean, spread = net.mean_and_spread(f)
+                zmean[cam] = last + dmean
+                dis.append(spread if net.n > 1 else torch.zeros_like(spread))
+                continue
+            d = net.deltas(f)
             zs[cam] = last.unsqueeze(0) + d
             dmean = d.mean(dim=0)
             zmean[cam] = last + dmean
-            feats.append(f.mean(dim=(-1, -2)))
             # member variance, averaged over the grid; written out because torch's var over the (small,
             # outer) member axis was 45 % of generation time on CPU (5x slower than this)
             dev = d - dmean.unsqueeze(0)
@@ -233,7 +258,7 @@ class WorldModel(nn.Module):
         xn = x.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
         p1 = p.unsqueeze(0) + self.prop[1](F.silu(self.prop[0](xn)))
         out = self.head(torch.cat([x, p1.mean(0)], dim=-1))
-        return {"z": zs, "z_mean": zmean, "p": p1, "feat": feats, "outcome": out,
+        return {"z": zs if members else None, "z_mean": zmean, "p": p1, "feat": feats, "outcome": out,
                 "disagreement": torch.stack(dis, -1).mean(-1), "cam_disagreement": dis}
 
     def decoder_cond(self, anchor_p: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -272,7 +297,7 @@ class WorldModel(nn.Module):
         """
         a = torch.as_tensor(actions, dtype=torch.float32, device=self.device).clamp(-1, 1)
         pn = self.norm_proprio(proprio)
-        tr = self.transition(hist["z"], pn, a)
+        tr = self.transition(hist["z"], pn, a, members=self.cfg.rollout_mode == "random_member")
         b = pn.shape[0]
         if self.cfg.rollout_mode == "random_member":
             idx = torch.randint(0, self.cfg.ensemble_size, (b,), generator=generator, device="cpu").to(self.device)
