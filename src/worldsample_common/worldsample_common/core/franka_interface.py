@@ -50,6 +50,8 @@ LATCHED = QoSSpec("reliable", 1, "transient_local")
 # Images: reliable with a short queue. Best effort drops large frames under load over Fast DDS's
 # default UDP transport; a reliable depth-2 queue keeps latency bounded.
 IMAGES = QoSSpec("reliable", 2)
+# Episode events, synthetic-bag announcements, actions: reliable, deep enough for a burst
+EVENTS = QoSSpec("reliable", 100)
 
 
 @dataclass

@@ -60,6 +60,7 @@ from sensor_msgs.msg import Image, JointState
 from worldsample_common.core.env_protocol import Observation
 from worldsample_common.core.franka_interface import (
     BEST_EFFORT,
+    EVENTS,
     IMAGES,
     QoSSpec,
     WorldSampleTopics,
@@ -74,8 +75,6 @@ from worldsample_msgs.srv import ResetEpisode
 
 from ..core.actor import Actor, StepRecord, SuggestionPolicy, TeleopPolicy
 from ..core.node_config import ActorNodeConfig
-
-EVENTS = QoSSpec("reliable", 100)
 
 
 def _parse_csv(s: str) -> np.ndarray:

@@ -32,6 +32,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, JointState
 from worldsample_common.core.franka_interface import (
     BEST_EFFORT,
+    EVENTS,
     IMAGES,
     QoSSpec,
     WorldSampleTopics,
@@ -43,8 +44,6 @@ from worldsample_msgs.msg import EpisodeInfo, PolicyAction, Transition
 
 from ..core.node_config import RecorderNodeConfig
 from ..core.recorder import EpisodeRecorder, header_stamp_ns
-
-EVENTS = QoSSpec("reliable", 100)
 
 
 def msgtype_of(cls) -> str:

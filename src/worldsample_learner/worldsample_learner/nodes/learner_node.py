@@ -33,7 +33,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 from worldsample_common.core.episode import Source
 from worldsample_common.core.files import append_csv
-from worldsample_common.core.franka_interface import LATCHED, QoSSpec
+from worldsample_common.core.franka_interface import EVENTS, LATCHED
 from worldsample_common.nodes.support import declare_config, qos, take_pending
 from worldsample_common.nodes.support import run as run_node
 
@@ -44,7 +44,6 @@ from ..core.learner import Learner
 from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
 
-EVENTS = QoSSpec("reliable", 100)
 DECISIONS = "ppl_decisions.csv"  # out_dir/ppl_decisions.csv: PPL's decision on every synthetic transition
 DECISION_COLUMNS = ["scored_at", "bag", "episode_id", "step", "uncertainty", "trust", "admitted"]
 

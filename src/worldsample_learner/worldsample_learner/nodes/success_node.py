@@ -25,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
-from worldsample_common.core.franka_interface import IMAGES, QoSSpec, WorldSampleTopics
+from worldsample_common.core.franka_interface import EVENTS, IMAGES, QoSSpec, WorldSampleTopics
 from worldsample_common.core.image_codec import image_msg_to_rgb8
 from worldsample_common.core.params import topic_params
 from worldsample_common.nodes.support import declare_config, qos, time_to_ns
@@ -36,7 +36,6 @@ from worldsample_msgs.msg import EpisodeInfo
 from ..core.config import SuccessNodeConfig
 from ..core.success_classifier import SuccessClassifier, SuccessDetector, SuccessDetectorConfig
 
-EVENTS = QoSSpec("reliable", 100)
 OVERRIDE = QoSSpec("reliable", 10)
 
 

@@ -44,9 +44,10 @@ from pathlib import Path
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from std_msgs.msg import Header
-from worldsample_common.nodes.support import declare_config, ns_to_time
+from worldsample_common.core.franka_interface import LATCHED, QoSSpec
+from worldsample_common.nodes.support import declare_config, ns_to_time, qos
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 from worldsample_msgs.srv import RequestSyntheticRollouts
@@ -59,8 +60,7 @@ STATES = {"idle": WorldModelStatus.STATE_IDLE, "training": WorldModelStatus.STAT
 
 
 def _reliable(depth: int, latched: bool = False) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+    return qos(QoSSpec("reliable", depth, "transient_local" if latched else "volatile"))
 
 
 class WorldModelNode(Node):
@@ -95,8 +95,7 @@ class WorldModelNode(Node):
         self.create_service(RequestSyntheticRollouts, topics["generate"], self._on_generate,
                             callback_group=ReentrantCallbackGroup())
         self.create_timer(period, self._tick, callback_group=events)
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = qos(LATCHED)
         self.create_subscription(PolicyCheckpoint, topics["policy_checkpoint"], self._on_checkpoint, latched,
                                  callback_group=events)
         self.create_subscription(PPLStatus, topics["ppl_status"], self._on_ppl, _reliable(10), callback_group=events)
