@@ -140,10 +140,16 @@ def test_sim_loop_launch_stops_cleanly(tmp_path, demos, how):
     # learner reads that bag at its next start (test_learner_gets_every_real_bag_across_a_kill_and_restart)
     cut = {e.episode_id for e in episodes if not (e.terminated[-1] or e.truncated[-1])}  # no END: cut by the stop
     assert len(cut) <= 1, cut
+    # Episodes reach the learner as bags only (one path per payload): a bag closed in the last moments
+    # before a SIGTERM (which launch may escalate to a kill before the learner's shutdown rescan) is read at
+    # the learner's next start. So under SIGTERM the newest finished episode may be missing as well; any
+    # older one missing is a lost episode. Under Ctrl-C the shutdown rescan must have read it.
+    late = {e.episode_id for e in sorted(episodes, key=lambda e: e.episode_id)[-2:]} if how == "sigterm" else set()
     held = {(eid, step) for eid, step, _ in real.keys()}
     for e in episodes:
         want = {(e.episode_id, t) for t in range(e.length)}
-        assert want <= held or e.episode_id in cut, f"{e.episode_id}: {len(want - held)} of {e.length} steps not in replay"
+        assert want <= held or e.episode_id in cut | late, \
+            f"{e.episode_id}: {len(want - held)} of {e.length} steps not in replay"
     assert len(real) == len(held) <= sum(e.length for e in episodes)
     state = torch.load(run_dir / "learner" / "agent_state.pt", map_location="cpu", weights_only=False)
     assert state["updates"] > 0
