@@ -103,7 +103,8 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
               cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
               lockstep: bool = True, render: bool = True, source: str = "",
               extra: list[NodeSpec] | None = None, namespace: str = "",
-              episodes_per_policy: int = 0, run_id: str = "", params_file: str | Path = "") -> list[NodeSpec]:
+              episodes_per_policy: int = 0, run_id: str = "", params_file: str | Path = "",
+              params: dict[str, dict[str, Any]] | None = None) -> list[NodeSpec]:
     """Simulator + arm control + actor + recorder for ``episodes`` episodes of ``task``.
 
     ``policy``: "random", "scripted" (the task's expert, run inside the simulator node and sent
@@ -112,10 +113,11 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
     actor holds between episodes after that many with one policy until a newer checkpoint.
     ``run_id``: carried by every episode message; arm control and recorder ignore other runs' (and
     the learner and world model of `learning_graph`, which get it from the loop arguments).
-    Every other parameter comes from config/loop.yaml (with ``params_file`` laid over it).
+    Every other parameter comes from config/loop.yaml (with ``params_file`` laid over it), or from
+    ``params`` when the caller has merged them already (`merged_node_params`).
     """
     run_dir = Path(run_dir)
-    params = merged_node_params(params_file)
+    params = merged_node_params(params_file) if params is None else params
     src = source or ("demo" if policy == "scripted" else "real")
     cams = list(cameras)
     decided = {
@@ -255,16 +257,20 @@ def load_node_params(path: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def node_param_configs() -> dict[str, Any]:
-    """Node name in the parameter YAML -> the config tree its parameters are declared from (and
+def node_param_classes() -> dict[str, type]:
+    """Node name in the parameter YAML -> the config class its parameters are declared from (and
     checked against), for every node of the loop. ``camera_*`` holds every ``camera_<name>`` node's."""
     from worldsample_control.core.node_config import ROBOT_NODE_CONFIGS
     from worldsample_learner.core.config import LearnerNodeConfig, SuccessNodeConfig
     from worldsample_worldmodel.core.node_config import WorldModelNodeConfig
 
-    out: dict[str, Any] = {name: cls() for name, cls in ROBOT_NODE_CONFIGS.items()}
-    out.update(success_detector=SuccessNodeConfig(), world_model=WorldModelNodeConfig(), learner=LearnerNodeConfig())
-    return out
+    return {**ROBOT_NODE_CONFIGS, "success_detector": SuccessNodeConfig, "world_model": WorldModelNodeConfig,
+            "learner": LearnerNodeConfig}
+
+
+def node_param_configs() -> dict[str, Any]:
+    """`node_param_classes` with their default configs (the trees, for listing and checking)."""
+    return {name: cls() for name, cls in node_param_classes().items()}
 
 
 def merged_node_params(params_file: str | Path = "") -> dict[str, dict[str, Any]]:
@@ -274,7 +280,7 @@ def merged_node_params(params_file: str | Path = "") -> dict[str, dict[str, Any]
     if params_file:
         for node, values in load_node_params(params_file).items():
             params.setdefault(node, {}).update(values)
-    known = node_param_configs()
+    known = node_param_classes()
     unknown = set(params) - set(known)
     if unknown:
         raise ValueError(f"parameter file {params_file or config_path('loop.yaml')}: unknown node(s) "
@@ -325,7 +331,7 @@ def node_parameters(params: dict[str, dict[str, Any]], name: str, decided: dict[
                          f"loop` / `worldsample sim` flags), not from the parameter file; remove them there")
     from worldsample_common.core.params import validate_params
 
-    return validate_params(name, node_param_configs()[key], {**given, **decided})
+    return validate_params(name, node_param_classes()[key](), {**given, **decided})
 
 
 def _split(value: str) -> list[str]:
@@ -336,7 +342,8 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
                 seed: int = 0, max_steps: int = 0, image_size: int = 64,
                 cameras: tuple[str, ...] = ("front", "wrist"), camera_sources: tuple[str, ...] = (),
                 control_hz: float = 10.0, namespace: str = "", episodes_per_policy: int = 0, run_id: str = "",
-                success_classifier: str = "", params_file: str | Path = "") -> list[NodeSpec]:
+                success_classifier: str = "", params_file: str | Path = "",
+                params: dict[str, dict[str, Any]] | None = None) -> list[NodeSpec]:
     """The robot side for ``kind`` in {"sim", "real", "gazebo"}.
 
     sim: `sim_graph` (lock-step MuJoCo node). real / gazebo: arm control at a fixed rate against
@@ -348,10 +355,11 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
     if kind == "sim":
         return sim_graph(task, run_dir, policy=policy, episodes=episodes, seed=seed, max_steps=max_steps,
                          image_size=image_size, cameras=cameras, control_hz=control_hz, namespace=namespace,
-                         run_id=run_id, episodes_per_policy=episodes_per_policy, params_file=params_file)
+                         run_id=run_id, episodes_per_policy=episodes_per_policy, params_file=params_file,
+                         params=params)
     if kind not in ("real", "gazebo"):
         raise ValueError(f"graph kind {kind!r}; expected 'sim', 'real' or 'gazebo'")
-    params = merged_node_params(params_file)
+    params = merged_node_params(params_file) if params is None else params
     run_dir = Path(run_dir)
     cams = list(cameras)
     decided: dict[str, dict[str, Any]] = {}
@@ -393,7 +401,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
     return specs
 
 
-def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
+def learning_graph(kind: str, args: dict[str, str], params: dict[str, dict[str, Any]] | None = None) -> list[NodeSpec]:
     """World model + learner nodes of the loop.
 
     Their parameters come from the package's config/loop.yaml, overridden key by key by the
@@ -408,7 +416,7 @@ def learning_graph(kind: str, args: dict[str, str]) -> list[NodeSpec]:
 
     if args["mode"] not in PPL_MODES:
         raise ValueError(f"mode {args['mode']!r}; expected one of {PPL_MODES}")
-    params = merged_node_params(args["params_file"])
+    params = merged_node_params(args["params_file"]) if params is None else params
     run_dir = Path(args["run_dir"])
     cams = _split(args["cameras"])
     size = int(args["image_size"])
@@ -439,11 +447,12 @@ def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
     unknown = set(args) - set(LOOP_ARGUMENTS)
     if unknown:
         raise ValueError(f"unknown loop argument(s) {sorted(unknown)}; known: {sorted(LOOP_ARGUMENTS)}")
+    params = merged_node_params(a["params_file"])  # read once for every node
     robot = robot_graph(
         kind, a["task"], a["run_dir"], policy=a["policy"], episodes=int(a["episodes"]), seed=int(a["seed"]),
         max_steps=int(a["max_steps"]), image_size=int(a["image_size"]), cameras=tuple(_split(a["cameras"])),
         camera_sources=tuple(_split(a["camera_sources"])), control_hz=float(a["control_hz"]),
         namespace=a["namespace"], episodes_per_policy=int(a["episodes_per_policy"]),
-        success_classifier=a["success_classifier"], run_id=a["run_id"], params_file=a["params_file"],
+        success_classifier=a["success_classifier"], run_id=a["run_id"], params=params,
     )
-    return robot + learning_graph(kind, a)
+    return robot + learning_graph(kind, a, params)

@@ -6,20 +6,20 @@
 
 Each node declares one ROS parameter per field of its config dataclass (the same tree that
 `worldsample loop`, `worldsample sim` and the launch files check parameter files against);
-launch/config/loop.yaml sets some of them, keyed by node name. Values that the launch arguments
-decide (task, run directory, cameras, ...) are marked ``(launch)``.
+launch/config/loop.yaml sets some of them, keyed by node name (marked ``(file)``). Values that the
+launch arguments decide (task, run directory, cameras, ...) are set when a graph is built and may
+not be set in the file.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("node", nargs="?", default="", help="node name (as in loop.yaml); none: list the nodes")
-    parser.add_argument("--params", default="", type=Path, help="parameter file laid over config/loop.yaml")
+    parser.add_argument("--params", default="", help="parameter file laid over config/loop.yaml")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,14 +28,14 @@ def run(args: argparse.Namespace) -> int:
     from .graph import config_path, merged_node_params, node_param_configs
 
     try:
-        given = merged_node_params(str(args.params) if str(args.params) not in ("", ".") else "")
+        given = merged_node_params(args.params)
     except ValueError as exc:
         print(f"worldsample params: {exc}", file=sys.stderr)
         return 2
     configs = node_param_configs()
     if not args.node:
         print(f"nodes and their parameters (values set in {config_path('loop.yaml')}" +
-              (f" + {args.params}" if str(args.params) not in ("", ".") else "") + "):")
+              (f" + {args.params}" if args.params else "") + "):")
         for name, cfg in configs.items():
             print(f"  {name:<18} {len(config_params(cfg)):>4} parameters, {len(given.get(name, {})):>3} set in the "
                   f"file  ({type(cfg).__name__})")

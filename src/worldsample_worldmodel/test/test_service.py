@@ -19,12 +19,17 @@ def small_model_cfg() -> WorldModelConfig:
                             ensemble_size=3, batch_size=8, rollout_steps=2, log_every=5, device="cpu")
 
 
-def test_service_pretrain_posttrain_generate(tmp_path):
+def service_cfg(tmp_path, pretrain_steps: int) -> WorldModelServiceConfig:
+    """Three toy demo bags and a small service over them (post-train every 2 real episodes, 4 steps)."""
     for i in range(3):
         write_episode_bag(toy_episode(i, steps=10), tmp_path / "demos" / f"demo_{i}")
-    cfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), demos_dir=str(tmp_path / "demos"),
-                                  min_new_episodes=2, pretrain_steps=6, posttrain_steps=4, heldout_every=3,
-                                  fidelity_horizons=(1, 2), device="cpu", model=small_model_cfg())
+    return WorldModelServiceConfig(run_dir=str(tmp_path / "run"), demos_dir=str(tmp_path / "demos"),
+                                   min_new_episodes=2, pretrain_steps=pretrain_steps, posttrain_steps=4,
+                                   heldout_every=3, fidelity_horizons=(1, 2), device="cpu", model=small_model_cfg())
+
+
+def test_service_pretrain_posttrain_generate(tmp_path):
+    cfg = service_cfg(tmp_path, pretrain_steps=6)
     svc = WorldModelService(cfg)
     assert svc.should_train()  # demos and no version yet
     assert svc.train() == "wm-000001"
@@ -136,11 +141,7 @@ class _StopAfter:
 
 
 def test_version_saved_while_stopping_gets_its_fidelity_at_the_next_start(tmp_path):
-    for i in range(3):
-        write_episode_bag(toy_episode(i, steps=10), tmp_path / "demos" / f"demo_{i}")
-    cfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), demos_dir=str(tmp_path / "demos"),
-                                  min_new_episodes=2, pretrain_steps=4, posttrain_steps=4, heldout_every=3,
-                                  fidelity_horizons=(1, 2), device="cpu", model=small_model_cfg())
+    cfg = service_cfg(tmp_path, pretrain_steps=4)
     svc = WorldModelService(cfg)
     assert svc.train() == "wm-000001"
     bags = [write_episode_bag(toy_episode(10 + i, steps=10, source=Source.REAL, policy="random"),

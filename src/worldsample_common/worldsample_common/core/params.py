@@ -117,6 +117,25 @@ def _params(config: Any, prefix: str, path: str, skip: tuple[str, ...]) -> dict[
     return out
 
 
+def require_positive(owner: str, **values: Any) -> None:
+    """Each value a finite number > 0, else ValueError ``"<owner>.<name> must be a positive finite number"``."""
+    for name, v in values.items():
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{owner}.{name} must be a positive finite number, got {v!r}")
+
+
+def require_non_negative(owner: str, **values: Any) -> None:
+    """Each value a finite number >= 0, else ValueError naming ``<owner>.<name>``."""
+    for name, v in values.items():
+        if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {v!r}")
+
+
+def require_one_of(owner: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{owner}.{name} must be one of {allowed}, got {value!r}")
+
+
 def topic_params(config: Any) -> dict[str, str]:
     """A node config's ``topic_<key>`` fields as {key: topic name} (how nodes name what they speak)."""
     return {f.name[len("topic_"):]: getattr(config, f.name) for f in dataclasses.fields(config)

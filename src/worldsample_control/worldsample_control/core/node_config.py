@@ -12,11 +12,13 @@ Topic names default from the one topic table (`worldsample_common.core.franka_in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from worldsample_common.core.franka_interface import BASE_FRAME, FrankaTopics, WorldSampleTopics
+from worldsample_common.core.params import require_non_negative as _non_negative
+from worldsample_common.core.params import require_one_of as _one_of
+from worldsample_common.core.params import require_positive as _positive
 
 from .actor import ActorConfig
 from .camera import CameraConfig
@@ -25,23 +27,6 @@ from .safety import SafetyConfig
 from .sim.config import TASKS, EnvConfig
 
 _F, _W = FrankaTopics(), WorldSampleTopics()
-
-
-def _positive(owner: str, **values: float) -> None:
-    for name, v in values.items():
-        if not (math.isfinite(v) and v > 0):
-            raise ValueError(f"{owner}.{name} must be a positive finite number, got {v!r}")
-
-
-def _non_negative(owner: str, **values: float) -> None:
-    for name, v in values.items():
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {v!r}")
-
-
-def _one_of(owner: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{owner}.{name} must be one of {allowed}, got {value!r}")
 
 
 @dataclass

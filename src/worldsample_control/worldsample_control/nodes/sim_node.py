@@ -84,15 +84,11 @@ def floats_csv(values) -> str:
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
-        from ..core.sim import TASKS
-
         fr = FrankaTopics()
         cfg = declare_config(self, SimNodeConfig())
         cfg.validate()
         self.cfg = cfg
-        self.task = cfg.task
-        if self.task not in TASKS:
-            raise ValueError(f"parameter task={self.task!r} is unknown; expected one of {TASKS}")
+        self.task = cfg.task  # one of the tasks: SimNodeConfig.validate
         self.seed = int(cfg.seed)
         cams = tuple(cfg.cameras)
         self.env_cfg = cfg.env_config()

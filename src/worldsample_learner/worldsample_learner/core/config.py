@@ -5,18 +5,13 @@ No torch import here: cheap to import from the CLI.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from worldsample_common.core.franka_interface import WorldSampleTopics as _T
+from worldsample_common.core.params import require_non_negative, require_positive
 
 OBS_MODES: tuple[str, ...] = ("state", "pixels")
-
-
-def _positive(owner: str, name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{owner}.{name} must be a positive finite number, got {value!r}")
 
 
 def _unit(owner: str, name: str, value: float) -> None:
@@ -86,11 +81,9 @@ class AgentConfig:
             raise ValueError(f"{o}.state_dim must be an int >= 0, got {self.state_dim!r}")
         if self.num_min_critics > self.num_critics:
             raise ValueError(f"{o}.num_min_critics ({self.num_min_critics}) must be <= num_critics ({self.num_critics})")
-        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "tau"):
-            _positive(o, name, getattr(self, name))
+        require_positive(o, **{n: getattr(self, n) for n in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "tau")})
         _unit(o, "discount", self.discount)
-        if not (isinstance(self.bc_weight, (int, float)) and math.isfinite(self.bc_weight) and self.bc_weight >= 0):
-            raise ValueError(f"{o}.bc_weight must be a finite number >= 0, got {self.bc_weight!r}")
+        require_non_negative(o, bc_weight=self.bc_weight)
         _unit(o, "demo_fraction", self.demo_fraction)
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"{o}.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
@@ -146,8 +139,8 @@ class PPLConfig:
 
         if self.mode not in PPL_MODES:
             raise ValueError(f"{o}.mode must be one of {PPL_MODES}, got {self.mode!r}")
-        for name in ("uncertainty_scale", "value_risk_scale", "overestimation_tolerance"):
-            _positive(o, name, getattr(self, name))
+        require_positive(o, **{n: getattr(self, n)
+                                for n in ("uncertainty_scale", "value_risk_scale", "overestimation_tolerance")})
         for name in ("threshold_max", "threshold_min", "fixed_threshold", "share_min", "share_max",
                      "naive_share", "progress_weight", "fidelity_weight", "initial_fidelity"):
             _unit(o, name, getattr(self, name))
@@ -255,8 +248,7 @@ class LearnerNodeConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")
-        for name in ("rescan_period_s", "train_period_s", "status_period_s"):
-            _positive(o, name, getattr(self, name))
+        require_positive(o, **{n: getattr(self, n) for n in ("rescan_period_s", "train_period_s", "status_period_s")})
 
 
 @dataclass

@@ -34,10 +34,11 @@ from rclpy.node import Node
 from worldsample_common.core.episode import Source
 from worldsample_common.core.files import append_csv
 from worldsample_common.core.franka_interface import EVENTS, LATCHED
+from worldsample_common.core.params import topic_params
 from worldsample_common.nodes.support import declare_config, qos, take_pending
 from worldsample_common.nodes.support import run as run_node
 
-from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, Transition, WorldModelStatus
+from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 
 from ..core.config import LearnerNodeConfig, ReplayConfig
 from ..core.learner import Learner
@@ -54,7 +55,7 @@ class LearnerNode(Node):
         cfg = declare_config(self, LearnerNodeConfig())  # every field a parameter, ppl.* included
         cfg.validate()
         self.cfg = cfg
-        t = {k[len("topic_"):]: v for k, v in asdict(cfg).items() if k.startswith("topic_")}
+        t = topic_params(cfg)
         self.out = Path(cfg.out_dir)
         self.learner = Learner(cfg.agent_config(), cfg.ppl_config(), ReplayConfig(), self.out / "replay")
         # the configuration this learner runs with, as its cores received it
@@ -68,8 +69,6 @@ class LearnerNode(Node):
         self._resume()
         self.env_steps = len(self.learner.real)
         self._seen_episodes: set[str] = set()  # real episodes counted in PPL's progress
-        self._scored_batches = 0
-        self._bad_messages = 0
         self.foreign = 0  # messages of another run, dropped
         self._foreign_runs: set[str] = set()
         if cfg.demos_dir:
@@ -101,7 +100,7 @@ class LearnerNode(Node):
             f"real={len(self.learner.real)} synthetic={len(self.learner.synthetic)} -> {self.out}")
 
     # ------------------------------------------------------------------ inputs
-    def _of_this_run(self, msg: Transition | EpisodeInfo) -> bool:
+    def _of_this_run(self, msg: EpisodeInfo) -> bool:
         """Whether an episode message belongs to this learner's run (counted and reported once when not)."""
         if not self.cfg.run_id or msg.run_id == self.cfg.run_id:
             return True
@@ -113,25 +112,14 @@ class LearnerNode(Node):
         return False
 
     def _on_synthetic_bag(self, msg: EpisodeInfo) -> None:
-        """A bag of synthetic branches from the world model: PPL scores them together."""
-        if msg.event != EpisodeInfo.EVENT_END or not msg.bag_uri or not self._of_this_run(msg):
-            return
-        from worldsample_common.core.bag_io import load_episodes
-
-        try:
-            eps = [ep for ep in load_episodes(msg.bag_uri) if ep.source == Source.SYNTHETIC]
-        except Exception as e:  # noqa: BLE001 - a bad bag must not stop the learner
-            self._bad_messages += 1
-            self.get_logger().error(f"cannot load synthetic bag {msg.bag_uri!r}: {e}")
-            return
-        if eps:
-            self._score_synthetic(eps, msg.bag_uri)
+        """A bag of synthetic branches from the world model: PPL scores them together (`_load_bags`)."""
+        if msg.event == EpisodeInfo.EVENT_END and msg.bag_uri and self._of_this_run(msg):
+            self._load_bags(msg.bag_uri, demo=False)
 
     def _score_synthetic(self, eps: list, bag: str = "") -> None:
         admitted: list = []
         rep = self.learner.add_synthetic_episodes(eps, admitted)
         n = sum(ep.length for ep in eps)
-        self._scored_batches += 1
         if self.cfg.log_decisions:  # every decision, one row per synthetic transition (the bag is not copied)
             rows = [[round(time.time(), 3), bag, ep.episode_id, t, float(ep.uncertainty[t]), float(ep.trust[t]),
                      int(adm[t])] for ep, adm in zip(eps, admitted, strict=True) for t in range(ep.length)]

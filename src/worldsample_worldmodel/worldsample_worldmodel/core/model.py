@@ -242,7 +242,7 @@ class WorldModel(nn.Module):
             if not members:
                 dmean, spread = net.mean_and_spread(f)
                 zmean[cam] = last + dmean
-                dis.append(spread if net.n > 1 else torch.zeros_like(spread))
+                dis.append(spread)  # exactly 0 with one member (every weight equals the mean)
                 continue
             d = net.deltas(f)
             zs[cam] = last.unsqueeze(0) + d

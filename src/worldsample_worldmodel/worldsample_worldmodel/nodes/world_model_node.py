@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import threading
 import traceback
-from dataclasses import fields
 from pathlib import Path
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -47,6 +46,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Header
 from worldsample_common.core.franka_interface import LATCHED, QoSSpec
+from worldsample_common.core.params import topic_params
 from worldsample_common.nodes.support import declare_config, ns_to_time, qos
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
@@ -77,7 +77,7 @@ class WorldModelNode(Node):
         real_dir = cfg.real_dir
         self.run_id = cfg.run_id
         self.foreign = 0  # episode events of another run, ignored
-        topics = {f.name[len("topic_"):]: getattr(cfg, f.name) for f in fields(cfg) if f.name.startswith("topic_")}
+        topics = topic_params(cfg)
         self._train_error = ""  # why the last training failed ("" = it did not)
         self.core = WorldModelService(cfg.service_config())
         if real_dir:
