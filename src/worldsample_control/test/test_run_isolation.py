@@ -99,7 +99,9 @@ def _check_own_complete_episodes(out: Path, run_id: str, episodes: int, steps: i
 
 def test_a_second_graph_on_the_same_domain_refuses_and_separate_domains_stay_isolated(tmp_path):
     domain = _free_domain(41)
-    first = _sim(tmp_path / "a", domain, episodes=3, steps=12)
+    # long enough to be running while the second looks (up to DISCOVERY_WAIT_S + its start-up): on an idle
+    # machine 3 episodes of 12 steps were over in 0.9 s, before the second graph had started its look
+    first = _sim(tmp_path / "a", domain, episodes=30, steps=12)
     try:
         steps_log = tmp_path / "a" / "actor" / "steps.jsonl"
         deadline = time.monotonic() + 120
@@ -113,13 +115,14 @@ def test_a_second_graph_on_the_same_domain_refuses_and_separate_domains_stay_iso
         assert f"another WorldSample graph is running on ROS_DOMAIN_ID={domain}" in err_b, err_b
         assert "nothing was started" in err_b
         assert not (tmp_path / "b").exists()  # nothing written
+        assert first.poll() is None, "the first graph ended before the second looked: the test proved nothing"
         out_a, err_a = first.communicate(timeout=240)
     finally:
         if first.poll() is None:
             first.kill()
             first.communicate()
     assert first.returncode == 0, (out_a, err_a)
-    _check_own_complete_episodes(tmp_path / "a", _run_id(out_a), episodes=3, steps=12)
+    _check_own_complete_episodes(tmp_path / "a", _run_id(out_a), episodes=30, steps=12)
 
     # two graphs started on purpose, at the same time, each on its own domain
     dom_c = _free_domain(42)
