@@ -49,9 +49,10 @@ def test_loss_falls(demos):
     fresh = build_model(cfg, demos[0].proprio.shape[1])
     fresh.set_proprio_stats(np.concatenate([e.proprio for e in demos]))
 
-    def mean_loss(m):
+    def mean_loss(m):  # the sum of the component errors (all >= 0; the total objective is a log for pixels)
         with torch.no_grad():
-            return float(np.mean([float(compute_loss(m, b, torch.Generator().manual_seed(0))["loss"]) for b in batches]))
+            return float(np.mean([sum(float(v) for k, v in compute_loss(m, b, torch.Generator().manual_seed(0)).items()
+                                      if k != "loss") for b in batches]))
 
     assert mean_loss(model) < 0.7 * mean_loss(fresh)
     assert metrics["steps"] == 60 and metrics["finished"]
@@ -312,3 +313,22 @@ def test_generation_without_members_gives_the_members_mean_and_spread():
         want = full["z"][c].var(dim=0, unbiased=False).mean(dim=(1, 2, 3))
         torch.testing.assert_close(fast["cam_disagreement"][i], want, rtol=1e-4, atol=1e-9)
         assert float(want.min()) > 0
+
+
+def test_training_ssim_equals_the_reported_ssim():
+    """The SSIM the loss trains on is the one `frame_metrics` reports (scikit-image), frame by frame."""
+    from worldsample_worldmodel.core.train import ssim
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    real[0] = 90  # a flat frame: the luminance term alone
+    pred = np.clip(real.astype(int) + rng.integers(-40, 40, real.shape) + np.array([25, 0, -10])[:, None, None, None],
+                   0, 255).astype(np.uint8)
+
+    def t(x):
+        return torch.as_tensor(x).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    ours = ssim(t(pred), t(real)).numpy()
+    ref = np.array([frame_metrics(r, p)[1] for r, p in zip(real, pred, strict=True)])
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    assert ref.min() < 0.9  # the frames differ: the check is not between two ones

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 ROLLOUT_MODES = ("mean", "random_member")
+PIXEL_LOSSES = ("log", "mse")
 
 
 @dataclass
@@ -34,12 +35,16 @@ class WorldModelConfig:
     batch_size: int = 12
     rollout_steps: int = 8  # open-loop steps in the loss (and the re-anchoring period of long branches)
     lr: float = 1e-3
+    lr_final_fraction: float = 0.1  # cosine decay of the learning rate over each training call to lr * this (1 = constant)
     weight_decay: float = 0.0
     grad_clip: float = 10.0
+    pixel_loss: str = "log"  # "log": per-frame log MSE (what mean PSNR measures; near-static frames count) | "mse"
     recon_weight: float = 1.0  # pixel loss on frames decoded from the encoded real latents (teacher forced)
+    ssim_weight: float = 0.5  # 1 - SSIM of the rolled-out frames (sharpness the pixel loss does not reward)
     pred_weight: float = 1.0  # pixel loss on frames decoded from the rolled-out latents
     latent_weight: float = 1.0  # every member's predicted latent vs the encoded (stop-grad) real one
     error_weight: float = 0.1  # error head: predicted vs actual log pixel MSE
+    ego_weight: float = 1.0  # the ego-motion homography alone vs the target frame, coarse (see train)
     proprio_weight: float = 1.0
     reward_weight: float = 1.0
     done_weight: float = 0.5
@@ -76,14 +81,18 @@ class WorldModelConfig:
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"WorldModelConfig.{name} must be a positive number, got {v!r}")
         for name in ("weight_decay", "recon_weight", "pred_weight", "latent_weight", "proprio_weight",
-                     "reward_weight", "done_weight", "error_weight"):
+                     "reward_weight", "done_weight", "error_weight", "ego_weight", "ssim_weight"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"WorldModelConfig.{name} must be a number >= 0, got {v!r}")
+        if not (isinstance(self.lr_final_fraction, int | float) and 0.0 < self.lr_final_fraction <= 1.0):
+            raise ValueError(f"WorldModelConfig.lr_final_fraction must be in (0, 1], got {self.lr_final_fraction!r}")
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"WorldModelConfig.real_fraction must be in [0, 1], got {self.real_fraction!r}")
         if not 0.0 < self.done_threshold < 1.0:
             raise ValueError(f"WorldModelConfig.done_threshold must be in (0, 1), got {self.done_threshold!r}")
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(f"WorldModelConfig.pixel_loss must be one of {PIXEL_LOSSES}, got {self.pixel_loss!r}")
         if self.rollout_mode not in ROLLOUT_MODES:
             raise ValueError(f"WorldModelConfig.rollout_mode must be one of {ROLLOUT_MODES}, got {self.rollout_mode!r}")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):

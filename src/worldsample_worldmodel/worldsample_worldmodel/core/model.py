@@ -40,7 +40,7 @@ from torch.nn import functional as F
 
 from .config import WorldModelConfig, resolve_device
 
-MODEL_FORMAT = "worldsample-wm-2"
+MODEL_FORMAT = "worldsample-wm-3"
 
 
 class EnsembleLinear(nn.Module):
@@ -120,6 +120,15 @@ class CameraNet(nn.Module):
         spread = (quad + (e * e).sum()).mean(dim=(-1, -2)) / (n * c)
         return dmean, spread.clamp_min(0.0)
 
+    def ego_grid(self, dcond: torch.Tensor, size: int) -> torch.Tensor:
+        """Sampling grid (B, S, S, 2) of the ego-motion homography from the decoder conditioning."""
+        return _homography_grid(0.1 * self.ego(dcond), size)
+
+    def ego_warp(self, anchor: torch.Tensor, dcond: torch.Tensor) -> torch.Tensor:
+        """The anchor (B, 3, S, S) warped by the ego-motion homography alone (its training signal, see `train`)."""
+        return F.grid_sample(anchor, self.ego_grid(dcond, anchor.shape[-1]), mode="bilinear", padding_mode="border",
+                             align_corners=False)
+
     def decode(self, z: torch.Tensor, anchor_z: torch.Tensor, anchor: torch.Tensor,
                dcond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent z (B, C, g, g) relative to the anchor (latent, frame (B, 3, S, S)), conditioned on the
@@ -132,10 +141,14 @@ class CameraNet(nn.Module):
         up = F.silu(self.dec_up(x))
         geo = F.interpolate(self.dec_geo(up), size=(size, size), mode="bilinear", align_corners=False)
         w = torch.softmax(geo[:, 2:], dim=1)  # (B, 3, S, S): copy, warped, painted
-        warped = F.grid_sample(anchor, _homography_grid(0.1 * self.ego(dcond), size) + geo[:, :2].permute(0, 2, 3, 1),
+        warped = F.grid_sample(anchor, self.ego_grid(dcond, size) + geo[:, :2].permute(0, 2, 3, 1),
                                mode="bilinear", padding_mode="border", align_corners=False)
-        rgb = torch.tanh(self.dec_rgb(up))
-        return w[:, :1] * anchor + w[:, 1:2] * warped + w[:, 2:] * rgb, x.mean(dim=(-1, -2))
+        frame = w[:, :1] * anchor + w[:, 1:2] * warped + w[:, 2:] * torch.tanh(self.dec_rgb(up))
+        # error-head features: pooled grid features, how far the frame moved from the anchor (log MSE), how much
+        # of it is not copied
+        change = torch.log(((frame - anchor) ** 2).mean(dim=(1, 2, 3)) + 1e-6)[:, None] / 10
+        moved = 1.0 - w[:, 0].mean(dim=(-1, -2))[:, None]
+        return frame, torch.cat([x.mean(dim=(-1, -2)), change, moved], dim=-1)
 
 
 _GRIDS: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
@@ -179,7 +192,7 @@ class WorldModel(nn.Module):
         self.prop = nn.ModuleList([EnsembleLinear(n, din, hd), EnsembleLinear(n, hd, self.proprio_dim)])
         self.head = nn.Sequential(nn.Linear(din + self.proprio_dim, hd), nn.SiLU(), nn.Linear(hd, 3))
         # error head (per camera): pooled trunk + decoder features, log disagreement, steps since anchor
-        self.err = nn.Sequential(nn.Linear(2 * c + self.proprio_dim + self.action_dim + 2, hd), nn.SiLU(),
+        self.err = nn.Sequential(nn.Linear(2 * c + 2 + self.proprio_dim + self.action_dim + 2, hd), nn.SiLU(),
                                  nn.Linear(hd, 1))
         self.register_buffer("proprio_mean", torch.zeros(self.proprio_dim))
         self.register_buffer("proprio_std", torch.ones(self.proprio_dim))

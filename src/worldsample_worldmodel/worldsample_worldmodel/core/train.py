@@ -14,6 +14,9 @@ history frame (see `model`):
 - ``proprio``: MSE of every member's predicted next (normalised) proprioception (same bootstrap);
 - ``reward`` (MSE), ``success`` and ``terminated`` (BCE) from the outcome head;
 - ``error``: the error head's predicted log pixel MSE against the actual (detached) one.
+- ``ssim``: 1 - SSIM of the rolled-out frames (the structure that blending blurs; `ssim`);
+- ``ego``: the anchor warped by the ego-motion homography alone (from the real proprio) against the target
+  frame at 1/4 and 1/8 resolution: a direct signal for the camera's own motion (a wrist camera).
 
 Steps past an episode's end are masked. Pre-training = train on demos from scratch;
 post-training = continue from the previous version (``init``) on real episodes with demos kept
@@ -27,6 +30,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -47,7 +51,34 @@ class TrainingStopped(RuntimeError):
     """`train_world_model` was asked to stop (shutdown); its train state is saved, no model is returned."""
 
 
-LOSS_KEYS = ("loss", "recon", "pred", "latent", "proprio", "reward", "success", "terminated", "error")
+# pixel_loss "log": LOG_PIXEL_SCALE * log(MSE + LOG_PIXEL_EPS) per frame, MSE of frames in [-1, 1]; the eps is
+# MSE at ~46 dB PSNR (the floor that counts), the scale keeps its gradient near the MSE loss's on typical frames
+LOG_PIXEL_SCALE = 0.02
+LOG_PIXEL_EPS = 1e-4
+
+LOSS_KEYS = ("loss", "recon", "pred", "latent", "proprio", "reward", "success", "terminated", "error", "ego", "ssim")
+
+
+def ssim(a, b, win: int = 7):
+    """Per-frame SSIM (B,) of frames (B, 3, S, S) in [-1, 1], as `fidelity.frame_metrics` measures it (scikit-image:
+    uniform ``win`` x ``win`` window, sample covariance, K1 = 0.01, K2 = 0.03, channel mean, borders of win // 2
+    cropped), differentiable."""
+    import torch
+    from torch.nn import functional as F
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2  # on [0, 1] (the luminance term is not shift invariant: not on [-1, 1])
+    n = win * win
+    cov = n / (n - 1.0)
+    a, b = (a + 1.0) / 2.0, (b + 1.0) / 2.0
+
+    # the five window means in one separable box filter ('valid' windows = the cropped border)
+    x = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+    ma, mb, maa, mbb, mab = F.avg_pool2d(F.avg_pool2d(x, (win, 1), stride=1), (1, win), stride=1).chunk(5, dim=1)
+    va = cov * (maa - ma * ma)
+    vb = cov * (mbb - mb * mb)
+    vab = cov * (mab - ma * mb)
+    s = ((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    return s.mean(dim=(1, 2, 3))
 
 
 def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
@@ -80,7 +111,13 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
     p = anchor_p = prop[:, 0]
     recon_step = int(torch.randint(0, k, (1,), generator=gen))  # teacher-forced decode at one step per batch
     zero = torch.zeros((), device=dev)
-    pred = recon = latent = prop_l = rew_l = suc_l = term_l = err_l = zero
+    pred = recon = pred_obj = recon_obj = ego_l = ssim_l = latent = prop_l = rew_l = suc_l = term_l = err_l = zero
+    if cfg.pixel_loss == "log":  # per-frame log MSE (= PSNR up to scale): small errors on near-static frames count
+        def pixel(e):
+            return LOG_PIXEL_SCALE * torch.log(e + LOG_PIXEL_EPS)
+    else:
+        def pixel(e):
+            return e
     for i in range(k):
         m = mask[:, i]
         a = acts[:, i]
@@ -88,6 +125,7 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
         new_hist = {}
         p1 = tr["p"].mean(0)
         dcond = model.decoder_cond(anchor_p, p1)
+        dcond_real = model.decoder_cond(anchor_p, prop[:, i + 1])
         for j, c in enumerate(model.cameras):
             net = model.nets[c]
             target = x[c][:, h + i]
@@ -99,9 +137,19 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
             # plus the same error at 1/4 resolution: wide gradients for the warp when things moved several pixels
             coarse = ((F.avg_pool2d(frame, 4) - F.avg_pool2d(target, 4)) ** 2).mean(dim=(1, 2, 3))
             pred = pred + ((err + coarse) * m).sum() / msum / ncam
+            pred_obj = pred_obj + (pixel(err + coarse) * m).sum() / msum / ncam
+            if cfg.ssim_weight > 0:
+                ssim_l = ssim_l + ((1.0 - ssim(frame, target)) * m).sum() / msum / ncam
+            # the homography alone against the target at 1/4 and 1/8 resolution (real proprio): a direct, wide
+            # signal for the camera's ego-motion, which the blend above only sees through object edges
+            ew = net.ego_warp(anchor[c], dcond_real)
+            eg = sum(((F.avg_pool2d(ew, f) - F.avg_pool2d(target, f)) ** 2).mean(dim=(1, 2, 3)) for f in (4, 8))
+            ego_l = ego_l + (eg * m).sum() / msum / ncam
             if i == recon_step:
                 tf, _ = net.decode(z[c][:, h + i], anchor_z[c], anchor[c], model.decoder_cond(anchor_p, prop[:, i + 1]))
-                recon = recon + ((((tf - target) ** 2).mean(dim=(1, 2, 3))) * m).sum() / m.sum().clamp_min(1.0) / ncam
+                terr = ((tf - target) ** 2).mean(dim=(1, 2, 3))
+                recon = recon + (terr * m).sum() / m.sum().clamp_min(1.0) / ncam
+                recon_obj = recon_obj + (pixel(terr) * m).sum() / m.sum().clamp_min(1.0) / ncam
             logit = model.error_logit(tr["feat"][j], dec_feat, p, a, tr["cam_disagreement"][j], i + 1)
             err_l = err_l + (((logit - torch.log(err.detach() + 1e-6)) ** 2) * m).sum() / msum / ncam
             new_hist[c] = torch.cat([hist[c][:, 1:], z1[:, None]], dim=1)
@@ -113,11 +161,12 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
         term_l = term_l + (F.binary_cross_entropy_with_logits(out[:, 2], term[:, i], reduction="none") * m).sum() / msum
         hist = new_hist
         p = p1
-    loss = (cfg.recon_weight * recon + cfg.pred_weight * pred + cfg.latent_weight * latent
+    loss = (cfg.recon_weight * recon_obj + cfg.pred_weight * pred_obj + cfg.latent_weight * latent
             + cfg.proprio_weight * prop_l + cfg.reward_weight * rew_l + cfg.done_weight * (suc_l + term_l)
-            + cfg.error_weight * err_l)
+            + cfg.error_weight * err_l + cfg.ego_weight * ego_l + cfg.ssim_weight * ssim_l)
     return {"loss": loss, "recon": recon, "pred": pred, "latent": latent, "proprio": prop_l,
-            "reward": rew_l, "success": suc_l, "terminated": term_l, "error": err_l}
+            "reward": rew_l, "success": suc_l, "terminated": term_l, "error": err_l, "ego": ego_l,
+            "ssim": ssim_l}
 
 
 def _signature(episodes: list[Episode], cfg: WorldModelConfig, steps: int, init_version: str) -> str:
@@ -177,7 +226,7 @@ def _plot(rows: list[dict[str, float]], png: Path, title: str) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in rows]
-    for key in ("loss", "recon", "pred", "latent", "proprio"):
+    for key in ("recon", "pred", "latent", "proprio"):  # MSEs (the total can be negative with the log pixel loss)
         ax.plot(steps, [max(r[key], 1e-8) for r in rows], label=key)
     ax.set_yscale("log")
     ax.set_xlabel("gradient step")
@@ -322,6 +371,9 @@ def train_world_model(
                 bar.close()
             raise TrainingStopped(f"world-model training {tag} stopped at step {step}/{steps}"
                                   + (f"; {state_path} resumes it" if state_path is not None else ""))
+        frac = cfg.lr_final_fraction + (1.0 - cfg.lr_final_fraction) * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * frac
         batch = sampler.sample(cfg.batch_size, rng)
         losses = compute_loss(model, batch, gen)
         opt.zero_grad(set_to_none=True)
