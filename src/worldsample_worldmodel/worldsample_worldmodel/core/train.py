@@ -8,12 +8,16 @@ history frame (see `model`):
   plus the MSE at 1/4 resolution (wide gradients for the warp);
 - ``recon``: pixel MSE of the frame decoded from the *encoded real* latent and real proprio at one
   random step of the K (teacher forced: trains encoder and decoder directly);
+
+  both are reported as MSEs; with ``pixel_loss="log"`` (default) the objective is
+  ``LOG_PIXEL_SCALE * log(MSE + LOG_PIXEL_EPS)`` per frame (the mean PSNR the model is judged by is a
+  mean of per-frame log MSEs), so the logged ``loss`` total can be negative;
 - ``latent``: MSE of every member's predicted latent grid against the encoded real frame
   (stop-gradient targets), each sample weighted into a random half of the members (bootstrap),
   so the members stay diverse;
 - ``proprio``: MSE of every member's predicted next (normalised) proprioception (same bootstrap);
 - ``reward`` (MSE), ``success`` and ``terminated`` (BCE) from the outcome head;
-- ``error``: the error head's predicted log pixel MSE against the actual (detached) one.
+- ``error``: the error head's predicted log pixel MSE against the actual (detached) one;
 - ``ssim``: 1 - SSIM of the rolled-out frames (the structure that blending blurs; `ssim`);
 - ``ego``: the anchor warped by the ego-motion homography alone (from the real proprio) against the target
   frame at 1/4 and 1/8 resolution: a direct signal for the camera's own motion (a wrist camera).
