@@ -104,6 +104,44 @@ def test_generation_well_formed(trained, demos):
         np.testing.assert_array_equal(e.images["front"][0], src.images["front"][int(e.extras["start_step"])])
 
 
+def test_ended_branches_leave_the_batch_without_changing_the_others(trained, demos):
+    """Generation drops a branch from the batch at its predicted termination; every branch's frames,
+    proprio and uncertainties equal those of the same branch stepped in the full batch to the end."""
+    import copy
+
+    from worldsample_worldmodel.core.data import WindowSampler
+
+    m = copy.deepcopy(trained[0])
+
+    class Steady:
+        def act_batch(self, images, proprio, noise_std=0.0, rng=None):
+            return np.tile(np.array([[0.5, -0.3, 0.2, 0.0]], np.float32), (len(proprio), 1))
+
+    sampler = WindowSampler(demos, m.cameras, m.cfg.history, 1)
+    pick = np.random.default_rng(3).integers(0, sampler.num_transitions, size=12)
+    win = sampler.window(sampler.anchor_ep[pick], sampler.anchor_t[pick])
+    hist = m.encode_history({c: win.frames[c][:, : m.cfg.history] for c in m.cameras}, win.proprio[:, 0])
+    p = torch.as_tensor(win.proprio[:, 0])
+    a = Steady().act_batch(None, win.proprio[:, 0])
+    ref = []  # the full batch, never compacted
+    for _ in range(4):
+        r = m.step(hist, p, a)
+        hist, p = r["hist"], r["proprio"]
+        ref.append((m.render(hist)["front"], p.numpy(), r["uncertainty"].numpy(), r["terminated_prob"].numpy()))
+    # a threshold that ends some branches at step 1 and some later, so the batch shrinks more than once
+    m.cfg.done_threshold = float(np.clip(np.median(ref[0][3]), 1e-4, 1 - 1e-4))
+    eps = generate_branches(m, demos, Steady(), 12, 4, 0.0, np.random.default_rng(3))
+    lengths = [e.length for e in eps]
+    assert min(lengths) < 4 and len(set(lengths)) > 1, lengths
+    for b, e in enumerate(eps):
+        ends = np.flatnonzero([ref[k][3][b] > m.cfg.done_threshold for k in range(4)])
+        assert e.length == (ends[0] + 1 if len(ends) else 4) and e.terminated[-1] == bool(len(ends))
+        for k in range(e.length):
+            assert np.abs(e.images["front"][k + 1].astype(int) - ref[k][0][b].astype(int)).max() <= 1
+            np.testing.assert_allclose(e.proprio[k + 1], ref[k][1][b], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(e.uncertainty[k], ref[k][2][b], rtol=1e-3, atol=1e-6)
+
+
 def test_uncertainty_higher_out_of_distribution(trained, demos):
     model, _ = trained
     rng = np.random.default_rng(0)

@@ -5,7 +5,8 @@ from recent real episodes, then runs ``horizon`` imagined steps: the policy acts
 model's *predicted* frames and proprioception (the real ones at step 0), Gaussian exploration
 noise is added, and the model predicts the next frames, proprio, reward, success and
 termination. All branches run as one batch. A branch ends early at the first step whose
-predicted termination probability exceeds ``cfg.done_threshold``.
+predicted termination probability exceeds ``cfg.done_threshold`` and leaves the batch there (no
+step is computed for a branch that has ended).
 """
 
 from __future__ import annotations
@@ -96,60 +97,81 @@ def generate_branches(
 
 
 def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver) -> list[Episode]:
+    """Roll the branches ``idx`` as one batch; a branch leaves the batch at its predicted termination (the
+    model only steps the branches still running)."""
     import torch
 
     cfg = model.cfg
     h = cfg.history
+    nb = len(idx)
     win = sampler.window(sampler.anchor_ep[idx], sampler.anchor_t[idx])
     hist = model.encode_history({c: win.frames[c][:, :h] for c in model.cameras}, win.proprio[:, 0])
     proprio = torch.as_tensor(win.proprio[:, 0], device=model.device)
-    frames = {c: [win.frames[c][:, h - 1]] for c in model.cameras}  # real frame at the start
-    props = [win.proprio[:, 0]]
-    acts, rews, sucs, terms, uncs = [], [], [], [], []
-    cur_images = {c: win.frames[c][:, h - 1] for c in model.cameras}
+    cur_images = {c: win.frames[c][:, h - 1] for c in model.cameras}  # real frame at the start
+    # per branch: frames per camera, proprio (one more than the steps), then one entry per step
+    frames = {c: [[cur_images[c][b]] for b in range(nb)] for c in model.cameras}
+    props = [[win.proprio[b, 0]] for b in range(nb)]
+    acts: list[list] = [[] for _ in range(nb)]
+    rews: list[list] = [[] for _ in range(nb)]
+    sucs: list[list] = [[] for _ in range(nb)]
+    uncs: list[list] = [[] for _ in range(nb)]
+    ended = np.zeros(nb, bool)
+    alive = np.arange(nb)  # the branches still running, in batch order
     for _ in range(horizon):
         a = np.asarray(policy.act_batch(cur_images, proprio.cpu().numpy().astype(np.float32), noise_std=0.0, rng=rng),
                        dtype=np.float32)
-        if a.shape != (len(idx), ACTION_DIM) or not np.isfinite(a).all():
+        if a.shape != (len(alive), ACTION_DIM) or not np.isfinite(a).all():
             raise ValueError(f"policy.act_batch returned {a.shape} (finite={np.isfinite(a).all()}), "
-                             f"expected finite ({len(idx)}, {ACTION_DIM})")
+                             f"expected finite ({len(alive)}, {ACTION_DIM})")
         if action_noise > 0:
             a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
         a = np.clip(a, -1.0, 1.0)
         res = model.step(hist, proprio, a, generator=gen)
         hist, proprio = res["hist"], res["proprio"]
         cur_images = model.render(hist)
-        for c in model.cameras:
-            frames[c].append(cur_images[c])
-        props.append(proprio.cpu().numpy())
-        acts.append(a)
-        rews.append(res["reward"].cpu().numpy())
-        sucs.append(res["success_prob"].cpu().numpy() > cfg.done_threshold)
-        terms.append(res["terminated_prob"].cpu().numpy() > cfg.done_threshold)
-        uncs.append(res["uncertainty"].cpu().numpy())
-    term = np.stack(terms, 1)  # (B, K)
+        p_np = proprio.cpu().numpy()
+        r_np = res["reward"].cpu().numpy()
+        s_np = res["success_prob"].cpu().numpy() > cfg.done_threshold
+        t_np = res["terminated_prob"].cpu().numpy() > cfg.done_threshold
+        u_np = res["uncertainty"].cpu().numpy()
+        for j, b in enumerate(alive):
+            for c in model.cameras:
+                frames[c][b].append(cur_images[c][j])
+            props[b].append(p_np[j])
+            acts[b].append(a[j])
+            rews[b].append(r_np[j])
+            sucs[b].append(s_np[j])
+            uncs[b].append(u_np[j])
+        ended[alive[t_np]] = True
+        if t_np.all():
+            break
+        if t_np.any():  # drop the ended branches from the batch
+            keep = ~t_np
+            alive = alive[keep]
+            hist = model.select(hist, torch.as_tensor(keep, device=model.device))
+            proprio = proprio[torch.as_tensor(keep, device=model.device)]
+            cur_images = {c: v[keep] for c, v in cur_images.items()}
     eps: list[Episode] = []
     for b, i in enumerate(idx):
         src = kept[int(sampler.anchor_ep[i])]
         t0 = int(sampler.anchor_t[i])
-        ends = np.flatnonzero(term[b])
-        n = int(ends[0]) + 1 if len(ends) else horizon
+        n = len(acts[b])
         terminated = np.zeros(n, bool)
-        terminated[-1] = bool(len(ends))
+        terminated[-1] = bool(ended[b])
         truncated = np.zeros(n, bool)
         truncated[-1] = not terminated[-1]
         eps.append(Episode(
             episode_id=f"{src.task}-syn-{model.version or 'wm'}-{uuid.uuid4().hex[:10]}",
             task=src.task,
             source=Source.SYNTHETIC,
-            images={c: np.stack([f[b] for f in frames[c][: n + 1]]) for c in model.cameras},
-            proprio=np.stack([p[b] for p in props[: n + 1]]).astype(np.float32),
-            actions=np.stack([x[b] for x in acts[:n]]),
-            rewards=np.array([x[b] for x in rews[:n]], np.float32),
+            images={c: np.stack(frames[c][b]) for c in model.cameras},
+            proprio=np.stack(props[b]).astype(np.float32),
+            actions=np.stack(acts[b]),
+            rewards=np.array(rews[b], np.float32),
             terminated=terminated,
             truncated=truncated,
-            successes=np.array([x[b] for x in sucs[:n]], bool),
-            uncertainty=np.array([x[b] for x in uncs[:n]], np.float32),
+            successes=np.array(sucs[b], bool),
+            uncertainty=np.array(uncs[b], np.float32),
             policy_version=pver,
             world_model_version=model.version,
             extras={"start_episode": src.episode_id, "start_step": str(t0),

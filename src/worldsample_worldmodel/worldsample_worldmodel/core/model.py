@@ -20,7 +20,8 @@ reward, success and termination by a small head.
 
 Uncertainty of a predicted step (``raw_uncertainty``): an *error head* predicts the log pixel MSE
 of the frames it just decoded (trained on the detached real errors), fed with pooled features,
-the log ensemble disagreement of the latent step and the steps since the anchor; reported
+the log ensemble disagreement of the latent step, the steps since the anchor, how far the decoded
+frame moved from the anchor (log MSE) and how much of it is not copied; reported
 uncertainty is ``exp(predicted log MSE) / uncertainty_ref`` where ``uncertainty_ref`` is the
 median over one-step predictions from real (held-out where available) transitions, computed when
 the version is saved: 1.0 = "as unsure as on typical real data", comparable across versions.
@@ -138,7 +139,9 @@ class CameraNet(nn.Module):
         x = x * (1 + s[..., None, None]) + b[..., None, None]
         x = x + F.silu(self.dec_mid(x))
         size = anchor.shape[-1]
-        up = F.silu(self.dec_up(x))
+        # channels-last from here: the transposed convolutions take oneDNN's fast path (generation +8 %, training
+        # no slower, measured on CPU); the same values
+        up = F.silu(self.dec_up(x.contiguous(memory_format=torch.channels_last)))
         geo = F.interpolate(self.dec_geo(up), size=(size, size), mode="bilinear", align_corners=False)
         w = torch.softmax(geo[:, 2:], dim=1)  # (B, 3, S, S): copy, warped, painted
         warped = F.grid_sample(anchor, self.ego_grid(dcond, size) + geo[:, :2].permute(0, 2, 3, 1),
@@ -343,6 +346,12 @@ class WorldModel(nn.Module):
             "uncertainty": raw / self.uncertainty_ref.clamp_min(1e-12),
             "disagreement": tr["disagreement"],
         }
+
+    @staticmethod
+    def select(hist: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
+        """The rollout state of the batch rows ``rows`` (an index or boolean mask) only."""
+        return {key: ({c: v[rows] for c, v in val.items()} if isinstance(val, dict)
+                      else val[rows] if isinstance(val, torch.Tensor) else val) for key, val in hist.items()}
 
     @torch.no_grad()
     def render(self, hist: dict[str, Any]) -> dict[str, np.ndarray]:
