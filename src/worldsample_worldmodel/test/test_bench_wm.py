@@ -22,4 +22,6 @@ def test_bench_wm_prints_posttraining_and_generation_ratio(capsys):
     ratio = float(re.search(r"generation / simulator\s+([\d.]+) x", out).group(1))
     assert sim > 0 and gen > 0 and abs(ratio - gen / sim) <= 0.01 * ratio + 0.01
     assert re.search(r"post-training, one loop iteration\s+[\d.]+ s\s+\(3 steps", out)
+    full = re.search(r"no branch ending early\s+([\d.]+) transitions/s \((\d+) transitions\)", out)
+    assert float(full.group(1)) > 0 and int(full.group(2)) == 4 * 2  # every branch ran the full horizon
     assert "copy-last-frame baseline" in out

@@ -7,8 +7,9 @@ actions), which is also used to collect the episodes the model trains on; (2) on
 iteration's post-training as the world-model node runs it (``--posttrain-steps``, default the
 node's ``posttrain_steps``, plus the uncertainty calibration and the held-out fidelity check),
 in seconds and windows/s; (3) synthetic transitions/s of batched grounded generation under a
-random policy, printed as a ratio to (1). The copy-last-frame baseline costs nothing (it is the
-start frame). Peak memory: process max RSS, plus CUDA max allocated on a GPU. Without MuJoCo the
+random policy, printed as a ratio to (1), as it runs (a branch leaves the batch at its predicted
+termination) and with every branch running the full horizon. The copy-last-frame baseline costs
+nothing (it is the start frame). Peak memory: process max RSS, plus CUDA max allocated on a GPU. Without MuJoCo the
 toy world stands in for the simulator (said so in the output).
 """
 
@@ -117,6 +118,21 @@ def run(args: argparse.Namespace) -> int:
     gen_s = time.perf_counter() - t0
     n_syn = sum(e.length for e in syn)
     gen_rate = n_syn / gen_s
+    # the same with no branch ending early (a branch leaves the batch at its predicted termination, so the
+    # rate above depends on how many end): every branch runs the full horizon
+    threshold = model.cfg.done_threshold
+    model.cfg.done_threshold = 1.0 - 1e-9
+    try:
+        t0 = time.perf_counter()
+        full = generate_branches(model, eps, RandomPolicy(0), args.branches, args.horizon, 0.1,
+                                 rng=np.random.default_rng(1))
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        full_s = time.perf_counter() - t0
+    finally:
+        model.cfg.done_threshold = threshold
+    n_full = sum(e.length for e in full)
+    full_rate = n_full / full_s
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"world-model benchmark on {model.device} (torch threads {torch.get_num_threads()}), image {args.image_size}px, "
           f"cameras {list(model.cameras)}, ensemble {cfg.ensemble_size}, batch {cfg.batch_size}")
@@ -125,8 +141,11 @@ def run(args: argparse.Namespace) -> int:
           f"({post_steps} steps x {cfg.batch_size} windows of {cfg.history}+{cfg.rollout_steps} frames/camera, "
           f"{train_rate:.1f} windows/s; with calibration and the fidelity check)")
     print(f"  generation throughput                        {gen_rate:10.1f} transitions/s "
-          f"({args.branches} branches x <= {args.horizon} steps, random policy)")
+          f"({args.branches} branches x <= {args.horizon} steps, random policy; {n_syn} transitions, branches "
+          f"end at predicted termination)")
     print(f"  generation / simulator                       {gen_rate / sim_rate:10.2f} x")
+    print(f"  generation, no branch ending early           {full_rate:10.1f} transitions/s "
+          f"({n_full} transitions) = {full_rate / sim_rate:.2f} x the simulator")
     print("  copy-last-frame baseline                              0 s      (no model: the start frame)")
     print(f"  peak memory (max RSS)                        {maxrss_mb:10.0f} MiB")
     if model.device.type == "cuda":
