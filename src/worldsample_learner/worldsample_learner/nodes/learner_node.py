@@ -5,7 +5,8 @@ EpisodeInfo END event (DESIGN: bags are the durable record), never as per-step m
 
 Subscribes ``episodes`` and ``episodes/recorded`` (EpisodeInfo: END events give PPL's progress
 signal; a ``bag_uri`` of a real or demo episode is loaded into the replay), rescans ``real_dir``
-(the run's bags) every ``rescan_period_s``, at start-up and on shutdown, so no real episode is
+(the run's bags) every ``rescan_period_s``, at start-up and on shutdown (after waiting up to
+``SHUTDOWN_BAG_WAIT_S`` for the bags the recorder is closing on the same stop), so no real episode is
 lost to a missed event or a restart (the replay's keys load each bag once);
 ``world_model/synthetic`` (EpisodeInfo, source SYNTHETIC: one bag of synthetic branches the world
 model generated): each bag's branches are scored by PPL together (`Learner.add_synthetic_episodes`)
@@ -44,6 +45,10 @@ from ..core.config import LearnerNodeConfig, ReplayConfig
 from ..core.learner import Learner
 from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
+
+# On a stop, the recorder closes its bags while this node stops: the learner waits at most this long for the
+# run's open bags to close before its last rescan (inside launch's 5 s SIGINT grace period)
+SHUTDOWN_BAG_WAIT_S = 2.0
 
 DECISIONS = "ppl_decisions.csv"  # out_dir/ppl_decisions.csv: PPL's decision on every synthetic transition
 DECISION_COLUMNS = ["scored_at", "bag", "episode_id", "step", "uncertainty", "trust", "admitted"]
@@ -185,6 +190,18 @@ class LearnerNode(Node):
         self.get_logger().info(f"real bags: {len(self._loaded_real_bags)} loaded from {root} (+{len(new)}); "
                                f"replay real={len(self.learner.real)} (+{len(self.learner.real) - before})")
 
+    def _await_open_bags(self, limit_s: float) -> None:
+        """Wait (at most ``limit_s``) until no bag in ``real_dir`` is open (a write-ahead log or no metadata yet:
+        the recorder is still closing it, e.g. the episode that ended just before the stop), then rescan."""
+        if self.cfg.real_dir and Path(self.cfg.real_dir).is_dir():
+            from worldsample_common.core.bag_io import WAL_NAME, find_bags
+
+            deadline = time.monotonic() + limit_s
+            while time.monotonic() < deadline and any(
+                    (b / WAL_NAME).exists() or not (b / "metadata.yaml").exists() for b in find_bags(self.cfg.real_dir)):
+                time.sleep(0.05)
+        self._rescan_real()
+
     def _on_wm_status(self, msg: WorldModelStatus) -> None:
         ssim = [float(x) for x in msg.ssim if np.isfinite(x)]
         if ssim:
@@ -288,7 +305,7 @@ class LearnerNode(Node):
         in the subscriptions), replay chunks, agent weights."""
         take_pending(self, limit_s=1.0)
         self._drain()
-        self._rescan_real()  # bags closed since the last rescan (e.g. an episode whose transitions were in flight)
+        self._await_open_bags(SHUTDOWN_BAG_WAIT_S)  # then loads the bags closed since the last rescan
         self.learner.flush()
         if self.learner.agent.updates:
             self._save_agent_state()  # the weights of the last updates too, not only the last checkpoint's
