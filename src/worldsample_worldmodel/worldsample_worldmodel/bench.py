@@ -110,29 +110,26 @@ def run(args: argparse.Namespace) -> int:
     post_s = time.perf_counter() - t0
     train_rate = metrics["samples_per_s"]
     generate_branches(model, eps, RandomPolicy(0), min(8, args.branches), 2, 0.1, rng=np.random.default_rng(0))
-    t0 = time.perf_counter()
-    syn = generate_branches(model, eps, RandomPolicy(0), args.branches, args.horizon, 0.1,
-                            rng=np.random.default_rng(1))
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    gen_s = time.perf_counter() - t0
-    n_syn = sum(e.length for e in syn)
-    gen_rate = n_syn / gen_s
+
+    def generation() -> tuple[int, float]:
+        """(transitions, transitions/s) of one timed batch of branches."""
+        t = time.perf_counter()
+        syn = generate_branches(model, eps, RandomPolicy(0), args.branches, args.horizon, 0.1,
+                                rng=np.random.default_rng(1))
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        n = sum(e.length for e in syn)
+        return n, n / (time.perf_counter() - t)
+
+    n_syn, gen_rate = generation()
     # the same with no branch ending early (a branch leaves the batch at its predicted termination, so the
     # rate above depends on how many end): every branch runs the full horizon
     threshold = model.cfg.done_threshold
     model.cfg.done_threshold = 1.0 - 1e-9
     try:
-        t0 = time.perf_counter()
-        full = generate_branches(model, eps, RandomPolicy(0), args.branches, args.horizon, 0.1,
-                                 rng=np.random.default_rng(1))
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        full_s = time.perf_counter() - t0
+        n_full, full_rate = generation()
     finally:
         model.cfg.done_threshold = threshold
-    n_full = sum(e.length for e in full)
-    full_rate = n_full / full_s
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"world-model benchmark on {model.device} (torch threads {torch.get_num_threads()}), image {args.image_size}px, "
           f"cameras {list(model.cameras)}, ensemble {cfg.ensemble_size}, batch {cfg.batch_size}")
