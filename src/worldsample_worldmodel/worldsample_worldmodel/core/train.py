@@ -129,7 +129,7 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
         new_hist = {}
         p1 = tr["p"].mean(0)
         dcond = model.decoder_cond(anchor_p, p1)
-        dcond_real = model.decoder_cond(anchor_p, prop[:, i + 1])
+        dcond_real = model.decoder_cond(anchor_p, prop[:, i + 1]) if cfg.ego_weight > 0 else None
         for j, c in enumerate(model.cameras):
             net = model.nets[c]
             target = x[c][:, h + i]
@@ -144,11 +144,12 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
             pred_obj = pred_obj + (pixel(err + coarse) * m).sum() / msum / ncam
             if cfg.ssim_weight > 0:
                 ssim_l = ssim_l + ((1.0 - ssim(frame, target)) * m).sum() / msum / ncam
-            # the homography alone against the target at 1/4 and 1/8 resolution (real proprio): a direct, wide
-            # signal for the camera's ego-motion, which the blend above only sees through object edges
-            ew = net.ego_warp(anchor[c], dcond_real)
-            eg = sum(((F.avg_pool2d(ew, f) - F.avg_pool2d(target, f)) ** 2).mean(dim=(1, 2, 3)) for f in (4, 8))
-            ego_l = ego_l + (eg * m).sum() / msum / ncam
+            if cfg.ego_weight > 0:
+                # the homography alone against the target at 1/4 and 1/8 resolution (real proprio): a direct, wide
+                # signal for the camera's ego-motion, which the blend above only sees through object edges
+                ew = net.ego_warp(anchor[c], dcond_real)
+                eg = sum(((F.avg_pool2d(ew, f) - F.avg_pool2d(target, f)) ** 2).mean(dim=(1, 2, 3)) for f in (4, 8))
+                ego_l = ego_l + (eg * m).sum() / msum / ncam
             if i == recon_step:
                 tf, _ = net.decode(z[c][:, h + i], anchor_z[c], anchor[c], model.decoder_cond(anchor_p, prop[:, i + 1]))
                 terr = ((tf - target) ** 2).mean(dim=(1, 2, 3))
