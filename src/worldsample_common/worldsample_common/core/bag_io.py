@@ -804,6 +804,11 @@ def _states(msgs: list[Any], where: str) -> np.ndarray | None:
     return np.stack([np.asarray(m.state) for m in msgs] + [np.asarray(msgs[-1].next_state)])
 
 
+def bag_closed(bag_dir: Path) -> bool:
+    """Whether the recorder has finished a bag: metadata written and no write-ahead log left."""
+    return (bag_dir / "metadata.yaml").exists() and not (bag_dir / WAL_NAME).exists()
+
+
 def find_bags(directory: Path | str) -> list[Path]:
     """Bag directories under `directory` (itself included): those with metadata.yaml or a write-ahead log,
     except the damaged originals a recovery kept (``*.incomplete``)."""

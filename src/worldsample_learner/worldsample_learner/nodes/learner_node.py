@@ -174,13 +174,12 @@ class LearnerNode(Node):
         self._last_rescan = time.monotonic()
         if not self.cfg.real_dir:
             return
-        from worldsample_common.core.bag_io import WAL_NAME, find_bags
+        from worldsample_common.core.bag_io import bag_closed, find_bags
 
         root = Path(self.cfg.real_dir)
         if not root.is_dir():
             return
-        new = [b for b in find_bags(root) if str(b) not in self._loaded_real_bags
-               and (b / "metadata.yaml").exists() and not (b / WAL_NAME).exists()]  # closed bags only
+        new = [b for b in find_bags(root) if str(b) not in self._loaded_real_bags and bag_closed(b)]
         if not new:
             return
         before = len(self.learner.real)
@@ -194,11 +193,10 @@ class LearnerNode(Node):
         """Wait (at most ``limit_s``) until no bag in ``real_dir`` is open (a write-ahead log or no metadata yet:
         the recorder is still closing it, e.g. the episode that ended just before the stop), then rescan."""
         if self.cfg.real_dir and Path(self.cfg.real_dir).is_dir():
-            from worldsample_common.core.bag_io import WAL_NAME, find_bags
+            from worldsample_common.core.bag_io import bag_closed, find_bags
 
             deadline = time.monotonic() + limit_s
-            while time.monotonic() < deadline and any(
-                    (b / WAL_NAME).exists() or not (b / "metadata.yaml").exists() for b in find_bags(self.cfg.real_dir)):
+            while time.monotonic() < deadline and not all(bag_closed(b) for b in find_bags(self.cfg.real_dir)):
                 time.sleep(0.05)
         self._rescan_real()
 
