@@ -60,3 +60,17 @@ def test_a_longer_run_is_compared_at_the_budget():
     assert at_budget(res, 20_000) is res and at_budget(res, 30_000) is res
     with pytest.raises(ValueError, match="no evaluation"):
         at_budget(res, 1_000)
+
+
+def test_run_variants_name_mode_source_and_updates():
+    from worldsample_learner.drivers.experiment import parse_variant, uses_video_model
+
+    assert parse_variant("ppl") == ("ppl", "video", None)
+    assert parse_variant("oracle-naive") == ("naive", "oracle", None)
+    assert parse_variant("rl-only-utd4") == ("rl-only", "video", 4)
+    assert parse_variant("oracle-selection-utd8") == ("selection", "oracle", 8)
+    assert uses_video_model("ppl") and not uses_video_model("oracle-ppl") and not uses_video_model("rl-only-utd4")
+    for bad, why in (("oracle-rl-only", "uses no synthetic data"), ("ppl-utd0", "int N >= 1"),
+                     ("ppl-utdx", "int N >= 1"), ("mbpo", "unknown")):
+        with pytest.raises(ValueError, match=why):
+            parse_variant(bad)

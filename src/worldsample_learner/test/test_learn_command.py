@@ -52,3 +52,26 @@ def test_learn_command_bad_input_named(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert learn.run(_args(task="push", demos=tmp_path / "empty", out=tmp_path / "o")) == 2
     assert "no readable 'push' episodes" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_learn_command_with_the_oracle_logs_every_decision(tmp_path):
+    """`worldsample learn --synthetic oracle`: branches rolled in the simulator from exact real states go
+    through PPL like the world model's, and every decision lands in ppl_decisions.csv."""
+    import csv
+
+    out = tmp_path / "run"
+    args = _args(task="push", mode="naive", synthetic="oracle", expert_demos=1, out=out, env_steps=200,
+                 eval_every=200, eval_episodes=1, hidden=32, critics=2, batch_size=16, utd=1,
+                 synthetic_every=50, synthetic_branches=4)
+    assert learn.run(args) == 0
+    r = json.loads((out / "results.json").read_text())
+    # a real episode is 80 steps: requests at 100, 150, 200 (naive horizon 10, so up to 40 per request)
+    assert r["synthetic_calls"] == 3
+    rows = list(csv.DictReader((out / "ppl_decisions.csv").open()))
+    assert len(rows) == r["ppl_status"]["admitted"] + r["ppl_status"]["rejected"] > 0
+    assert {row["bag"] for row in rows} == {"generate-0", "generate-1", "generate-2"}
+    assert all(float(row["uncertainty"]) == 0.0 for row in rows)  # the oracle is exact
+    assert sum(int(row["admitted"]) for row in rows) == r["ppl_status"]["admitted"] > 0
+    assert r["replay"]["synthetic"]["size"] == r["ppl_status"]["admitted"]
+    assert learn.run(_args(task="push", synthetic="nowhere", out=tmp_path / "o2")) == 2  # neither oracle nor a dir

@@ -52,6 +52,9 @@ class Episode:
     stamps_ns: np.ndarray | None = None  # int64 (T + 1,) observation times, when known
     states: np.ndarray | None = None  # float32 (T + 1, S) privileged sim state, None on a real robot
     extras: dict[str, str] = field(default_factory=dict)
+    # float64 (T + 1, K) full simulator state per observation (`FrankaTaskEnv.sim_state`): kept by the
+    # in-process driver for the oracle world model only; never written to bags
+    sim_states: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.source = Source(self.source)
@@ -104,6 +107,8 @@ class Episode:
                 raise ValueError(f"{where}: {name} must be ({t},), got {arr.shape}")
         if self.states is not None and (self.states.ndim != 2 or self.states.shape[0] != t + 1):
             raise ValueError(f"{where}: states must be (T+1={t + 1}, S), got {self.states.shape}")
+        if self.sim_states is not None and (np.ndim(self.sim_states) != 2 or len(self.sim_states) != t + 1):
+            raise ValueError(f"{where}: sim_states must be (T+1={t + 1}, K), got {np.shape(self.sim_states)}")
         for cam, frames in self.images.items():
             if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(

@@ -5,8 +5,10 @@
         --env-steps 20000 --seed 0 --obs state
 
 --synthetic DIR is a static pool of synthetic (world-model) bags, handed out in branches cut to
-the horizon PPL asks for; the live world-model-backed source is wired by the experiment driver.
-Writes metrics.csv, eval.csv, ppl.csv, plots.png, results.json and checkpoints/ under --out.
+the horizon PPL asks for; --synthetic oracle is a perfect world model (`worldsample_control.core.sim.oracle`:
+branches rolled in the simulator from the exact recorded states of real steps), the bound that splits a
+gap into "recipe" and "model"; the live video-world-model source is wired by the experiment driver.
+Writes metrics.csv, eval.csv, ppl.csv, ppl_decisions.csv, plots.png, results.json and checkpoints/ under --out.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
 
     from worldsample_learner.core.config import LearnConfig
 
+ORACLE = "oracle"  # --synthetic oracle: the perfect world model
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="sim task: peg_insertion, push, sort, pick_place")
     from worldsample_learner.core.ppl import PPL_MODES
@@ -29,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expert-demos", type=int, default=0,
                         help="also record N scripted-expert demos in-process (seeds 500..; no bags written)")
     parser.add_argument("--synthetic", default=None,
-                        help="directory of synthetic bags (a static pool; `worldsample experiment policy` runs the "
-                             "learner with the live world model)")
+                        help="directory of synthetic bags (a static pool), or 'oracle': a perfect world model rolled "
+                             "in the simulator from exact real states (`worldsample experiment policy` runs the "
+                             "learner with the live video world model)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--env-steps", type=int, default=20_000, help="real environment steps (default 20000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -46,7 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-step", type=int, default=None, help="n-step returns (default: AgentConfig, 3)")
     parser.add_argument("--target-entropy", type=float, default=None,
                         help="SAC's entropy target (default: AgentConfig, -action_dim)")
-    parser.add_argument("--synthetic-every", type=int, default=1_000, help="env steps between synthetic requests")
+    parser.add_argument("--synthetic-every", type=int, default=None,
+                        help="env steps between synthetic requests (default: LearnConfig)")
+    parser.add_argument("--synthetic-branches", type=int, default=None,
+                        help="branches per synthetic request (default: LearnConfig)")
     parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -73,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if args.env_steps < 1:
         print(f"learn: --env-steps must be >= 1, got {args.env_steps}", file=sys.stderr)
         return 2
-    for flag, d in (("--demos", args.demos), ("--synthetic", args.synthetic)):
+    oracle = args.synthetic == ORACLE
+    for flag, d in (("--demos", args.demos), ("--synthetic", None if oracle else args.synthetic)):
         if d is not None and not Path(d).is_dir():
             print(f"learn: {flag} {d!r} is not a directory", file=sys.stderr)
             return 2
@@ -103,7 +113,13 @@ def run(args: argparse.Namespace) -> int:
         demos += expert_episodes(args.task, args.expert_demos, render=args.obs == "pixels")
         print(f"learn: {args.expert_demos} expert demos, {sum(d.success for d in demos[-args.expert_demos:])} successful")
     source = None
-    if args.synthetic and uses_synthetic(args.mode):
+    if oracle and uses_synthetic(args.mode):
+        from worldsample_control.core.sim import EnvConfig, make_env
+        from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource
+
+        source = OracleSyntheticSource(make_env(args.task, EnvConfig(render=False, seed=args.seed)),
+                                       OracleConfig(action_noise=LearnConfig.synthetic_noise), seed=args.seed)
+    elif args.synthetic and uses_synthetic(args.mode):
         pool = [e for e in load_episodes(args.synthetic, sources=[Source.SYNTHETIC]) if e.task == args.task]
         if not pool:
             print(f"learn: no readable synthetic {args.task!r} episodes in --synthetic {args.synthetic!r}",
@@ -120,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         agent.bc_q_filter = args.bc_q_filter == "on"
     cfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=args.mode), env_steps=args.env_steps, seed=args.seed,
                       eval_every=min(args.eval_every, args.env_steps), eval_episodes=args.eval_episodes,
-                      synthetic_every=args.synthetic_every,
+                      **{k: v for k, v in (("synthetic_every", args.synthetic_every),
+                                           ("synthetic_branches", args.synthetic_branches)) if v is not None},
                       log_every=min(500, args.env_steps), warmup_steps=min(500, args.env_steps // 4))
     try:
         cfg.validate()

@@ -42,6 +42,38 @@ from typing import Any
 
 MODES = ("rl-only", "naive", "ppl")  # the default comparison (any of worldsample_learner's PPL_MODES may be asked for)
 BASELINE = MODES[0]  # what the others are compared against (the paper's RL-only baseline)
+ORACLE_PREFIX = "oracle-"  # a run variant "oracle-ppl": synthetic data from the perfect world model
+UTD_SUFFIX = "-utd"  # a run variant "ppl-utd4": this many critic updates per real step instead of the config's
+
+
+def parse_variant(variant: str) -> tuple[str, str, int | None]:
+    """A run variant -> (PPL mode, synthetic source "video" | "oracle", UTD or None for the config's).
+
+    ``ppl`` (the video world model), ``oracle-ppl`` (the oracle), ``rl-only-utd4``, ``oracle-naive-utd4``:
+    the variant names the run's directory and its row in every table."""
+    from worldsample_learner.core.ppl import PPL_MODES
+
+    rest, source, utd = variant, "video", None
+    if rest.startswith(ORACLE_PREFIX):
+        rest, source = rest[len(ORACLE_PREFIX):], "oracle"
+    if UTD_SUFFIX in rest:
+        rest, _, n = rest.rpartition(UTD_SUFFIX)
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"run variant {variant!r}: '{UTD_SUFFIX}N' needs an int N >= 1")
+        utd = int(n)
+    if rest not in PPL_MODES:
+        raise ValueError(f"run variant {variant!r}: mode {rest!r} unknown; expected [oracle-]MODE[-utdN] with MODE "
+                         f"one of {PPL_MODES}")
+    if source == "oracle" and rest == BASELINE:
+        raise ValueError(f"run variant {variant!r}: {BASELINE} uses no synthetic data, so no oracle")
+    return rest, source, utd
+
+
+def uses_video_model(variant: str) -> bool:
+    from worldsample_learner.core.ppl import uses_synthetic
+
+    mode, source, _ = parse_variant(variant)
+    return uses_synthetic(mode) and source == "video"
 
 
 @dataclass
@@ -105,14 +137,19 @@ CONFIGS: dict[str, ExperimentConfig] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("which", choices=("policy", "worldmodel"), help="which comparison")
+    parser.add_argument("which", choices=("policy", "worldmodel", "modelerror"),
+                        help="which comparison (modelerror: the world model's error on the state, issue 22)")
     parser.add_argument("--config", choices=tuple(CONFIGS), default="small")
     parser.add_argument("--out", required=True, type=Path, help="experiment directory")
     parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the config's)")
     parser.add_argument("--env-steps", type=int, default=None, help="override the config's real steps per run")
+    parser.add_argument("--eval-every", type=int, default=None, help="override the real steps between evaluations")
     parser.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
     parser.add_argument("--tasks", default=None, help="override the tasks, e.g. push,peg_insertion")
-    parser.add_argument("--modes", default=None, help=f"override the modes, e.g. rl-only,ppl (of {MODES})")
+    parser.add_argument("--modes", default=None,
+                        help="override the run variants, e.g. rl-only,ppl,oracle-ppl,rl-only-utd4: [oracle-]MODE[-utdN], "
+                             "MODE one of worldsample_learner's PPL modes; oracle- = the perfect world model as the "
+                             "synthetic source; -utdN = N critic updates per real step")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -123,24 +160,23 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if args.env_steps is not None:
         over["env_steps"] = args.env_steps
         over["eval_every"] = min(cfg.eval_every, args.env_steps)
+    if args.eval_every is not None:
+        over["eval_every"] = max(1, args.eval_every)
     if args.seeds:
         over["seeds"] = tuple(int(s) for s in args.seeds.split(","))
     if args.tasks:
         over["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if getattr(args, "modes", None):
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        from worldsample_learner.core.ppl import PPL_MODES
-
-        bad = [m for m in modes if m not in PPL_MODES]
-        if bad:
-            raise ValueError(f"--modes {bad} unknown; expected some of {PPL_MODES}")
+        for m in modes:
+            parse_variant(m)  # a clear error for a bad one
         over["modes"] = modes
     return replace(cfg, **over)
 
 
 def command_line(args: argparse.Namespace) -> str:
     parts = ["worldsample experiment", args.which, "--config", args.config, "--out", str(args.out)]
-    for flag in ("jobs", "env_steps", "seeds", "tasks", "modes"):
+    for flag in ("jobs", "env_steps", "eval_every", "seeds", "tasks", "modes"):
         v = getattr(args, flag)
         if v is not None:
             parts += [f"--{flag.replace('_', '-')}", str(v)]
@@ -205,6 +241,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from worldsample_control.core.sim import make_env
+    from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource
     from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
@@ -212,7 +249,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     from worldsample_learner.drivers.learn import train_in_process
 
     cfg = ExperimentConfig(**spec["cfg"])
-    task, mode, seed = spec["task"], spec["mode"], spec["seed"]
+    task, variant, seed = spec["task"], spec["mode"], spec["seed"]
+    mode, source_kind, utd = parse_variant(variant)
     out = Path(spec["out"])
     if (out / "results.json").exists():  # finished before (a resumed experiment)
         return json.loads((out / "results.json").read_text())
@@ -221,7 +259,10 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     out.mkdir(parents=True)
     demos = _load_pickle(Path(spec["demos"]))
     source = None
-    if uses_synthetic(mode):
+    if uses_synthetic(mode) and source_kind == "oracle":
+        source = OracleSyntheticSource(make_env(task, replace(env_config(cfg, render=False), seed=seed)),
+                                       OracleConfig(action_noise=VideoSourceConfig.action_noise), seed=seed)
+    elif uses_synthetic(mode):
         wm_dir = out / "world_model"
         shutil.copytree(spec["wm_init"], wm_dir)
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
@@ -229,21 +270,23 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         source.add_demos(demos)
     agent = AgentConfig(obs_mode="state", batch_size=cfg.batch_size, num_critics=cfg.num_critics,
                         num_min_critics=min(2, cfg.num_critics),
-                        utd_ratio=cfg.utd_ratio, hidden_dim=cfg.hidden_dim, device=cfg.device, seed=seed)
+                        utd_ratio=utd or cfg.utd_ratio, hidden_dim=cfg.hidden_dim, device=cfg.device, seed=seed)
     lcfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=mode), env_steps=cfg.env_steps, warmup_steps=0,
                        eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
                        synthetic_every=cfg.synthetic_every, synthetic_branches=cfg.synthetic_branches,
                        checkpoint_every_env_steps=0, log_every=min(250, cfg.env_steps), seed=seed)
-    env = make_env(task, replace(env_config(cfg, render=source is not None), seed=seed))
+    video = isinstance(source, VideoWorldModelSource)
+    env = make_env(task, replace(env_config(cfg, render=video), seed=seed))
     eval_env = make_env(task, replace(env_config(cfg, render=False), seed=seed))
     t0 = time.time()
     res = train_in_process(env, lcfg, demos, source, out, eval_env=eval_env, progress=False)
-    res.update(task=task, seed=seed, wall_s=time.time() - t0)
+    res.update(task=task, seed=seed, wall_s=time.time() - t0, mode=variant, ppl_mode=mode, synthetic=source_kind,
+               utd_ratio=agent.utd_ratio)
     with (out / "eval.csv").open() as f:
         import csv
 
         res["return_curve"] = [(int(float(r["env_steps"])), float(r["mean_return"])) for r in csv.DictReader(f)]
-    if source is not None:
+    if video:
         res["world_model"] = {"version": source.version, "rejected": len(source.rejected),
                               "fidelity": source.service.fidelity}
     (out / "results.json").write_text(json.dumps(res, indent=2, default=float))
@@ -466,8 +509,6 @@ def plot_paper_figures(summary: dict[str, Any], path: Path, baseline: str = BASE
 
 # --------------------------------------------------------------------------- the policy comparison
 def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
-    from worldsample_learner.core.ppl import uses_synthetic
-
     root = out / "policy"
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -479,7 +520,7 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
             print(f"[experiment] {task}: recording {cfg.demos} expert demonstrations", flush=True)
             _save_pickle(expert_demos(task, cfg, cfg.demos), demo_file)
         wm_init = root / task / "wm_pretrained"
-        if any(uses_synthetic(m) for m in cfg.modes):
+        if any(uses_video_model(m) for m in cfg.modes):
             print(f"[experiment] {task}: pre-training the world model on the demos ({cfg.wm_pretrain_steps} steps)",
                   flush=True)
             pretrain_world_model(task, cfg, _load_pickle(demo_file), wm_init)
@@ -703,6 +744,10 @@ def run(args: argparse.Namespace) -> int:
     cmd = command_line(args)
     if args.which == "policy":
         return run_policy(cfg, out, cmd)
+    if args.which == "modelerror":
+        from .model_error import run_model_error
+
+        return run_model_error(cfg, out, cmd)
     return run_worldmodel(cfg, out, cmd)
 
 

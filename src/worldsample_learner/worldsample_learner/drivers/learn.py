@@ -3,8 +3,8 @@
 `train_in_process` alternates one environment step with one learner step (``utd_ratio``
 critic updates; timed per phase into ``results.json["time_s"]``), evaluates the deterministic policy every ``eval_every`` env steps, asks the
 synthetic source for branches every ``synthetic_every`` env steps (horizon and admission per
-PPL), and writes ``metrics.csv``, ``eval.csv``, ``ppl.csv``, ``plots.png`` and policy
-checkpoints under ``out_dir``.
+PPL), and writes ``metrics.csv``, ``eval.csv``, ``ppl.csv``, ``ppl_decisions.csv`` (PPL's decision on every
+synthetic transition; ``bag`` names the generation call), ``plots.png`` and policy checkpoints under ``out_dir``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from worldsample_common.core.files import json_dumps
 from worldsample_control.core.rollout import evaluate
 
 from ..core.config import LearnConfig
-from ..core.learner import Learner, SyntheticSource
+from ..core.learner import DECISIONS, Learner, SyntheticSource, log_decisions
 from ..core.policy import checkpoint_path, policy_from_agent, save_policy
 from ..core.ppl import CsvLog, flat_status
 
@@ -71,13 +71,17 @@ def _episode_from_buffer(env: Env, buf: dict[str, list], seed: int, version: str
         rewards=np.asarray(buf["rewards"], np.float32), terminated=np.asarray(buf["terminated"], bool),
         truncated=np.asarray(buf["truncated"], bool), successes=np.asarray(buf["successes"], bool),
         states=None if any(s is None for s in buf["states"]) else np.stack(buf["states"]),
+        sim_states=np.stack(buf["sim_states"]) if buf.get("sim_states") else None,
         policy_version=version, seed=seed,
     )
 
 
-def _new_buffer(obs: Observation, cams: tuple[str, ...]) -> dict[str, list]:
+def _new_buffer(obs: Observation, cams: tuple[str, ...], env: Env, keep_sim_state: bool) -> dict[str, list]:
+    """An episode's buffer; with ``keep_sim_state`` also the env's full simulator state per observation
+    (what the oracle source restores)."""
     return {"images": {c: [obs.images[c]] for c in cams}, "proprio": [obs.proprio], "states": [obs.state],
-            "actions": [], "rewards": [], "terminated": [], "truncated": [], "successes": []}
+            "actions": [], "rewards": [], "terminated": [], "truncated": [], "successes": [],
+            "sim_states": [env.sim_state()] if keep_sim_state else []}
 
 
 def _obs_batch(obs: Observation, cams: tuple[str, ...], state: bool) -> dict[str, Any]:
@@ -126,6 +130,10 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
     # agent itself is state-based); the agent sees only ``cams``
     record_cams = tuple(obs.images) if obs.images else cams
     state_mode = a.obs_mode == "state" and a.state_dim > 0
+    keep_sim_state = bool(getattr(synthetic_source, "needs_sim_state", False))
+    if keep_sim_state and not callable(getattr(env, "sim_state", None)):
+        raise ValueError(f"the synthetic source needs the simulator state of every real step; env {env.task!r} "
+                         "has no sim_state()")
     metrics = CsvLog(out / "metrics.csv")
     evals = CsvLog(out / "eval.csv")
     ppl_log = CsvLog(out / "ppl.csv")
@@ -133,7 +141,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
     policy = policy_from_agent(learner.agent, 0)
     ep_seed = cfg.seed * 100_000
     obs = env.reset(seed=ep_seed)
-    buf = _new_buffer(obs, record_cams)
+    buf = _new_buffer(obs, record_cams, env, keep_sim_state)
     ep_returns: list[float] = []
     ep_return = 0.0
     version = 0
@@ -176,6 +184,8 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             buf["images"][c].append(obs.images[c])
         buf["proprio"].append(obs.proprio)
         buf["states"].append(obs.state)
+        if keep_sim_state:
+            buf["sim_states"].append(env.sim_state())
         ep_return += float(res.reward)
         if res.terminated or trunc:
             real_ep = _episode_from_buffer(env, buf, ep_seed, policy.version)
@@ -187,7 +197,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             ep_return = 0.0
             ep_seed += 1
             obs = env.reset(seed=ep_seed)
-            buf = _new_buffer(obs, record_cams)
+            buf = _new_buffer(obs, record_cams, env, keep_sim_state)
         if step > cfg.warmup_steps and learner.can_train():
             t1 = time.perf_counter()
             learner.train_step()
@@ -202,7 +212,9 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             horizon = learner.ppl.rollout_horizon()
             if horizon > 0:
                 branches = synthetic_source.generate(policy, cfg.synthetic_branches, horizon)
-                learner.add_synthetic_episodes(branches)
+                admitted: list[np.ndarray] = []
+                learner.add_synthetic_episodes(branches, admitted)
+                log_decisions(out / DECISIONS, branches, admitted, bag=f"generate-{synthetic_calls}")
                 synthetic_calls += 1
         if step % cfg.log_every == 0:
             status = learner.close_window()

@@ -50,7 +50,7 @@ import numpy as np
 from worldsample_common.core.env_protocol import ACTION_DIM, Observation, StepResult
 
 from ..reward import step_reward
-from .config import SIM_HOME_QPOS, EnvConfig
+from .config import SIM_HOME_QPOS, TASKS, EnvConfig
 from .tasks import TASK_CLASSES, Task
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -327,6 +327,39 @@ class FrankaTaskEnv:
         self.data.ctrl[self._arm_act] = self._q_target
         if gripper_width is not None:
             self.data.ctrl[self._grip_act] = self._gripper_ctrl(float(gripper_width))
+
+    # ------------------------------------------------------------------ full state (the oracle world model)
+    def sim_state(self) -> np.ndarray:
+        """Everything the next `step` depends on, as one float64 vector: MuJoCo's integration state
+        (time, qpos, qvel, actuator activations, warm start, ctrl, mocap poses, applied forces) and the
+        env's own controller state (end-effector target, joint targets, step count). `set_sim_state`
+        of it makes the next steps exactly those of the run it was taken from (a perfect world model,
+        `core.sim.oracle`). The first entry names the task (its index in `TASKS`)."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        s = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, s, spec)
+        return np.concatenate([[float(TASKS.index(self.task))], s, self._target_pos, self._target_quat,
+                               self._q_target, [float(self._steps)]])
+
+    def set_sim_state(self, state) -> None:
+        """Restore a `sim_state` vector of this task (a clear error for one of another task or size)."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        n = mujoco.mj_stateSize(self.model, spec)
+        s = np.asarray(state, dtype=np.float64)
+        want = 1 + n + 3 + 4 + 7 + 1
+        if s.shape != (want,) or not np.isfinite(s).all():
+            raise ValueError(f"set_sim_state: {self.task} needs a finite state of shape ({want},) (see sim_state), "
+                             f"got {s.dtype} {s.shape}")
+        if s[0] != TASKS.index(self.task):
+            other = TASKS[int(s[0])] if float(s[0]).is_integer() and 0 <= s[0] < len(TASKS) else repr(s[0])
+            raise ValueError(f"set_sim_state: {self.task} needs a state of its own task, got one of {other}")
+        s = s[1:]
+        mujoco.mj_setState(self.model, self.data, s[:n], spec)
+        mujoco.mj_forward(self.model, self.data)
+        self._target_pos = s[n:n + 3].copy()
+        self._target_quat = s[n + 3:n + 7].copy()
+        self._q_target = s[n + 7:n + 14].copy()
+        self._steps = int(s[n + 14])
 
     def set_gripper_width(self, width: float) -> None:
         """Gripper command alone (0 closes, 0.085 opens fully); the arm target is unchanged."""

@@ -1,0 +1,142 @@
+"""The oracle world model: synthetic branches rolled in the simulator itself, from exact real states.
+
+A perfect world model makes the diagnosis of PPL's recipe possible: if synthetic transitions do
+not help even when they are exact, the loss is in the recipe (volume, horizons, updates, PPL's
+pacing), not in the model. `OracleSyntheticSource` answers the same calls as the video model's
+source (`worldsample_worldmodel.core.source.VideoWorldModelSource`): ``observe_real(episode)`` after
+each real episode, ``fidelity()`` and ``generate(policy, num_branches, horizon)``; its episodes go
+through the same PPL path and decision log.
+
+Each real episode must carry ``sim_states`` (`FrankaTaskEnv.sim_state` of every observation; the
+in-process driver keeps them when the source asks with ``needs_sim_state``). A branch restores the
+simulator to the exact recorded state of a real step, then rolls the policy forward with the
+same Gaussian action noise the video source uses, up to ``horizon`` steps, ending early on success
+(termination) or at the episode's step limit (truncation), like the real episode would have.
+Branches start uniformly over the steps of the ``recent_episodes`` newest real episodes (the video
+model's ``WorldModelServiceConfig.recent_episodes`` plays the same role). All branches step
+together: one batched policy call per step, the simulator switched between branch states.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from worldsample_common.core.episode import Episode, Source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .env import FrankaTaskEnv
+
+ORACLE_VERSION = "oracle"  # the world_model_version of every oracle branch
+
+
+@dataclass
+class OracleConfig:
+    action_noise: float = 0.1  # std of the Gaussian noise on the policy's action in a branch
+    recent_episodes: int = 20  # branch starts come from the newest N real episodes
+
+    def validate(self) -> None:
+        if not (np.isfinite(self.action_noise) and self.action_noise >= 0):
+            raise ValueError(f"OracleConfig.action_noise must be a finite number >= 0, got {self.action_noise!r}")
+        if not isinstance(self.recent_episodes, int) or self.recent_episodes < 1:
+            raise ValueError(f"OracleConfig.recent_episodes must be an int >= 1, got {self.recent_episodes!r}")
+
+
+class OracleSyntheticSource:
+    """A perfect synthetic source over its own simulator ``env`` (same task as the real episodes;
+    rendering off unless the learner needs pixels)."""
+
+    needs_sim_state = True  # the driver keeps `FrankaTaskEnv.sim_state` in every real episode
+
+    def __init__(self, env: FrankaTaskEnv, cfg: OracleConfig | None = None, seed: int = 0) -> None:
+        self.cfg = cfg or OracleConfig()
+        self.cfg.validate()
+        if not callable(getattr(env, "set_sim_state", None)):
+            raise TypeError(f"the oracle needs an env with sim_state/set_sim_state, got {type(env).__name__}")
+        self.env = env
+        self.rng = np.random.default_rng(seed)
+        self.pool: deque[Episode] = deque(maxlen=self.cfg.recent_episodes)
+        self.version = ORACLE_VERSION
+
+    def observe_real(self, episode: Episode) -> None:
+        if episode.task != self.env.task:
+            raise ValueError(f"oracle for {self.env.task!r} got a {episode.task!r} episode {episode.episode_id!r}")
+        if episode.sim_states is None:
+            raise ValueError(f"episode {episode.episode_id!r} carries no sim_states: the oracle cannot restore its "
+                             "states (record it in-process with a source that sets needs_sim_state)")
+        if episode.length:
+            self.pool.append(episode)
+
+    def fidelity(self) -> float:
+        return 1.0  # exact by construction
+
+    def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
+        for name, v in (("num_branches", num_branches), ("horizon", horizon)):
+            if not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if not self.pool:
+            return []
+        env, cams = self.env, tuple(getattr(self.env, "camera_names", ()))
+        lengths = np.array([ep.length for ep in self.pool])
+        picks = self.rng.choice(int(lengths.sum()), size=int(num_branches))
+        bounds = np.cumsum(lengths)
+        branches = []
+        for p in picks:
+            i = int(np.searchsorted(bounds, p, side="right"))
+            ep = self.pool[i]
+            t = int(p - (bounds[i - 1] if i else 0))
+            env.set_sim_state(ep.sim_states[t])
+            obs = env._observe() if cams else None  # frames only when the env renders
+            branches.append({
+                "start": ep, "t": t, "sim": [np.asarray(ep.sim_states[t], np.float64)],
+                "proprio": [ep.proprio[t]], "states": [None if ep.states is None else ep.states[t]],
+                "images": {c: [obs.images[c] if obs else ep.images[c][t]] for c in cams},
+                "actions": [], "rewards": [], "terminated": [], "truncated": [], "successes": [],
+            })
+        active = list(range(len(branches)))
+        for _ in range(int(horizon)):
+            if not active:
+                break
+            bs = [branches[i] for i in active]
+            images = {c: np.stack([b["images"][c][-1] for b in bs]) for c in cams}
+            state = None if bs[0]["states"][-1] is None else np.stack([b["states"][-1] for b in bs])
+            actions = policy.act_batch(images, np.stack([b["proprio"][-1] for b in bs]),
+                                       noise_std=self.cfg.action_noise, rng=self.rng, state=state)
+            still = []
+            for i, b, a in zip(active, bs, actions, strict=True):
+                env.set_sim_state(b["sim"][-1])
+                res = env.step(np.clip(a, -1.0, 1.0))
+                o = res.observation
+                b["actions"].append(np.asarray(res.info.get("clipped_action", np.clip(a, -1, 1)), np.float32))
+                b["rewards"].append(float(res.reward))
+                b["terminated"].append(bool(res.terminated))
+                b["truncated"].append(bool(res.truncated))
+                b["successes"].append(bool(res.success))
+                b["proprio"].append(o.proprio)
+                b["states"].append(o.state)
+                for c in cams:
+                    b["images"][c].append(o.images[c])
+                b["sim"].append(env.sim_state())
+                if not (res.terminated or res.truncated):
+                    still.append(i)
+            active = still
+        version = str(getattr(policy, "version", ""))
+        return [self._episode(b, version) for b in branches]
+
+    def _episode(self, b: dict[str, Any], policy_version: str) -> Episode:
+        start: Episode = b["start"]
+        n = len(b["actions"])
+        states = None if b["states"][0] is None else np.stack(b["states"]).astype(np.float32)
+        return Episode(
+            episode_id=f"{start.task}-oracle-{uuid.uuid4().hex[:8]}", task=start.task, source=Source.SYNTHETIC,
+            images={c: np.stack(v) for c, v in b["images"].items()}, proprio=np.stack(b["proprio"]),
+            actions=np.stack(b["actions"]), rewards=np.asarray(b["rewards"], np.float32),
+            terminated=np.asarray(b["terminated"], bool), truncated=np.asarray(b["truncated"], bool),
+            successes=np.asarray(b["successes"], bool), uncertainty=np.zeros(n, np.float32),
+            policy_version=policy_version, world_model_version=ORACLE_VERSION, states=states,
+            sim_states=np.stack(b["sim"]),
+            extras={"start_episode": start.episode_id, "start_step": str(b["t"])},
+        )
