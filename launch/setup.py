@@ -23,6 +23,7 @@ setup(
     entry_points={
         "console_scripts": [
             "worldsample = worldsample_bringup.cli:main",
+            "payload_link_node = worldsample_bringup.payload_link:main",
         ],
     },
 )

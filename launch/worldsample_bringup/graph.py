@@ -179,6 +179,9 @@ class LoopArguments:
     # real/gazebo: success classifier checkpoint ('' = human override only: publish std_msgs/Bool on
     # success/override, or run success_keys)
     success_classifier: str = ""
+    # which part of the loop runs here: all (one machine), robot (robot PC) or learning (learning server);
+    # robot and learning need the same run_id on both hosts (worldsample_bringup.parts)
+    part: str = "all"
 
 
 def _launch_default(value: Any) -> str:
@@ -264,8 +267,10 @@ def node_param_classes() -> dict[str, type]:
     from worldsample_learner.core.config import LearnerNodeConfig, SuccessNodeConfig
     from worldsample_worldmodel.core.node_config import WorldModelNodeConfig
 
+    from worldsample_common.core.transfer import PayloadLinkConfig
+
     return {**ROBOT_NODE_CONFIGS, "success_detector": SuccessNodeConfig, "world_model": WorldModelNodeConfig,
-            "learner": LearnerNodeConfig}
+            "learner": LearnerNodeConfig, "robot_link": PayloadLinkConfig, "learning_link": PayloadLinkConfig}
 
 
 def node_param_configs() -> dict[str, Any]:
@@ -455,4 +460,6 @@ def loop_graph(kind: str, **args: str) -> list[NodeSpec]:
         namespace=a["namespace"], episodes_per_policy=int(a["episodes_per_policy"]),
         success_classifier=a["success_classifier"], run_id=a["run_id"], params=params,
     )
-    return robot + learning_graph(kind, a, params)
+    from .parts import select_part
+
+    return select_part(robot + learning_graph(kind, a, params), a, params)

@@ -61,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "the merged result is kept in RUN/params.yaml and a "
                                                      "resumed run reads that")
     parser.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
+    from .parts import PARTS
+
+    parser.add_argument("--part", choices=PARTS, default="all",
+                        help="the part of the loop on this host: all (one machine), robot (robot PC: simulator, arm "
+                             "control, actor, recorder) or learning (learning server: world model, learner); payloads "
+                             "cross between the parts over ROS 2 (README: Two machines)")
+    parser.add_argument("--run-id", default="", help="with --part robot/learning: the run id, the same on both hosts")
 
 
 # --------------------------------------------------------------------------- run state (plain, tested)
@@ -82,6 +89,7 @@ def run_settings(args: argparse.Namespace, out: Path) -> dict:
         raise ValueError("--task is required for a new run")
     settings = {k: getattr(args, k) for k in RUN_SETTINGS}
     settings["episodes"] = 60 if args.episodes is None else int(args.episodes)
+    settings["part"], settings["run_id"] = args.part, args.run_id
     if settings["params"]:
         settings["params"] = str(Path(settings["params"]).resolve())
     return settings
@@ -166,7 +174,7 @@ def loop_specs(settings: dict, out: Path, done: int, policy: str):
         image_size=str(settings["image_size"]), cameras=settings["cameras"], mode=settings["mode"],
         demos_dir=str(out / "demos") if settings["demos"] else "", params_file=params_file(settings, out),
         device=settings["device"], episodes_per_policy=str(settings["episodes_per_policy"]),
-        run_id=new_run_id(out))
+        run_id=settings.get("run_id") or new_run_id(out), part=settings.get("part", "all"))
 
 
 def record_demonstrations(settings: dict, out: Path) -> None:
@@ -204,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from .domain_check import claim_run
 
-    rc = claim_run("worldsample loop", out)  # before anything is written
+    rc = claim_run("worldsample loop", out, settings.get("part", "all"), settings.get("run_id", ""))
     if rc is not None:
         return rc
     (out / LOOP_STATE).write_text(json_dumps(settings, indent=2))
@@ -219,7 +227,12 @@ def run(args: argparse.Namespace) -> int:
               "raise --episodes to continue", file=sys.stderr)
         return 0
     try:
-        record_demonstrations(settings, out)
+        if settings.get("part", "all") == "learning":  # they come from the robot part
+            from .parts import receive_demonstrations
+
+            receive_demonstrations(settings, out)
+        else:
+            record_demonstrations(settings, out)
     except KeyboardInterrupt:
         print("worldsample loop: interrupted while recording demonstrations; finished ones are kept, "
               "--resume continues", file=sys.stderr)
@@ -229,6 +242,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"loop: {settings['task']} mode={settings['mode']} episodes {done}/{settings['episodes']} done, "
           f"starting with policy {Path(policy).name if policy != 'random' else 'random'}; node logs in "
           f"{out / 'logs'}", flush=True)
+    if settings.get("part", "all") != "all":
+        from .parts import run_part
+
+        return run_part(specs, settings, out, done, args.timeout, _node_env())
     return _run_graph(specs, settings, out, done, args.timeout)
 
 

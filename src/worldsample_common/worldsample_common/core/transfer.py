@@ -301,3 +301,48 @@ class Inbox:
         self.stats.done += 1
         self.stats.bytes += got
         return ReceiveResult("done", target, got)
+
+
+# --------------------------------------------------------------------------- the node's configuration
+@dataclass
+class PayloadLinkConfig:
+    """``robot_link`` / ``learning_link``: one part's end of the payload link (worldsample_bringup.payload_link).
+
+    Sends: bags announced on ``topic_episodes_recorded`` or found closed in ``send_bags_dir`` /
+    ``send_demos_dir``, and checkpoints announced on ``topic_policy_checkpoint`` (``send_checkpoints``),
+    offered on ``<send_prefix>/offers`` and served by ``<send_prefix>/fetch`` until acknowledged.
+    Receives: offers on ``<receive_prefix>/offers`` into the ``receive_*_dir`` directories, then repeats
+    the announcement with the local path on ``announce_episodes_topic`` / ``announce_checkpoint_topic``."""
+
+    run_id: str = ""  # run the payloads belong to; offers of another run are ignored ('' = any)
+    send_prefix: str = "transfer/robot"  # topic/service prefix this end offers and serves on
+    receive_prefix: str = "transfer/learning"  # topic/service prefix of the other end
+    send_bags_dir: str = ""  # real-episode bags to offer (closed bags found here, '' = none)
+    send_demos_dir: str = ""  # demonstration bags to offer ('' = none)
+    send_checkpoints: bool = False  # offer every checkpoint announced on topic_policy_checkpoint
+    receive_bags_dir: str = ""  # where received real-episode bags go ('' = take none)
+    receive_demos_dir: str = ""  # where received demonstration bags go ('' = take none)
+    receive_checkpoints_dir: str = ""  # where received checkpoints go ('' = take none)
+    announce_episodes_topic: str = ""  # EpisodeInfo END with the local bag_uri of each received bag ('' = none)
+    announce_checkpoint_topic: str = ""  # PolicyCheckpoint with the local uri of each received checkpoint
+    state_dir: str = "transfer"  # the sender's ledger and the receiver's part files
+    chunk_bytes: int = CHUNK_BYTES  # bytes per FetchChunk request
+    fetch_timeout_s: float = 2.0  # a chunk not answered within this is a drop: retried after retry_s
+    retry_s: float = 1.0  # wait after a drop or a refused file before fetching again
+    offer_period_s: float = 1.0  # unconfirmed payloads are offered again at this period
+    scan_period_s: float = 2.0  # the send directories are scanned for closed bags at this period
+    topic_episodes_recorded: str = "episodes/recorded"  # the recorder's announcements (sender side)
+    topic_policy_checkpoint: str = "policy/checkpoint"  # the learner's announcements (sender side)
+
+    def __post_init__(self) -> None:
+        from .params import require_positive
+
+        require_positive("PayloadLinkConfig", chunk_bytes=self.chunk_bytes, fetch_timeout_s=self.fetch_timeout_s,
+                         retry_s=self.retry_s, offer_period_s=self.offer_period_s, scan_period_s=self.scan_period_s)
+        if self.send_prefix == self.receive_prefix:
+            raise ValueError(f"PayloadLinkConfig.send_prefix and receive_prefix are both {self.send_prefix!r}; "
+                             "each end needs its own")
+
+    def receive_dirs(self) -> dict[str, Path]:
+        return {k: Path(v) for k, v in (("bag", self.receive_bags_dir), ("demo", self.receive_demos_dir),
+                                        ("checkpoint", self.receive_checkpoints_dir)) if v}
