@@ -215,6 +215,9 @@ class LearnerNodeConfig:
     train_period_s: float = 0.05  # work tick period [s]
     status_period_s: float = 2.0  # ppl/status period [s]
     checkpoint_every_updates: int = 500  # learner updates between policy checkpoints
+    # learner updates between saves of out_dir/learner_state.pt (agent, optimisers, normaliser, replay
+    # flush, PPL state): a learner killed outright resumes at most this many updates back
+    state_every_updates: int = 200
     log_decisions: bool = True  # out_dir/ppl_decisions.csv: PPL's trust and admission of every synthetic transition
     device: str = "auto"  # torch device: auto, cpu, cuda[:N]
     seed: int = 0
@@ -244,7 +247,7 @@ class LearnerNodeConfig:
         o = "LearnerNodeConfig"
         if not isinstance(self.min_transitions, int) or self.min_transitions < 0:
             raise ValueError(f"{o}.min_transitions must be an int >= 0, got {self.min_transitions!r}")
-        for name in ("updates_per_tick", "checkpoint_every_updates"):
+        for name in ("updates_per_tick", "checkpoint_every_updates", "state_every_updates"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")

@@ -21,6 +21,7 @@ from .ppl import PPLController
 from .replay import AddReport, ReplayStore, Transition, concat_batches, episode_rows, subset_rows
 
 log = logging.getLogger(__name__)
+OPTIMIZERS = ("actor_opt", "critic_opt", "alpha_opt")  # the agent's optimisers, saved with its state
 
 
 class SyntheticSource(Protocol):
@@ -206,6 +207,31 @@ class Learner:
     def flush(self) -> None:
         for s in (self.demo, self.real, self.synthetic):
             s.flush()
+
+    # ------------------------------------------------------------------ state (resuming a run)
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed learner continues from: the agent (weights, normaliser, temperature, update
+        count), its optimisers and random generators, PPL's signals and counters, the sampling generator
+        and the replay sizes at this moment (the replay itself persists in its chunk files: `flush` first)."""
+        a = self.agent
+        return {"agent": a.state_dict(),
+                "optimizers": {n: getattr(a, n).state_dict() for n in OPTIMIZERS},
+                "agent_generator": a._gen.get_state(),
+                "rng": self.rng.bit_generator.state, "ppl": self.ppl.state_dict(),
+                "replay": {s.name: len(s) for s in (self.demo, self.real, self.synthetic)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict` (or a bare ``SACAgent.state_dict`` of an older run: the agent only)."""
+        if "agent" not in state:
+            self.agent.load_state_dict(state)
+            return
+        a = self.agent
+        a.load_state_dict(state["agent"])
+        for name in OPTIMIZERS:
+            getattr(a, name).load_state_dict(state["optimizers"][name])
+        a._gen.set_state(state["agent_generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self.ppl.load_state_dict(state["ppl"])
 
 
 def _slice_obs(obs: dict[str, Any], a: int, b: int) -> dict[str, Any]:

@@ -329,6 +329,22 @@ class PPLController:
         self.admitted += int(ok.sum())
         return ok, reasons
 
+    # ------------------------------------------------------------------ state (resuming a run)
+    def state_dict(self) -> dict[str, Any]:
+        """Every signal and counter (plain Python values): what a resumed learner continues from."""
+        return {"successes": list(self._successes), "fidelity": self.fidelity, "q_real": self.q_real,
+                "q_synthetic": self.q_synthetic, "q_scale": self.q_scale, "admitted": int(self.admitted),
+                "rejected": dict(self.rejected)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._successes.clear()
+        self._successes.extend(float(s) for s in state["successes"])
+        self.fidelity = float(state["fidelity"])
+        self.q_real, self.q_synthetic = float(state["q_real"]), float(state["q_synthetic"])
+        self.q_scale = float(state["q_scale"])
+        self.admitted = int(state["admitted"])
+        self.rejected = Counter({str(k): int(v) for k, v in state["rejected"].items()})
+
     # ------------------------------------------------------------------ reporting
     def status(self, learner_step: int) -> dict[str, Any]:
         """A dict with the fields of worldsample_msgs/PPLStatus (header aside)."""
@@ -361,13 +377,23 @@ def flat_status(status: dict[str, Any]) -> dict[str, Any]:
 
 
 class CsvLog:
-    """Append rows (dicts with a fixed set of keys, from the first row) to a CSV file."""
+    """Rows (dicts) appended to a CSV file, the header written once.
 
-    def __init__(self, path: str | Path) -> None:
+    ``append=True`` (a resumable run, e.g. the learner node's ``ppl.csv``): an existing file is
+    continued under its own header (its columns win: a key it lacks is dropped, a column the row
+    lacks stays empty), so the rows of every session can be read as one table. ``append=False`` (a
+    one-shot run): the file is started afresh on the first row. The columns of a new file are the
+    keys of its first row.
+    """
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fields: list[str] | None = None
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []  # the rows of this session
+        if append and self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, newline="") as f:
+                self._fields = next(csv.reader(f), None) or None
 
     def write(self, row: dict[str, Any]) -> None:
         if self._fields is None:

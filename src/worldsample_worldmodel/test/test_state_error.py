@@ -1,0 +1,220 @@
+"""The state-error evaluation (`core.state_error`) and MBPO's MLP dynamics ensemble (`core.mlp_dynamics`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from worldsample_common.core.episode import Episode, Source
+from worldsample_worldmodel.core.config import WorldModelConfig
+from worldsample_worldmodel.core.mlp_dynamics import (
+    MLPDynamicsConfig,
+    Transitions,
+    train_mlp_dynamics,
+    transitions_from_episodes,
+)
+from worldsample_worldmodel.core.model import build_model
+from worldsample_worldmodel.core.state_error import (
+    CopyState,
+    MLPPredictor,
+    OpenLoop,
+    VideoModelPredictor,
+    evaluate_state_error,
+    state_error_table,
+    state_groups,
+    termination_metrics,
+)
+from worldsample_worldmodel.core.toy import GOAL, toy_episode
+
+torch.set_num_threads(1)
+
+# the toy world's proprio is (x, y, z, gripper); its "state": the point as the object, the goal as the target
+TOY_LABELS = ("block_x", "block_y", "block_z", "target_x", "target_y", "block_to_target_x", "block_to_target_y")
+TOY_PROPRIO = {"ee_position": (0, 1, 2), "gripper": (3,)}
+
+
+def with_states(ep: Episode) -> Episode:
+    p = ep.proprio[:, :3]
+    goal = np.broadcast_to(GOAL[:2], (len(p), 2))
+    return replace(ep, states=np.concatenate([p, goal, goal - p[:, :2]], 1).astype(np.float32))
+
+
+def toy(n: int, seed0: int, **kw) -> list[Episode]:
+    return [with_states(toy_episode(seed0 + i, **kw)) for i in range(n)]
+
+
+class Offset:
+    """Copies the real future and adds known errors: +d on the object's x, +r on the reward, a fixed probability."""
+
+    name = "offset"
+
+    def __init__(self, d: float, r: float, prob: float) -> None:
+        self.d, self.r, self.prob = d, r, prob
+
+    def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
+        b, h = actions.shape[:2]
+        p = np.zeros((b, h, episodes[0].proprio.shape[1]), np.float32)
+        s = np.zeros((b, h, episodes[0].states.shape[1]), np.float32)
+        r = np.zeros((b, h), np.float32)
+        for j, (i, t0) in enumerate(zip(ep_idx, t, strict=True)):
+            e = episodes[i]
+            n = min(h, e.length - t0)
+            p[j, :n] = e.proprio[t0 + 1: t0 + 1 + n]
+            s[j, :n] = e.states[t0 + 1: t0 + 1 + n]
+            r[j, :n] = e.rewards[t0: t0 + n]
+        s[..., 0] += self.d
+        return OpenLoop(p, s, r + self.r, np.full((b, h), self.prob, np.float32))
+
+
+def test_known_errors_are_measured():
+    held = toy(4, 100, steps=12, noise=0.5)
+    res = evaluate_state_error([Offset(0.02, -0.5, 0.25)], held, TOY_LABELS, (1, 3), proprio_groups=TOY_PROPRIO)
+    for h in (1, 3):
+        r = res["predictors"]["offset"][f"h={h}"]
+        assert r["rmse"]["object"] == pytest.approx(0.02 / np.sqrt(3), rel=1e-5)  # one of three dims is off
+        assert r["rmse"]["target"] == 0.0 and r["rmse"]["ee_position"] == 0.0 and r["rmse"]["gripper"] == 0.0
+        assert r["reward_mae"] == pytest.approx(0.5, rel=1e-5)
+        term = r["termination"]
+        real_rate = term["positives"] / res["num_starts"][(1, 3).index(h)]
+        assert term["brier"] == pytest.approx(real_rate * 0.75 ** 2 + (1 - real_rate) * 0.25 ** 2, rel=1e-5)
+        assert term["predicted"] == 0 and term["accuracy"] == pytest.approx(1 - real_rate)
+    starts = sum(e.length - 1 for e in held)  # every step from 1
+    assert res["num_starts"][0] == starts
+    assert res["num_starts"][1] == sum(max(0, e.length - 3) for e in held)  # t + 3 <= T
+    assert res["groups"]["object"] == ["block_x", "block_y", "block_z"]
+    table = state_error_table([("toy", res)])
+    assert "| toy | 1 | offset | 11.5 |" in table  # 20 mm / sqrt(3) on the object
+
+
+def test_copy_state_is_exact_on_a_static_episode():
+    ep = with_states(toy_episode(3, steps=10, policy="random"))
+    n = ep.length
+    assert n == 10
+    still = replace(ep, proprio=np.repeat(ep.proprio[:1], n + 1, 0), states=np.repeat(ep.states[:1], n + 1, 0),
+                    images={c: np.repeat(v[:1], n + 1, 0) for c, v in ep.images.items()},
+                    rewards=np.full(n, ep.rewards[0]), terminated=np.zeros(n, bool),
+                    truncated=np.eye(1, n, n - 1, dtype=bool)[0], successes=np.zeros(n, bool))
+    res = evaluate_state_error([CopyState()], [still], TOY_LABELS, (1, 4, 8), proprio_groups=TOY_PROPRIO)
+    for h in (1, 4, 8):
+        r = res["predictors"]["copy-state"][f"h={h}"]
+        assert all(v == 0.0 for k, v in r["rmse"].items() if k != "object_moving"), r["rmse"]
+        assert np.isnan(r["rmse"]["object_moving"]) and r["object_moving_starts"] == 0
+        assert r["reward_mae"] == 0.0
+        assert r["termination"]["brier"] == 0.0 and r["termination"]["accuracy"] == 1.0
+    # on a moving episode copy-state is off by the real motion
+    moving = evaluate_state_error([CopyState()], [ep], TOY_LABELS, (1,), proprio_groups=TOY_PROPRIO)
+    assert moving["predictors"]["copy-state"]["h=1"]["rmse"]["object"] > 0.01
+
+
+def test_termination_metrics():
+    m = termination_metrics(np.array([1, 0, 0, 1], bool), np.array([0.9, 0.6, 0.1, 0.2]))
+    assert m["accuracy"] == 0.5 and m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
+    assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.01 + 0.64) / 4)
+    assert np.isnan(termination_metrics(np.zeros(3, bool), np.zeros(3))["f1"])
+
+
+def test_state_groups_cover_every_task():
+    from worldsample_control.core.sim.tasks import TASK_CLASSES
+
+    for name, cls in TASK_CLASSES.items():
+        g = state_groups(cls.state_labels)
+        assert sorted(i for idx in g.values() for i in idx) == list(range(len(cls.state_labels))), name
+        assert {"object", "target", "object_to_target"} <= set(g), (name, g)
+    g = state_groups(TASK_CLASSES["sort"].state_labels)
+    assert [TASK_CLASSES["sort"].state_labels[i] for i in g["target"]] == ["red_bin_x", "red_bin_y", "blue_bin_x",
+                                                                             "blue_bin_y"]
+    assert len(g["ee_to_object"]) == 6 and len(g["object"]) == 6
+    peg = TASK_CLASSES["peg_insertion"].state_labels
+    assert [peg[i] for i in state_groups(peg)["object_to_target"]] == ["peg_to_hole_x", "peg_to_hole_y",
+                                                                       "peg_bottom_above_rim"]
+
+
+def test_bad_input_is_named():
+    held = toy(1, 0, steps=6)
+    with pytest.raises(ValueError, match="labels name"):
+        evaluate_state_error([CopyState()], held, TOY_LABELS[:3], (1,), proprio_groups=TOY_PROPRIO)
+    with pytest.raises(ValueError, match="no privileged states"):
+        evaluate_state_error([CopyState()], [replace(held[0], states=None)], TOY_LABELS, (1,))
+    with pytest.raises(ValueError, match="horizons"):
+        evaluate_state_error([CopyState()], held, TOY_LABELS, (0,), proprio_groups=TOY_PROPRIO)
+
+
+def known_transitions(n: int, seed: int) -> Transitions:
+    """A known system: o[:3] moves by 0.1 * a, o[3] drifts by 0.05 * o[0], o[4] stays; reward = -|o'[:3]|,
+    termination when o'[0] > 0.8."""
+    rng = np.random.default_rng(seed)
+    o = rng.uniform(-1, 1, (n, 5)).astype(np.float32)
+    a = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+    nxt = o.copy()
+    nxt[:, :3] += 0.1 * a
+    nxt[:, 3] += 0.05 * o[:, 0]
+    return Transitions(o, a, nxt, -np.linalg.norm(nxt[:, :3], axis=1).astype(np.float32),
+                       (nxt[:, 0] > 0.8).astype(np.float32))
+
+
+def test_mlp_ensemble_fits_known_dynamics():
+    train, test = known_transitions(2000, 0), known_transitions(500, 1)
+    cfg = MLPDynamicsConfig(ensemble_size=3, hidden_dim=64, num_layers=2, steps=600, batch_size=128, lr=3e-3)
+    model, met = train_mlp_dynamics(train, cfg)
+    assert met["num_holdout"] == 200 and met["holdout_loss"] < 0.1, met
+    pred = model.predict(test.obs, test.actions)
+    motion = np.sqrt(np.mean((test.next_obs - test.obs)[:, :4] ** 2, 0))
+    err = np.sqrt(np.mean((pred["next_obs"] - test.next_obs) ** 2, 0))
+    assert (err[:4] < 0.1 * motion).all() and err[4] < 1e-3, (err, motion)
+    assert np.abs(pred["reward"] - test.rewards).mean() < 0.1 * np.abs(test.rewards).mean()
+    term = termination_metrics(test.terminated > 0, pred["terminated_prob"])
+    assert term["positives"] >= 20 and term["f1"] >= 0.8, term
+    assert pred["disagreement"].shape == (500,) and (pred["disagreement"] >= 0).all()
+    with pytest.raises(ValueError, match="obs must be"):
+        model.predict(test.obs[:, :4], test.actions)
+
+
+def test_mlp_predictor_beats_copy_state_open_loop():
+    """On the toy world (the point moves by 0.08 * action, clipped to the unit cube), rolled open loop."""
+    train = toy(24, 0, steps=20, policy="random")
+    held = toy(4, 500, steps=20, policy="random")
+    cfg = MLPDynamicsConfig(ensemble_size=3, hidden_dim=64, num_layers=2, steps=600, batch_size=128, lr=3e-3)
+    model, _ = train_mlp_dynamics(transitions_from_episodes(train), cfg)
+    res = evaluate_state_error([CopyState(), MLPPredictor(model, 4)], held, TOY_LABELS, (1, 4),
+                               proprio_groups=TOY_PROPRIO)
+    for h in (1, 4):
+        mlp, copy = (res["predictors"][n][f"h={h}"]["rmse"]["object"] for n in ("MLP ensemble", "copy-state"))
+        assert mlp < 0.5 * copy, (h, mlp, copy)
+
+
+def test_mlp_config_and_data_checks():
+    with pytest.raises(ValueError, match="hidden_dim"):
+        MLPDynamicsConfig(hidden_dim=0).validate()
+    with pytest.raises(ValueError, match="no privileged states"):
+        transitions_from_episodes([toy_episode(0, steps=4)])
+    data = transitions_from_episodes(toy(2, 0, steps=5))
+    with pytest.raises(ValueError, match="rewards has"):
+        train_mlp_dynamics(replace(data, rewards=data.rewards[:-1]))
+
+
+def test_video_predictor_splits_the_state_from_the_proprio():
+    """The video model with the state appended to its proprio: the predictor's proprio and state at h = 1 are the
+    two parts of the model's own step from the real history (untrained model: the wiring, not the quality)."""
+    held = [replace(e, source=Source.REAL) for e in toy(2, 10, steps=8)]
+    cfg = WorldModelConfig(image_size=16, latent_channels=8, base_channels=8, hidden_dim=32, ensemble_size=2,
+                           history=2, device="cpu")
+    model = build_model(cfg, proprio_dim=4 + len(TOY_LABELS))
+    model.set_proprio_stats(np.concatenate([np.concatenate([e.proprio, e.states], 1) for e in held]))
+    pred = VideoModelPredictor(model, 4)
+    ep_idx, t = np.array([0, 1]), np.array([3, 5])
+    actions = np.stack([held[0].actions[3:5], held[1].actions[5:7]])
+    ol = pred.predict(held, ep_idx, t, actions)
+    assert ol.proprio.shape == (2, 2, 4) and ol.state.shape == (2, 2, len(TOY_LABELS))
+    vec = np.stack([np.concatenate([held[i].proprio[s], held[i].states[s]]) for i, s in zip(ep_idx, t, strict=True)])
+    frames = {c: np.stack([held[i].images[c][s - 1: s + 1] for i, s in zip(ep_idx, t, strict=True)])
+              for c in model.cameras}
+    with torch.no_grad():
+        res = model.step(model.encode_history(frames, vec), torch.as_tensor(vec), actions[:, 0])
+    p = res["proprio"].numpy()
+    np.testing.assert_allclose(ol.proprio[:, 0], p[:, :4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ol.state[:, 0], p[:, 4:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ol.reward[:, 0], res["reward"].numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="state_in_proprio"):
+        VideoModelPredictor(build_model(cfg, proprio_dim=4), 4).predict(held, ep_idx, t, actions)

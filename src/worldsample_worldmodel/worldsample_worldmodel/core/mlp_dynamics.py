@@ -1,0 +1,241 @@
+"""MBPO's model: a small MLP dynamics ensemble on vector observations (no frames).
+
+Each of ``ensemble_size`` members maps the standardised (observation, action) to the standardised
+change of the observation, the standardised reward and a termination logit:
+
+    x = [(o - mu_o) / sd_o, a]   ->   member m: (d_o, r, logit)      o' = o + d_o * sd_d + mu_d
+
+``num_layers`` hidden layers of ``hidden_dim`` (SiLU), all members in one batched matmul
+(`model.EnsembleLinear`). Loss: MSE on the standardised targets plus the termination's binary
+cross-entropy; every member draws its own minibatches (so the members differ), Adam. A random
+``holdout_fraction`` of the transitions is kept aside and the ensemble with the lowest held-out
+loss (checked every ``eval_every`` steps) is the one returned, as in MBPO. A prediction is the
+member mean (and the members' spread as ``disagreement``).
+
+Used as the baseline world model of the state learner's data (`state_error`): the same transitions
+the video world model post-trains on, without the frames.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from worldsample_common.core.episode import Episode
+
+
+@dataclass
+class MLPDynamicsConfig:
+    ensemble_size: int = 5
+    hidden_dim: int = 200
+    num_layers: int = 3
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 256
+    steps: int = 4000
+    holdout_fraction: float = 0.1
+    eval_every: int = 200
+    done_weight: float = 1.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        for name in ("ensemble_size", "hidden_dim", "num_layers", "batch_size", "steps", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"MLPDynamicsConfig.{name} must be an int >= 1, got {v!r}")
+        for name in ("lr",):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"MLPDynamicsConfig.{name} must be a positive number, got {v!r}")
+        for name in ("weight_decay", "done_weight"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"MLPDynamicsConfig.{name} must be a number >= 0, got {v!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"MLPDynamicsConfig.holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}")
+
+
+@dataclass
+class Transitions:
+    """Flat transitions: obs (N, O), actions (N, A), next_obs (N, O), rewards (N,), terminated (N,)."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    next_obs: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+def episode_vectors(ep: Episode, with_states: bool = True) -> np.ndarray:
+    """The vector observation (T+1, O) of an episode: proprio, then its privileged state when asked."""
+    if not with_states:
+        return ep.proprio
+    if ep.states is None:
+        raise ValueError(f"episode {ep.episode_id!r} carries no privileged states (needed for the state model)")
+    return np.concatenate([ep.proprio, ep.states], 1).astype(np.float32)
+
+
+def transitions_from_episodes(episodes: list[Episode], with_states: bool = True) -> Transitions:
+    """Every step of every episode as one transition (observation = `episode_vectors`)."""
+    if not episodes:
+        raise ValueError("transitions_from_episodes: no episodes")
+    obs, act, nxt, rew, term = [], [], [], [], []
+    dims = None
+    for ep in episodes:
+        v = episode_vectors(ep, with_states)
+        if dims is not None and v.shape[1] != dims:
+            raise ValueError(f"episode {ep.episode_id!r}: observation has {v.shape[1]} dims, others have {dims}")
+        dims = v.shape[1]
+        obs.append(v[:-1])
+        nxt.append(v[1:])
+        act.append(ep.actions)
+        rew.append(ep.rewards)
+        term.append(ep.terminated)
+    return Transitions(np.concatenate(obs), np.concatenate(act).astype(np.float32), np.concatenate(nxt),
+                       np.concatenate(rew).astype(np.float32), np.concatenate(term).astype(np.float32))
+
+
+def _net(obs_dim: int, action_dim: int, cfg: MLPDynamicsConfig):
+    import torch
+    from torch import nn
+
+    from .model import EnsembleLinear
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            n, hd = cfg.ensemble_size, cfg.hidden_dim
+            dims = [obs_dim + action_dim] + [hd] * cfg.num_layers
+            self.hidden = nn.ModuleList([EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:], strict=True)])
+            self.out = EnsembleLinear(n, hd, obs_dim + 2)
+            for name in ("obs_mean", "obs_std", "delta_mean", "delta_std"):
+                self.register_buffer(name, torch.zeros(obs_dim) if "mean" in name else torch.ones(obs_dim))
+            self.register_buffer("rew_mean", torch.zeros(()))
+            self.register_buffer("rew_std", torch.ones(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """x (N, B, O + A) standardised -> (N, B, O + 2): delta, reward (standardised), termination logit."""
+            for layer in self.hidden:
+                x = torch.nn.functional.silu(layer(x))
+            return self.out(x)
+
+    return Net()
+
+
+class MLPDynamics:
+    """A trained ensemble (see `train_mlp_dynamics`); `predict` steps a batch of observations."""
+
+    def __init__(self, net, cfg: MLPDynamicsConfig, obs_dim: int, action_dim: int) -> None:
+        self.net, self.cfg, self.obs_dim, self.action_dim = net, cfg, obs_dim, action_dim
+
+    def _inputs(self, obs, actions):
+        import torch
+
+        o = torch.as_tensor(np.asarray(obs, np.float32))
+        a = torch.as_tensor(np.asarray(actions, np.float32)).clamp(-1, 1)
+        if o.ndim != 2 or o.shape[1] != self.obs_dim or a.shape != (o.shape[0], self.action_dim):
+            raise ValueError(f"MLPDynamics.predict: obs must be (B, {self.obs_dim}) and actions (B, {self.action_dim}),"
+                             f" got {tuple(o.shape)} and {tuple(a.shape)}")
+        x = torch.cat([(o - self.net.obs_mean) / self.net.obs_std, a], -1)
+        return o, x.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
+
+    def predict(self, obs: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
+        """One step for a batch: ``next_obs`` (B, O), ``reward`` (B,), ``terminated_prob`` (B,) (member means) and
+        ``disagreement`` (B,): the members' variance of the standardised change, averaged over dimensions."""
+        import torch
+
+        with torch.no_grad():
+            o, x = self._inputs(obs, actions)
+            y = self.net(x)
+            d = y[..., :self.obs_dim]
+            nxt = o + d.mean(0) * self.net.delta_std + self.net.delta_mean
+            rew = y[..., self.obs_dim].mean(0) * self.net.rew_std + self.net.rew_mean
+            term = torch.sigmoid(y[..., self.obs_dim + 1]).mean(0)
+            dis = d.var(0, unbiased=False).mean(-1) if self.cfg.ensemble_size > 1 else torch.zeros(len(o))
+        return {"next_obs": nxt.numpy(), "reward": rew.numpy(), "terminated_prob": term.numpy(),
+                "disagreement": dis.numpy()}
+
+
+def _std(x: np.ndarray) -> np.ndarray:
+    return x.std(0) + 1e-6 * (1.0 + np.abs(x).mean(0))
+
+
+def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None) -> tuple[MLPDynamics, dict[str, Any]]:
+    """Fit an ensemble to ``data``; returns it and ``{"steps", "best_step", "holdout_loss", "train_loss",
+    "num_train", "num_holdout"}`` (losses on the standardised targets)."""
+    import torch
+
+    cfg = cfg or MLPDynamicsConfig()
+    cfg.validate()
+    n_all = len(data)
+    if n_all < 2:
+        raise ValueError(f"train_mlp_dynamics: need at least 2 transitions, got {n_all}")
+    for name in ("actions", "next_obs", "rewards", "terminated"):
+        if len(getattr(data, name)) != n_all:
+            raise ValueError(f"train_mlp_dynamics: {name} has {len(getattr(data, name))} rows, obs has {n_all}")
+    if not all(np.isfinite(getattr(data, k)).all() for k in ("obs", "actions", "next_obs", "rewards")):
+        raise ValueError("train_mlp_dynamics: transitions contain NaN or inf")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    obs_dim, action_dim = data.obs.shape[1], data.actions.shape[1]
+    net = _net(obs_dim, action_dim, cfg)
+    delta = data.next_obs - data.obs
+    net.obs_mean.copy_(torch.as_tensor(data.obs.mean(0)))
+    net.obs_std.copy_(torch.as_tensor(_std(data.obs)))
+    net.delta_mean.copy_(torch.as_tensor(delta.mean(0)))
+    net.delta_std.copy_(torch.as_tensor(_std(delta)))
+    net.rew_mean.fill_(float(data.rewards.mean()))
+    net.rew_std.fill_(float(data.rewards.std() + 1e-6))
+    x = torch.cat([(torch.as_tensor(data.obs) - net.obs_mean) / net.obs_std,
+                   torch.as_tensor(data.actions).clamp(-1, 1)], -1)
+    y = torch.cat([(torch.as_tensor(delta) - net.delta_mean) / net.delta_std,
+                   ((torch.as_tensor(data.rewards) - net.rew_mean) / net.rew_std)[:, None]], -1)
+    done = torch.as_tensor(data.terminated, dtype=torch.float32)
+    perm = rng.permutation(n_all)
+    n_hold = int(round(cfg.holdout_fraction * n_all)) if n_all >= 20 else 0
+    hold, train = perm[:n_hold], perm[n_hold:]
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    m = cfg.ensemble_size
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        """Per-member loss (N,) of the rows idx (N, B)."""
+        out = net(x[idx])
+        mse = ((out[..., :-1] - y[idx]) ** 2).mean(-1).mean(-1)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(out[..., -1], done[idx], reduction="none").mean(-1)
+        return mse + cfg.done_weight * bce
+
+    def holdout_loss() -> float:
+        if not n_hold:
+            return float("nan")
+        with torch.no_grad():
+            return float(loss_of(torch.as_tensor(hold)[None].expand(m, -1)).mean())
+
+    best, best_loss, best_step, last = copy.deepcopy(net.state_dict()), math.inf, 0, math.nan
+    train_t = torch.as_tensor(train)
+    bs = min(cfg.batch_size, len(train))
+    for step in range(1, cfg.steps + 1):
+        idx = train_t[torch.randint(0, len(train), (m, bs))]
+        loss = loss_of(idx).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        last = float(loss.detach()) / m
+        if n_hold and (step % cfg.eval_every == 0 or step == cfg.steps):
+            h = holdout_loss()
+            if h < best_loss:
+                best, best_loss, best_step = copy.deepcopy(net.state_dict()), h, step
+    if n_hold:
+        net.load_state_dict(best)
+    else:
+        best_step = cfg.steps
+    net.eval()
+    return MLPDynamics(net, cfg, obs_dim, action_dim), {
+        "steps": cfg.steps, "best_step": best_step, "holdout_loss": holdout_loss(), "train_loss": last,
+        "num_train": int(len(train)), "num_holdout": int(n_hold)}

@@ -1,0 +1,313 @@
+"""The world model's error on what the state learner eats: predicted state, proprio, reward, termination.
+
+From a real step ``t`` of a held-out episode, a predictor is rolled open loop under the episode's
+*recorded* actions a_t .. a_{t+h-1}; its prediction for step t+h is compared with the real one:
+
+- the privileged state, per group of dimensions (`state_groups`: ``object`` positions, static
+  ``target`` positions, ``object_to_target`` and ``ee_to_object`` relative vectors), RMSE in metres;
+  ``object_moving``: the object RMSE on the starts where the real object moved more than
+  ``moving_threshold`` metres between t and t+h (a model that never moves anything scores well on
+  the object where it sits still);
+- the proprio, per group (`PROPRIO_GROUPS`: end-effector position [m], gripper width [m],
+  end-effector velocity [m/s]), RMSE;
+- the reward of the step into t+h (MAE), and the termination at that step: accuracy, F1 and Brier
+  score of the predicted probability (threshold 0.5), with the number of real terminations.
+
+Starts: every ``stride``-th step from ``first`` (default 1: copy-state's reward needs the step into
+the start) of every episode; horizon h scores the starts with t + h <= T (so the steps into an
+episode's termination count at every horizon). Every predictor sees the very same starts.
+
+A predictor is anything with ``name`` and ``predict(episodes, ep_idx, t, actions) -> OpenLoop``
+(``actions`` (B, H, A): the recorded actions, zero past an episode's end). Three are here:
+`CopyState` (no motion), `MLPPredictor` (`mlp_dynamics`) and `VideoModelPredictor` (the video
+world model carrying the state with its proprio, ``VideoSourceConfig.state_in_proprio``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+from worldsample_common.core.episode import Episode
+
+# the simulator's proprio (worldsample_control.core.sim.env.PROPRIO_LABELS): ee xyz, gripper width, ee velocity
+PROPRIO_GROUPS: dict[str, tuple[int, ...]] = {"ee_position": (0, 1, 2), "gripper": (3,), "ee_velocity": (4, 5, 6)}
+STATE_GROUPS = ("object", "target", "object_to_target", "ee_to_object")
+TARGETS = ("target", "hole")  # names of static target positions (bins: "<colour>_bin")
+
+
+def state_group(label: str) -> str:
+    """The group of one privileged-state label (see the tasks' ``state_labels``)."""
+    base = re.sub(r"_[xyz]$", "", label)
+    if base.startswith("ee_to_"):
+        return "ee_to_object"
+    if "_to_" in base or "_above_" in base:
+        return "object_to_target"
+    if base in TARGETS or base.endswith("_bin"):
+        return "target"
+    return "object"
+
+
+def state_groups(labels: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
+    """Group -> indices of the state dimensions in it (groups without dimensions left out)."""
+    out: dict[str, list[int]] = {g: [] for g in STATE_GROUPS}
+    for i, lab in enumerate(labels):
+        out[state_group(lab)].append(i)
+    return {g: idx for g, idx in out.items() if idx}
+
+
+@dataclass
+class OpenLoop:
+    """Predictions of B open-loop rollouts of H steps: proprio (B, H, P), state (B, H, S), reward (B, H),
+    terminated_prob (B, H); step k (0-based) is the prediction for t + k + 1."""
+
+    proprio: np.ndarray
+    state: np.ndarray
+    reward: np.ndarray
+    terminated_prob: np.ndarray
+
+
+class Predictor(Protocol):
+    name: str
+
+    def predict(self, episodes: list[Episode], ep_idx: np.ndarray, t: np.ndarray,
+                actions: np.ndarray) -> OpenLoop: ...
+
+
+def open_loop_starts(episodes: list[Episode], stride: int = 1, first: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(episode index, step) of every start: steps first, first + stride, ... < T of each episode."""
+    if stride < 1 or first < 0:
+        raise ValueError(f"stride must be >= 1 and first >= 0, got {stride}, {first}")
+    ep_idx, ts = [], []
+    for i, e in enumerate(episodes):
+        for t in range(first, e.length, stride):
+            ep_idx.append(i)
+            ts.append(t)
+    return np.array(ep_idx, np.int64), np.array(ts, np.int64)
+
+
+def recorded_actions(episodes: list[Episode], ep_idx: np.ndarray, t: np.ndarray, hmax: int) -> np.ndarray:
+    """The recorded actions a_t .. a_{t+hmax-1} of every start (B, hmax, A), zero past the episode's end."""
+    a_dim = episodes[0].actions.shape[1]
+    out = np.zeros((len(t), hmax, a_dim), np.float32)
+    for b, (i, s) in enumerate(zip(ep_idx, t, strict=True)):
+        a = episodes[i].actions[s: s + hmax]
+        out[b, :len(a)] = a
+    return out
+
+
+# --------------------------------------------------------------------------- predictors
+class CopyState:
+    """No motion: every predicted step is the start's proprio and state, the reward of the step into the start
+    (step 0's own reward when the start is step 0), no termination."""
+
+    name = "copy-state"
+
+    def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
+        h = actions.shape[1]
+        p = np.stack([episodes[i].proprio[s] for i, s in zip(ep_idx, t, strict=True)])
+        st = np.stack([episodes[i].states[s] for i, s in zip(ep_idx, t, strict=True)])
+        r = np.array([episodes[i].rewards[max(s - 1, 0)] for i, s in zip(ep_idx, t, strict=True)], np.float32)
+        return OpenLoop(np.repeat(p[:, None], h, 1), np.repeat(st[:, None], h, 1), np.repeat(r[:, None], h, 1),
+                        np.zeros((len(t), h), np.float32))
+
+
+class MLPPredictor:
+    """A `mlp_dynamics.MLPDynamics` on [proprio, state], rolled on its own predictions (member mean)."""
+
+    def __init__(self, model, proprio_dim: int, name: str = "MLP ensemble") -> None:
+        self.model, self.p, self.name = model, int(proprio_dim), name
+
+    def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
+        from .mlp_dynamics import episode_vectors
+
+        o = np.stack([episode_vectors(episodes[i])[s] for i, s in zip(ep_idx, t, strict=True)])
+        obs, rew, term = [], [], []
+        for k in range(actions.shape[1]):
+            out = self.model.predict(o, actions[:, k])
+            o = out["next_obs"]
+            obs.append(o)
+            rew.append(out["reward"])
+            term.append(out["terminated_prob"])
+        obs_a = np.stack(obs, 1)
+        return OpenLoop(obs_a[..., :self.p], obs_a[..., self.p:], np.stack(rew, 1), np.stack(term, 1))
+
+
+class VideoModelPredictor:
+    """The video world model (`model.WorldModel`) trained with the state appended to the proprio: started from
+    the real frame history and [proprio, state] at t, stepped with the recorded actions (as `fidelity` does)."""
+
+    def __init__(self, model, proprio_dim: int, name: str = "video world model", batch_size: int = 256) -> None:
+        self.model, self.p, self.name, self.batch_size = model, int(proprio_dim), name, int(batch_size)
+
+    def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
+        import torch
+
+        from .data import WindowSampler
+        from .mlp_dynamics import episode_vectors
+
+        m = self.model
+        eps = [replace(e, proprio=episode_vectors(e), states=None) for e in episodes]
+        if eps[0].proprio.shape[1] != m.proprio_dim:
+            raise ValueError(f"the world model's proprio has {m.proprio_dim} dims, proprio + state of the episodes "
+                             f"{eps[0].proprio.shape[1]}: was it trained with state_in_proprio?")
+        h = m.cfg.history
+        sampler = WindowSampler(eps, m.cameras, h, 1)
+        parts: list[OpenLoop] = []
+        m.eval()
+        for s in range(0, len(t), self.batch_size):
+            sl = slice(s, s + self.batch_size)
+            win = sampler.window(ep_idx[sl], t[sl])
+            props, rews, terms = [], [], []
+            with torch.no_grad():
+                hist = m.encode_history({c: win.frames[c][:, :h] for c in m.cameras}, win.proprio[:, 0])
+                proprio = torch.as_tensor(win.proprio[:, 0], device=m.device)
+                for k in range(actions.shape[1]):
+                    res = m.step(hist, proprio, actions[sl, k])
+                    hist, proprio = res["hist"], res["proprio"]
+                    props.append(proprio.cpu().numpy())
+                    rews.append(res["reward"].cpu().numpy())
+                    terms.append(res["terminated_prob"].cpu().numpy())
+            pa = np.stack(props, 1)
+            parts.append(OpenLoop(pa[..., :self.p], pa[..., self.p:], np.stack(rews, 1), np.stack(terms, 1)))
+        return OpenLoop(*(np.concatenate([getattr(x, f) for x in parts]) for f in
+                          ("proprio", "state", "reward", "terminated_prob")))
+
+
+# --------------------------------------------------------------------------- metrics
+def termination_metrics(real: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, precision, recall, F1 (0 when there is nothing to find and nothing found is NaN) and Brier score."""
+    real = np.asarray(real, bool)
+    prob = np.asarray(prob, np.float64)
+    pred = prob > threshold
+    tp = int((pred & real).sum())
+    fp = int((pred & ~real).sum())
+    fn = int((~pred & real).sum())
+    prec = tp / (tp + fp) if tp + fp else float("nan")
+    rec = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else float("nan")
+    return {"accuracy": float((pred == real).mean()) if len(real) else float("nan"), "precision": prec,
+            "recall": rec, "f1": f1, "brier": float(((prob - real) ** 2).mean()) if len(real) else float("nan"),
+            "positives": int(real.sum()), "predicted": int(pred.sum())}
+
+
+def _rmse(err: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(err ** 2))) if err.size else float("nan")
+
+
+def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], state_labels: tuple[str, ...],
+                         horizons=(1, 4, 8), stride: int = 1, first: int = 1,
+                         proprio_groups: dict[str, tuple[int, ...]] | None = None,
+                         moving_threshold: float = 0.01) -> dict[str, Any]:
+    """Per predictor and horizon: RMSE per state / proprio group, reward MAE and termination metrics.
+
+    Returns ``{"horizons", "num_starts": [per horizon], "num_episodes", "groups": {group: [labels]},
+    "moving_threshold", "predictors": {name: {"h=<h>": {"rmse": {group: value}, "object_moving_starts",
+    "reward_mae", "termination": {...}}}}}``; RMSEs in the state's / proprio's own units (metres, m/s).
+    """
+    horizons = tuple(sorted({int(h) for h in horizons}))
+    if not horizons or horizons[0] < 1:
+        raise ValueError(f"horizons must be positive ints, got {horizons}")
+    if not predictors:
+        raise ValueError("evaluate_state_error: no predictors")
+    names = [p.name for p in predictors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"evaluate_state_error: predictor names must be distinct, got {names}")
+    if not episodes:
+        raise ValueError("evaluate_state_error: no held-out episodes")
+    labels = tuple(state_labels)
+    for e in episodes:
+        if e.states is None:
+            raise ValueError(f"held-out episode {e.episode_id!r} carries no privileged states")
+        if e.states.shape[1] != len(labels):
+            raise ValueError(f"held-out episode {e.episode_id!r}: states have {e.states.shape[1]} dims, "
+                             f"the labels name {len(labels)} ({labels})")
+    pgroups = dict(PROPRIO_GROUPS if proprio_groups is None else proprio_groups)
+    pdim = episodes[0].proprio.shape[1]
+    bad = [g for g, idx in pgroups.items() if max(idx) >= pdim]
+    if bad:
+        raise ValueError(f"proprio groups {bad} index past the episodes' {pdim} proprio dims")
+    sgroups = state_groups(labels)
+    hmax = horizons[-1]
+    ep_idx, ts = open_loop_starts(episodes, stride, first)
+    if not len(ts):
+        raise ValueError(f"no start state: the held-out episodes are shorter than first={first} + 1 steps")
+    lengths = np.array([episodes[i].length for i in ep_idx])
+    actions = recorded_actions(episodes, ep_idx, ts, hmax)
+    real_p = np.zeros((len(ts), hmax, pdim), np.float32)
+    real_s = np.zeros((len(ts), hmax, len(labels)), np.float32)
+    real_r = np.zeros((len(ts), hmax), np.float32)
+    real_d = np.zeros((len(ts), hmax), bool)
+    for b, (i, s) in enumerate(zip(ep_idx, ts, strict=True)):
+        e = episodes[i]
+        n = min(hmax, e.length - s)
+        real_p[b, :n] = e.proprio[s + 1: s + 1 + n]
+        real_s[b, :n] = e.states[s + 1: s + 1 + n]
+        real_r[b, :n] = e.rewards[s: s + n]
+        real_d[b, :n] = e.terminated[s: s + n]
+    start_s = np.stack([episodes[i].states[s] for i, s in zip(ep_idx, ts, strict=True)])
+    obj = sgroups.get("object", [])
+    out: dict[str, Any] = {"horizons": list(horizons), "groups": {g: [labels[i] for i in idx]
+                                                                  for g, idx in sgroups.items()},
+                           "proprio_groups": {g: list(v) for g, v in pgroups.items()},
+                           "num_episodes": len(episodes), "moving_threshold": moving_threshold,
+                           "num_starts": [int((ts + h <= lengths).sum()) for h in horizons], "predictors": {}}
+    for pred in predictors:
+        ol = pred.predict(episodes, ep_idx, ts, actions)
+        b = len(ts)
+        for f, shape in (("proprio", (b, hmax, pdim)), ("state", (b, hmax, len(labels))), ("reward", (b, hmax)),
+                         ("terminated_prob", (b, hmax))):
+            got = np.shape(getattr(ol, f))
+            if got != shape:
+                raise ValueError(f"predictor {pred.name!r}: {f} is {got}, expected {shape}")
+        res: dict[str, Any] = {}
+        for h in horizons:
+            ok = ts + h <= lengths
+            k = h - 1
+            ds = ol.state[ok, k] - real_s[ok, k]
+            dp = ol.proprio[ok, k] - real_p[ok, k]
+            rmse = {g: _rmse(ds[:, idx]) for g, idx in sgroups.items()}
+            rmse["state"] = _rmse(ds)
+            moving = np.zeros(int(ok.sum()), bool)
+            if obj:
+                moved = np.linalg.norm(real_s[ok, k][:, obj] - start_s[ok][:, obj], axis=-1)
+                moving = moved > moving_threshold
+                rmse["object_moving"] = _rmse(ds[moving][:, obj])
+            rmse.update({g: _rmse(dp[:, list(idx)]) for g, idx in pgroups.items()})
+            res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()),
+                             "reward_mae": float(np.abs(ol.reward[ok, k] - real_r[ok, k]).mean()) if ok.any()
+                             else float("nan"),
+                             "termination": termination_metrics(real_d[ok, k], ol.terminated_prob[ok, k])}
+        out["predictors"][pred.name] = res
+    return out
+
+
+# --------------------------------------------------------------------------- table
+TABLE_COLUMNS = (("object", "object [mm]", 1e3), ("object_moving", "object, moving [mm]", 1e3),
+                 ("target", "target [mm]", 1e3), ("object_to_target", "object->target [mm]", 1e3),
+                 ("ee_to_object", "ee->object [mm]", 1e3), ("ee_position", "ee position [mm]", 1e3),
+                 ("gripper", "gripper [mm]", 1e3), ("ee_velocity", "ee velocity [mm/s]", 1e3))
+
+
+def _fmt(v: float, digits: int = 1) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """Markdown: one row per (task, horizon, predictor) from `evaluate_state_error` results ``(task, result)``."""
+    head = ("| task | h | model | " + " | ".join(c[1] for c in TABLE_COLUMNS)
+            + " | reward MAE | termination F1 | termination Brier | starts (moving) |")
+    lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 4)]
+    for task, res in rows:
+        for j, h in enumerate(res["horizons"]):
+            for name, per in res["predictors"].items():
+                r = per[f"h={h}"]
+                cells = [_fmt(r["rmse"].get(key, float("nan")) * scale) for key, _, scale in TABLE_COLUMNS]
+                term = r["termination"]
+                lines.append(f"| {task} | {h} | {name} | " + " | ".join(cells)
+                             + f" | {_fmt(r['reward_mae'], 3)} | {_fmt(term['f1'], 2)} ({term['positives']} real)"
+                             f" | {_fmt(term['brier'], 3)} | {res['num_starts'][j]} ({r['object_moving_starts']}) |")
+    return "\n".join(lines)
