@@ -60,6 +60,18 @@ def test_loop_yaml_has_every_node_of_every_graph_and_only_declared_parameters(tm
             assert spec.parameters[key] == want, (name, key)
 
 
+def test_loop_yaml_shows_ppl_main_knobs_at_their_defaults():
+    """PPL, the paper's method, is visible in the file: its main knobs under learner.ppl, each at
+    PPLConfig's default (the file shows them; the dataclass stays the one place they are defaulted)."""
+    from worldsample_learner.core.config import PPLConfig
+
+    learner = load_node_params(config_path("loop.yaml"))["learner"]
+    ppl = {k.removeprefix("ppl."): v for k, v in learner.items() if k.startswith("ppl.")}
+    assert {"threshold_max", "threshold_min", "share_min", "share_max", "horizon_min", "horizon_max",
+            "uncertainty_scale", "value_risk_scale"} <= set(ppl), sorted(ppl)
+    assert ppl == {k: getattr(PPLConfig(), k) for k in ppl}
+
+
 def test_robot_node_values_from_a_params_file_reach_the_specs(tmp_path):
     path = _file(tmp_path, "arm_control:\n  ros__parameters:\n    safety:\n      max_velocity: 0.2\n"
                            "recorder:\n  ros__parameters:\n    record_images: false\n"
@@ -82,11 +94,27 @@ def test_robot_node_values_from_a_params_file_reach_the_specs(tmp_path):
     ("actor:\n  ros__parameters:\n    reset_timeout: 3.0\n", ["actor", "did you mean 'reset_timeout_s'"]),
     ("sim:\n  ros__parameters:\n    reward: dense\n", ["sim", "'reward'", "sparse"]),
     ("camera_front:\n  ros__parameters:\n    fps: 15\n", ["unknown node", "camera_*"]),
+    # the per-node names of lock-step before the one switch
+    ("arm_control:\n  ros__parameters:\n    publish_mode: rate\n", ["arm_control", "'publish_mode'", "'lockstep'"]),
+    ("sim:\n  ros__parameters:\n    mode: realtime\n", ["sim", "'mode'", "replaced by 'lockstep'"]),
 ])
 def test_bad_robot_node_values_are_refused_by_node_and_key(tmp_path, body, fragments):
     with pytest.raises(ValueError) as err:
         _graph("sim", tmp_path, _file(tmp_path, body))
     assert all(f in str(err.value) for f in fragments), str(err.value)
+
+
+@pytest.mark.parametrize("kind,lockstep", [("sim", True), ("real", False), ("gazebo", False)])
+def test_one_lockstep_switch_reaches_every_node_that_has_it(tmp_path, kind, lockstep):
+    from worldsample_bringup.graph import sim_graph
+    from worldsample_control.core.node_config import LOCKSTEP_NODES
+
+    specs = _graph(kind, tmp_path)
+    have = {n for n, s in specs.items() if "lockstep" in config_params(node_param_configs()[_key(n)])}
+    assert have == set(LOCKSTEP_NODES) & set(specs)
+    assert {specs[n].parameters["lockstep"] for n in have} == {lockstep}
+    realtime = {s.name: s for s in sim_graph("push", tmp_path, lockstep=False)}
+    assert {realtime[n].parameters["lockstep"] for n in LOCKSTEP_NODES} == {False}
 
 
 def test_the_merged_file_is_written_and_read_back_on_resume(tmp_path):

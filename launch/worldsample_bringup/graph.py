@@ -111,6 +111,8 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
     as a suggestion) or a checkpoint path. ``source``: "demo" or "real" (default: demo for
     scripted, real otherwise). Bags go to ``run_dir/bags``. ``episodes_per_policy`` > 0: the
     actor holds between episodes after that many with one policy until a newer checkpoint.
+    ``lockstep``: the one lock-step switch, the same for simulator, arm control and actor (false:
+    each at ``control_hz``, `worldsample sim --realtime`).
     ``run_id``: carried by every episode message; arm control and recorder ignore other runs' (and
     the learner and world model of `learning_graph`, which get it from the loop arguments).
     Every other parameter comes from config/loop.yaml (with ``params_file`` laid over it), or from
@@ -122,16 +124,16 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
     cams = list(cameras)
     decided = {
         "sim": {"task": task, "seed": int(seed), "image_size": int(image_size), "cameras": cams,
-                "control_hz": float(control_hz), "mode": "lockstep" if lockstep else "realtime",
-                "render": bool(render), "publish_expert": policy == "scripted", "max_episode_steps": int(max_steps)},
-        "arm_control": {"control_hz": float(control_hz), "publish_mode": "on_action" if lockstep else "rate",
-                        "sim": True, **sim_arm_params()},
+                "control_hz": float(control_hz), "render": bool(render), "publish_expert": policy == "scripted",
+                "max_episode_steps": int(max_steps)},
+        "arm_control": {"control_hz": float(control_hz), "sim": True, **sim_arm_params()},
         "actor": {"task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
                   "max_steps": int(max_steps), "cameras": cams, "control_hz": float(control_hz),
-                  "lockstep": bool(lockstep), "source": src, "log_dir": str(run_dir / "actor"),
+                  "source": src, "log_dir": str(run_dir / "actor"),
                   "episodes_per_policy": int(episodes_per_policy)},
         "recorder": {"out_dir": str(run_dir / "bags"), "cameras": cams},
     }
+    _set_lockstep(decided, lockstep)
     _set_run_id(decided, run_id)
     specs = [NodeSpec("worldsample_control", f"{name}_node", name, node_parameters(params, name, values),
                       namespace=namespace) for name, values in decided.items()]
@@ -139,6 +141,15 @@ def sim_graph(task: str, run_dir: str | Path, policy: str = "scripted", episodes
 
 
 RUN_ID_NODES = ("actor", "arm_control", "recorder")  # nodes that take the ``run_id`` parameter
+
+
+def _set_lockstep(decided: dict[str, dict[str, Any]], lockstep: bool) -> None:
+    """The one lock-step switch, the same value for every node of the graph that has it."""
+    from worldsample_control.core.node_config import LOCKSTEP_NODES
+
+    for name in LOCKSTEP_NODES:
+        if name in decided:
+            decided[name]["lockstep"] = bool(lockstep)
 
 
 def _set_run_id(decided: dict[str, dict[str, Any]], run_id: str) -> None:
@@ -377,7 +388,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
                         for c, src in zip(cams, camera_sources, strict=True)})
     decided.update({
         "arm_control": {
-            "control_hz": float(control_hz), "publish_mode": "rate", "sim": False,
+            "control_hz": float(control_hz), "sim": False,
             "gripper_interface": "franka_action" if kind == "real" else "topic",
             # Gazebo has no franka_robot_state_broadcaster: the pose comes from joint_states (FR3 kinematics)
             "pose_from_joints": kind == "gazebo",
@@ -385,7 +396,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
         "actor": {
             "task": task, "policy": policy, "episodes": int(episodes), "seed": int(seed),
             "max_steps": int(max_steps) if max_steps else 200, "cameras": cams, "control_hz": float(control_hz),
-            "lockstep": False, "use_sim_reward": True, "topic_sim_reward": "success/reward", "twist_topic": "",
+            "use_sim_reward": True, "topic_sim_reward": "success/reward", "twist_topic": "",
             "source": "real", "log_dir": str(run_dir / "actor"), "episodes_per_policy": int(episodes_per_policy),
         },
         # records the reward the actor uses (the success detector's), not the absent simulator's
@@ -393,6 +404,7 @@ def robot_graph(kind: str, task: str, run_dir: str | Path, policy: str = "random
         # reward and success without a simulator: the success classifier + the human override topic
         "success_detector": {"classifier": success_classifier, "cameras": cams},
     })
+    _set_lockstep(decided, False)  # a real arm / Gazebo runs in real time
     _set_run_id(decided, run_id)
     specs = []
     for name, values in decided.items():

@@ -4,7 +4,8 @@ One dataclass tree is the parameter list of a node: every field is a parameter, 
 dataclass field ``ppl: PPLConfig`` contributes ``ppl.threshold_max`` and so on (dotted names, as
 in a ROS 2 parameter YAML's nested mappings). The trailing ``# comment`` of a field (or the
 comment lines above it) is its description. A root class may list dotted names that are not
-parameters in ``PARAM_SKIP`` (a class variable), e.g. a field another parameter decides.
+parameters in ``PARAM_SKIP`` (a class variable), e.g. a field another parameter decides, and old
+names in ``PARAM_RENAMED`` (old -> new), which `validate_params` refuses naming the new one.
 
 The same tree is used twice:
 
@@ -204,9 +205,12 @@ def validate_params(node: str, config: Any, values: dict[str, Any]) -> dict[str,
     or a value the config's own ``validate()`` refuses (out of range).
     """
     specs = config_params(config)
+    renamed = getattr(type(config), "PARAM_RENAMED", {})  # old name -> the parameter that replaced it
     out: dict[str, Any] = {}
     for key, value in values.items():
         spec = specs.get(key)
+        if spec is None and key in renamed:
+            raise ValueError(f"{node}: parameter {key!r} was replaced by {renamed[key]!r}; set that instead")
         if spec is None:
             close = difflib.get_close_matches(key, list(specs), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(specs))}"

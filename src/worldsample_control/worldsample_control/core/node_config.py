@@ -30,7 +30,24 @@ _F, _W = FrankaTopics(), WorldSampleTopics()
 
 
 @dataclass
-class SimNodeConfig:
+class LockstepSwitch:
+    """The one lock-step switch, a parameter of each node that steps with the others in simulation
+    (`LOCKSTEP_NODES`); the node graph sets it once for all of them (`worldsample_bringup.graph`)."""
+
+    # the per-node names it replaced: a parameter file that still sets one is refused naming `lockstep`
+    PARAM_RENAMED: ClassVar[dict[str, str]] = {"mode": "lockstep", "publish_mode": "lockstep"}
+
+    # lock-step simulation: the simulator steps once per applied command, arm control sends one joint
+    # command per action, the actor acts as soon as a step's observation is complete; false (real arm,
+    # Gazebo, `worldsample sim --realtime`): each of them runs at control_hz
+    lockstep: bool = True
+
+
+LOCKSTEP_NODES: tuple[str, ...] = ("sim", "arm_control", "actor")  # the nodes with the `lockstep` parameter
+
+
+@dataclass
+class SimNodeConfig(LockstepSwitch):
     """``sim``: the MuJoCo Franka node (franka_ros2's topics, camera images, the task's reward)."""
 
     task: str = "push"  # one of the MuJoCo tasks: peg_insertion, push, sort, pick_place
@@ -41,7 +58,6 @@ class SimNodeConfig:
     control_hz: float = 10.0  # control rate [Hz]: one environment step per period
     max_episode_steps: int = 0  # episode length limit (0: the task's default)
     reward: str = "shaped"  # shaped or sparse (worldsample_control.core.reward)
-    mode: str = "lockstep"  # lockstep: one step per applied command; realtime: step at control_hz
     publish_expert: bool = False  # publish the task's scripted expert action as a suggestion (demos)
     gripper_wait_s: float = 0.5  # how long a gripper command may take before the step goes on [s]
     heartbeat_hz: float = 2.0  # state republished at this rate while idle (lock-step) [Hz]
@@ -61,7 +77,6 @@ class SimNodeConfig:
 
     def validate(self) -> None:
         _one_of("SimNodeConfig", "task", self.task, TASKS)
-        _one_of("SimNodeConfig", "mode", self.mode, ("lockstep", "realtime"))
         _positive("SimNodeConfig", heartbeat_hz=self.heartbeat_hz, max_target_outside_m=self.max_target_outside_m)
         _non_negative("SimNodeConfig", gripper_wait_s=self.gripper_wait_s)
         self.env_config().validate()
@@ -73,7 +88,7 @@ class SimNodeConfig:
 
 
 @dataclass
-class ArmControlNodeConfig:
+class ArmControlNodeConfig(LockstepSwitch):
     """``arm_control``: policy actions -> safety filter -> FR3 IK -> JointTrajectory (+ gripper)."""
 
     # one control rate for the node, its safety filter and its joint commands (derived, see `resolved`)
@@ -81,7 +96,6 @@ class ArmControlNodeConfig:
                                              "joints.ik.workspace_min", "joints.ik.workspace_max")
 
     control_hz: float = 10.0  # command rate [Hz]
-    publish_mode: str = "rate"  # rate: stream at control_hz; on_action: one command per action (lock-step sim)
     sim: bool = False  # the MuJoCo simulator is the arm (resets go to sim/reset)
     pose_wait_s: float = 0.5  # wait this long for a first pose before refusing actions [s]
     gripper_speed: float = 0.1  # franka_gripper move speed [m/s]
@@ -123,7 +137,6 @@ class ArmControlNodeConfig:
         _positive("ArmControlNodeConfig", control_hz=self.control_hz, gripper_speed=self.gripper_speed,
                   gripper_force=self.gripper_force)
         _non_negative("ArmControlNodeConfig", pose_wait_s=self.pose_wait_s)
-        _one_of("ArmControlNodeConfig", "publish_mode", self.publish_mode, ("rate", "on_action"))
         _one_of("ArmControlNodeConfig", "gripper_interface", self.gripper_interface, ("topic", "franka_action"))
         if len(self.home_position) != 3:
             raise ValueError(f"ArmControlNodeConfig.home_position must be 3 values, got {self.home_position}")
@@ -135,10 +148,9 @@ class ArmControlNodeConfig:
 
 
 @dataclass
-class ActorNodeConfig(ActorConfig):
+class ActorNodeConfig(ActorConfig, LockstepSwitch):
     """``actor``: runs the policy, one episode after another (`ActorConfig` + how the node paces it)."""
 
-    lockstep: bool = True  # wait for each step's observation (simulator) instead of acting at control_hz
     use_sim_reward: bool = True  # take the reward from topic_sim_reward (simulator or success detector)
     twist_topic: str = "sim/ee_twist"  # end-effector twist published by the simulator ("" = none)
     log_dir: str = ""  # per-episode logs ("" = none)

@@ -34,10 +34,10 @@ dropped and counted by reason (a warning at most every 2 s and the totals at shu
 applied action is published on ``arm/applied_action`` (PolicyAction, same episode, step, stamp), which
 the recorder records: the bag holds what moved the arm, one action per step.
 
-Modes (``publish_mode``):
-- ``rate`` (real robot): a timer at ``control_hz`` publishes the filtered target of the newest
+Pacing (``lockstep``, the one switch the simulator and the actor share):
+- false (real robot, Gazebo): a timer at ``control_hz`` publishes the filtered target of the newest
   action, or holds the pose when none arrived within ``safety.watchdog_timeout_s`` (watchdog).
-- ``on_action`` (lock-step simulation): one command per action, stamped with the action's stamp,
+- true (lock-step simulation): one command per action, stamped with the action's stamp,
   sent once a current_pose at least as new as the action's observation arrived (at most
   ``pose_wait_s``). The simulator only moves on commands, so a stalled policy holds the arm.
 
@@ -52,7 +52,7 @@ franka_robot_state_broadcaster, the Franka Hand node), then the trajectory contr
     ros2 launch franka_bringup franka.launch.py robot_type:=fr3 robot_ip:=<ROBOT_IP> load_gripper:=true \
         controllers_yaml:=$(ros2 pkg prefix worldsample_bringup)/share/worldsample_bringup/config/fr3_controllers.yaml
     ros2 run controller_manager spawner fr3_arm_controller --param-file <that fr3_controllers.yaml>
-    ros2 run worldsample_control arm_control_node --ros-args -p publish_mode:=rate -p sim:=false \
+    ros2 run worldsample_control arm_control_node --ros-args -p lockstep:=false -p sim:=false \
         -p gripper_interface:=franka_action
 
 (franka_bringup's ``example.launch.py`` takes ``controller_names`` and ``robot_ips`` - not
@@ -106,7 +106,7 @@ class ArmControlNode(Node):
         cfg = cfg.resolved()
         self.cfg = cfg
         self.control_hz = float(cfg.control_hz)
-        self.mode = cfg.publish_mode
+        self.lockstep = bool(cfg.lockstep)
         self.sim = bool(cfg.sim)
         self.pose_wait_s = float(cfg.pose_wait_s)
         self.gripper_speed = float(cfg.gripper_speed)
@@ -144,7 +144,7 @@ class ArmControlNode(Node):
         # the publisher's GID comes with the message info (rclpy >= Iron); Humble's rclpy has none
         with_info = hasattr(rclpy.subscription, "MessageInfo")
         self._sub_action = self.create_subscription(
-            PolicyAction, t["policy_action"], self._on_action if with_info else (lambda m: self._on_action(m, None)),
+            PolicyAction, t["policy_action"], self._on_policy_action if with_info else (lambda m: self._on_policy_action(m, None)),
             qos(QoSSpec("reliable", 200)))  # room for the actor's action in a flood (the actor resends too)
         self.create_service(ResetEpisode, t["arm_reset"], self._on_reset, callback_group=group)
         self.sim_reset = self.create_client(ResetEpisode, t["sim_reset"], callback_group=group) if self.sim else None
@@ -155,8 +155,9 @@ class ArmControlNode(Node):
         self._latest: PolicyAction | None = None
         self._homing: dict | None = None
         self._no_pose_logged = False
-        self.create_timer(1.0 / self.control_hz if self.mode == "rate" else 0.05, self._tick)
-        self.get_logger().info(f"arm control ({self.mode}, {self.control_hz} Hz, sim={self.sim}); box "
+        self.create_timer(0.05 if self.lockstep else 1.0 / self.control_hz, self._tick)
+        pacing = "lock-step" if self.lockstep else "streaming"
+        self.get_logger().info(f"arm control ({pacing}, {self.control_hz} Hz, sim={self.sim}); box "
                                f"{cfg.safety.workspace_min}..{cfg.safety.workspace_max}, step <= "
                                f"{cfg.safety.max_translation_per_step} m")
 
@@ -182,7 +183,7 @@ class ArmControlNode(Node):
         if ok:
             self._pose_stamp = max(self._pose_stamp, time_to_ns(stamp))
         self._flush_events()
-        if self.mode == "on_action":
+        if self.lockstep:
             self._process_pending()
 
     def _on_gripper(self, msg: JointState) -> None:
@@ -218,7 +219,7 @@ class ArmControlNode(Node):
         return data in self._actor_gids
 
     def _gate(self, msg: PolicyAction, info) -> bool:
-        pending = len(self._pending) if self.mode == "on_action" else 0
+        pending = len(self._pending) if self.lockstep else 0
         reason = self.gate.check(msg.episode_id, msg.run_id, msg.step, self._sender_is_actor(info), pending)
         if reason is None:
             return True
@@ -245,13 +246,13 @@ class ArmControlNode(Node):
         """Tell the recorder which action moved the arm (same episode, step, stamp and values)."""
         self.pub_applied.publish(msg)
 
-    def _on_action(self, msg: PolicyAction, info) -> None:
+    def _on_policy_action(self, msg: PolicyAction, info) -> None:
         if not self._gate(msg, info):
             return
         if self._homing is not None:
             self.get_logger().warning(f"action {msg.episode_id}/{msg.step} ignored while homing")
             return
-        if self.mode == "rate":
+        if not self.lockstep:
             self._latest = msg
             return
         if not self._pending:
@@ -285,7 +286,7 @@ class ArmControlNode(Node):
         if self._homing is not None:
             self._home_step()
             return
-        if self.mode == "on_action":
+        if self.lockstep:
             if self._pending and time.monotonic() - self._pending_since > self.pose_wait_s:
                 self._process_pending(force=True)
             return
@@ -321,7 +322,7 @@ class ArmControlNode(Node):
         traj = JointTrajectory(joint_names=list(ARM_JOINT_NAMES))
         # lock-step simulation pairs the trajectory with the gripper command by stamp; a controller on a
         # real arm starts a trajectory stamped zero on receipt
-        if self.mode == "on_action":
+        if self.lockstep:
             traj.header.stamp = stamp
         sec = int(target.duration)
         traj.points = [JointTrajectoryPoint(positions=[float(v) for v in target.positions])]

@@ -66,7 +66,7 @@ class RecorderNode(Node):
         self._pub_recorded = self.create_publisher(EpisodeInfo, t["episodes_recorded"], qos(EVENTS))
         self._sub(EpisodeInfo, t["episodes"], EVENTS, self._on_episode)
         self._sub(Transition, t["transitions"], EVENTS, self._on_transition)
-        self._sub(PolicyAction, t["applied_action"], EVENTS, self._on_action)
+        self._sub(PolicyAction, t["applied_action"], EVENTS, self._on_applied_action)
         self._sub(DiagnosticArray, t["arm_safety"], EVENTS, None)
         self._sub(DiagnosticArray, t["sim_reward"], EVENTS, None)
         if record_images:
@@ -138,7 +138,7 @@ class RecorderNode(Node):
                                       "not recorded")
         self._publish_done(self.core.poll())
 
-    def _on_action(self, topic: str, msgtype: str, raw: bytes) -> None:
+    def _on_applied_action(self, topic: str, msgtype: str, raw: bytes) -> None:
         msg = deserialize_message(raw, PolicyAction)
         if not self._ours(msg):
             return

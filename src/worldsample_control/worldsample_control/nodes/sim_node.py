@@ -31,12 +31,12 @@ key/values are: ``step`` (steps since reset), ``episode`` (resets so far), ``see
 separated floats), ``expert_action`` (the scripted expert's action for this observation, when
 ``publish_expert``). On a real robot the success classifier replaces it.
 
-Stepping (``mode``):
-- ``lockstep`` (default; tests, the embedded loop): one control period per received command:
+Stepping (``lockstep``, the one switch arm control and the actor share):
+- true (default; tests, the embedded loop): one control period per received command:
   a joint trajectory plus the gripper command with the same header stamp (arm_control sends both;
   a trajectory without a gripper command steps after ``gripper_wait_s``). Results do not depend on
   CPU load.
-- ``realtime``: a timer at ``control_hz`` steps towards the latest joint target.
+- false (`worldsample sim --realtime`): a timer at ``control_hz`` steps towards the latest joint target.
 Commands are taken only from ``command_node`` (default ``arm_control``, in this node's namespace,
 checked by the publisher's GID; "" takes any publisher): a node of another graph on the same
 ROS_DOMAIN_ID, or anyone publishing on ``joint_trajectory`` directly, does not move this arm (dropped,
@@ -92,7 +92,7 @@ class SimNode(Node):
         self.seed = int(cfg.seed)
         cams = tuple(cfg.cameras)
         self.env_cfg = cfg.env_config()
-        self.mode = cfg.mode
+        self.lockstep = bool(cfg.lockstep)
         self.publish_expert = bool(cfg.publish_expert)
         self.gripper_wait_s = float(cfg.gripper_wait_s)
         heartbeat_hz = float(cfg.heartbeat_hz)
@@ -134,13 +134,13 @@ class SimNode(Node):
         self.steps = 0
         self._rng = np.random.default_rng(self.seed)
         self._reset(self.seed)
-        if self.mode == "realtime":
-            self.create_timer(1.0 / self.env_cfg.control_hz, self._realtime_tick)
-        else:
+        if self.lockstep:
             self.create_timer(0.05, self._lockstep_timeout)
+        else:
+            self.create_timer(1.0 / self.env_cfg.control_hz, self._realtime_tick)
         if heartbeat_hz > 0:
             self.create_timer(1.0 / heartbeat_hz, self._heartbeat)
-        self.get_logger().info(f"simulating {self.task} ({self.mode}, {self.env_cfg.control_hz} Hz, cameras {cams})")
+        self.get_logger().info(f"simulating {self.task} ({'lock-step' if self.lockstep else 'real time'}, {self.env_cfg.control_hz} Hz, cameras {cams})")
 
     # ------------------------------------------------------------------ env
     def env_cfg_max_width(self) -> float:
@@ -237,7 +237,7 @@ class SimNode(Node):
                                     f"{outside:.3f} m outside the workspace box {lo.tolist()}..{hi.tolist()} (more "
                                     f"than max_target_outside_m={self.max_outside}); refused, holding")
             return
-        if self.mode == "realtime":
+        if not self.lockstep:
             self._target = q
             return
         if self._pending is not None:
@@ -251,7 +251,7 @@ class SimNode(Node):
             self.get_logger().error(f"gripper width {msg.width} ignored")
             return
         width = 0.0 if msg.grasp else float(msg.width)
-        if self.mode == "realtime":
+        if not self.lockstep:
             self._width = width
             return
         self._gripper_cmds[time_to_ns(msg.header.stamp)] = width
