@@ -74,3 +74,34 @@ def test_run_variants_name_mode_source_and_updates():
                      ("ppl-utdx", "int N >= 1"), ("mbpo", "unknown")):
         with pytest.raises(ValueError, match=why):
             parse_variant(bad)
+
+
+@pytest.mark.slow
+def test_an_interrupted_policy_experiment_resumes(tmp_path):
+    """`experiment policy` again on the same directory: finished runs are kept and skipped, a run cut off
+    before its results.json is redone, and new variants (here the oracle's) join the same table."""
+    import json
+    from dataclasses import replace
+
+    from worldsample_learner.drivers.experiment import ExperimentConfig, run_policy
+
+    cfg = ExperimentConfig(tasks=("push",), modes=("rl-only",), seeds=(0,), env_steps=60, eval_every=60,
+                           eval_episodes=1, demos=1, max_steps=20, batch_size=16, hidden_dim=32,
+                           synthetic_every=20, synthetic_branches=2, jobs=1)
+    assert run_policy(cfg, tmp_path, "first sitting") == 0
+    runs = tmp_path / "policy" / "push"
+    kept = runs / "rl-only_s0" / "results.json"
+    record = json.loads(kept.read_text())
+    record["marker"] = "finished in the first sitting"
+    kept.write_text(json.dumps(record))
+    cut = runs / "oracle-naive_s0"  # as if the sitting had ended during this run
+    cut.mkdir()
+    (cut / "metrics.csv").write_text("env_steps\n20\n")
+    assert run_policy(replace(cfg, modes=("rl-only", "oracle-naive")), tmp_path, "second sitting") == 0
+    assert json.loads(kept.read_text())["marker"] == "finished in the first sitting"  # skipped, not redone
+    oracle = json.loads((cut / "results.json").read_text())
+    assert oracle["mode"] == "oracle-naive" and oracle["synthetic"] == "oracle" and oracle["synthetic_calls"] >= 1
+    assert oracle["env_steps"] == 60 and (cut / "metrics.csv").read_text() != "env_steps\n20\n"
+    summary = json.loads((tmp_path / "policy" / "results.json").read_text())["summary"]["push"]
+    assert set(summary) == {"rl-only", "oracle-naive"}
+    assert "oracle-naive" in (tmp_path / "results.md").read_text()

@@ -24,6 +24,23 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("actor_opt", "critic_opt", "alpha_opt")  # the agent's optimisers, saved with its state
 
 
+DECISIONS = "ppl_decisions.csv"  # PPL's decision on every synthetic transition, one row each (both drivers)
+DECISION_COLUMNS = ["scored_at", "bag", "episode_id", "step", "uncertainty", "trust", "admitted"]
+
+
+def log_decisions(path: str | Path, episodes: list[Episode], admitted: list[np.ndarray], bag: str = "") -> None:
+    """Append PPL's decision on every transition of ``episodes`` (``admitted`` as filled by
+    `Learner.add_synthetic_episodes`) to the CSV ``path``; raises OSError when it cannot be written."""
+    import time
+
+    from worldsample_common.core.files import append_csv
+
+    now = round(time.time(), 3)
+    rows = [[now, bag, ep.episode_id, t, float(ep.uncertainty[t]), float(ep.trust[t]), int(adm[t])]
+            for ep, adm in zip(episodes, admitted, strict=True) for t in range(ep.length)]
+    append_csv(path, DECISION_COLUMNS, rows)
+
+
 class SyntheticSource(Protocol):
     """Anything that produces synthetic branches for a policy (the world model, a static pool, ...)."""
 
@@ -198,6 +215,10 @@ class Learner:
         qs = float(np.mean(self._window["q_synthetic"])) if self._window["q_synthetic"] else float("nan")
         self.ppl.observe_q(qr, qs)
         status = self.ppl.status(self.agent.updates)
+        # the share of each batch actually drawn from synthetic data (PPLStatus.synthetic_share): PPL's
+        # target while the synthetic store holds transitions, 0 while nothing was admitted (`sample_batch`)
+        status["synthetic_share_target"] = status["synthetic_share"]
+        status["synthetic_share"] = status["synthetic_share"] if len(self.synthetic) else 0.0
         status["critic_loss"] = float(np.mean(self._window["critic_loss"])) if self._window["critic_loss"] else float("nan")
         status["alpha"] = float(np.mean(self._window["alpha"])) if self._window["alpha"] else float("nan")
         for k in self._window:
