@@ -189,7 +189,7 @@ def test_recorder_node_stop_and_recovery(tmp_path, stop):
         wal = out / eid / bag_io.WAL_NAME
         deadline = time.monotonic() + 20
         while True:  # all 4 messages durably in the write-ahead log
-            n = len(list(bag_io._read_wal(wal))) if wal.exists() else 0
+            n = len(list(bag_io.read_wal(wal))) if wal.exists() else 0
             if n >= 4:
                 break
             assert proc.poll() is None, proc.stdout.read()

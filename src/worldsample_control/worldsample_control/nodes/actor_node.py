@@ -57,6 +57,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
+from worldsample_common.core.bag_io import TRANSITION_TYPE, transition_msg, typestore
 from worldsample_common.core.env_protocol import Observation
 from worldsample_common.core.franka_interface import (
     BEST_EFFORT,
@@ -68,7 +69,7 @@ from worldsample_common.core.franka_interface import (
 )
 from worldsample_common.core.image_codec import image_msg_to_rgb8
 from worldsample_common.core.params import topic_params
-from worldsample_common.nodes.support import declare_config, image_msg, ns_to_time, qos, run, time_to_ns
+from worldsample_common.nodes.support import declare_config, ns_to_time, qos, run, time_to_ns
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyAction, PolicyCheckpoint, Transition
 from worldsample_msgs.srv import ResetEpisode
@@ -410,24 +411,16 @@ class ActorNode(Node):
         self.pub_episode.publish(msg)
 
     def _publish_transition(self, rec: StepRecord) -> None:
-        stamp, next_stamp = ns_to_time(rec.stamp_ns), ns_to_time(rec.next_stamp_ns)
-        msg = Transition(episode_id=rec.episode_id, step=rec.step, task=self.cfg.task,
-                         camera_names=list(self.cameras), run_id=self.run_id)
-        msg.header.stamp = stamp
-        msg.observation_images = [image_msg(rec.obs.images[c], stamp, c) for c in self.cameras]
-        msg.next_observation_images = [image_msg(rec.next_obs.images[c], next_stamp, c) for c in self.cameras]
-        msg.proprio = rec.obs.proprio.astype(np.float32).tolist()
-        msg.next_proprio = rec.next_obs.proprio.astype(np.float32).tolist()
-        if rec.obs.state is not None and rec.next_obs.state is not None and hasattr(msg, "state"):
-            msg.state = rec.obs.state.astype(np.float32).tolist()
-            msg.next_state = rec.next_obs.state.astype(np.float32).tolist()
-        msg.action = rec.action.astype(np.float32).tolist()
-        msg.reward = float(rec.reward)
-        msg.terminated, msg.truncated, msg.success = rec.terminated, rec.truncated, rec.success
-        msg.source = int(self.actor.source)
-        msg.uncertainty, msg.trust = 0.0, 1.0
-        msg.policy_version = self.actor.policy_version
-        self.pub_transition.publish(msg)
+        """The step as a Transition, encoded by the one Transition codec (`bag_io.codec`) and published
+        as its CDR bytes: the recorder writes exactly these bytes into the bag."""
+        msg = transition_msg(
+            episode_id=rec.episode_id, step=rec.step, task=self.cfg.task, cameras=list(self.cameras),
+            images=rec.obs.images, next_images=rec.next_obs.images, proprio=rec.obs.proprio,
+            next_proprio=rec.next_obs.proprio, action=rec.action, reward=rec.reward, terminated=rec.terminated,
+            truncated=rec.truncated, success=rec.success, stamp_ns=rec.stamp_ns, next_stamp_ns=rec.next_stamp_ns,
+            source=self.actor.source, state=rec.obs.state, next_state=rec.next_obs.state,
+            policy_version=self.actor.policy_version, run_id=self.run_id)
+        self.pub_transition.publish(bytes(typestore().serialize_cdr(msg, TRANSITION_TYPE)))
         if self.log_dir is not None:
             with (self.log_dir / "steps.jsonl").open("a") as f:
                 f.write(json.dumps({"episode_id": rec.episode_id, "step": rec.step,
