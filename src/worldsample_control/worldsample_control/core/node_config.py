@@ -16,9 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from worldsample_common.core.franka_interface import BASE_FRAME, FrankaTopics, WorldSampleTopics
-from worldsample_common.core.params import require_non_negative as _non_negative
-from worldsample_common.core.params import require_one_of as _one_of
-from worldsample_common.core.params import require_positive as _positive
+from worldsample_common.core.params import require_non_negative, require_one_of, require_positive
 
 from .actor import ActorConfig
 from .camera import CameraConfig
@@ -76,9 +74,10 @@ class SimNodeConfig(LockstepSwitch):
     topic_ee_twist: str = "sim/ee_twist"
 
     def validate(self) -> None:
-        _one_of("SimNodeConfig", "task", self.task, TASKS)
-        _positive("SimNodeConfig", heartbeat_hz=self.heartbeat_hz, max_target_outside_m=self.max_target_outside_m)
-        _non_negative("SimNodeConfig", gripper_wait_s=self.gripper_wait_s)
+        require_one_of("SimNodeConfig", "task", self.task, TASKS)
+        require_positive("SimNodeConfig", heartbeat_hz=self.heartbeat_hz,
+                         max_target_outside_m=self.max_target_outside_m)
+        require_non_negative("SimNodeConfig", gripper_wait_s=self.gripper_wait_s)
         self.env_config().validate()
 
     def env_config(self) -> EnvConfig:
@@ -134,10 +133,11 @@ class ArmControlNodeConfig(LockstepSwitch):
         return replace(self, safety=safety, joints=joints)
 
     def validate(self) -> None:
-        _positive("ArmControlNodeConfig", control_hz=self.control_hz, gripper_speed=self.gripper_speed,
-                  gripper_force=self.gripper_force)
-        _non_negative("ArmControlNodeConfig", pose_wait_s=self.pose_wait_s)
-        _one_of("ArmControlNodeConfig", "gripper_interface", self.gripper_interface, ("topic", "franka_action"))
+        require_positive("ArmControlNodeConfig", control_hz=self.control_hz, gripper_speed=self.gripper_speed,
+                         gripper_force=self.gripper_force)
+        require_non_negative("ArmControlNodeConfig", pose_wait_s=self.pose_wait_s)
+        require_one_of("ArmControlNodeConfig", "gripper_interface", self.gripper_interface,
+                       ("topic", "franka_action"))
         if len(self.home_position) != 3:
             raise ValueError(f"ArmControlNodeConfig.home_position must be 3 values, got {self.home_position}")
         if self.max_pending_actions < 1:
@@ -180,11 +180,11 @@ class ActorNodeConfig(ActorConfig, LockstepSwitch):
 
     def validate(self) -> None:
         self.source_enum()
-        _positive("ActorNodeConfig", control_hz=self.control_hz, action_resend_s=self.action_resend_s,
-                  reset_timeout_s=self.reset_timeout_s, observation_timeout_s=self.observation_timeout_s,
-                  recorded_timeout_s=self.recorded_timeout_s, teleop_timeout_s=self.teleop_timeout_s)
-        _non_negative("ActorNodeConfig", wait_for_recorder_s=self.wait_for_recorder_s,
-                      policy_wait_s=self.policy_wait_s)
+        require_positive("ActorNodeConfig", control_hz=self.control_hz, action_resend_s=self.action_resend_s,
+                         reset_timeout_s=self.reset_timeout_s, observation_timeout_s=self.observation_timeout_s,
+                         recorded_timeout_s=self.recorded_timeout_s, teleop_timeout_s=self.teleop_timeout_s)
+        require_non_negative("ActorNodeConfig", wait_for_recorder_s=self.wait_for_recorder_s,
+                             policy_wait_s=self.policy_wait_s)
         for name in ("episodes", "max_steps", "episodes_per_policy"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ActorNodeConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -214,7 +214,7 @@ class RecorderNodeConfig:
     topic_gripper_joint_states: str = _F.gripper_joint_states
 
     def validate(self) -> None:
-        _non_negative("RecorderNodeConfig", grace_s=self.grace_s, linger_s=self.linger_s)
+        require_non_negative("RecorderNodeConfig", grace_s=self.grace_s, linger_s=self.linger_s)
 
 
 @dataclass
@@ -231,7 +231,7 @@ class CameraNodeConfig(CameraConfig):
     def validate(self) -> None:
         if len(self.crop) != 4:
             raise ValueError(f"CameraNodeConfig.crop must be 4 values (x, y, w, h), got {self.crop}")
-        _positive("CameraNodeConfig", fps=self.fps)
+        require_positive("CameraNodeConfig", fps=self.fps)
         self.camera_config().validate()
 
 

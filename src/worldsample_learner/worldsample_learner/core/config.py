@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from worldsample_common.core.franka_interface import WorldSampleTopics as _T
+from worldsample_common.core.franka_interface import WorldSampleTopics
 from worldsample_common.core.params import require_non_negative, require_positive
 
 OBS_MODES: tuple[str, ...] = ("state", "pixels")
@@ -226,12 +226,12 @@ class LearnerNodeConfig:
     run_id: str = ""
     ppl: PPLConfig = field(default_factory=PPLConfig)  # Policy-Paced Learning (thresholds, scales, share, horizon)
     # topic names: defaults from the one topic table (worldsample_common.core.franka_interface)
-    topic_synthetic_bags: str = _T.synthetic_bags
-    topic_episodes: str = _T.episodes
-    topic_episodes_recorded: str = _T.episodes_recorded
-    topic_world_model_status: str = _T.world_model_status
-    topic_policy_checkpoint: str = _T.policy_checkpoint
-    topic_ppl_status: str = _T.ppl_status
+    topic_synthetic_bags: str = WorldSampleTopics.synthetic_bags
+    topic_episodes: str = WorldSampleTopics.episodes
+    topic_episodes_recorded: str = WorldSampleTopics.episodes_recorded
+    topic_world_model_status: str = WorldSampleTopics.world_model_status
+    topic_policy_checkpoint: str = WorldSampleTopics.policy_checkpoint
+    topic_ppl_status: str = WorldSampleTopics.ppl_status
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(obs_mode=self.obs_mode, cameras=tuple(self.cameras), image_size=self.image_size,
@@ -266,7 +266,7 @@ class SuccessNodeConfig:
     device: str = "cpu"  # torch device of the classifier
     topic_override: str = "success/override"  # std_msgs/Bool from a key press or button
     topic_reward: str = "success/reward"  # published in the simulator's sim/reward format
-    topic_episodes: str = _T.episodes
+    topic_episodes: str = WorldSampleTopics.episodes
 
     def validate(self) -> None:
         if self.confirm_frames < 1:

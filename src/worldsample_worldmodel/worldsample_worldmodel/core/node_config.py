@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from worldsample_common.core.franka_interface import WorldSampleTopics as _T
+from worldsample_common.core.franka_interface import WorldSampleTopics
 
 from .service import WorldModelServiceConfig
 
@@ -30,13 +30,13 @@ class WorldModelNodeConfig(WorldModelServiceConfig):
     real_dir: str = ""  # real-episode bags already recorded (a resumed run) join the pools at start-up
     run_id: str = ""  # this run's id: episode events of another run are ignored ("" = every run's)
     # topic names: defaults from the one topic table (worldsample_common.core.franka_interface)
-    topic_episodes_recorded: str = _T.episodes_recorded
-    topic_episodes: str = _T.episodes
-    topic_status: str = _T.world_model_status
-    topic_synthetic: str = _T.synthetic_bags  # EpisodeInfo END per bag of generated branches
-    topic_generate: str = _T.world_model_generate
-    topic_policy_checkpoint: str = _T.policy_checkpoint
-    topic_ppl_status: str = _T.ppl_status
+    topic_episodes_recorded: str = WorldSampleTopics.episodes_recorded
+    topic_episodes: str = WorldSampleTopics.episodes
+    topic_status: str = WorldSampleTopics.world_model_status
+    topic_synthetic: str = WorldSampleTopics.synthetic_bags  # EpisodeInfo END per bag of generated branches
+    topic_generate: str = WorldSampleTopics.world_model_generate
+    topic_policy_checkpoint: str = WorldSampleTopics.policy_checkpoint
+    topic_ppl_status: str = WorldSampleTopics.ppl_status
 
     def validate(self) -> None:
         super().validate()
