@@ -35,7 +35,7 @@ class MLPDynamicsConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 256
-    steps: int = 4000
+    steps: int = 2000
     holdout_fraction: float = 0.1
     eval_every: int = 200
     done_weight: float = 1.0
