@@ -114,7 +114,9 @@ class ExperimentConfig:
     device: str = "cpu"
 
     def runs(self) -> list[dict[str, Any]]:
-        return [{"task": t, "mode": m, "seed": s} for t in self.tasks for m in self.modes for s in self.seeds]
+        """Seed-major: every variant's first seed runs before any second seed, so an experiment stopped
+        part-way (and resumed later) already has a comparison, on fewer seeds."""
+        return [{"task": t, "mode": m, "seed": s} for t in self.tasks for s in self.seeds for m in self.modes]
 
 
 CONFIGS: dict[str, ExperimentConfig] = {
