@@ -151,8 +151,8 @@ def test_sim_loop_launch_stops_cleanly(tmp_path, demos, how):
         assert want <= held or e.episode_id in cut | late, \
             f"{e.episode_id}: {len(want - held)} of {e.length} steps not in replay"
     assert len(real) == len(held) <= sum(e.length for e in episodes)
-    state = torch.load(run_dir / "learner" / "agent_state.pt", map_location="cpu", weights_only=False)
-    assert state["updates"] > 0
+    state = torch.load(run_dir / "learner" / "learner_state.pt", map_location="cpu", weights_only=False)
+    assert state["agent"]["updates"] > 0
     from worldsample_worldmodel.core.store import WorldModelStore
 
     store = WorldModelStore(run_dir / "world_model")

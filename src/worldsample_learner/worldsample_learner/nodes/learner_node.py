@@ -24,6 +24,7 @@ The logic lives in `worldsample_learner.core.learner.Learner`; this node only co
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import deque
 from dataclasses import asdict
@@ -33,7 +34,6 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from worldsample_common.core.episode import Source
-from worldsample_common.core.files import append_csv
 from worldsample_common.core.franka_interface import EVENTS, LATCHED
 from worldsample_common.core.params import topic_params
 from worldsample_common.nodes.support import declare_config, qos, take_pending
@@ -42,16 +42,16 @@ from worldsample_common.nodes.support import run as run_node
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 
 from ..core.config import LearnerNodeConfig, ReplayConfig
-from ..core.learner import Learner
+from ..core.learner import DECISIONS, Learner, log_decisions
 from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
 
 # On a stop, the recorder closes its bags while this node stops: the learner waits at most this long for the
 # run's open bags to close before its last rescan (inside launch's 5 s SIGINT grace period)
 SHUTDOWN_BAG_WAIT_S = 2.0
+STATE_FILE = "learner_state.pt"  # out_dir/learner_state.pt: `Learner.state_dict`, every state_every_updates
+LEGACY_STATE_FILE = "agent_state.pt"  # what runs before learner_state.pt saved (the agent alone)
 
-DECISIONS = "ppl_decisions.csv"  # out_dir/ppl_decisions.csv: PPL's decision on every synthetic transition
-DECISION_COLUMNS = ["scored_at", "bag", "episode_id", "step", "uncertainty", "trust", "admitted"]
 
 
 class LearnerNode(Node):
@@ -68,9 +68,8 @@ class LearnerNode(Node):
         (self.out / "config.json").write_text(json.dumps(
             {"node": asdict(cfg), "agent": asdict(self.learner.cfg), "ppl": asdict(self.learner.ppl.cfg)},
             indent=2, allow_nan=False))
-        self.ppl_log = CsvLog(self.out / "ppl.csv")
+        self.ppl_log = CsvLog(self.out / "ppl.csv", append=True)  # a resumed run goes on appending
         self.version = 0
-        self.train_steps = 0
         self._resume()
         self.env_steps = len(self.learner.real)
         self._seen_episodes: set[str] = set()  # real episodes counted in PPL's progress
@@ -83,6 +82,7 @@ class LearnerNode(Node):
         self._rescan_real()
         self.pub_ckpt = self.create_publisher(PolicyCheckpoint, t["policy_checkpoint"], qos(LATCHED))
         self.pub_status = self.create_publisher(PPLStatus, t["ppl_status"], qos(EVENTS))
+        self._announce_latest()  # a resumed run: every node learns the policy in use (latched)
         # Intake callbacks only queue messages (their own reentrant group, so they never wait behind a
         # training step); the timers, in one mutually exclusive group, drain the queue and train.
         intake, work = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
@@ -126,11 +126,9 @@ class LearnerNode(Node):
         rep = self.learner.add_synthetic_episodes(eps, admitted)
         n = sum(ep.length for ep in eps)
         if self.cfg.log_decisions:  # every decision, one row per synthetic transition (the bag is not copied)
-            rows = [[round(time.time(), 3), bag, ep.episode_id, t, float(ep.uncertainty[t]), float(ep.trust[t]),
-                     int(adm[t])] for ep, adm in zip(eps, admitted, strict=True) for t in range(ep.length)]
             path = self.out / DECISIONS
             try:
-                append_csv(path, DECISION_COLUMNS, rows)
+                log_decisions(path, eps, admitted, bag)
             except OSError as e:  # the log is a record, training goes on
                 self.get_logger().error(f"could not append PPL decisions to {path}: {e}")
         self.get_logger().info(f"PPL scored {n} synthetic transitions from {len(eps)} branches: admitted "
@@ -233,12 +231,16 @@ class LearnerNode(Node):
             if self._stopping:
                 return
             lr.train_step()
-            self.train_steps += 1
-            if self.train_steps % self.cfg.checkpoint_every_updates == 0:
+            # counted in the agent's updates, which a resumed run continues
+            if lr.agent.updates % self.cfg.checkpoint_every_updates == 0:
                 self._checkpoint()
+            elif lr.agent.updates % self.cfg.state_every_updates == 0:
+                self._save_state()
 
     def _resume(self) -> None:
-        """Continue a stopped run: the newest checkpoint number and the agent's saved weights."""
+        """Continue a stopped run: the newest checkpoint number and the learner's saved state
+        (`Learner.state_dict`, saved every ``state_every_updates`` updates, at each checkpoint and on a
+        clean stop; an older run's ``agent_state.pt`` restores the agent alone)."""
         import torch
 
         from ..core.policy import latest_checkpoint
@@ -246,14 +248,36 @@ class LearnerNode(Node):
         last = latest_checkpoint(self.out / "checkpoints")
         if last is not None:
             self.version = int(last.stem.split("-")[-1])
-        state_file = self.out / "agent_state.pt"
-        if state_file.exists():
-            try:
-                self.learner.agent.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=False))
-                self.get_logger().info(f"resumed the agent from {state_file} at learner step "
-                                       f"{self.learner.agent.updates}, after checkpoint {self.version}")
-            except Exception as e:  # noqa: BLE001 - a stale or partial file: start the agent afresh, say so
-                self.get_logger().error(f"cannot resume the agent from {state_file} ({e}); starting afresh")
+        state_file = next((f for f in (self.out / STATE_FILE, self.out / LEGACY_STATE_FILE) if f.exists()), None)
+        if state_file is None:
+            return
+        try:
+            self.learner.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=False))
+        except Exception as e:  # noqa: BLE001 - a stale or partial file: start the learner afresh, say so
+            self.get_logger().error(f"cannot resume the learner from {state_file} ({e}); starting afresh")
+            return
+        self.get_logger().info(f"resumed the learner from {state_file} at learner step "
+                               f"{self.learner.agent.updates}, after checkpoint {self.version}")
+
+    def _announce_latest(self) -> None:
+        """Publish the newest checkpoint of a resumed run (latched): the actor, the world model and the
+        loop's display know the policy in use from the start, not only from the next checkpoint."""
+        import torch
+
+        from ..core.policy import latest_checkpoint
+
+        last = latest_checkpoint(self.out / "checkpoints")
+        if last is None:
+            return
+        try:
+            meta = torch.load(last, map_location="cpu", weights_only=False).get("meta", {})
+        except Exception as e:  # noqa: BLE001 - an unreadable checkpoint is named; the next one replaces it
+            self.get_logger().error(f"cannot read the newest checkpoint {last} ({e}); not announcing it")
+            return
+        msg = PolicyCheckpoint(version=last.stem, uri=str(last.resolve()), learner_step=int(meta.get("learner_step", 0)),
+                               env_steps=int(meta.get("env_steps", 0)))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_ckpt.publish(msg)
 
     def _checkpoint(self) -> None:
 
@@ -262,14 +286,13 @@ class LearnerNode(Node):
         st = lr.ppl.status(lr.agent.updates)
         path = save_policy(lr.agent, self.out / "checkpoints", self.version,
                            {"learner_step": lr.agent.updates, "env_steps": self.env_steps, "mode": self.cfg.mode})
-        self._save_agent_state()
+        self._save_state()  # the state of the checkpoint's update: the newest checkpoint is never ahead of it
         names = ["q_real", "q_synthetic", "synthetic_share", "admission_threshold", "real_success_rate"]
         msg = PolicyCheckpoint(version=path.stem, uri=str(path.resolve()), learner_step=lr.agent.updates,
                                env_steps=self.env_steps, metric_names=names,
                                metric_values=[float(st[n]) if np.isfinite(st[n]) else 0.0 for n in names])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_ckpt.publish(msg)
-        lr.flush()
         self.get_logger().info(f"checkpoint {path.stem} at learner step {lr.agent.updates}")
 
     def _status_tick(self) -> None:
@@ -286,13 +309,19 @@ class LearnerNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_status.publish(msg)
 
-    def _save_agent_state(self) -> None:
+    def _save_state(self) -> None:
+        """Replay chunks first, then the learner's state (written, synced, renamed): a learner killed at
+        any moment resumes from the last save, at most ``state_every_updates`` updates back."""
         import torch
 
+        self.learner.flush()
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / "agent_state.pt.tmp"
-        torch.save(self.learner.agent.state_dict(), tmp)
-        tmp.replace(self.out / "agent_state.pt")
+        tmp = self.out / (STATE_FILE + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(self.learner.state_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.out / STATE_FILE)
 
     def request_stop(self) -> None:
         """Called first on a stop (nodes.support.run): no further updates, so the tick in flight ends soon."""
@@ -304,9 +333,10 @@ class LearnerNode(Node):
         take_pending(self, limit_s=1.0)
         self._drain()
         self._await_open_bags(SHUTDOWN_BAG_WAIT_S)  # then loads the bags closed since the last rescan
-        self.learner.flush()
         if self.learner.agent.updates:
-            self._save_agent_state()  # the weights of the last updates too, not only the last checkpoint's
+            self._save_state()  # the last updates too, not only those of the last periodic save
+        else:
+            self.learner.flush()
 
 
 def main(args: list[str] | None = None) -> int:
