@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from worldsample_learner.drivers.experiment import (
+from worldsample_learner.drivers.experiment_report import (
     at_budget,
     mean_curve,
     policy_table,
@@ -63,7 +63,7 @@ def test_a_longer_run_is_compared_at_the_budget():
 
 
 def test_run_variants_name_mode_source_and_updates():
-    from worldsample_learner.drivers.experiment import parse_variant, uses_video_model
+    from worldsample_learner.drivers.experiment_config import parse_variant, uses_video_model
 
     assert parse_variant("ppl") == ("ppl", "video", None)
     assert parse_variant("oracle-naive") == ("naive", "oracle", None)

@@ -1,0 +1,157 @@
+"""`worldsample experiment`'s configuration: run variants, the presets (`CONFIGS`) and the command line.
+
+A preset is a few overrides of `ExperimentConfig`'s defaults; the learner, PPL and world-model
+settings it does not name come from their own config dataclasses (`AgentConfig`, `PPLConfig`,
+`WorldModelConfig`), so one default exists for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+MODES = ("rl-only", "naive", "ppl")  # the default comparison (any of worldsample_learner's PPL_MODES may be asked for)
+BASELINE = MODES[0]  # what the others are compared against (the paper's RL-only baseline)
+ORACLE_PREFIX = "oracle-"  # a run variant "oracle-ppl": synthetic data from the perfect world model
+UTD_SUFFIX = "-utd"  # a run variant "ppl-utd4": this many critic updates per real step instead of the config's
+
+
+def parse_variant(variant: str) -> tuple[str, str, int | None]:
+    """A run variant -> (PPL mode, synthetic source "video" | "oracle", UTD or None for the config's).
+
+    ``ppl`` (the video world model), ``oracle-ppl`` (the oracle), ``rl-only-utd4``, ``oracle-naive-utd4``:
+    the variant names the run's directory and its row in every table."""
+    from worldsample_learner.core.ppl import PPL_MODES
+
+    rest, source, utd = variant, "video", None
+    if rest.startswith(ORACLE_PREFIX):
+        rest, source = rest[len(ORACLE_PREFIX):], "oracle"
+    if UTD_SUFFIX in rest:
+        rest, _, n = rest.rpartition(UTD_SUFFIX)
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"run variant {variant!r}: '{UTD_SUFFIX}N' needs an int N >= 1")
+        utd = int(n)
+    if rest not in PPL_MODES:
+        raise ValueError(f"run variant {variant!r}: mode {rest!r} unknown; expected [oracle-]MODE[-utdN] with MODE "
+                         f"one of {PPL_MODES}")
+    if source == "oracle" and rest == BASELINE:
+        raise ValueError(f"run variant {variant!r}: {BASELINE} uses no synthetic data, so no oracle")
+    return rest, source, utd
+
+
+def uses_video_model(variant: str) -> bool:
+    from worldsample_learner.core.ppl import uses_synthetic
+
+    mode, source, _ = parse_variant(variant)
+    return uses_synthetic(mode) and source == "video"
+
+
+@dataclass
+class ExperimentConfig:
+    """One configuration of both comparisons. ``small`` fits a 2-core CPU in < 30 min; ``full`` wants a GPU."""
+
+    name: str = "small"
+    tasks: tuple[str, ...] = ("push", "peg_insertion")
+    modes: tuple[str, ...] = MODES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    env_steps: int = 4000
+    eval_every: int = 1000
+    eval_episodes: int = 10
+    demos: int = 10
+    max_steps: int = 40  # episode length (0: the task default)
+    image_size: int = 32
+    cameras: tuple[str, ...] = ("front",)
+    # learner (state-based SAC)
+    batch_size: int = 128
+    num_critics: int = 2
+    utd_ratio: int = 2
+    hidden_dim: int = 256
+    synthetic_every: int = 250
+    synthetic_branches: int = 32
+    # world model
+    wm_pretrain_steps: int = 400
+    wm_posttrain_steps: int = 150
+    wm_min_new_episodes: int = 20
+    wm_latent_channels: int = 16
+    wm_batch_size: int = 16
+    wm_rollout_steps: int = 4
+    wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
+    wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
+    wm_heldout_noise: float = 0.3  # the held-out policy's action noise (a policy neither model trained on)
+    heldout_episodes: int = 8
+    horizons: tuple[int, ...] = (1, 4, 8)
+    jobs: int = 2  # runs in parallel (processes, one torch thread each)
+    device: str = "cpu"
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Seed-major: every variant's first seed runs before any second seed, so an experiment stopped
+        part-way (and resumed later) already has a comparison, on fewer seeds."""
+        return [{"task": t, "mode": m, "seed": s} for t in self.tasks for s in self.seeds for m in self.modes]
+
+
+CONFIGS: dict[str, ExperimentConfig] = {
+    "small": ExperimentConfig(),
+    # the RL-only baseline at the issue-10 budget: full-length episodes, 20k real steps, 3 seeds (~1 h here)
+    "rl": ExperimentConfig(name="rl", modes=(BASELINE,), env_steps=20_000, eval_every=2_000, max_steps=0,
+                           batch_size=256),
+    # the world-model comparison at the issue-13 size: 64 px, both cameras, 2 loop iterations (~40 min here)
+    "wm": ExperimentConfig(name="wm", demos=20, max_steps=0, image_size=64, cameras=("front", "wrist"),
+                           wm_pretrain_steps=800, wm_posttrain_steps=200, wm_min_new_episodes=10,
+                           wm_latent_channels=32, wm_batch_size=12, wm_rollout_steps=8, heldout_episodes=8),
+    "full": ExperimentConfig(name="full", tasks=("push", "peg_insertion", "pick_place"), seeds=(0, 1, 2, 3, 4),
+                             env_steps=30_000, eval_every=2_000, eval_episodes=20, demos=20, max_steps=0,
+                             image_size=64, cameras=("front", "wrist"), batch_size=256, num_critics=10, utd_ratio=2,
+                             synthetic_every=1_000, synthetic_branches=64, wm_pretrain_steps=3000,
+                             wm_posttrain_steps=600, wm_min_new_episodes=10, wm_latent_channels=32, wm_batch_size=32,
+                             heldout_episodes=20,
+                             jobs=1, device="auto"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("which", choices=("policy", "worldmodel", "modelerror"),
+                        help="which comparison (modelerror: the world model's error on the state, issue 22)")
+    parser.add_argument("--config", choices=tuple(CONFIGS), default="small")
+    parser.add_argument("--out", required=True, type=Path, help="experiment directory")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the config's)")
+    parser.add_argument("--env-steps", type=int, default=None, help="override the config's real steps per run")
+    parser.add_argument("--eval-every", type=int, default=None, help="override the real steps between evaluations")
+    parser.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
+    parser.add_argument("--tasks", default=None, help="override the tasks, e.g. push,peg_insertion")
+    parser.add_argument("--modes", default=None,
+                        help="override the run variants, e.g. rl-only,ppl,oracle-ppl,rl-only-utd4: [oracle-]MODE[-utdN], "
+                             "MODE one of worldsample_learner's PPL modes; oracle- = the perfect world model as the "
+                             "synthetic source; -utdN = N critic updates per real step")
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    cfg = CONFIGS[args.config]
+    over: dict[str, Any] = {}
+    if args.jobs is not None:
+        over["jobs"] = max(1, args.jobs)
+    if args.env_steps is not None:
+        over["env_steps"] = args.env_steps
+        over["eval_every"] = min(cfg.eval_every, args.env_steps)
+    if args.eval_every is not None:
+        over["eval_every"] = max(1, args.eval_every)
+    if args.seeds:
+        over["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+    if args.tasks:
+        over["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if getattr(args, "modes", None):
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        for m in modes:
+            parse_variant(m)  # a clear error for a bad one
+        over["modes"] = modes
+    return replace(cfg, **over)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    parts = ["worldsample experiment", args.which, "--config", args.config, "--out", str(args.out)]
+    for flag in ("jobs", "env_steps", "eval_every", "seeds", "tasks", "modes"):
+        v = getattr(args, flag)
+        if v is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(v)]
+    return " ".join(parts)
