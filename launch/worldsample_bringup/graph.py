@@ -440,7 +440,8 @@ def learning_graph(kind: str, args: dict[str, str], params: dict[str, dict[str, 
     wm = node_parameters(params, "world_model", {
         "run_dir": str(run_dir / "world_model"), "demos_dir": args["demos_dir"], "real_dir": str(run_dir / "bags"),
         "synthetic_dir": str(run_dir / "synthetic"), "device": args["device"], "model.image_size": size,
-        "model.cameras": cams, "model.seed": int(args["seed"]), "run_id": args["run_id"]})
+        "model.cameras": cams, "model.seed": int(args["seed"]), "run_id": args["run_id"],
+        "policy": args["policy"]})  # the actor's first policy: scheduled batches are for it until a checkpoint
     if not uses_synthetic(args["mode"]):
         wm["generate_period_s"] = 0.0
     learner = node_parameters(params, "learner", {

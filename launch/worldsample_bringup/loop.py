@@ -177,6 +177,11 @@ def loop_specs(settings: dict, out: Path, done: int, policy: str):
         run_id=settings.get("run_id") or new_run_id(out), part=settings.get("part", "all"))
 
 
+def specs_policy(specs) -> str:
+    """The policy the graph's actor starts with ("random" or a checkpoint path)."""
+    return str(next(s for s in specs if s.name == "actor").parameters["policy"])
+
+
 def record_demonstrations(settings: dict, out: Path) -> None:
     """RUN/demos: the scripted expert's demonstrations (skipped when already there)."""
     from worldsample_common.core.bag_io import find_bags
@@ -276,7 +281,9 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     from .progress import plot_progress
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C stays a KeyboardInterrupt here
-    monitor = LoopMonitor(out, episodes_before=done, total=settings["episodes"], namespace="")
+    start = specs_policy(specs)
+    monitor = LoopMonitor(out, episodes_before=done, total=settings["episodes"], namespace="",
+                          policy_version="" if start == "random" else Path(start).stem)
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
     graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
@@ -315,7 +322,7 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
             print(f"worldsample loop: {exc}", file=sys.stderr)
             code = 1
         except KeyboardInterrupt as exc:
-            print(f"\nworldsample loop: interrupted ({exc or 'SIGINT'}); stopping the nodes (the recorder closes its "
+            print(f"\nworldsample loop: interrupted ({str(exc) or 'SIGINT'}); stopping the nodes (the recorder closes its "
                   "bag first)...", file=sys.stderr, flush=True)
             code = exit_code_of(exc)
         finally:

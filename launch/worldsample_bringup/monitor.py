@@ -16,7 +16,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 
-from .progress import LoopProgress, ProgressCSV
+from .progress import LoopProgress, ProgressCSV, psnr_value
 
 
 def _qos(depth: int, latched: bool = False) -> QoSProfile:
@@ -24,13 +24,28 @@ def _qos(depth: int, latched: bool = False) -> QoSProfile:
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 
 
+SUMMARY_NOTES = {
+    "wm_*_h1": "world-model fidelity one step ahead on held-out real episodes; wm_copy_*: copying the last frame "
+               "(the baseline); a PSNR of \"static\": the frames do not move, so copying is exact (infinite PSNR); "
+               "null: not measured yet (no held-out episode or no version)",
+    "synthetic_share": "share of each training batch drawn from synthetic data (0 while nothing is admitted)",
+    "last_checkpoint": "the policy in use at the end of this session; its number is the iteration",
+}
+
+
 class LoopMonitor(Node):
-    def __init__(self, run_dir: Path, episodes_before: int = 0, total: int = 0, namespace: str = "") -> None:
+    def __init__(self, run_dir: Path, episodes_before: int = 0, total: int = 0, namespace: str = "",
+                 policy_version: str = "") -> None:
+        """``policy_version``: the policy the actor starts with (a resumed run's newest checkpoint): its
+        iteration is shown from the first line on."""
         super().__init__("loop_monitor", namespace=namespace or "")
         self.run_dir = Path(run_dir)
         self.total = total
-        self.progress = LoopProgress()
+        self.progress = LoopProgress(total=total)
         self.progress.episodes = episodes_before
+        if policy_version:
+            self.progress.on_checkpoint(policy_version)
+        self._continue_progress(self.run_dir / "progress.csv")
         self.csv = ProgressCSV(self.run_dir / "progress.csv")
         self.rows_written = 0
         self._seen: set[str] = set()
@@ -41,11 +56,25 @@ class LoopMonitor(Node):
         self.create_subscription(PPLStatus, "ppl/status", self._on_ppl, _qos(10))
         self.create_subscription(PolicyCheckpoint, "policy/checkpoint", self._on_ckpt, _qos(1, latched=True))
 
+    def _continue_progress(self, path: Path) -> None:
+        """A resumed run's rows go on from the last row of its progress.csv: real environment steps and
+        wall time continue (the plot's x axis), as episodes, iteration and policy do."""
+        from .progress import read_progress
+
+        if not path.exists():
+            return
+        rows = read_progress(path)
+        last = rows[-1] if rows else {}
+        steps, wall = last.get("env_steps"), last.get("wall_s")
+        if isinstance(steps, float) and steps == steps:
+            self.progress.env_steps = int(steps)
+        if isinstance(wall, float) and wall == wall:
+            self.progress.start -= wall
+
     def _emit(self, what: str) -> None:
         self.csv.append(self.progress.row())
         self.rows_written += 1
-        of = f" of {self.total}" if self.total else ""
-        print(f"[loop] {what:<48} | {self.progress.line()}{of}", flush=True)
+        print(f"[loop] {what:<48} | {self.progress.line()}", flush=True)
 
     def _on_recorded(self, msg: EpisodeInfo) -> None:
         if msg.source != EpisodeInfo.SOURCE_REAL or msg.episode_id in self._seen:
@@ -95,10 +124,12 @@ class LoopMonitor(Node):
             "real_episodes_recorded": recorded, "episodes_seen_this_session": len(self._seen),
             "success_rate_recent": p.success_rate, "policy_versions_used": p.policy_versions_used,
             "last_checkpoint": p.policy_version, "wm_version": p.wm_version, "wm_versions_seen": self.wm_versions,
-            "wm_psnr_h1": p.wm_psnr, "wm_ssim_h1": p.wm_ssim,
-            "wm_copy_psnr_h1": p.wm_copy_psnr, "wm_copy_ssim_h1": p.wm_copy_ssim, "synthetic_share": p.synthetic_share,
+            "wm_psnr_h1": psnr_value(p.wm_psnr), "wm_ssim_h1": p.wm_ssim,
+            "wm_copy_psnr_h1": psnr_value(p.wm_copy_psnr), "wm_copy_ssim_h1": p.wm_copy_ssim,
+            "synthetic_share": p.synthetic_share,
             "admitted": p.admitted, "rejected": p.rejected, "wm_error": self.wm_error or None,
             "synthetic_bags": len([d for d in syn.iterdir() if d.is_dir()]) if syn.is_dir() else 0,
+            "notes": SUMMARY_NOTES,
         }
 
     def close(self) -> None:

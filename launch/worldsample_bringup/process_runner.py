@@ -131,6 +131,7 @@ class RunningNode:
     spec: NodeSpec
     process: subprocess.Popen
     log_path: Path | None
+    log_offset: int = 0  # where this process's output begins in its log (earlier sessions' output precedes it)
 
     @property
     def returncode(self) -> int | None:
@@ -168,7 +169,8 @@ class ProcessGraph:
             if exe is None:
                 raise FileNotFoundError(f"console script {spec.executable!r} of node {spec.name!r} is not on PATH")
             return [exe, *spec.ros_args()]
-        return [self.python, "-u", "-m", spec.python_module(), *spec.ros_args()]
+        # through worldsample_common.nodes.start: a stop signal during the node's imports ends it quietly
+        return [self.python, "-u", "-m", "worldsample_common.nodes.start", spec.python_module(), *spec.ros_args()]
 
     def start(self) -> ProcessGraph:
         # A process started in the background by a shell has SIGINT ignored, and its children would
@@ -209,9 +211,11 @@ class ProcessGraph:
             raise RuntimeError(f"node {spec.name!r} is already running")
         cmd = self.command(spec)
         log_path = None
+        offset = 0
         if self.log_dir is not None:
             log_path = self.log_dir / f"{spec.name}.log"
             out = log_path.open("ab")
+            offset = out.tell()
             self._log_files.append(out)
             out.write(("$ " + " ".join(cmd) + "\n").encode())
             out.flush()
@@ -219,7 +223,7 @@ class ProcessGraph:
             out = None
         proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                 stdin=subprocess.DEVNULL)
-        node = RunningNode(spec, proc, log_path)
+        node = RunningNode(spec, proc, log_path, offset)
         self.nodes[spec.name] = node
         return node
 
@@ -236,10 +240,13 @@ class ProcessGraph:
             raise NodeFailed(f"node {name!r} exited with code {code}\n{self.log_tail(name)}")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
+        """The last ``lines`` lines this process wrote (not those of an earlier session in the same log)."""
         rn = self.nodes.get(name)
         if rn is None or rn.log_path is None or not rn.log_path.exists():
             return ""
-        text = rn.log_path.read_text(errors="replace").splitlines()
+        with rn.log_path.open("rb") as f:
+            f.seek(rn.log_offset)
+            text = f.read().decode(errors="replace").splitlines()
         return "\n".join(f"  [{name}] {line}" for line in text[-lines:])
 
     def wait(self, until: Callable[[], bool] | None = None, timeout: float | None = None,

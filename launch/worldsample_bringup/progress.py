@@ -4,11 +4,18 @@
 episodes, world-model status, PPL status, policy checkpoints) and keeps the numbers a person
 watches: iteration (policy version in use), real episodes, recent success rate, world-model
 fidelity, synthetic share. Rows go to ``progress.csv``; `plot_progress` draws PNGs.
+
+Numbers mean what they say: the iteration is the number of the policy checkpoint in use
+(``policy-000012`` -> 12), so it continues across ``--resume``; the synthetic share is the share
+of each training batch actually drawn from synthetic data (0 while nothing was admitted); a PSNR
+of infinity (the held-out frames do not move, so copying the last frame is exact) is shown as
+``static`` and written as ``"static"`` in summary.json, a PSNR not measured yet as ``-`` / ``null``.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -22,6 +29,7 @@ FIELDS = ["wall_s", "iteration", "policy_version", "episodes", "env_steps", "suc
 @dataclass
 class LoopProgress:
     window: int = 10
+    total: int = 0  # real episodes of the whole run (0: open-ended)
     start: float = field(default_factory=time.monotonic)
     iteration: int = 0
     policy_version: str = ""
@@ -59,9 +67,11 @@ class LoopProgress:
             self.policy_versions_used.append(policy_version)
 
     def on_checkpoint(self, version: str) -> None:
+        """The policy in use is ``version``; the iteration is its checkpoint number (``policy-000012``:
+        12), or one more than before for a version without a number."""
         if version != self.policy_version:
             self.policy_version = version
-            self.iteration += 1
+            self.iteration = iteration_of(version, self.iteration + 1)
 
     def on_world_model(self, version: str, psnr: list[float], ssim: list[float], training: bool = False,
                        copy_psnr: list[float] | None = None, copy_ssim: list[float] | None = None) -> None:
@@ -86,11 +96,40 @@ class LoopProgress:
         return {k: values[k] for k in FIELDS}
 
     def line(self) -> str:
-        return (f"iter {self.iteration:3d} | policy {self.policy_version or '-':>14} | episodes {self.episodes:4d} "
+        of = f"/{self.total}" if self.total else ""
+        return (f"iter {self.iteration:3d} | policy {self.policy_version or '-':>14} | episodes {self.episodes:4d}{of} "
                 f"| success {_pct(self.success_rate)} | wm {self.wm_version or '-'}{'*' if self.wm_training else ''} "
-                f"PSNR {self.wm_psnr:5.1f} dB (copy {self.wm_copy_psnr:4.1f}) "
-                f"SSIM {self.wm_ssim:.2f} (copy {self.wm_copy_ssim:.2f}) | synthetic share {self.synthetic_share:.2f} "
-                f"(admitted {self.admitted}, rejected {self.rejected})")
+                f"PSNR {psnr_text(self.wm_psnr, 5)} dB (copy {psnr_text(self.wm_copy_psnr, 4)}) "
+                f"SSIM {_num(self.wm_ssim)} (copy {_num(self.wm_copy_ssim)}) | synthetic share "
+                f"{self.synthetic_share:.2f}, admitted {self.admitted}, rejected {self.rejected}")
+
+
+def iteration_of(version: str, default: int) -> int:
+    """The number of a checkpoint version (``policy-000012`` -> 12), else ``default``."""
+    tail = version.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else default
+
+
+def psnr_text(x: float, width: int = 0) -> str:
+    """A PSNR for people: ``static`` for infinity (identical frames), ``-`` when not measured yet."""
+    if math.isinf(x):
+        text = "static"
+    elif x != x:
+        text = "-"
+    else:
+        text = f"{x:.1f}"
+    return f"{text:>{width}}"
+
+
+def psnr_value(x: float) -> float | str | None:
+    """A PSNR for summary.json: the number, ``"static"`` for infinity, None when not measured yet."""
+    if math.isinf(x):
+        return "static"
+    return None if x != x else float(x)
+
+
+def _num(x: float) -> str:
+    return "   -" if x != x else f"{x:.2f}"
 
 
 def _pct(x: float) -> str:
@@ -137,7 +176,8 @@ def read_progress(path: Path) -> list[dict[str, float]]:
 
 
 def plot_progress(csv_path: Path, out_png: Path) -> Path:
-    """Success rate, world-model PSNR and synthetic share against real environment steps."""
+    """Success rate, world-model PSNR beside copy-last-frame's, and the synthetic share actually used, against
+    real environment steps; a dotted line where each policy iteration begins (labelled with its number)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,15 +187,37 @@ def plot_progress(csv_path: Path, out_png: Path) -> Path:
     if not rows:
         raise ValueError(f"{csv_path}: no progress rows to plot")
     steps = [r["env_steps"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, label in zip(axes, ("success_rate", "wm_psnr", "synthetic_share"),
-                              ("success rate (last episodes)", "world model PSNR h=1 [dB]", "synthetic share"),
-                              strict=True):
-        ax.plot(steps, [r[key] for r in rows])
+
+    def col(key: str) -> list[float]:  # missing (an older file) or infinite (static frames): not drawn
+        return [v if isinstance(v := r.get(key), float) and math.isfinite(v) else math.nan for r in rows]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(steps, col("success_rate"))
+    axes[0].set_title("success rate (last episodes)")
+    axes[1].plot(steps, col("wm_psnr"), label="world model")
+    axes[1].plot(steps, col("wm_copy_psnr"), "--", label="copy last frame")
+    if any(isinstance(r.get("wm_copy_psnr"), float) and math.isinf(r["wm_copy_psnr"]) for r in rows):
+        axes[1].text(0.02, 0.04, "copy last frame: static frames (exact)", transform=axes[1].transAxes, fontsize=8)
+    axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].set_title("world model PSNR h=1 [dB] (held out)")
+    axes[2].plot(steps, col("synthetic_share"))
+    axes[2].set_title("synthetic share of each batch (used)")
+    marks = []  # (env steps, iteration) where a new iteration begins
+    for r, prev in zip(rows, [None, *rows[:-1]], strict=True):
+        it = r.get("iteration")
+        if isinstance(it, float) and it > 0 and (prev is None or prev.get("iteration") != it):
+            marks.append((r["env_steps"], int(it)))
+    for ax in axes:
+        for x, _ in marks:
+            ax.axvline(x, color="grey", lw=0.7, ls=":")
         ax.set_xlabel("real environment steps")
-        ax.set_title(label)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    for x, it in marks:  # the iteration's number at the top of the first panel
+        axes[0].text(x, 0.98, f" {it}", fontsize=7, color="grey", va="top", transform=axes[0].get_xaxis_transform())
+    if marks:
+        fig.text(0.995, 0.005, "dotted lines: a policy iteration starts (its number in the first panel)",
+                 fontsize=7, ha="right", va="bottom", color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)
     plt.close(fig)

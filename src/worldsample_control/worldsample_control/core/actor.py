@@ -221,7 +221,11 @@ class Actor:
 
     # ------------------------------------------------------------------ policies
     def request_swap(self, uri: str, version: str) -> None:
-        """Load ``uri`` before the next episode (the latest request wins)."""
+        """Load ``uri`` before the next episode (the latest request wins). The version already in use
+        (a resumed run's learner announces its newest checkpoint again) changes nothing: no reload, and
+        its episode count for iteration pacing goes on."""
+        if (version or Path(uri).stem) == self.policy_version:
+            return
         self._pending = (uri, version)
 
     def _apply_swap(self) -> str | None:

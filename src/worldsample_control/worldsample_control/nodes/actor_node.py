@@ -77,6 +77,8 @@ from worldsample_msgs.srv import ResetEpisode
 from ..core.actor import Actor, StepRecord, SuggestionPolicy, TeleopPolicy
 from ..core.node_config import ActorNodeConfig
 
+EPISODE_LOG = "episodes.jsonl"  # log_dir/episodes.jsonl: one line per episode, appended across sessions
+
 
 def _parse_csv(s: str) -> np.ndarray:
     return np.array([float(x) for x in s.split(",") if x], np.float32)
@@ -113,6 +115,8 @@ class ActorNode(Node):
         self.log_dir = Path(log_dir) if log_dir else None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            # a resumed run: the episodes its policy already ran count towards episodes_per_policy
+            self.actor.episodes_with_policy = self._logged_episodes(self.actor.policy_version)
 
         self.pub_action = self.create_publisher(PolicyAction, t["policy_action"], qos(QoSSpec("reliable", 20)))
         self.pub_episode = self.create_publisher(EpisodeInfo, t["episodes"], qos(EVENTS))
@@ -389,13 +393,35 @@ class ActorNode(Node):
         self._ended.append(summary.episode_id)
         self.get_logger().info(f"episode {summary.episode_id} ended ({reason}): {summary.length} steps, "
                                f"return {summary.episode_return:.3f}, success {summary.success}")
+        self._log_episode(summary, reason)
+        self._set_state("idle")
+
+    def _log_episode(self, summary, reason: str) -> None:
         if self.log_dir is not None:
-            with (self.log_dir / "episodes.jsonl").open("a") as f:
+            with (self.log_dir / EPISODE_LOG).open("a") as f:
                 f.write(json.dumps({"episode_id": summary.episode_id, "length": summary.length,
                                     "return": summary.episode_return, "success": summary.success,
                                     "seed": summary.seed, "policy_version": summary.policy_version,
                                     "reason": reason}) + "\n")
-        self._set_state("idle")
+
+    def _logged_episodes(self, policy_version: str) -> int:
+        """Episodes ``log_dir/episodes.jsonl`` holds for ``policy_version`` (earlier sessions of the run)."""
+        path = self.log_dir / EPISODE_LOG
+        if not path.exists():
+            return 0
+        n = 0
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                n += json.loads(line).get("policy_version", "") == policy_version
+            except ValueError:  # a line cut by a kill: not an episode record
+                continue
+        return n
+
+    def on_shutdown(self) -> None:
+        """A stop in the middle of an episode: its steps so far are recorded (the recorder keeps the bag),
+        so it is logged as a cut episode of its policy (a resumed run's pacing counts it)."""
+        if self.actor.in_episode and self.actor.step > 0:
+            self._log_episode(self.actor.end_episode("cut: stopped"), "cut: stopped")
 
     # ------------------------------------------------------------------ outputs
     def _publish_episode(self, event: int, stamp: int, summary=None, reason: str = "") -> None:

@@ -27,6 +27,9 @@ class WorldModelNodeConfig(WorldModelServiceConfig):
     generate_branches: int = 8  # branches per scheduled batch
     generate_horizon: int = 5  # steps per branch until PPL asks for another horizon on ppl/status
     generate_action_noise: float = 0.1  # Gaussian noise on the policy's actions in synthetic branches
+    # the policy scheduled batches are for until policy/checkpoint announces a newer one: "random" or a
+    # checkpoint path (a resumed loop passes the newest checkpoint, the one its actor starts with)
+    policy: str = "random"
     real_dir: str = ""  # real-episode bags already recorded (a resumed run) join the pools at start-up
     run_id: str = ""  # this run's id: episode events of another run are ignored ("" = every run's)
     # topic names: defaults from the one topic table (worldsample_common.core.franka_interface)

@@ -99,6 +99,7 @@ class WorldModelService:
         self.rejected: list[tuple[str, str]] = []
         self.new_since_train = 0
         self.real_count = 0
+        self.open_bags_at_start = 0  # bags still being recorded when `add_recorded` looked (they arrive later)
         self.demos: list[Episode] = []
         self.model = None
         self.fidelity: dict[str, Any] | None = None
@@ -182,19 +183,32 @@ class WorldModelService:
         """Ingest the real-episode bags already in ``directory`` (a resumed run).
 
         Episodes the newest version was trained on (its manifest's ``trained_on``) do not count
-        as new, so resuming does not retrain on old data. Returns (episodes added, skip reasons).
+        as new, so resuming does not retrain on old data. A bag the recorder has not finished
+        (`bag_io.bag_closed`: the episode being recorded as this node starts) is left for its
+        ``episodes/recorded`` announcement: it is not a damaged bag, and is counted in
+        ``open_bags_at_start``. Returns (episodes added, skip reasons).
         """
-        from worldsample_common.core.bag_io import load_episodes_report
+        from worldsample_common.core.bag_io import BagError, bag_closed, find_bags, read_bag_episodes
 
         if not Path(directory).is_dir():
             return 0, []
-        rep = load_episodes_report(directory, sources=[Source.REAL])
-        skipped = [f"{bag}: {reason}" for bag, reason in rep.skipped]
+        episodes: list[Episode] = []
+        skipped: list[str] = []
+        self.open_bags_at_start = 0
+        for bag in find_bags(directory):
+            if not bag_closed(bag):
+                self.open_bags_at_start += 1
+                continue
+            try:
+                episodes += [e for e in read_bag_episodes(bag) if e.source == Source.REAL]
+            except BagError as exc:
+                LOG.warning("world model: skipping bag: %s", exc)
+                skipped.append(f"{bag}: {exc}")
         trained: set[str] = set()
         if self.model is not None and self.model.version:
             trained = {e["episode_id"] for e in self.store.manifest(self.model.version).get("trained_on", [])}
         added = 0
-        for ep in sorted(rep.episodes, key=lambda e: str(e.extras.get("bag", e.episode_id))):
+        for ep in sorted(episodes, key=lambda e: str(e.extras.get("bag", e.episode_id))):
             reason = self.add_episode(ep)
             if reason:
                 skipped.append(reason)
@@ -221,7 +235,7 @@ class WorldModelService:
             consumed = self.new_since_train
         tag = version_name(len(self.store.versions()) + 1)
         parent = self.model.version if self.model is not None else None
-        data = self._job_episodes(tag, parent or "", self.demos + real)
+        data = self._job_episodes(tag, parent or "", self.demos + real, held)
         in_job = {e.episode_id for e in data}
         consumed = max(0, consumed - sum(e.episode_id not in in_job for e in real))  # newer ones wait
         real = [e for e in real if e.episode_id in in_job]
@@ -276,18 +290,22 @@ class WorldModelService:
             (Path(self.cfg.run_dir) / TRAIN_JOB).unlink(missing_ok=True)  # the next try takes the data at hand
             raise
 
-    def _job_episodes(self, tag: str, parent: str, data: list[Episode]) -> list[Episode]:
+    def _job_episodes(self, tag: str, parent: str, data: list[Episode], held: list[Episode] = ()) -> list[Episode]:
         """The episodes of the training ``tag`` (from ``parent``): those of its unfinished job when one was
-        cut (all still at hand, same order, so its train state matches), else ``data``, recorded as the job."""
+        cut (all still at hand, same order, so its train state matches), else ``data``, recorded as the job.
+
+        A cut job is resumed across any number of restarts. Its episodes are looked up among the held-out
+        ones too: a restart deals the recorded bags into the pools in bag-name order, which is not always
+        the order they arrived in, so an episode the job trains on may be held out now."""
         path = Path(self.cfg.run_dir) / TRAIN_JOB
-        by_id = {e.episode_id: e for e in data}
+        by_id = {e.episode_id: e for e in [*held, *data]}
         try:
             job = json.loads(path.read_text())
         except (OSError, ValueError):
             job = None
         if (isinstance(job, dict) and job.get("tag") == tag and job.get("parent") == parent and job.get("episodes")
                 and all(i in by_id for i in job["episodes"])):
-            if len(job["episodes"]) < len(data):
+            if len(job["episodes"]) != len(data):
                 LOG.info("world model: resuming training job %s on its %d episodes (%d newer wait)", tag,
                          len(job["episodes"]), len(data) - len(job["episodes"]))
             return [by_id[i] for i in job["episodes"]]

@@ -25,7 +25,8 @@ service and subscriptions stay responsive; requests use the latest *saved* versi
 Scheduled generation (``generate_period_s`` > 0): every period, when a world-model version
 exists and a new policy checkpoint (``policy/checkpoint``, PolicyCheckpoint) or new real
 episodes arrived since the last batch, the node generates ``generate_branches`` branches for
-the newest policy. The horizon is the one PPL asks for on ``ppl/status`` (PPLStatus
+the newest policy (before the first announcement: the ``policy`` parameter, the one the actor
+starts with). The horizon is the one PPL asks for on ``ppl/status`` (PPLStatus
 ``rollout_horizon``; no batch while PPL asks for 0), or ``generate_horizon`` before any status.
 
 ``real_dir``: real-episode bags already recorded (a resumed run) join the pools at start-up.
@@ -82,9 +83,12 @@ class WorldModelNode(Node):
         self.core = WorldModelService(cfg.service_config())
         if real_dir:
             n, skipped = self.core.add_recorded(real_dir)
+            opened = self.core.open_bags_at_start
             self.get_logger().info(f"{n} recorded real episode(s) from {real_dir} joined the pools"
-                                   + (f"; skipped: {skipped}" if skipped else ""))
-        self._policy: tuple[str, str] = ("random", "")  # (uri, version) of the newest policy
+                                   + (f"; {opened} bag(s) still being recorded join when the recorder closes them"
+                                      if opened else "") + (f"; skipped: {skipped}" if skipped else ""))
+        # (uri, version) of the newest policy: the one the actor starts with, then each announced checkpoint
+        self._policy: tuple[str, str] = (cfg.policy, "" if cfg.policy == "random" else Path(cfg.policy).stem)
         self._ppl_horizon: int | None = None
         self._last_gen_key: tuple | None = None
         self._status_pub = self.create_publisher(WorldModelStatus, topics["status"], _reliable(1, latched=True))
