@@ -82,6 +82,7 @@ def select_part(specs: list, args: dict[str, str], params: dict[str, dict[str, A
 # --------------------------------------------------------------------------- `worldsample loop --part`
 TRANSFER_WAIT_S = 120.0  # robot part, after its last episode: how long it waits for the other part's confirmations
 WAIT_REPORT_S = 15.0
+SETTLE_WAIT_S = 120.0  # learning part, after the last bag: at most this long for the learner to train past it
 
 
 def _bag_count(directory: Path) -> int:
@@ -192,6 +193,18 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
                     return n >= total or timed_out()
 
                 graph.wait(arrived)
+                # then until the learner is up and has trained past the last arrival (a checkpoint newer than
+                # the newest bag): a stop while its nodes are still starting or loading is a kill, not a stop
+                newest = max((p.stat().st_mtime for p in (out / "bags").iterdir()), default=0.0)
+                end = time.monotonic() + SETTLE_WAIT_S
+
+                def settled() -> bool:
+                    ckpts = list((out / "learner" / "checkpoints").glob("policy-*.pt"))
+                    report("waiting for the learner's first checkpoint after the last bag")
+                    return (any(c.stat().st_mtime > newest for c in ckpts) or time.monotonic() > end
+                            or timed_out())
+
+                graph.wait(settled)
             if timed_out():
                 print(f"worldsample loop: --timeout {timeout:.0f} s reached; stopping", flush=True)
         except (NodeFailed, GraphAlreadyRunning) as exc:
