@@ -2,13 +2,9 @@ from setuptools import find_packages, setup
 
 package_name = "worldsample_control"
 
-NODES = {
-    "sim_node": "worldsample_control.nodes.sim_node:main",
-    "arm_control_node": "worldsample_control.nodes.arm_control_node:main",
-    "camera_node": "worldsample_control.nodes.camera_node:main",
-    "actor_node": "worldsample_control.nodes.actor_node:main",
-    "recorder_node": "worldsample_control.nodes.recorder_node:main",
-}
+# each node starts through worldsample_common.nodes.start (a Ctrl-C during its imports: no traceback)
+NODES = {name: f"worldsample_control.nodes:{name}"
+         for name in ("sim_node", "arm_control_node", "camera_node", "actor_node", "recorder_node")}
 
 setup(
     name=package_name,

@@ -181,6 +181,8 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None, exit_pr
     executor = None
     code = 0
     try:
+        if stop.requested is not None:  # stopped during start-up (imports, rclpy.init): build nothing
+            raise ExternalShutdownException()
         node = node_factory()
         stop.name = node.get_name()
         threads = int(getattr(node, "executor_threads", 1))
