@@ -159,6 +159,20 @@ def transition_msgs(episode: Episode, t0_ns: int | None = None) -> Iterator[tupl
         )
 
 
+def episode_messages(episode: Episode, t0_ns: int | None = None,
+                     bag_uri: str = "") -> Iterator[tuple[str, str, Any, int]]:
+    """(topic, msgtype, message, stamp_ns) of a whole episode as a bag holds it: EpisodeInfo START, one
+    Transition per step, EpisodeInfo END (carrying ``bag_uri``)."""
+    EpisodeInfo = msg_class(EPISODE_INFO_TYPE)
+    stamps = episode_stamps(episode, t0_ns)
+    yield TOPIC_EPISODES, EPISODE_INFO_TYPE, episode_info_msg(episode, EpisodeInfo.EVENT_START, int(stamps[0])), \
+        int(stamps[0])
+    for ns, msg in transition_msgs(episode, t0_ns):
+        yield TOPIC_TRANSITIONS, TRANSITION_TYPE, msg, ns
+    yield TOPIC_EPISODES, EPISODE_INFO_TYPE, episode_info_msg(episode, EpisodeInfo.EVENT_END, int(stamps[-1]), bag_uri), \
+        int(stamps[-1])
+
+
 def episode_info_msg(episode: Episode, event: int, ns: int, bag_uri: str = ""):
     EpisodeInfo = msg_class(EPISODE_INFO_TYPE)
     end = event == EpisodeInfo.EVENT_END

@@ -13,19 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..episode import Episode
-from .codec import (
-    DEFAULT_PERIOD_NS,
-    EPISODE_INFO_TYPE,
-    TOPIC_EPISODES,
-    TOPIC_TRANSITIONS,
-    TRANSITION_TYPE,
-    BagError,
-    episode_info_msg,
-    episode_stamps,
-    msg_class,
-    transition_msgs,
-    typestore,
-)
+from .codec import DEFAULT_PERIOD_NS, BagError, episode_messages, msg_class, typestore
 from .metadata import STATUS_NAME, STATUS_SIZE, WAL_NAME
 
 LOG = logging.getLogger(__name__)
@@ -136,16 +124,9 @@ class EpisodeBagWriter:
         self.count += 1
 
     def write_episode(self, episode: Episode, t0_ns: int | None = None, bag_uri: str = "") -> None:
-        """All transitions of an episode, bracketed by EpisodeInfo START and END."""
-        EpisodeInfo = msg_class(EPISODE_INFO_TYPE)
-        stamps = episode_stamps(episode, t0_ns)
-        self.write(TOPIC_EPISODES, EPISODE_INFO_TYPE, episode_info_msg(episode, EpisodeInfo.EVENT_START, int(stamps[0])),
-                   int(stamps[0]))
-        for ns, msg in transition_msgs(episode, t0_ns):
-            self.write(TOPIC_TRANSITIONS, TRANSITION_TYPE, msg, ns)
-        self.write(TOPIC_EPISODES, EPISODE_INFO_TYPE,
-                   episode_info_msg(episode, EpisodeInfo.EVENT_END, int(stamps[-1]), bag_uri or str(self.bag_dir)),
-                   int(stamps[-1]))
+        """All transitions of an episode, bracketed by EpisodeInfo START and END (`codec.episode_messages`)."""
+        for topic, msgtype, msg, ns in episode_messages(episode, t0_ns, bag_uri or str(self.bag_dir)):
+            self.write(topic, msgtype, msg, ns)
 
     def close(self) -> Path:
         """Write the MCAP file and metadata.yaml, fsync them, then drop the write-ahead log.
