@@ -14,7 +14,10 @@
 2. **Where the time goes** in our run: policy inference, simulator step, learner update,
    evaluation and the rest, in ms per env step (the peer's simulator time is measured too).
 3. **How the update cost scales** with UTD and the critic-ensemble size: ms of learner update per
-   env step for a few (UTD, critics) pairs, state observations, measured here.
+   env step for a few (UTD, critics) pairs, state observations, measured here, each beside the
+   previous implementation of the update (issue 23; ``SACAgent(reference_update=True)``, the same
+   math) timed in the same run, call by call in alternation so that the machine's load falls on
+   both alike.
 4. The actor's inference latency (pixels, 64x64, two cameras), as a fraction of a 10 Hz period.
 
 Timing is printed, never asserted; the machine's other load shows in every number alike.
@@ -169,8 +172,9 @@ def _fake_store(spec, n: int, rng):
     return store
 
 
-def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 20) -> float:
-    """ms of one learner step (``utd`` critic updates + one actor update), batch 256."""
+def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 20) -> tuple[float, float]:
+    """ms of one learner step (``utd`` critic updates + one actor update, batch 256, n-step sampling as
+    in training): (this implementation, the previous one), timed in alternation, call by call."""
     import numpy as np
 
     from worldsample_learner.core.agent import SACAgent
@@ -178,14 +182,18 @@ def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 2
 
     cfg = AgentConfig(obs_mode=obs_mode, state_dim=6 if obs_mode == "state" else 0, num_critics=critics,
                       num_min_critics=min(2, critics), utd_ratio=utd, device=device)
-    agent = SACAgent(cfg)
+    agents = (SACAgent(cfg), SACAgent(cfg, reference_update=True))
     rng = np.random.default_rng(0)
-    store = _fake_store(agent.spec, 512, rng)
-    agent.update([store.sample(cfg.batch_size, rng) for _ in range(utd)])  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        agent.update([store.sample(cfg.batch_size, rng) for _ in range(utd)])
-    return (time.perf_counter() - t0) / calls * 1e3
+    store = _fake_store(agents[0].spec, 512, rng)
+    spent = [0.0, 0.0]
+    for i in range(calls + 1):  # the first call of each is a warm-up
+        for j, agent in enumerate(agents):
+            batches = [store.sample(cfg.batch_size, rng, cfg.n_step, cfg.discount) for _ in range(utd)]
+            t0 = time.perf_counter()
+            agent.update(batches)
+            if i:
+                spent[j] += time.perf_counter() - t0
+    return spent[0] / calls * 1e3, spent[1] / calls * 1e3
 
 
 def latency_ms(device: str, calls: int = 100) -> tuple[float, float]:
@@ -266,12 +274,14 @@ def run(args: argparse.Namespace) -> int:
         if peer:
             print("  sb3 SAC:     " + ", ".join(f"{k} {v / args.steps * 1e3:.2f}" for k, v in peer["time_s"].items())
                   + f"  (total {peer['wall_s'] / args.steps * 1e3:.2f})")
-    print("\nlearner update per env step (UTD critic updates + 1 actor update, batch 256, state obs), ms:")
+    print("\nlearner update per env step (UTD critic updates + 1 actor update, batch 256, state obs), ms; "
+          "'previous': the update before issue 23 (same math), timed in alternation with this one:")
     base = None
     for utd, critics in SCALING:
-        ms = update_ms("state", utd, critics, args.device, calls=args.scaling_calls)
+        ms, old = update_ms("state", utd, critics, args.device, calls=args.scaling_calls)
         base = base or ms
-        print(f"  UTD {utd:>2}, {critics:>2} critics: {ms:7.2f} ms  ({ms / base:.2f}x UTD 1 / 2 critics)", flush=True)
+        print(f"  UTD {utd:>2}, {critics:>2} critics: {ms:7.2f} ms  ({ms / base:.2f}x UTD 1 / 2 critics)  "
+              f"previous {old:7.2f} ms, this/previous {ms / old:.2f}", flush=True)
     med, p99 = latency_ms(args.device)
     print(f"actor inference latency (pixels 64x64 x 2 cameras): median {med:.2f} ms, p99 {p99:.2f} ms = "
           + ", ".join(f"{med / (p * 1e3):.3f} of a {n} period" for n, p in PERIODS.items()))

@@ -8,6 +8,14 @@
   term (``bc_weight``; see `_bc_loss`)
 - pixels: the conv encoder is trained by the critic loss only (actor sees detached features),
   random-shift augmentation on every image batch, a Polyak-averaged target encoder.
+
+`SACAgent.update` computes that with as little work as the math allows (issue 23): state
+observations have a weight-free encoder and the actor does not change during the critic steps, so
+the next actions of all UTD batches come from one actor pass; the target critics compute only the
+random subset the min is taken over; the actor loss does not back-propagate into the critic's
+weights (their gradients were discarded); fused Adam and one multi-tensor Polyak step; one
+device-to-host copy for the logged numbers. ``SACAgent(cfg, reference_update=True)`` runs the
+previous implementation (`agent_reference.py`) for the benchmark and the equivalence test.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from worldsample_common.core.episode import Source
 
+from .agent_reference import reference_update as _reference_update
 from .config import AgentConfig
 from .networks import Actor, CriticEnsemble, ObsEncoder
 from .replay import ObsSpec
@@ -38,7 +47,7 @@ def obs_spec_of(cfg: AgentConfig) -> ObsSpec:
 
 
 class SACAgent:
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, reference_update: bool = False) -> None:
         cfg.validate()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
@@ -52,10 +61,16 @@ class SACAgent:
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=self.device, requires_grad=True)
         self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -float(cfg.action_dim)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        # the previous update (per-tensor Adam) only for measuring it beside this one (`agent_reference.py`)
+        self.reference_update = bool(reference_update)
+        fused = {} if self.reference_update else {"fused": True}
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, **fused)
         self.critic_opt = torch.optim.Adam(list(self.critic.parameters()) + list(self.encoder.parameters()),
-                                           lr=cfg.critic_lr)
+                                           lr=cfg.critic_lr, **fused)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        # Polyak pairs (online, target) of the critic and the encoder, for one multi-tensor lerp
+        self._online = [*self.critic.parameters(), *self.encoder.parameters()]
+        self._target = [*self.target_critic.parameters(), *self.target_encoder.parameters()]
         self.updates = 0
         self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
@@ -132,70 +147,93 @@ class SACAgent:
         """One critic step per batch (the UTD steps), then one actor and temperature step on the last."""
         if not batches:
             raise ValueError("SACAgent.update: no batches given")
-        cfg = self.cfg
-        info: dict[str, float] = {}
-        for batch in batches:
-            obs = self.obs_to_torch(batch["obs"])
-            nxt = self.obs_to_torch(batch["next_obs"])
-            act = torch.as_tensor(batch["action"], device=self.device)
-            rew = torch.as_tensor(batch["reward"], device=self.device)
-            boot = self._bootstrap(batch)
+        if self.reference_update:
+            return _reference_update(self, batches)
+        cfg, dev = self.cfg, self.device
+        obs = [self.obs_to_torch(b["obs"]) for b in batches]
+        nxt = [self.obs_to_torch(b["next_obs"]) for b in batches]
+        act = [torch.as_tensor(b["action"], device=dev) for b in batches]
+        boot = [self._bootstrap(b) for b in batches]
+        alpha = self.log_alpha.detach().exp()  # the temperature only changes after the critic steps
+        pixels = self.encoder.pixels
+        if not pixels:
+            # no encoder weights (a fixed standardisation) and an actor that the critic steps leave alone:
+            # the next actions of every UTD batch from one pass, each batch's features once
+            sizes = [len(a) for a in act]
             with torch.no_grad():
-                nfeat = self.encoder(nxt, augment=True)
-                na, nlogp = self.actor.sample(nfeat)
-                tq = self.target_critic(self.target_encoder(nxt, augment=True), na)
-                sub = torch.randperm(cfg.num_critics, generator=self._gen)[: cfg.num_min_critics].to(self.device)
-                tq = tq[sub].min(0).values - self.alpha * nlogp
-                target = rew + boot * tq
-            q = self.critic(self.encoder(obs, augment=True), act)
+                nxt_all = _cat_obs(nxt)
+                na_all, nlogp_all = self.actor.sample(self.encoder(nxt_all))
+                next_s = list(zip(na_all.split(sizes), nlogp_all.split(sizes),
+                                  self.target_encoder(nxt_all).split(sizes), strict=True))
+                feat_s = self.encoder(_cat_obs(obs)).split(sizes)
+        for k, batch in enumerate(batches):
+            with torch.no_grad():
+                if pixels:  # the encoder changes with every critic step: batch by batch, as in the formula
+                    na, nlogp = self.actor.sample(self.encoder(nxt[k], augment=True))
+                    tfeat = self.target_encoder(nxt[k], augment=True)
+                else:
+                    na, nlogp, tfeat = next_s[k]
+                sub = torch.randperm(cfg.num_critics, generator=self._gen)[: cfg.num_min_critics]
+                # min over all critics when the subset is all of them (any order): no gather of weights
+                members = None if cfg.num_min_critics == cfg.num_critics else sub.to(dev)
+                tq = self.target_critic(tfeat, na, members).min(0).values - alpha * nlogp
+                target = torch.as_tensor(batch["reward"], device=dev) + boot[k] * tq
+            feat = self.encoder(obs[k], augment=True) if pixels else feat_s[k]
+            q = self.critic(feat, act[k])
             critic_loss = F.mse_loss(q, target.unsqueeze(0).expand_as(q))
             self.critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
             self.critic_opt.step()
             with torch.no_grad():
-                for p, tp in zip(self.critic.parameters(), self.target_critic.parameters(), strict=True):
-                    tp.lerp_(p, cfg.tau)
-                for p, tp in zip(self.encoder.parameters(), self.target_encoder.parameters(), strict=True):
-                    tp.lerp_(p, cfg.tau)
+                torch._foreach_lerp_(self._target, self._online, cfg.tau)
             self.updates += 1
         # actor + temperature on the last batch
-        with torch.no_grad():
-            feat = self.encoder(obs, augment=True)
-        a, logp = self.actor.sample(feat)
-        qa = self.critic(feat, a).mean(0)
-        actor_loss = (self.alpha.detach() * logp - qa).mean()
-        bc = self._bc_loss(feat, qa, batches[-1], act)
-        if bc is not None:
-            actor_loss = actor_loss + bc
-            info["bc_loss"] = float(bc.detach())
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        if pixels:
+            with torch.no_grad():
+                feat = self.encoder(obs[-1], augment=True)
+        mu, log_std = self.actor(feat)
+        a, logp = self.actor.sample_from(mu, log_std)
+        self.critic.requires_grad_(False)  # the actor loss needs d/da only, not the critic's weight gradients
+        try:
+            qa = self.critic(feat, a).mean(0)
+            actor_loss = (alpha * logp - qa).mean()
+            bc = self._bc_loss(feat, qa, batches[-1]["source"], act[-1], mean_action=torch.tanh(mu))
+            if bc is not None:
+                actor_loss = actor_loss + bc
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+        finally:
+            self.critic.requires_grad_(True)
         self.actor_opt.step()
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
+        # alpha loss -(log_alpha * (logp + target_entropy)).mean(): its gradient in closed form
+        logp = logp.detach()
+        self.log_alpha.grad = -(logp.mean() + self.target_entropy)
         self.alpha_opt.step()
-        info.update(critic_loss=float(critic_loss.detach()), actor_loss=float(actor_loss.detach()), alpha=float(self.alpha.detach()),
-                    entropy=float(-logp.detach().mean()), q_mean=float(q.detach().mean()))
-        src = np.asarray(batches[-1]["source"])
-        qm = q.detach().mean(0).cpu().numpy()
+        # every logged number in one device-to-host copy
+        scalars = [critic_loss, actor_loss, self.log_alpha.exp(), -logp.mean(), q.mean()] + ([bc] if bc is not None else [])
+        qm = q.detach().mean(0)
+        vals = torch.cat([torch.stack([x.detach() for x in scalars]), qm]).cpu().numpy().astype(np.float64)
+        info = dict(zip(("critic_loss", "actor_loss", "alpha", "entropy", "q_mean", "bc_loss"), vals[:len(scalars)].tolist(),
+                        strict=False))
+        qm_np, src = vals[len(scalars):], np.asarray(batches[-1]["source"])
         for name, code in (("q_real", 0), ("q_synthetic", 1), ("q_demo", 2)):
             m = src == code
-            info[name] = float(qm[m].mean()) if m.any() else float("nan")
+            info[name] = float(qm_np[m].mean()) if m.any() else float("nan")
         return info
 
-    def _bc_loss(self, feat: torch.Tensor, q_pi: torch.Tensor, batch: dict[str, Any],
-                 act: torch.Tensor) -> torch.Tensor | None:
-        """Behaviour cloning on the batch's demo rows, or None.
+    def _bc_loss(self, feat: torch.Tensor, q_pi: torch.Tensor, source: Any, act: torch.Tensor,
+                 mean_action: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Behaviour cloning on the batch's demo rows (``source``: the batch's source codes), or None.
 
         ``||mean_action(s) - a_demo||^2``; with ``bc_q_filter`` (Nair et al. 2018) it counts only where
         the critic values the demo action above the policy's own (the demos lead while the policy is
         worse and stop holding it back once it is better); scaled by ``bc_weight * mean |Q|`` so that it keeps its weight against the Q term
-        whatever the reward scale (the TD3+BC normalisation).
+        whatever the reward scale (the TD3+BC normalisation). ``mean_action``: the actor's mean action
+        on every row of ``feat`` when the caller has it already (else one more actor pass).
         """
         if self.cfg.bc_weight <= 0:
             return None
-        demo = torch.as_tensor(np.asarray(batch["source"]) == int(Source.DEMO), device=self.device)
+        demo = torch.as_tensor(np.asarray(source) == int(Source.DEMO), device=self.device)
         if not bool(demo.any()):
             return None
         f, a_demo = feat[demo], act[demo]
@@ -204,7 +242,8 @@ class SACAgent:
                 keep = (self.critic(f, a_demo).mean(0) > q_pi[demo].detach()).float()
             else:
                 keep = torch.ones(len(a_demo), device=self.device)
-        mse = ((self.actor.mean_action(f) - a_demo) ** 2).sum(-1)
+        mean = self.actor.mean_action(f) if mean_action is None else mean_action[demo]
+        mse = ((mean - a_demo) ** 2).sum(-1)
         scale = q_pi.detach().abs().mean().clamp_min(1.0)
         return self.cfg.bc_weight * scale * (keep * mse).sum() / len(feat)  # mean over the whole batch
 
@@ -222,3 +261,8 @@ class SACAgent:
         with torch.no_grad():
             self.log_alpha.copy_(torch.as_tensor(state["log_alpha"], device=self.device))
         self.updates = int(state["updates"])
+
+
+def _cat_obs(obs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Torch observation dicts (no images) concatenated along the batch axis."""
+    return {k: (v if k == "images" else torch.cat([o[k] for o in obs])) for k, v in obs[0].items()}

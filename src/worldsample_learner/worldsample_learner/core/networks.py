@@ -116,7 +116,11 @@ class Actor(nn.Module):
 
     def sample(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action in (-1, 1) and its log-probability (B,)."""
-        mu, log_std = self(feat)
+        return self.sample_from(*self(feat))
+
+    @staticmethod
+    def sample_from(mu: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sample` given the network's output (the mean action is then ``tanh(mu)``, no second pass)."""
         std = log_std.exp()
         u = mu + std * torch.randn_like(mu)
         a = torch.tanh(u)
@@ -136,8 +140,10 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, B, in) -> (N, B, out)
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, B, in) -> (N, B, out); ``members``: only these ensemble members (x then (len(members), B, in))."""
+        w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return torch.baddbmm(b, x, w)
 
 
 class CriticEnsemble(nn.Module):
@@ -154,7 +160,11 @@ class CriticEnsemble(nn.Module):
         layers.append(EnsembleLinear(self.n, d, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, feat: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Q-values (N, B)."""
-        x = torch.cat([feat, action], dim=-1).unsqueeze(0).expand(self.n, -1, -1)
-        return self.net(x).squeeze(-1)
+    def forward(self, feat: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values (N, B); with ``members`` (indices) only those critics, (len(members), B), in that order
+        (the same values as indexing the full output, without computing the others)."""
+        n = self.n if members is None else len(members)
+        x = torch.cat([feat, action], dim=-1).unsqueeze(0).expand(n, -1, -1)
+        for layer in self.net:
+            x = layer(x, members) if isinstance(layer, EnsembleLinear) else layer(x)
+        return x.squeeze(-1)
