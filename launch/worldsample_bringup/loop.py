@@ -308,10 +308,15 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
             else:  # all episodes done: let a world-model post-training in progress finish (bounded)
                 end = time.monotonic() + FINISH_WM_S
                 executor.spin_once(timeout_sec=0.5)
-                if monitor.progress.wm_training:
+                job = out / "world_model" / "train_job.json"  # there while a training runs (or was cut)
+
+                def wm_training() -> bool:
+                    return monitor.progress.wm_training or job.exists()
+
+                if wm_training():
                     print(f"loop: all episodes recorded; waiting up to {FINISH_WM_S:.0f} s for the world model's "
                           "post-training to finish (Ctrl-C stops now, its train state is kept)", flush=True)
-                while monitor.progress.wm_training and time.monotonic() < end:
+                while wm_training() and time.monotonic() < end:
                     graph.check(allow_exit=("actor",))
                     executor.spin_once(timeout_sec=0.2)
             # let the last recorded episode and status messages arrive
