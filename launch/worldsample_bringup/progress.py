@@ -194,11 +194,12 @@ def plot_progress(csv_path: Path, out_png: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     axes[0].plot(steps, col("success_rate"))
     axes[0].set_title("success rate (last episodes)")
-    axes[1].plot(steps, col("wm_psnr"), label="world model")
-    axes[1].plot(steps, col("wm_copy_psnr"), "--", label="copy last frame")
+    axes[1].plot(steps, col("wm_psnr"), ".-", label="world model")  # dots: a lone measurement shows too
+    axes[1].plot(steps, col("wm_copy_psnr"), ".--", label="copy last frame")
     if any(isinstance(r.get("wm_copy_psnr"), float) and math.isinf(r["wm_copy_psnr"]) for r in rows):
         axes[1].text(0.02, 0.04, "copy last frame: static frames (exact)", transform=axes[1].transAxes, fontsize=8)
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].margins(y=0.25)  # two flat lines stay off the frame
+    axes[1].legend(fontsize=8, loc="best")
     axes[1].set_title("world model PSNR h=1 [dB] (held out)")
     axes[2].plot(steps, col("synthetic_share"))
     axes[2].set_title("synthetic share of each batch (used)")
