@@ -274,11 +274,10 @@ def load_node_params(path: str | Path) -> dict[str, dict[str, Any]]:
 def node_param_classes() -> dict[str, type]:
     """Node name in the parameter YAML -> the config class its parameters are declared from (and
     checked against), for every node of the loop. ``camera_*`` holds every ``camera_<name>`` node's."""
+    from worldsample_common.core.transfer import PayloadLinkConfig
     from worldsample_control.core.node_config import ROBOT_NODE_CONFIGS
     from worldsample_learner.core.config import LearnerNodeConfig, SuccessNodeConfig
     from worldsample_worldmodel.core.node_config import WorldModelNodeConfig
-
-    from worldsample_common.core.transfer import PayloadLinkConfig
 
     return {**ROBOT_NODE_CONFIGS, "success_detector": SuccessNodeConfig, "world_model": WorldModelNodeConfig,
             "learner": LearnerNodeConfig, "robot_link": PayloadLinkConfig, "learning_link": PayloadLinkConfig}
