@@ -218,3 +218,29 @@ def test_video_predictor_splits_the_state_from_the_proprio():
     np.testing.assert_allclose(ol.reward[:, 0], res["reward"].numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="state_in_proprio"):
         VideoModelPredictor(build_model(cfg, proprio_dim=4), 4).predict(held, ep_idx, t, actions)
+
+
+def test_static_state_dims_are_carried_over_from_the_start():
+    """A dimension constant within every episode (a goal set at reset) is static even when episodes differ in it;
+    carry_static replaces the model's value of such a dimension by the start's, along a branch or a batch."""
+    from worldsample_common.core.episode import Episode, Source
+    from worldsample_worldmodel.core.source import carry_static, static_state_dims
+
+    def ep(goal: float, moving: np.ndarray) -> Episode:
+        t = len(moving) - 1
+        states = np.stack([moving, np.full_like(moving, goal)], 1).astype(np.float32)
+        return Episode(f"e{goal}", "push", Source.REAL, {}, np.zeros((t + 1, 7)), np.zeros((t, 4)), np.zeros(t),
+                       np.zeros(t, bool), np.zeros(t, bool), np.zeros(t, bool), states=states)
+
+    eps = [ep(0.3, np.linspace(0, 1, 5)), ep(-0.2, np.linspace(1, 0, 4))]
+    static = static_state_dims(eps)
+    assert static.tolist() == [False, True]
+    assert static_state_dims([]) is None
+    assert static_state_dims([ep(0.1, np.zeros(3))], static).tolist() == [False, True]  # once moving, always moving
+    branch = np.array([[0.5, 0.3], [0.6, 0.31], [0.7, 0.29]])  # the model lets the goal drift
+    np.testing.assert_allclose(carry_static(branch, branch[0], static), [[0.5, 0.3], [0.6, 0.3], [0.7, 0.3]])
+    batch = np.stack([branch, branch + 1])  # (B, H, S) with starts (B, S)
+    out = carry_static(batch, np.array([[0.0, 0.3], [1.0, 1.3]]), static)
+    np.testing.assert_allclose(out[:, :, 1], [[0.3] * 3, [1.3] * 3])
+    np.testing.assert_allclose(out[:, :, 0], batch[:, :, 0])
+    assert carry_static(branch, branch[0], None) is branch

@@ -115,6 +115,7 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
         train_mlp_dynamics,
         transitions_from_episodes,
     )
+    from worldsample_worldmodel.core.source import static_state_dims
     from worldsample_worldmodel.core.state_error import (
         CopyState,
         MLPPredictor,
@@ -139,7 +140,9 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
           f"{mlp_metrics['best_step']} ({mlp_metrics['wall_s']:.0f} s)", flush=True)
     predictors = [CopyState(), MLPPredictor(mlp, PROPRIO_DIM),
                   VideoModelPredictor(pre, PROPRIO_DIM, name="video WM, demos only"),
-                  VideoModelPredictor(post, PROPRIO_DIM, name="video WM, post-trained")]
+                  VideoModelPredictor(post, PROPRIO_DIM, name="video WM, post-trained"),
+                  VideoModelPredictor(post, PROPRIO_DIM, name="video WM, post-trained, static carried",
+                                      static=static_state_dims(train_eps))]
     res = evaluate_state_error(predictors, held, TASK_CLASSES[task].state_labels, cfg.horizons)
     res.update(task=task, mlp=mlp_metrics, world_model={"pretrained": pre.version, "posttrained": post.version},
                train_episodes={"demos": sum(e.source.name == "DEMO" for e in train_eps),

@@ -13,6 +13,12 @@ state of each episode rides through the world model appended to the propriocepti
 model predicts it like proprio (from frames + vector + action) and a state-based policy can act
 in imagined branches; generated episodes are split back into ``proprio`` and ``states``. The
 frames are still modelled and the uncertainty is still the ensemble's disagreement on them.
+
+``carry_static_state``: state dimensions that never changed within any episode the source has seen
+(the goal's or the hole's position: fixed for an episode, set at reset) are carried over from the
+branch's real start instead of taken from the model, which lets them drift by millimetres
+(`static_state_dims`, `carry_static`; measured in docs/results.md, "The world model's error on the
+learner's state").
 """
 
 from __future__ import annotations
@@ -32,7 +38,32 @@ class VideoSourceConfig:
     action_noise: float = 0.1
     write_bags: bool = False  # also write every synthetic batch as a bag under the run dir
     state_in_proprio: bool = False  # see the module docstring
+    carry_static_state: bool = True  # with state_in_proprio: see the module docstring
     seed: int = 0
+
+
+STATIC_TOLERANCE = 1e-6  # a state dimension whose range within every episode stays below this is static
+
+
+def static_state_dims(episodes: list[Episode], static: np.ndarray | None = None) -> np.ndarray | None:
+    """Bool mask of the state dimensions constant within every one of ``episodes`` and static in ``static``
+    (the mask so far, None for none yet); None while no episode carried states."""
+    for e in episodes:
+        if e.states is not None and len(e.states):
+            still = np.ptp(e.states, axis=0) <= STATIC_TOLERANCE
+            static = still if static is None else static & still
+    return static
+
+
+def carry_static(states: np.ndarray, start: np.ndarray, static: np.ndarray | None) -> np.ndarray:
+    """``states`` (..., S) with the ``static`` dimensions set to those of ``start`` (..., S) (broadcast over
+    the time axis of ``states`` when ``start`` has one fewer)."""
+    if static is None or not static.any():
+        return states
+    out = np.array(states, copy=True)
+    out[..., static] = np.asarray(start)[..., static] if np.ndim(start) == out.ndim else \
+        np.expand_dims(np.asarray(start), -2)[..., static]
+    return out
 
 
 class VideoWorldModelSource:
@@ -42,6 +73,7 @@ class VideoWorldModelSource:
         self.rng = np.random.default_rng(self.cfg.seed)
         self.rejected: list[str] = []
         self._proprio_dim: int | None = None
+        self._static: np.ndarray | None = None  # `static_state_dims` of every episode seen
 
     def to_model(self, ep: Episode) -> Episode:
         """The episode as the world model sees it (with ``state_in_proprio``: state appended to proprio)."""
@@ -50,13 +82,17 @@ class VideoWorldModelSource:
         if ep.states is None:
             raise ValueError(f"state_in_proprio: episode {ep.episode_id!r} carries no privileged states")
         self._proprio_dim = int(ep.proprio.shape[1])
+        self._static = static_state_dims([ep], self._static)
         return replace(ep, proprio=np.concatenate([ep.proprio, ep.states], 1).astype(np.float32), states=None)
 
     def _from_model(self, ep: Episode) -> Episode:
         if not self.cfg.state_in_proprio:
             return ep
         p = self._proprio_dim
-        return replace(ep, proprio=ep.proprio[:, :p], states=ep.proprio[:, p:])
+        states = ep.proprio[:, p:]
+        if self.cfg.carry_static_state:
+            states = carry_static(states, states[0], self._static)
+        return replace(ep, proprio=ep.proprio[:, :p], states=states)
 
     def add_demos(self, episodes: list[Episode]) -> None:
         """Demonstrations for pre-training and for staying in the mix (in-process; the node reads demos_dir)."""

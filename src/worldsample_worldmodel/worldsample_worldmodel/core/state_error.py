@@ -140,14 +140,19 @@ class VideoModelPredictor:
     """The video world model (`model.WorldModel`) trained with the state appended to the proprio: started from
     the real frame history and [proprio, state] at t, stepped with the recorded actions (as `fidelity` does)."""
 
-    def __init__(self, model, proprio_dim: int, name: str = "video world model", batch_size: int = 256) -> None:
+    def __init__(self, model, proprio_dim: int, name: str = "video world model", batch_size: int = 256,
+                 static: np.ndarray | None = None) -> None:
+        """``static``: state dimensions carried over from the start instead of predicted, as
+        `source.VideoWorldModelSource` does with ``carry_static_state`` (None: every one predicted)."""
         self.model, self.p, self.name, self.batch_size = model, int(proprio_dim), name, int(batch_size)
+        self.static = static
 
     def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
         import torch
 
         from .data import WindowSampler
         from .mlp_dynamics import episode_vectors
+        from .source import carry_static
 
         m = self.model
         eps = [replace(e, proprio=episode_vectors(e), states=None) for e in episodes]
@@ -172,7 +177,8 @@ class VideoModelPredictor:
                     rews.append(res["reward"].cpu().numpy())
                     terms.append(res["terminated_prob"].cpu().numpy())
             pa = np.stack(props, 1)
-            parts.append(OpenLoop(pa[..., :self.p], pa[..., self.p:], np.stack(rews, 1), np.stack(terms, 1)))
+            state = carry_static(pa[..., self.p:], win.proprio[:, 0, self.p:], self.static)
+            parts.append(OpenLoop(pa[..., :self.p], state, np.stack(rews, 1), np.stack(terms, 1)))
         return OpenLoop(*(np.concatenate([getattr(x, f) for x in parts]) for f in
                           ("proprio", "state", "reward", "terminated_prob")))
 
