@@ -227,7 +227,8 @@ def test_process_graph_escalates_signals_and_reports_failures(tmp_path):
         "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)\n")
     (tmp_path / "crash.py").write_text("import sys\nsys.exit(3)\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    # the test modules beside the workspace (nodes start through worldsample_common.nodes.start)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(tmp_path), os.environ.get("PYTHONPATH")))))
     specs = [NodeSpec("p", "polite", "polite", {"a": 1, "s": "x y", "n": "1.5", "l": ["u", "v"], "b": True},
                       [("in", "out")], module="polite"),
              NodeSpec("p", "stubborn", "stubborn", module="stubborn")]
