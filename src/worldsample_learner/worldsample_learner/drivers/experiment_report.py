@@ -122,6 +122,16 @@ def policy_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_policy(summary: dict[str, Any], path: Path) -> Path:
     import matplotlib
 
@@ -146,11 +156,7 @@ def plot_policy(summary: dict[str, Any], path: Path) -> Path:
                    xlabel="real environment steps", ylabel=label)
             ax.grid(alpha=0.3)
             ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_paper_figures(summary: dict[str, Any], path: Path, baseline: str = BASELINE) -> Path:
@@ -189,11 +195,7 @@ def plot_paper_figures(summary: dict[str, Any], path: Path, baseline: str = BASE
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3, axis="y")
         ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def worldmodel_table(rows: list[dict[str, Any]]) -> str:
