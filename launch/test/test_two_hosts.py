@@ -59,8 +59,12 @@ def hosts():
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(test_domain_id(7)), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("WORLDSAMPLE_SKIP_DOMAIN_CHECK", None)
+    # SUBNET (ROS 2's default): other tests of the suite set LOCALHOST in os.environ, which keeps discovery from
+    # crossing the veth link (the learning part then never heard of the robot's demos)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(test_domain_id(7)), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET")
+    for name in ("WORLDSAMPLE_SKIP_DOMAIN_CHECK", "ROS_STATIC_PEERS"):
+        env.pop(name, None)
     return env
 
 

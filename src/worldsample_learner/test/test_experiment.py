@@ -97,6 +97,11 @@ def test_an_interrupted_policy_experiment_resumes(tmp_path):
     cut = runs / "oracle-naive_s0"  # as if the sitting had ended during this run
     cut.mkdir()
     (cut / "metrics.csv").write_text("env_steps\n20\n")
+    # --report between sittings: the finished runs' table, the unfinished one listed, nothing run
+    assert run_policy(replace(cfg, modes=("rl-only", "oracle-naive")), tmp_path, "report", report_only=True) == 0
+    assert not (cut / "results.json").exists()
+    assert "left out (`--report` of an experiment in progress): push oracle-naive seed 0" in \
+        (tmp_path / "results.md").read_text()
     assert run_policy(replace(cfg, modes=("rl-only", "oracle-naive")), tmp_path, "second sitting") == 0
     assert json.loads(kept.read_text())["marker"] == "finished in the first sitting"  # skipped, not redone
     oracle = json.loads((cut / "results.json").read_text())

@@ -202,19 +202,24 @@ def _load_pickle(path: Path) -> Any:
 
 
 # --------------------------------------------------------------------------- the policy comparison
-def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
+def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = False) -> int:
+    """Run every task x variant x seed not finished before (seed-major), then write the tables and plots.
+    ``report_only``: run nothing; report the runs finished so far and list the others."""
     root = out / "policy"
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if not report_only:
+        (root / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     t0 = time.time()
     specs = []
     for task in cfg.tasks:
         demo_file = root / task / "demos.pkl"
-        if not demo_file.exists():
+        if report_only:
+            pass
+        elif not demo_file.exists():
             print(f"[experiment] {task}: recording {cfg.demos} expert demonstrations", flush=True)
             _save_pickle(expert_demos(task, cfg, cfg.demos), demo_file)
         wm_init = root / task / "wm_pretrained"
-        if any(uses_video_model(m) for m in cfg.modes):
+        if not report_only and any(uses_video_model(m) for m in cfg.modes):
             print(f"[experiment] {task}: pre-training the world model on the demos ({cfg.wm_pretrain_steps} steps)",
                   flush=True)
             pretrain_world_model(task, cfg, _load_pickle(demo_file), wm_init)
@@ -223,10 +228,20 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
                 specs.append({**r, "cfg": asdict(cfg), "out": str(root / task / f"{r['mode']}_s{r['seed']}"),
                               "demos": str(demo_file), "wm_init": str(wm_init)})
     fresh = any(not (Path(sp["out"]) / "results.json").exists() for sp in specs)
-    print(f"[experiment] {len(specs)} runs ({cfg.env_steps} real steps each), {cfg.jobs} in parallel", flush=True)
-    results = []
+    missing = []
+    if report_only:
+        missing = [f"{sp['task']} {sp['mode']} seed {sp['seed']}" for sp in specs
+                   if not (Path(sp["out"]) / "results.json").exists()]
+        specs = [sp for sp in specs if (Path(sp["out"]) / "results.json").exists()]
+        if not specs:
+            print(f"[experiment] nothing finished yet under {root}", file=sys.stderr)
+            return 1
+    print(f"[experiment] reporting {len(specs)} finished runs" if report_only else
+          f"[experiment] {len(specs)} runs ({cfg.env_steps} real steps each), {cfg.jobs} in parallel", flush=True)
+    results = [at_budget(json.loads((Path(sp["out"]) / "results.json").read_text()), cfg.env_steps)
+               for sp in specs] if report_only else []
     with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, s): s for s in specs}
+        futures = {} if report_only else {pool.submit(run_one, s): s for s in specs}
         for i, fut in enumerate(futures, 1):
             s = futures[fut]
             res = at_budget(fut.result(), cfg.env_steps)
@@ -235,7 +250,9 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
                   f"{res['final_success_rate']:.2f} ({res['wall_s']:.0f} s; {time.time() - t0:.0f} s so far)",
                   flush=True)
     wall = time.time() - t0
-    if not fresh and (root / "results.json").exists():  # only re-rendered: keep the wall time of the real run
+    if report_only:  # the finished runs' own wall times (they ran in other sittings, two at a time)
+        wall = sum(float(r.get("wall_s", 0.0)) for r in results) / max(1, cfg.jobs)
+    elif not fresh and (root / "results.json").exists():  # only re-rendered: keep the wall time of the real run
         wall = float(json.loads((root / "results.json").read_text()).get("wall_s", wall))
     summary = summarize_policy(results)
     plot = plot_policy(summary, root / "success_vs_steps.png")
@@ -248,6 +265,8 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str) -> int:
                                                    "wall_s": wall}, indent=2, default=float))
     table = policy_table(summary) + "\n\nWhat each mode did with the synthetic data (mean over seeds):\n\n" + \
         synthetic_table(summary) + plot_note
+    if missing:
+        table += "\n\nNot finished yet, left out (`--report` of an experiment in progress): " + ", ".join(missing)
     write_section(out / "results.md", "policy", cmd, table, plot.relative_to(out), wall, cfg)
     print(table)
     print(f"[experiment] policy comparison done in {time.time() - t0:.0f} s -> {root}", flush=True)
@@ -378,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out.resolve()
     cmd = command_line(args)
     if args.which == "policy":
-        return run_policy(cfg, out, cmd)
+        return run_policy(cfg, out, cmd, report_only=args.report)
     if args.which == "modelerror":
         from .model_error import run_model_error
 

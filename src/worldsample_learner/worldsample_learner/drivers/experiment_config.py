@@ -124,6 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the run variants, e.g. rl-only,ppl,oracle-ppl,rl-only-utd4: [oracle-]MODE[-utdN], "
                              "MODE one of worldsample_learner's PPL modes; oracle- = the perfect world model as the "
                              "synthetic source; -utdN = N critic updates per real step")
+    parser.add_argument("--report", action="store_true",
+                        help="policy: only render the tables and plots from the runs finished so far (an experiment "
+                             "spanning several sittings; unfinished runs are listed, not run)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -154,4 +157,6 @@ def command_line(args: argparse.Namespace) -> str:
         v = getattr(args, flag)
         if v is not None:
             parts += [f"--{flag.replace('_', '-')}", str(v)]
+    if getattr(args, "report", False):
+        parts.append("--report")
     return " ".join(parts)
