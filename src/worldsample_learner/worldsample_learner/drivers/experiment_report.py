@@ -140,19 +140,19 @@ def plot_policy(summary: dict[str, Any], path: Path) -> Path:
 
     fig, axes = plt.subplots(2, len(summary), figsize=(5.5 * len(summary), 7.2), squeeze=False)
     for col, (task, per) in enumerate(summary.items()):
-        n = len(next(iter(per.values()))["seeds"])
         for row, key, label in ((0, "curve", "eval success rate"), (1, "return_curve", "eval return (shaped)")):
             ax = axes[row][col]
             for m, d in per.items():
                 pts = d.get(key) or []
                 xs, ys = zip(*pts, strict=True) if pts else ((), ())
-                line = ax.plot(xs, ys, marker="o", label=m)[0]
+                n = len(d["seeds"])  # variants of an experiment in progress may have fewer seeds
+                line = ax.plot(xs, ys, marker="o", label=f"{m} ({n} seed{'s' if n != 1 else ''})")[0]
                 if row == 0 and len(d.get("seed_curves") or []) > 1 and xs:  # spread over seeds: min..max
                     by = [dict(c) for c in d["seed_curves"]]
                     lo = [min(c.get(x, float("nan")) for c in by) for x in xs]
                     hi = [max(c.get(x, float("nan")) for c in by) for x in xs]
                     ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
-            ax.set(title=f"{task}: {label} (mean of {n} seeds" + (", band: min-max)" if row == 0 else ")"),
+            ax.set(title=f"{task}: {label} (mean over seeds" + (", band: min-max)" if row == 0 else ")"),
                    xlabel="real environment steps", ylabel=label)
             ax.grid(alpha=0.3)
             ax.legend()
