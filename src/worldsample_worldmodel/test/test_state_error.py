@@ -22,6 +22,7 @@ from worldsample_worldmodel.core.state_error import (
     OpenLoop,
     VideoModelPredictor,
     evaluate_state_error,
+    real_future,
     state_error_table,
     state_groups,
     termination_metrics,
@@ -55,17 +56,10 @@ class Offset:
 
     def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
         b, h = actions.shape[:2]
-        p = np.zeros((b, h, episodes[0].proprio.shape[1]), np.float32)
-        s = np.zeros((b, h, episodes[0].states.shape[1]), np.float32)
-        r = np.zeros((b, h), np.float32)
-        for j, (i, t0) in enumerate(zip(ep_idx, t, strict=True)):
-            e = episodes[i]
-            n = min(h, e.length - t0)
-            p[j, :n] = e.proprio[t0 + 1: t0 + 1 + n]
-            s[j, :n] = e.states[t0 + 1: t0 + 1 + n]
-            r[j, :n] = e.rewards[t0: t0 + n]
+        real = real_future(episodes, ep_idx, t, h)
+        s = real.state.copy()
         s[..., 0] += self.d
-        return OpenLoop(p, s, r + self.r, np.full((b, h), self.prob, np.float32))
+        return OpenLoop(real.proprio, s, real.reward + self.r, np.full((b, h), self.prob, np.float32))
 
 
 def test_known_errors_are_measured():

@@ -183,6 +183,24 @@ class VideoModelPredictor:
                           ("proprio", "state", "reward", "terminated_prob")))
 
 
+def real_future(episodes, ep_idx, t, h: int) -> OpenLoop:
+    """What really followed each start (episode ``ep_idx[b]``, step ``t[b]``) for ``h`` steps, as an `OpenLoop`
+    (termination as probability 0 / 1); zeros past an episode's end."""
+    b = len(t)
+    p = np.zeros((b, h, episodes[0].proprio.shape[1]), np.float32)
+    s = np.zeros((b, h, episodes[0].states.shape[1]), np.float32)
+    r = np.zeros((b, h), np.float32)
+    d = np.zeros((b, h), np.float32)
+    for j, (i, t0) in enumerate(zip(ep_idx, t, strict=True)):
+        e = episodes[i]
+        n = min(h, e.length - t0)
+        p[j, :n] = e.proprio[t0 + 1: t0 + 1 + n]
+        s[j, :n] = e.states[t0 + 1: t0 + 1 + n]
+        r[j, :n] = e.rewards[t0: t0 + n]
+        d[j, :n] = e.terminated[t0: t0 + n]
+    return OpenLoop(p, s, r, d)
+
+
 # --------------------------------------------------------------------------- metrics
 def termination_metrics(real: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision, recall, F1 (0 when there is nothing to find and nothing found is NaN) and Brier score."""
@@ -243,17 +261,8 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
         raise ValueError(f"no start state: the held-out episodes are shorter than first={first} + 1 steps")
     lengths = np.array([episodes[i].length for i in ep_idx])
     actions = recorded_actions(episodes, ep_idx, ts, hmax)
-    real_p = np.zeros((len(ts), hmax, pdim), np.float32)
-    real_s = np.zeros((len(ts), hmax, len(labels)), np.float32)
-    real_r = np.zeros((len(ts), hmax), np.float32)
-    real_d = np.zeros((len(ts), hmax), bool)
-    for b, (i, s) in enumerate(zip(ep_idx, ts, strict=True)):
-        e = episodes[i]
-        n = min(hmax, e.length - s)
-        real_p[b, :n] = e.proprio[s + 1: s + 1 + n]
-        real_s[b, :n] = e.states[s + 1: s + 1 + n]
-        real_r[b, :n] = e.rewards[s: s + n]
-        real_d[b, :n] = e.terminated[s: s + n]
+    real = real_future(episodes, ep_idx, ts, hmax)
+    real_p, real_s, real_r, real_d = real.proprio, real.state, real.reward, real.terminated_prob > 0.5
     start_s = np.stack([episodes[i].states[s] for i, s in zip(ep_idx, ts, strict=True)])
     obj = sgroups.get("object", [])
     out: dict[str, Any] = {"horizons": list(horizons), "groups": {g: [labels[i] for i in idx]
