@@ -195,7 +195,8 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
                 graph.wait(arrived)
                 # then until the learner is up and has trained past the last arrival (a checkpoint newer than
                 # the newest bag): a stop while its nodes are still starting or loading is a kill, not a stop
-                newest = max((p.stat().st_mtime for p in (out / "bags").iterdir()), default=0.0)
+                bags = out / "bags"  # absent when nothing arrived (e.g. --timeout reached first)
+                newest = max((p.stat().st_mtime for p in bags.iterdir()), default=0.0) if bags.is_dir() else 0.0
                 end = time.monotonic() + SETTLE_WAIT_S
 
                 def settled() -> bool:

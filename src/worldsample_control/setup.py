@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 package_name = "worldsample_control"
 
 # each node starts through worldsample_common.nodes.start (a Ctrl-C during its imports: no traceback)
-NODES = {name: f"worldsample_control.nodes:{name}"
+NODES = {name: f"worldsample_control.nodes.entries:{name}"
          for name in ("sim_node", "arm_control_node", "camera_node", "actor_node", "recorder_node")}
 
 setup(

@@ -18,8 +18,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "learner_node = worldsample_learner.nodes:learner_node",
-            "success_node = worldsample_learner.nodes:success_node",
+            "learner_node = worldsample_learner.nodes.entries:learner_node",
+            "success_node = worldsample_learner.nodes.entries:success_node",
             "success_keys = worldsample_learner.nodes.success_node:keys_main",
         ],
     },

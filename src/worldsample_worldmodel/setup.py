@@ -18,7 +18,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "world_model_node = worldsample_worldmodel.nodes:world_model_node",
+            "world_model_node = worldsample_worldmodel.nodes.entries:world_model_node",
         ],
     },
 )
