@@ -54,34 +54,34 @@ class ExperimentConfig:
 
     name: str = "small"
     tasks: tuple[str, ...] = ("push", "peg_insertion")
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = MODES  # run variants [oracle-]MODE[-utdN] (`parse_variant`)
     seeds: tuple[int, ...] = (0, 1, 2)
-    env_steps: int = 4000
-    eval_every: int = 1000
-    eval_episodes: int = 10
-    demos: int = 10
+    env_steps: int = 4000  # real environment steps per run
+    eval_every: int = 1000  # real steps between evaluations (deterministic policy)
+    eval_episodes: int = 10  # episodes per evaluation, on fixed seeds
+    demos: int = 10  # scripted-expert demonstrations, the same for every run of a task
     max_steps: int = 40  # episode length (0: the task default)
-    image_size: int = 32
+    image_size: int = 32  # camera frames the world model learns from [px]
     cameras: tuple[str, ...] = ("front",)
-    # learner (state-based SAC)
+    # learner (state-based SAC; the rest is AgentConfig's)
     batch_size: int = 128
-    num_critics: int = 2
-    utd_ratio: int = 2
-    hidden_dim: int = 256
-    synthetic_every: int = 250
-    synthetic_branches: int = 32
-    # world model
-    wm_pretrain_steps: int = 400
-    wm_posttrain_steps: int = 150
-    wm_min_new_episodes: int = 20
+    num_critics: int = 2  # critic ensemble size
+    utd_ratio: int = 2  # critic updates per real step (a variant's -utdN overrides it)
+    hidden_dim: int = 256  # MLP width
+    synthetic_every: int = 250  # real steps between synthetic requests
+    synthetic_branches: int = 32  # branches per request (their horizon is PPL's)
+    # world model (the rest is WorldModelConfig's / WorldModelServiceConfig's)
+    wm_pretrain_steps: int = 400  # on the demos, once per task
+    wm_posttrain_steps: int = 150  # per post-training on real episodes
+    wm_min_new_episodes: int = 20  # new real episodes that trigger a post-training
     wm_latent_channels: int = 16
     wm_batch_size: int = 16
-    wm_rollout_steps: int = 4
+    wm_rollout_steps: int = 4  # open-loop steps in the training loss
     wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
     wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
     wm_heldout_noise: float = 0.3  # the held-out policy's action noise (a policy neither model trained on)
-    heldout_episodes: int = 8
-    horizons: tuple[int, ...] = (1, 4, 8)
+    heldout_episodes: int = 8  # held-out rollouts the world models are scored on
+    horizons: tuple[int, ...] = (1, 4, 8)  # fidelity / state-error horizons [steps]
     jobs: int = 2  # runs in parallel (processes, one torch thread each)
     device: str = "cpu"
 
