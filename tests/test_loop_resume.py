@@ -125,7 +125,9 @@ def test_kill_9_of_the_learner_mid_iteration_then_resume_loses_nothing_learned(t
     last_step = max(int(r["learner_step"]) for r in rows1)  # <= the update count at the kill
 
     log2 = tmp_path / "second.log"
-    proc = _start(out, log2, "--resume")
+    # more episodes than the first session's 8: on an idle machine that session may have recorded all of them
+    # before the kill, and a resume with nothing left to record would stop at once
+    proc = _start(out, log2, "--resume", "--episodes", "12")
     assert proc.wait(timeout=600) == 0, log2.read_text()[-3000:]
     second = log2.read_text()
     start = re.search(r"starting with policy (\S+?)(?:\.pt)?;", second).group(1)
