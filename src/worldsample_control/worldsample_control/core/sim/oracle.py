@@ -93,7 +93,7 @@ class OracleSyntheticSource:
             branches.append({
                 "start": ep, "t": t, "sim": [np.asarray(ep.sim_states[t], np.float64)],
                 "proprio": [ep.proprio[t]], "states": [None if ep.states is None else ep.states[t]],
-                "images": {c: [obs.images[c] if obs else ep.images[c][t]] for c in cams},
+                "images": {c: [obs.images[c]] for c in cams},  # cams: the env renders, so obs is set
                 "actions": [], "rewards": [], "terminated": [], "truncated": [], "successes": [],
             })
         active = list(range(len(branches)))
