@@ -205,3 +205,37 @@ def test_bad_config_is_rejected(kwargs, word):
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError, match="task 'stack' is unknown"):
         make_env("stack")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_judging_the_state_vector_equals_the_env_reward(task):
+    """`judge_states` (the success detector and reward from the privileged state alone, what an imagined
+    step is labelled with) gives exactly the env's success and reward along an expert episode that succeeds."""
+    from worldsample_control.core.experts import make_expert
+    from worldsample_control.core.sim.tasks import judge_states
+
+    env = make_env(task, EnvConfig(render=False))
+    expert = make_expert(task)
+    obs = env.reset(seed=100)
+    expert.reset()
+    states, succ, rews = [], [], []
+    rng = np.random.default_rng(0)
+    for _ in range(env.max_episode_steps):
+        a = np.clip(expert.act(obs, env) + rng.normal(0, 0.1, ACTION_DIM), -1, 1).astype(np.float32)
+        res = env.step(a)
+        obs = res.observation
+        states.append(obs.state)
+        succ.append(res.info["success"])
+        rews.append(res.reward)
+        if res.terminated or res.truncated:
+            break
+    env.close()
+    ok, rew = judge_states(task, np.stack(states), env.cfg.reward)
+    assert any(succ), f"{task}: the expert did not succeed; the test needs a success step"
+    np.testing.assert_array_equal(ok, np.array(succ))
+    np.testing.assert_allclose(rew, np.array(rews, np.float32), atol=1e-5)
+    assert len(set(np.round(rew, 4))) > 3, "the shaped reward should vary along the episode"
+    with pytest.raises(ValueError, match="states must be"):
+        judge_states(task, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        judge_states(task, np.full((1, len(states[0])), np.nan))

@@ -130,3 +130,28 @@ def test_learner_selects_synthetic_and_mixes_batches_by_share():
         assert np.isfinite(info["critic_loss"])
         st = lr.close_window()
         assert st["mode"] == mode and st["learner_step"] == 1
+
+
+def test_overestimation_reference_is_the_policy_q_on_recent_real_states():
+    """"recent" (default): q_real = Q(s, pi(s)) on the newest real states, which an exact model's on-policy
+    branches match; "batch": the mean Q on the real rows of the training batches."""
+    for ref in ("recent", "batch"):
+        cfg = AgentConfig(obs_mode="state", state_dim=2, hidden_dim=32, num_critics=2, batch_size=40, utd_ratio=1)
+        lr = Learner(cfg, PPLConfig(mode="naive", overestimation_reference=ref, reference_window=15))
+        lr.add_demo_episode(make_episode("d", t=20, source=Source.DEMO, cams=()))
+        lr.add_real_episode(make_episode("r-old", t=30, cams=(), seed=1))
+        lr.add_real_episode(make_episode("r-new", t=20, cams=(), seed=4))
+        lr.add_synthetic_episodes([make_episode("s", t=10, source=Source.SYNTHETIC, cams=(), seed=2,
+                                                uncertainty=np.zeros(10, np.float32))])
+        lr.train_step()
+        batch_q_real = float(np.mean(lr._window["q_real"]))
+        st = lr.close_window()
+        if ref == "batch":
+            assert st["q_real"] == pytest.approx(batch_q_real)
+            continue
+        # the reference uses only the 15 newest real transitions (all of episode r-new), under pi
+        newest = lr.real.gather(lr.real.recent_indices(15))["obs"]
+        q = lr.agent.q_values(newest, lr.agent.act(newest, deterministic=True)).mean()
+        assert st["q_real"] == pytest.approx(float(q), rel=1e-5)
+    with pytest.raises(ValueError, match="overestimation_reference"):
+        PPLController(PPLConfig(overestimation_reference="magic"))

@@ -238,3 +238,44 @@ def test_static_state_dims_are_carried_over_from_the_start():
     np.testing.assert_allclose(out[:, :, 1], [[0.3] * 3, [1.3] * 3])
     np.testing.assert_allclose(out[:, :, 0], batch[:, :, 0])
     assert carry_static(branch, branch[0], None) is branch
+
+
+def test_judged_branch_ends_at_its_first_successful_state():
+    """`judged`: an imagined branch labelled by the task's success detector on its predicted states is cut
+    after the first success (terminated, that step's reward), and only truncated when no state succeeds,
+    whatever the model's own outcome head said."""
+    from worldsample_common.core.episode import Episode, Source
+    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource, judged
+
+    t = 6
+    rng = np.random.default_rng(0)
+
+    def ep(states):
+        head_term = np.zeros(t, bool)
+        head_term[-1] = True  # the head "terminated" every branch at its end
+        return Episode(episode_id="e", task="toy", source=Source.SYNTHETIC,
+                       images={"front": np.zeros((t + 1, 8, 8, 3), np.uint8)},
+                       proprio=rng.normal(size=(t + 1, 3)).astype(np.float32),
+                       actions=np.zeros((t, 4), np.float32), rewards=np.full(t, 5.0, np.float32),
+                       terminated=head_term, truncated=np.zeros(t, bool), successes=head_term.copy(),
+                       uncertainty=np.arange(t, dtype=np.float32), states=states)
+
+    def judge(task, states):  # success where the first state dimension passes 1
+        assert task == "toy"
+        ok = states[:, 0] > 1.0
+        return ok, np.where(ok, 0.0, -1.0 + 0.1 * states[:, 0]).astype(np.float32)
+
+    s = np.zeros((t + 1, 2), np.float32)
+    s[:, 0] = [0.0, 0.2, 0.4, 1.5, 0.3, 2.0, 0.0]  # next states 1..6: first success at step index 2
+    out = judged(ep(s), judge)
+    assert out.length == 3 and out.terminated.tolist() == [False, False, True] and not out.truncated.any()
+    assert out.successes.tolist() == [False, False, True]
+    np.testing.assert_allclose(out.rewards, [-0.98, -0.96, 0.0], atol=1e-6)
+    assert out.images["front"].shape[0] == 4 and out.states.shape[0] == 4 and out.proprio.shape[0] == 4
+    np.testing.assert_array_equal(out.uncertainty, [0, 1, 2])
+    out.validate()
+    s[:, 0] = 0.5  # never a success: the head's termination is dropped, the branch is truncated (bootstrapped)
+    out = judged(ep(s), judge)
+    assert out.length == t and not out.terminated.any() and out.truncated[-1] and not out.successes.any()
+    with pytest.raises(ValueError, match="state_in_proprio"):
+        VideoWorldModelSource(VideoSourceConfig(state_in_proprio=False), judge=judge)

@@ -97,6 +97,9 @@ class ReplayConfig:
     store_images: bool | None = None  # None: only when obs_mode == "pixels"
 
 
+OVERESTIMATION_REFERENCES = ("recent", "batch")  # PPLConfig.overestimation_reference
+
+
 @dataclass
 class PPLConfig:
     """Policy-Paced Learning: which synthetic transitions are trusted and how many are used.
@@ -131,6 +134,12 @@ class PPLConfig:
     trend_gain: float = 2.0  # success-rate slope per window added to progress
     success_window: int = 20  # real episodes in the progress estimate
     overestimation_tolerance: float = 0.5  # normalised q_syn - q_real at which the share reaches 0
+    # what q_real is in the overestimation signal: "recent" = Q(s, pi(s)) of the current policy on the newest
+    # ``reference_window`` real states (the states branches start from: an exact model's branches score the
+    # same there); "batch" = Q on the real rows of the training batches (old: every real row ever stored, so
+    # exact on-policy branches read as inflated, measured with the oracle in docs/results.md)
+    overestimation_reference: str = "recent"
+    reference_window: int = 2000
     initial_fidelity: float = 0.0  # until the world model reports one
 
     def validate(self) -> None:
@@ -148,7 +157,10 @@ class PPLConfig:
             raise ValueError(f"{o}.threshold_min ({self.threshold_min}) must be <= threshold_max ({self.threshold_max})")
         if self.share_min > self.share_max:
             raise ValueError(f"{o}.share_min ({self.share_min}) must be <= share_max ({self.share_max})")
-        for name in ("horizon_min", "horizon_max", "naive_horizon", "success_window"):
+        if self.overestimation_reference not in OVERESTIMATION_REFERENCES:
+            raise ValueError(f"{o}.overestimation_reference must be one of {OVERESTIMATION_REFERENCES}, "
+                             f"got {self.overestimation_reference!r}")
+        for name in ("horizon_min", "horizon_max", "naive_horizon", "success_window", "reference_window"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")

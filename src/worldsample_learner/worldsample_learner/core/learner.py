@@ -213,6 +213,8 @@ class Learner:
         """End an update window: feed the window's mean Q on real / synthetic data to PPL, return its status."""
         qr = float(np.mean(self._window["q_real"])) if self._window["q_real"] else float("nan")
         qs = float(np.mean(self._window["q_synthetic"])) if self._window["q_synthetic"] else float("nan")
+        if self.ppl.cfg.overestimation_reference == "recent" and np.isfinite(qs):
+            qr = self.recent_policy_q()
         self.ppl.observe_q(qr, qs)
         status = self.ppl.status(self.agent.updates)
         # the share of each batch actually drawn from synthetic data (PPLStatus.synthetic_share): PPL's
@@ -224,6 +226,16 @@ class Learner:
         for k in self._window:
             self._window[k] = []
         return status
+
+    def recent_policy_q(self, n: int = 256) -> float:
+        """Mean Q(s, pi(s)) of the current deterministic policy over ``n`` of the newest
+        ``PPLConfig.reference_window`` real states: the overestimation reference (``"recent"``)."""
+        if len(self.real) == 0:
+            return float("nan")
+        idx = self.real.recent_indices(self.ppl.cfg.reference_window)
+        idx = self.rng.choice(idx, size=min(n, len(idx)), replace=False)
+        obs = self.real.gather(idx)["obs"]
+        return float(self.agent.q_values(obs, self.agent.act(obs, deterministic=True)).mean())
 
     def flush(self) -> None:
         for s in (self.demo, self.real, self.synthetic):

@@ -39,6 +39,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     from worldsample_control.core.sim import make_env
     from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource
+    from worldsample_control.core.sim.tasks import judge_states
     from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
@@ -146,8 +148,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     elif uses_synthetic(mode):
         wm_dir = out / "world_model"
         shutil.copytree(spec["wm_init"], wm_dir)
+        judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
-                                                         state_in_proprio=True, seed=seed))
+                                                         state_in_proprio=True, seed=seed), judge=judge)
         source.add_demos(demos)
     agent = AgentConfig(obs_mode="state", batch_size=cfg.batch_size, num_critics=cfg.num_critics,
                         num_min_critics=min(2, cfg.num_critics),

@@ -77,6 +77,9 @@ class ExperimentConfig:
     wm_latent_channels: int = 16
     wm_batch_size: int = 16
     wm_rollout_steps: int = 4  # open-loop steps in the training loss
+    # label an imagined step by the task's success detector and reward on its predicted state (the rule every
+    # real step gets, `judge_states`); False: by the world model's own outcome head
+    wm_judge: bool = True
     wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
     wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
     wm_heldout_noise: float = 0.3  # the held-out policy's action noise (a policy neither model trained on)

@@ -15,8 +15,13 @@ displacement) plus a predicted local flow field, and a painted RGB layer (two tr
 full size) for what is revealed or changes colour. A static background is therefore copied pixel
 for pixel (no resampling blur), and a fresh model (copy layer dominant) already equals the
 copy-last-frame baseline; training only has to learn what moves. Proprioception is
-predicted by an MLP ensemble from (proprio, action, pooled trunk features of every camera);
-reward, success and termination by a small head.
+predicted by an MLP ensemble from (proprio, action, pooled trunk features of every camera) as a
+*standardised step* (MBPO's parameterisation): the members output the change of the normalised proprio
+in units of its per-step spread ``proprio_delta_std`` (measured on the training episodes by
+`set_delta_stats`), and its loss is measured in those units, so an object that moves a few millimetres
+per step counts as much as the arm (with the loss on the normalised proprio alone, such motions were
+below the loss's resolution: the object barely moved in imagination, docs/results.md).
+Reward, success and termination by a small head.
 
 Uncertainty of a predicted step (``raw_uncertainty``): an *error head* predicts the log pixel MSE
 of the frames it just decoded (trained on the detached real errors), fed with pooled features,
@@ -42,6 +47,7 @@ from torch.nn import functional as F
 from .config import WorldModelConfig, resolve_device
 
 MODEL_FORMAT = "worldsample-wm-3"
+DELTA_STD_FLOOR = 1e-3  # normalised units: a dimension that never changes keeps a tiny, finite step scale
 
 
 class EnsembleLinear(nn.Module):
@@ -199,6 +205,8 @@ class WorldModel(nn.Module):
                                  nn.Linear(hd, 1))
         self.register_buffer("proprio_mean", torch.zeros(self.proprio_dim))
         self.register_buffer("proprio_std", torch.ones(self.proprio_dim))
+        # per-step spread of the normalised proprio (1 = the older unscaled parameterisation)
+        self.register_buffer("proprio_delta_std", torch.ones(self.proprio_dim))
         self.register_buffer("uncertainty_ref", torch.ones(()))
         self.version = ""
 
@@ -206,6 +214,15 @@ class WorldModel(nn.Module):
     def set_proprio_stats(self, proprio: np.ndarray) -> None:
         self.proprio_mean.copy_(torch.as_tensor(proprio.mean(0), dtype=torch.float32))
         self.proprio_std.copy_(torch.as_tensor(proprio.std(0) + 1e-3, dtype=torch.float32))
+
+    def set_delta_stats(self, proprio_per_episode: list[np.ndarray]) -> None:
+        """``proprio_delta_std`` from the per-step changes of the normalised proprio within each episode
+        (call after `set_proprio_stats`); floored at ``DELTA_STD_FLOOR`` (dimensions that never change)."""
+        d = [np.diff(np.asarray(p, np.float64), axis=0) for p in proprio_per_episode if len(p) > 1]
+        if not d:
+            return
+        std = np.concatenate(d).std(0) / self.proprio_std.double().cpu().numpy()
+        self.proprio_delta_std.copy_(torch.as_tensor(np.maximum(std, DELTA_STD_FLOOR), dtype=torch.float32))
 
     def norm_proprio(self, p: torch.Tensor) -> torch.Tensor:
         return (p - self.proprio_mean) / self.proprio_std
@@ -272,7 +289,7 @@ class WorldModel(nn.Module):
         feat = torch.cat(feats, dim=-1)
         x = torch.cat([p, a, feat], dim=-1)
         xn = x.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
-        p1 = p.unsqueeze(0) + self.prop[1](F.silu(self.prop[0](xn)))
+        p1 = p.unsqueeze(0) + self.proprio_delta_std * self.prop[1](F.silu(self.prop[0](xn)))
         out = self.head(torch.cat([x, p1.mean(0)], dim=-1))
         return {"z": zs if members else None, "z_mean": zmean, "p": p1, "feat": feats, "outcome": out,
                 "disagreement": torch.stack(dis, -1).mean(-1), "cam_disagreement": dis}
@@ -380,7 +397,10 @@ class WorldModel(nn.Module):
         if device is not None:
             cfg.device = device
         model = cls(cfg, ckpt["proprio_dim"], ckpt["action_dim"])
-        model.load_state_dict(ckpt["state_dict"])
+        state = dict(ckpt["state_dict"])
+        # saved before the standardised proprio step: the old parameterisation is delta_std = 1
+        state.setdefault("proprio_delta_std", torch.ones(model.proprio_dim))
+        model.load_state_dict(state)
         model.version = ckpt.get("version", "")
         model.to(resolve_device(cfg.device))
         model.eval()

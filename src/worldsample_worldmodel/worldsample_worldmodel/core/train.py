@@ -158,7 +158,8 @@ def compute_loss(model, batch: Batch, gen) -> dict[str, Any]:
             logit = model.error_logit(tr["feat"][j], dec_feat, p, a, tr["cam_disagreement"][j], i + 1)
             err_l = err_l + (((logit - torch.log(err.detach() + 1e-6)) ** 2) * m).sum() / msum / ncam
             new_hist[c] = torch.cat([hist[c][:, 1:], z1[:, None]], dim=1)
-        pl = ((tr["p"] - prop[:, i + 1]) ** 2).mean(dim=-1)  # (N, B)
+        # in units of the per-step spread (`WorldModel.set_delta_stats`): small motions count
+        pl = (((tr["p"] - prop[:, i + 1]) / model.proprio_delta_std) ** 2).mean(dim=-1)  # (N, B)
         prop_l = prop_l + (((pl * boot).sum(0) / bsum) * m).sum() / msum
         out = tr["outcome"]
         rew_l = rew_l + (((out[:, 0] - rew[:, i]) ** 2) * m).sum() / msum
@@ -321,6 +322,7 @@ def train_world_model(
     else:
         model = build_model(cfg, kept[0].proprio.shape[1])
         model.set_proprio_stats(np.concatenate([e.proprio for e in kept]))
+        model.set_delta_stats([e.proprio for e in kept])
         init_version = ""
     model.train()
     sampler = WindowSampler(kept, tuple(cfg.cameras), cfg.history, cfg.rollout_steps, cfg.real_fraction)

@@ -94,6 +94,12 @@ class Task:
     def evaluate(self, env: FrankaTaskEnv) -> tuple[bool, float]:
         """(success, progress in [0, 1]): how close the state is to success; `core.reward` turns it into
         the step's reward (0 on success, ``-1 + 0.8 * progress`` otherwise)."""
+        return self.evaluate_state(self.state(env))
+
+    def evaluate_state(self, state: np.ndarray) -> tuple[bool, float]:
+        """`evaluate` from the privileged state vector alone (what `state` returns): the success detector
+        and shaped score of the task as a function of that vector, so a *predicted* state (a world model's
+        imagined step) is judged by the same rule as a real one."""
         raise NotImplementedError
 
 
@@ -146,12 +152,11 @@ class PushTask(Task):
     def state(self, env) -> np.ndarray:
         return _with_relative(env, "block", env.mocap_pos("target")[:2])
 
-    def evaluate(self, env):
-        b = env.body_pos("block")
-        t = env.mocap_pos("target")
-        d = float(np.linalg.norm(b[:2] - t[:2]))
-        success = d < self.success_radius and b[2] < 0.05
-        shaped = 0.3 * _closeness(float(np.linalg.norm(env.ee_pos() - b))) + 0.7 * _closeness(d)
+    def evaluate_state(self, state):
+        b, t, ee_to_b = state[0:3], state[3:5], state[7:10]
+        d = float(np.linalg.norm(b[:2] - t))
+        success = bool(d < self.success_radius and b[2] < 0.05)
+        shaped = 0.3 * _closeness(float(np.linalg.norm(ee_to_b))) + 0.7 * _closeness(d)
         return success, 1.0 if success else shaped
 
 
@@ -175,12 +180,11 @@ class PickPlaceTask(Task):
     def state(self, env) -> np.ndarray:
         return _with_relative(env, "block", env.mocap_pos("target")[:2])
 
-    def evaluate(self, env):
-        b = env.body_pos("block")
-        t = env.mocap_pos("target")
-        d = float(np.linalg.norm(b[:2] - t[:2]))
-        success = d < self.success_radius and b[2] < self.half + 0.005
-        reach = _closeness(float(np.linalg.norm(env.ee_pos() - b)))
+    def evaluate_state(self, state):
+        b, t, ee_to_b = state[0:3], state[3:5], state[7:10]
+        d = float(np.linalg.norm(b[:2] - t))
+        success = bool(d < self.success_radius and b[2] < self.half + 0.005)
+        reach = _closeness(float(np.linalg.norm(ee_to_b)))
         lifted = min(1.0, max(0.0, (b[2] - self.half) / 0.05))
         shaped = 0.25 * reach + 0.25 * max(lifted, _closeness(d)) + 0.5 * _closeness(d)
         return success, 1.0 if success else shaped
@@ -233,21 +237,27 @@ class SortTask(Task):
         return np.concatenate([red, blue, rbin, bbin, rbin - red[:2], bbin - blue[:2], red - ee, blue - ee])
 
     def in_bin(self, env, colour: str) -> bool:
-        b = env.body_pos(f"{colour}_block")
-        c = env.mocap_pos(f"{colour}_bin")
-        return bool(np.all(np.abs(b[:2] - c[:2]) < self.bin_inner) and b[2] < 0.05)
+        return self._in_bin(self.state(env), colour)
 
-    def evaluate(self, env):
-        done = [self.in_bin(env, c) for c in ("red", "blue")]
+    # slices of `state` per colour: block xyz, bin xy, block -> ee
+    _SLICES = {"red": (slice(0, 3), slice(6, 8), slice(14, 17)), "blue": (slice(3, 6), slice(8, 10), slice(17, 20))}
+
+    def _in_bin(self, state, colour: str) -> bool:
+        blk, bin_, _ = self._SLICES[colour]
+        b, c = state[blk], state[bin_]
+        return bool(np.all(np.abs(b[:2] - c) < self.bin_inner) and b[2] < 0.05)
+
+    def evaluate_state(self, state):
+        done = [self._in_bin(state, c) for c in ("red", "blue")]
         success = all(done)
         score = 0.0
-        ee = env.ee_pos()
         pending = [c for c, ok in zip(("red", "blue"), done, strict=True) if not ok]
         for c, ok in zip(("red", "blue"), done, strict=True):
-            d = float(np.linalg.norm(env.body_pos(f"{c}_block")[:2] - env.mocap_pos(f"{c}_bin")[:2]))
+            blk, bin_, _ = self._SLICES[c]
+            d = float(np.linalg.norm(state[blk][:2] - state[bin_]))
             score += 0.4 * (1.0 if ok else _closeness(d, 5.0))
         if pending:
-            score += 0.2 * _closeness(float(np.linalg.norm(ee - env.body_pos(f"{pending[0]}_block"))))
+            score += 0.2 * _closeness(float(np.linalg.norm(state[self._SLICES[pending[0]][2]])))
         else:
             score += 0.2
         return success, 1.0 if success else score
@@ -301,13 +311,12 @@ class PegInsertionTask(Task):
         p, rim = env.body_pos("peg"), self.hole_rim(env)
         return np.concatenate([p, rim, rim[:2] - p[:2], [p[2] - self.peg_half[2] - rim[2]]])
 
-    def evaluate(self, env):
-        p = env.body_pos("peg")
-        rim = self.hole_rim(env)
+    def evaluate_state(self, state):
+        p, rim = state[0:3], state[3:6]
         bottom = p[2] - self.peg_half[2]
         dxy = float(np.linalg.norm(p[:2] - rim[:2]))
         inserted = rim[2] - bottom
-        success = inserted >= self.insert_depth and dxy < self.hole_half
+        success = bool(inserted >= self.insert_depth and dxy < self.hole_half)
         # progress guides from afar: the xy term is 0.24 at 10 cm, 0.9 at 1 cm; the depth term
         # (from 3 cm above the rim down to the success depth) counts only over the hole (soft gate:
         # 0.8 at 2 mm off-centre, 0.24 at 1 cm), so pressing the peg on the fixture top pays nothing
@@ -322,3 +331,23 @@ TASK_CLASSES: dict[str, type[Task]] = {
     "sort": SortTask,
     "pick_place": PickPlaceTask,
 }
+
+
+def judge_states(task: str, states: np.ndarray, reward: str = "shaped") -> tuple[np.ndarray, np.ndarray]:
+    """The task's success detector and reward on a sequence of privileged states (T, state_dim), e.g. the
+    next states of a world model's imagined branch -> (success (T,) bool, reward (T,) float32) by the one
+    reward convention of `core.reward` (the rule every real step is labelled with)."""
+    from ..reward import step_reward
+
+    if task not in TASK_CLASSES:
+        raise ValueError(f"task {task!r} is unknown; expected one of {tuple(TASK_CLASSES)}")
+    t = TASK_CLASSES[task]()
+    x = np.asarray(states, np.float64)
+    if x.ndim != 2 or x.shape[1] != t.state_dim:
+        raise ValueError(f"judge_states({task!r}): states must be (T, {t.state_dim}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"judge_states({task!r}): states hold NaN or inf")
+    out = [t.evaluate_state(row) for row in x]
+    success = np.array([o[0] for o in out], bool)
+    rewards = np.array([step_reward(ok, prog, reward) for ok, prog in out], np.float32)
+    return success, rewards
