@@ -279,3 +279,33 @@ def test_judged_branch_ends_at_its_first_successful_state():
     assert out.length == t and not out.terminated.any() and out.truncated[-1] and not out.successes.any()
     with pytest.raises(ValueError, match="state_in_proprio"):
         VideoWorldModelSource(VideoSourceConfig(state_in_proprio=False), judge=judge)
+
+
+def test_judged_predictor_labels_by_the_predicted_state():
+    """`JudgedPredictor`: reward and termination come from the judge on the predicted state; with the real
+    future as the prediction and the toy's own success rule as the judge, termination is exact."""
+    from worldsample_worldmodel.core.state_error import JudgedPredictor
+
+    class RealFuture:
+        name = "real future"
+
+        def predict(self, episodes, ep_idx, t, actions):
+            return real_future(episodes, ep_idx, t, actions.shape[1])
+
+    held = toy(4, 100, steps=12, noise=0.2)
+    seen = []
+
+    final = {tuple(e.states[1:][k]) for e in held for k in np.flatnonzero(e.terminated)}
+
+    def judge(task, states):  # "success" = exactly a recorded terminal state of a held-out episode
+        seen.append(task)
+        ok = np.array([tuple(x) in final for x in states])
+        return ok, np.where(ok, 0.0, -1.0).astype(np.float32)
+
+    res = evaluate_state_error([JudgedPredictor(RealFuture(), judge)], held, TOY_LABELS, (1,),
+                               proprio_groups=TOY_PROPRIO)
+    r = res["predictors"]["real future, judged"]["h=1"]
+    assert seen and set(seen) == {held[0].task}
+    assert r["rmse"]["object"] == 0.0
+    assert r["termination"]["positives"] > 0, "the toy episodes should contain successes"
+    assert r["termination"]["f1"] == 1.0 and r["termination"]["brier"] == 0.0

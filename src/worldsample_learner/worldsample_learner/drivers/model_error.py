@@ -29,6 +29,7 @@ import math
 import shutil
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from .experiment import (
     _json_dumps,
     _load_pickle,
     _save_pickle,
+    env_config,
     expert_demos,
     noisy_expert_episodes,
     pretrain_world_model,
@@ -109,7 +111,7 @@ def video_models(task: str, cfg: ExperimentConfig, tdir: Path, demos: list, real
 def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any]:
     """Results of the three predictors (and the pre-trained video model) on ``task``'s held-out rollouts."""
     from worldsample_control.core.sim.env import PROPRIO_DIM
-    from worldsample_control.core.sim.tasks import TASK_CLASSES
+    from worldsample_control.core.sim.tasks import TASK_CLASSES, judge_states
     from worldsample_worldmodel.core.mlp_dynamics import (
         MLPDynamicsConfig,
         train_mlp_dynamics,
@@ -118,6 +120,7 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
     from worldsample_worldmodel.core.source import static_state_dims
     from worldsample_worldmodel.core.state_error import (
         CopyState,
+        JudgedPredictor,
         MLPPredictor,
         VideoModelPredictor,
         evaluate_state_error,
@@ -143,6 +146,9 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
                   VideoModelPredictor(post, PROPRIO_DIM, name="video WM, post-trained"),
                   VideoModelPredictor(post, PROPRIO_DIM, name="video WM, post-trained, static carried",
                                       static=static_state_dims(train_eps))]
+    # reward and termination by the task's success detector on the predicted state (`source.judged`)
+    judge = partial(judge_states, reward=env_config(cfg, render=False).reward)
+    predictors += [JudgedPredictor(predictors[1], judge), JudgedPredictor(predictors[-1], judge)]
     res = evaluate_state_error(predictors, held, TASK_CLASSES[task].state_labels, cfg.horizons)
     res.update(task=task, mlp=mlp_metrics, world_model={"pretrained": pre.version, "posttrained": post.version},
                train_episodes={"demos": sum(e.source.name == "DEMO" for e in train_eps),

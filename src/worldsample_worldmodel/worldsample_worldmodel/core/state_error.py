@@ -183,6 +183,23 @@ class VideoModelPredictor:
                           ("proprio", "state", "reward", "terminated_prob")))
 
 
+class JudgedPredictor:
+    """Another predictor whose reward and termination are the task's success detector and reward on its
+    *predicted state* (``judge(task, states (N, S)) -> (success, reward)``, `source.judged`'s labelling)
+    instead of its own outcome head; termination probability 1 where the state counts as success."""
+
+    def __init__(self, inner: Predictor, judge, name: str | None = None) -> None:
+        self.inner, self.judge = inner, judge
+        self.name = name or f"{inner.name}, judged"
+
+    def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
+        ol = self.inner.predict(episodes, ep_idx, t, actions)
+        b, h, s = ol.state.shape
+        ok, rew = self.judge(episodes[0].task, ol.state.reshape(-1, s))
+        return replace(ol, reward=np.asarray(rew, np.float32).reshape(b, h),
+                       terminated_prob=np.asarray(ok, np.float32).reshape(b, h))
+
+
 def real_future(episodes, ep_idx, t, h: int) -> OpenLoop:
     """What really followed each start (episode ``ep_idx[b]``, step ``t[b]``) for ``h`` steps, as an `OpenLoop`
     (termination as probability 0 / 1); zeros past an episode's end."""
