@@ -30,8 +30,10 @@ CASES = {
     "state, 2 critics": dict(),
     "state, min over 2 of 5 critics": dict(num_critics=5, num_min_critics=2),
     "state, Q-filtered BC": dict(bc_weight=1.0),
-    "pixels": dict(obs_mode="pixels", state_dim=0, cameras=("front",), image_size=16, encoder_channels=4,
-                   feature_dim=8, batch_size=32),
+    "pixels": dict(obs_mode="pixels", pixel_encoder="conv", state_dim=0, cameras=("front",), image_size=16,
+                   encoder_channels=4, feature_dim=8, batch_size=32),
+    "pixels, frozen encoder": dict(obs_mode="pixels", pixel_encoder="frozen", state_dim=0, cameras=("front",),
+                                   image_size=16, frozen_channels=4, frozen_keypoints=4, batch_size=32),
 }
 
 

@@ -45,8 +45,8 @@ def test_pixels_mode_trains_and_uses_demos(tmp_path):
 
     demos = [run_episode(env, expert, seed=i, source=Source.DEMO) for i in range(5)]
     assert all(d.success for d in demos)
-    cfg = _cfg(steps=300, obs_mode="pixels", cameras=("front", "wrist"), feature_dim=16, encoder_channels=8,
-               augment_pad=1)
+    cfg = _cfg(steps=300, obs_mode="pixels", pixel_encoder="conv", cameras=("front", "wrist"), feature_dim=16,
+               encoder_channels=8, augment_pad=1)
     cfg.warmup_steps, cfg.eval_every, cfg.eval_episodes, cfg.log_every = 50, 300, 2, 100
     r = train_in_process(env, cfg, demos, None, tmp_path, progress=False)
     assert r["updates"] == 250

@@ -6,8 +6,10 @@
 - ``utd_ratio`` critic updates per call of `update`, one actor + temperature update
 - actor: ``alpha log pi - Q`` plus, on the demo rows of the batch, a Q-filtered behaviour-cloning
   term (``bc_weight``; see `_bc_loss`)
-- pixels: the conv encoder is trained by the critic loss only (actor sees detached features),
-  random-shift augmentation on every image batch, a Polyak-averaged target encoder.
+- pixels, ``pixel_encoder="conv"``: the conv encoder is trained by the critic loss only (actor sees
+  detached features), random-shift augmentation on every image batch, a Polyak-averaged target encoder.
+- pixels, ``pixel_encoder="frozen"``: pre-trained keypoints (`pretrain_encoder`) that SAC never
+  changes; batches carry them cached (``obs["features"]``), and the update is the state update's.
 
 `SACAgent.update` computes that with as little work as the math allows (issue 23): state
 observations have a weight-free encoder and the actor does not change during the critic steps, so
@@ -65,12 +67,15 @@ class SACAgent:
         self.reference_update = bool(reference_update)
         fused = {} if self.reference_update else {"fused": True}
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, **fused)
-        self.critic_opt = torch.optim.Adam(list(self.critic.parameters()) + list(self.encoder.parameters()),
-                                           lr=cfg.critic_lr, **fused)
+        # the frozen pixel encoder's weights take no gradient: outside every optimiser and Polyak step
+        enc_params = [p for p in self.encoder.parameters() if p.requires_grad]
+        tgt_params = [t for p, t in zip(self.encoder.parameters(), self.target_encoder.parameters(), strict=True)
+                      if p.requires_grad]
+        self.critic_opt = torch.optim.Adam(list(self.critic.parameters()) + enc_params, lr=cfg.critic_lr, **fused)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         # Polyak pairs (online, target) of the critic and the encoder, for one multi-tensor lerp
-        self._online = [*self.critic.parameters(), *self.encoder.parameters()]
-        self._target = [*self.target_critic.parameters(), *self.target_encoder.parameters()]
+        self._online = [*self.critic.parameters(), *enc_params]
+        self._target = [*self.target_critic.parameters(), *tgt_params]
         self.updates = 0
         self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
@@ -80,8 +85,36 @@ class SACAgent:
         out: dict[str, Any] = {"proprio": torch.as_tensor(np.asarray(obs["proprio"], np.float32), device=dev)}
         if self.spec.state_dim:
             out["state"] = torch.as_tensor(np.asarray(obs["state"], np.float32), device=dev)
+        if obs.get("features") is not None and self.encoder.frozen:  # cached frozen-encoder features: no frames needed
+            out["features"] = torch.as_tensor(np.asarray(obs["features"], np.float32), device=dev)
+            out["images"] = {}
+            return out
         out["images"] = {c: torch.as_tensor(np.ascontiguousarray(obs["images"][c]), device=dev) for c in self.spec.cameras}
         return out
+
+    # ------------------------------------------------------------------ frozen pixel encoder
+    @property
+    def encoder_version(self) -> int:
+        """How often the frozen pixel encoder was pre-trained (0 = never); -1 without one."""
+        return int(self.encoder.keypoints.version) if self.encoder.frozen else -1
+
+    def pretrain_encoder(self, frames: dict[str, np.ndarray], log_every: int = 0) -> dict[str, Any]:
+        """Pre-train the frozen pixel encoder on ``frames`` (uint8 (N, H, W, 3) per camera; frames only,
+        `pixel_encoder.pretrain_keypoints`) and give the target encoder the same weights. Features cached
+        under the previous version are stale afterwards (`Learner.sync_features`)."""
+        if not self.encoder.frozen:
+            raise ValueError(f"pretrain_encoder: pixel_encoder={self.cfg.pixel_encoder!r} with obs_mode="
+                             f"{self.cfg.obs_mode!r} has no frozen encoder to pre-train")
+        from .pixel_encoder import pretrain_keypoints
+
+        info = pretrain_keypoints(self.encoder.keypoints, frames, self.cfg, self.device, seed=self.cfg.seed + self.encoder_version,
+                                  log_every=log_every)
+        self.target_encoder.keypoints.load_state_dict(self.encoder.keypoints.state_dict())
+        return info
+
+    def features(self, images: dict[str, np.ndarray]) -> np.ndarray:
+        """The frozen encoder's features (N, F) of numpy uint8 frames per camera (the replay's featurizer)."""
+        return self.encoder.keypoints.features(images, self.device)
 
     @property
     def normalizer_fitted(self) -> bool:
@@ -155,9 +188,10 @@ class SACAgent:
         act = [torch.as_tensor(b["action"], device=dev) for b in batches]
         boot = [self._bootstrap(b) for b in batches]
         alpha = self.log_alpha.detach().exp()  # the temperature only changes after the critic steps
-        pixels = self.encoder.pixels
+        pixels = self.encoder.pixels and not self.encoder.frozen  # an encoder the critic steps train
         if not pixels:
-            # no encoder weights (a fixed standardisation) and an actor that the critic steps leave alone:
+            # no trained encoder weights (a fixed standardisation, frozen keypoints) and an actor that the critic
+            # steps leave alone:
             # the next actions of every UTD batch from one pass, each batch's features once
             sizes = [len(a) for a in act]
             with torch.no_grad():
@@ -264,5 +298,6 @@ class SACAgent:
 
 
 def _cat_obs(obs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Torch observation dicts (no images) concatenated along the batch axis."""
-    return {k: (v if k == "images" else torch.cat([o[k] for o in obs])) for k, v in obs[0].items()}
+    """Torch observation dicts concatenated along the batch axis."""
+    return {k: ({c: torch.cat([o[k][c] for o in obs]) for c in v} if k == "images" else torch.cat([o[k] for o in obs]))
+            for k, v in obs[0].items()}

@@ -12,6 +12,7 @@ from worldsample_common.core.franka_interface import WorldSampleTopics
 from worldsample_common.core.params import require_non_negative, require_positive
 
 OBS_MODES: tuple[str, ...] = ("state", "pixels")
+PIXEL_ENCODERS: tuple[str, ...] = ("frozen", "conv")  # AgentConfig.pixel_encoder
 
 
 def _unit(owner: str, name: str, value: float) -> None:
@@ -23,9 +24,13 @@ def _unit(owner: str, name: str, value: float) -> None:
 class AgentConfig:
     """SAC with a LayerNorm critic ensemble (RLPD / HIL-SERL style).
 
-    ``obs_mode="pixels"``: a small conv encoder over every camera (shared by actor and critic,
-    trained through the critic loss, random-shift augmented) + proprio. ``obs_mode="state"``:
-    an MLP over proprio + privileged sim state (fast CPU experiments).
+    ``obs_mode="pixels"``: the cameras' frames + proprio, encoded by ``pixel_encoder``:
+    ``"frozen"`` = per-camera spatial-softmax keypoints pre-trained once on frames alone (a spatial
+    autoencoder on the demos' and the first real episodes' frames, `core/pixel_encoder.py`), then held
+    fixed, with its features cached per transition in the replay (an update costs about what a state
+    update costs); ``"conv"`` = a conv encoder over the stacked frames (shared by actor and critic,
+    trained through the critic loss, random-shift augmented; ~10x the update cost on a CPU).
+    ``obs_mode="state"``: an MLP over proprio + privileged sim state (fast CPU experiments).
     """
 
     obs_mode: str = "state"
@@ -36,8 +41,17 @@ class AgentConfig:
     action_dim: int = 4
     hidden_dim: int = 256
     hidden_layers: int = 2
-    feature_dim: int = 64  # conv encoder output per camera set (pixels)
-    encoder_channels: int = 32
+    pixel_encoder: str = "frozen"  # pixels: "frozen" (pre-trained keypoints, cached) or "conv" (end-to-end)
+    feature_dim: int = 64  # conv encoder output per camera set (pixel_encoder "conv")
+    encoder_channels: int = 32  # conv encoder channels (pixel_encoder "conv")
+    # pixel_encoder "frozen": conv channels and keypoints per camera (features: 2 * keypoints per camera),
+    # pre-training (Adam steps, frames per step, learning rate) and the most frames it is given
+    frozen_channels: int = 16
+    frozen_keypoints: int = 16
+    frozen_pretrain_steps: int = 1500
+    frozen_pretrain_batch: int = 32
+    frozen_pretrain_lr: float = 1e-3
+    frozen_pretrain_frames: int = 5000
     # 2 critics and UTD 2: a 20k-step state run of push in ~8 min on a 2-core CPU (`worldsample bench
     # learner` prints the cost of 10 critics / UTD 4: ~5x / ~1.8x per update); RLPD's 10 critics and
     # high UTD are for a GPU
@@ -72,8 +86,12 @@ class AgentConfig:
             raise ValueError(f"{o}.obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if self.obs_mode == "pixels" and not self.cameras:
             raise ValueError(f"{o}.cameras must name at least one camera for obs_mode='pixels'")
+        if self.pixel_encoder not in PIXEL_ENCODERS:
+            raise ValueError(f"{o}.pixel_encoder must be one of {PIXEL_ENCODERS}, got {self.pixel_encoder!r}")
         for name in ("proprio_dim", "action_dim", "hidden_dim", "hidden_layers", "batch_size", "utd_ratio", "n_step",
-                     "num_critics", "num_min_critics", "image_size", "feature_dim", "encoder_channels"):
+                     "num_critics", "num_min_critics", "image_size", "feature_dim", "encoder_channels",
+                     "frozen_channels", "frozen_keypoints", "frozen_pretrain_steps", "frozen_pretrain_batch",
+                     "frozen_pretrain_frames"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")
@@ -81,7 +99,8 @@ class AgentConfig:
             raise ValueError(f"{o}.state_dim must be an int >= 0, got {self.state_dim!r}")
         if self.num_min_critics > self.num_critics:
             raise ValueError(f"{o}.num_min_critics ({self.num_min_critics}) must be <= num_critics ({self.num_critics})")
-        require_positive(o, **{n: getattr(self, n) for n in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "tau")})
+        require_positive(o, **{n: getattr(self, n) for n in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "tau",
+                                                             "frozen_pretrain_lr")})
         _unit(o, "discount", self.discount)
         require_non_negative(o, bc_weight=self.bc_weight)
         _unit(o, "demo_fraction", self.demo_fraction)

@@ -65,6 +65,8 @@ class Learner:
         self.rng = np.random.default_rng(agent_cfg.seed)
         self._window: dict[str, list[float]] = {"q_real": [], "q_synthetic": [], "critic_loss": [], "alpha": []}
         self.last_info: dict[str, float] = {}
+        self.pretrain_s = 0.0  # seconds spent pre-training the frozen pixel encoder (`pretrain_encoder`)
+        self.pretrain_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ data in
     def add_demo_episode(self, ep: Episode) -> AddReport:
@@ -196,11 +198,62 @@ class Learner:
             raise RuntimeError("Learner.train_step: no demo or real transitions yet")
         if not self.agent.normalizer_fitted:
             self.fit_normalizer()
+        self.sync_features()
         info = self.agent.update([self.sample_batch() for _ in range(self.cfg.utd_ratio)])
         for k in self._window:
             if np.isfinite(info.get(k, float("nan"))):
                 self._window[k].append(info[k])
         self.last_info = info
+        return info
+
+    # ------------------------------------------------------------------ frozen pixel encoder
+    def sync_features(self) -> None:
+        """Frozen pixel encoder only (no-op otherwise): pre-train it when it never was (`pretrain_encoder`),
+        and re-encode every store whose cached features are of another encoder version (after a
+        re-training, or a resumed learner whose stores were reloaded from disk)."""
+        if not self.agent.encoder.frozen:
+            return
+        if self.agent.encoder_version == 0:
+            self.pretrain_encoder()
+            return
+        v = self.agent.encoder_version
+        for store in (self.demo, self.real, self.synthetic):
+            if store.feature_version != v:
+                store.set_featurizer(self.agent.features, v)
+
+    def pretrain_encoder(self, log_every: int = 0) -> dict[str, Any]:
+        """(Re-)train the frozen pixel encoder on the frames the demo and real stores hold now (at most
+        ``frozen_pretrain_frames``, drawn evenly from both when both hold more than half each; frames
+        only, nothing else), then re-encode every store's cached features with the new version."""
+        import time
+
+        t0 = time.perf_counter()
+        stores = [s for s in (self.demo, self.real) if len(s)]
+        if not stores:
+            raise RuntimeError("Learner.pretrain_encoder: no demo or real frames yet")
+        budget = self.cfg.frozen_pretrain_frames
+        take = {s.name: min(len(s), budget // len(stores)) for s in stores}
+        spare = budget - sum(take.values())
+        for s in stores:  # what one store cannot fill, the other may
+            extra = min(spare, len(s) - take[s.name])
+            take[s.name] += extra
+            spare -= extra
+        parts = []
+        for s in stores:
+            idx = np.sort(self.rng.choice(len(s), size=take[s.name], replace=False))
+            parts.append(s.frames(idx))
+        frames = {c: np.concatenate([p[c] for p in parts]) for c in self.agent.spec.cameras}
+        info = self.agent.pretrain_encoder(frames, log_every=log_every)
+        v = self.agent.encoder_version
+        for store in (self.demo, self.real, self.synthetic):
+            store.set_featurizer(self.agent.features, v)
+        self.pretrain_s += time.perf_counter() - t0
+        self.pretrain_info = {**{k: v for k, v in info.items() if k != "losses"},
+                              "first_loss": info["losses"][0] if info["losses"] else float("nan"),
+                              "final_loss": float(np.mean(info["losses"][-50:])) if info["losses"] else float("nan"),
+                              "frames_from": take}
+        log.info("learner: frozen pixel encoder pre-trained (version %d) on %s frames in %.1f s", v, take,
+                 time.perf_counter() - t0)
         return info
 
     def fit_normalizer(self) -> None:

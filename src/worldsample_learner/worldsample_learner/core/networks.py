@@ -35,8 +35,10 @@ def random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
 class ObsEncoder(nn.Module):
     """Observation -> feature vector.
 
-    pixels: every camera's frame is stacked on the channel axis, passed through a 4-layer conv
-    net, projected to ``feature_dim`` with LayerNorm + tanh and concatenated with proprio.
+    pixels, ``pixel_encoder="conv"``: every camera's frame is stacked on the channel axis, passed through
+    a 4-layer conv net, projected to ``feature_dim`` with LayerNorm + tanh and concatenated with proprio.
+    pixels, ``pixel_encoder="frozen"``: the pre-trained keypoints (`pixel_encoder.KeypointEncoder`,
+    never updated by SAC) concatenated with proprio.
     state: proprio (+ privileged state).
 
     The vector part (proprio, + state in state mode) is standardised with a fixed per-entry mean
@@ -50,7 +52,15 @@ class ObsEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.pixels = cfg.obs_mode == "pixels"
-        if self.pixels:
+        # pixel_encoder "frozen": pre-trained keypoints, no gradient from SAC; a batch may carry them cached
+        # (``obs["features"]``, `ReplayStore.set_featurizer`), else they are computed from the frames
+        self.frozen = self.pixels and cfg.pixel_encoder == "frozen"
+        if self.frozen:
+            from .pixel_encoder import KeypointEncoder
+
+            self.keypoints = KeypointEncoder(cfg).requires_grad_(False).eval()
+            self.out_dim = self.keypoints.out_dim + cfg.proprio_dim
+        elif self.pixels:
             c = cfg.encoder_channels
             in_ch = 3 * len(cfg.cameras)
             self.conv = nn.Sequential(
@@ -81,6 +91,12 @@ class ObsEncoder(nn.Module):
         proprio = self.vector(obs)
         if not self.pixels:
             return proprio
+        if self.frozen:
+            feat = obs.get("features")
+            if feat is None:
+                with torch.no_grad():
+                    feat = self.keypoints(obs["images"])
+            return torch.cat([feat, proprio], dim=-1)
         frames = [obs["images"][c] for c in self.cfg.cameras]  # uint8 (B, H, W, 3)
         x = torch.cat(frames, dim=-1).permute(0, 3, 1, 2).float() / 255.0 - 0.5
         if augment:

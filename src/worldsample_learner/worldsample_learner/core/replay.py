@@ -9,6 +9,13 @@ as a duplicate), so replaying the same bags or messages after a restart never du
 
 Bad input (wrong shapes, NaN/inf, actions outside [-1, 1], missing camera or state) is
 rejected with a count per reason, never raised into training.
+
+Feature cache (the frozen pixel encoder, ``AgentConfig.pixel_encoder="frozen"``): `set_featurizer`
+gives a store a function from frames to feature vectors and the version of the encoder behind it;
+the store then holds ``feat`` / ``next_feat`` for every transition (computed once, when the
+transition is added, and for all held transitions at once when the version changes), and batches
+carry ``obs["features"]`` instead of the frames. The cache lives in memory only (the chunk files
+keep the frames; a restarted learner re-encodes them).
 """
 
 from __future__ import annotations
@@ -169,6 +176,8 @@ class ReplayStore:
         self.total_added = 0
         self.rejected: Counter = Counter()
         self.duplicates = 0
+        self._featurize: Any = None  # set_featurizer
+        self.feature_version: int | None = None
         self.directory = Path(directory) if directory is not None else None
         self._pending: list[dict[str, Any]] = []
         self._pending_n = 0
@@ -273,6 +282,8 @@ class ReplayStore:
         for s, eid in zip(slots, ids_mem, strict=True):
             self._ids[int(s)] = eid
             self._eid[int(s)] = hash(eid)
+        if self._featurize is not None:
+            self._encode(slots)
         self._pos = int((self._pos + m) % self.capacity)
         self._size = min(self.capacity, self._size + m)
         self.total_added += m
@@ -284,6 +295,34 @@ class ReplayStore:
             if self._pending_n >= self.chunk_size:
                 self.flush()
         return rep
+
+    # ------------------------------------------------------------------ feature cache
+    def set_featurizer(self, fn: Any, version: int) -> None:
+        """Cache ``fn(frames)`` for every transition from now on: ``fn`` maps uint8 (N, H, W, 3) frames per
+        camera to float32 (N, F); ``version`` names the encoder behind it. Every transition held now is
+        re-encoded (a re-trained encoder's features replace the old ones), every one added later encoded
+        as it comes; batches then carry ``obs["features"]`` / ``next_obs["features"]`` and no frames."""
+        if not self.spec.cameras:
+            raise ValueError(f"ReplayStore {self.name!r}: set_featurizer needs stored frames (cameras=())")
+        s = self.spec.image_size
+        probe = np.asarray(fn({c: np.zeros((1, s, s, 3), np.uint8) for c in self.spec.cameras}), np.float32)
+        if probe.ndim != 2 or probe.shape[0] != 1:
+            raise ValueError(f"ReplayStore {self.name!r}: the featurizer must return (N, F) for N frames, "
+                             f"got {probe.shape} for 1")
+        dim = probe.shape[1]
+        for k in ("feat", "next_feat"):
+            if k not in self._data or self._data[k].shape[1] != dim:
+                self._data[k] = np.zeros((self.capacity, dim), np.float32)
+        self._featurize, self.feature_version = fn, int(version)
+        self._encode(np.arange(self._size))
+
+    def _encode(self, slots: np.ndarray, chunk: int = 1024) -> None:
+        cams = self.spec.cameras
+        for a in range(0, len(slots), chunk):
+            sl = np.asarray(slots[a:a + chunk])
+            for prefix in ("", "next_"):
+                feat = self._featurize({c: self._data[f"{prefix}img_{c}"][sl] for c in cams})
+                self._data[f"{prefix}feat"][sl] = np.asarray(feat, np.float32)
 
     # ------------------------------------------------------------------ persistence
     def flush(self) -> Path | None:
@@ -345,7 +384,9 @@ class ReplayStore:
         chain breaks (end of episode, a step missing, a slot overwritten) fewer steps are used.
         """
         idx = np.asarray(idx)
-        d = {k: v[idx] for k, v in self._data.items()}
+        # with a feature cache the batch carries the features and no frames (the frames stay in the store)
+        keys = [k for k in self._data if not (self._featurize is not None and "img_" in k)]
+        d = {k: self._data[k][idx] for k in keys}
         if n_step > 1 and discount is None:
             raise ValueError(f"ReplayStore {self.name!r}: n-step sampling (n_step={n_step}) needs the discount")
         if discount is not None:
@@ -367,7 +408,7 @@ class ReplayStore:
                 k_taken[cont] += 1
                 alive = cont & ~(self._data["terminated"][j] | self._data["truncated"][j])
             if (last != idx).any():
-                for key in self._data:
+                for key in keys:
                     if key.startswith("next_"):
                         d[key] = self._data[key][last]
                 term = self._data["terminated"][last]
@@ -383,6 +424,10 @@ class ReplayStore:
             out["state"] = self._data["state"][: self._size]
         return out
 
+    def frames(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The observation frames (uint8 (N, H, W, 3) per camera) of the transitions at ``idx``."""
+        return {c: self._data[f"img_{c}"][np.asarray(idx)] for c in self.spec.cameras}
+
     def recent_indices(self, n: int) -> np.ndarray:
         """Indices of the newest ``n`` transitions in memory."""
         n = min(n, self._size)
@@ -393,12 +438,15 @@ class ReplayStore:
 
     def stats(self) -> dict[str, Any]:
         return {"size": len(self), "total_added": self.total_added, "duplicates": self.duplicates,
-                "rejected": dict(self.rejected)}
+                "rejected": dict(self.rejected), "feature_version": self.feature_version}
 
 
 def batch_from_flat(d: dict[str, np.ndarray], spec: ObsSpec) -> dict[str, Any]:
     def obs(prefix: str) -> dict[str, Any]:
-        o: dict[str, Any] = {"proprio": d[f"{prefix}proprio"], "images": {c: d[f"{prefix}img_{c}"] for c in spec.cameras}}
+        o: dict[str, Any] = {"proprio": d[f"{prefix}proprio"],
+                             "images": {c: d[f"{prefix}img_{c}"] for c in spec.cameras if f"{prefix}img_{c}" in d}}
+        if f"{prefix}feat" in d:
+            o["features"] = d[f"{prefix}feat"]
         if spec.state_dim:
             o["state"] = d[f"{prefix}state"]
         return o

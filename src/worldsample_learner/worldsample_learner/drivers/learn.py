@@ -161,6 +161,9 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
 
     # where the time goes: policy inference, simulator step, learner update, evaluation, the rest
     timers = {"act": 0.0, "env_step": 0.0, "update": 0.0, "eval": 0.0}
+    frozen = learner.agent.encoder.frozen
+    if frozen:  # the frozen pixel encoder's one pre-training, before the first update
+        timers["encoder_pretrain"] = 0.0
     for step in range(1, cfg.env_steps + 1):
         t0 = time.perf_counter()
         if step <= cfg.warmup_steps and not demos:
@@ -199,6 +202,13 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             obs = env.reset(seed=ep_seed)
             buf = _new_buffer(obs, record_cams, env, keep_sim_state)
         if step > cfg.warmup_steps and learner.can_train():
+            if frozen and learner.agent.encoder_version == 0:
+                t1 = time.perf_counter()
+                if progress:
+                    print(f"[learn {cfg.ppl.mode}] pre-training the frozen pixel encoder on the frames of "
+                          f"{len(learner.demo)} demo and {len(learner.real)} real transitions ...", flush=True)
+                learner.pretrain_encoder(log_every=250 if progress else 0)
+                timers["encoder_pretrain"] += time.perf_counter() - t1
             t1 = time.perf_counter()
             learner.train_step()
             timers["update"] += time.perf_counter() - t1
@@ -254,6 +264,8 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
         "steps_to_success": steps_to(curve, 0.5),
         "time_s": {**timers, "other": max(0.0, time.time() - t_start - sum(timers.values()))},
     }
+    if frozen:
+        results["encoder_pretrain"] = learner.pretrain_info
     (out / "results.json").write_text(json_dumps(results, indent=2))
     assert checkpoint_path(out / "checkpoints", version) == final_ckpt
     return results

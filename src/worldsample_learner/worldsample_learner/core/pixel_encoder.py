@@ -1,0 +1,162 @@
+"""The frozen pixel encoder (``AgentConfig.pixel_encoder="frozen"``): keypoints pre-trained from frames alone.
+
+Why: on a 2-core CPU the end-to-end conv encoder (``"conv"``) costs ~1 s per env step at batch 256 /
+UTD 2, because every critic step runs the conv net forward and backward over 2 x 256 x UTD frames
+(docs/results.md, "Pixels"). A pixel encoder that is trained once and then held fixed lets the replay
+cache its output per transition (`ReplayStore.set_featurizer`): the SAC update then runs on feature
+vectors, like a state update.
+
+What it computes, per camera (own weights each): a small conv net (``frozen_channels`` channels, stride
+2, so the last map is ``image_size / 2`` wide), ``frozen_keypoints`` feature maps, a spatial softmax
+over each (the expected image coordinates in [-1, 1], as in Levine et al. 2016 and HIL-SERL's
+encoder) -> ``2 * frozen_keypoints`` numbers; the cameras' keypoints are concatenated and
+standardised with a per-entry mean / std fixed after pre-training.
+
+How it is trained (`pretrain_keypoints`): as the deep spatial autoencoder of Finn et al. (2016) — a
+decoder (pre-training only, thrown away afterwards) reconstructs each camera's frame at half
+resolution from that camera's keypoints alone; the per-pixel loss is weighted by how much the pixel
+varies over the training frames, so that the few pixels of a moving object count as much as the
+large static background. Targets are the frames themselves: no simulator state, no reward, no action
+(what a real arm has). Frames: the demos' and the run's own recorded ones (`Learner.pretrain_encoder`).
+
+``version`` (a buffer saved with the weights) counts pre-trainings: 0 = never trained. Features cached
+under another version are stale (`Learner.sync_features` re-encodes them).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AgentConfig
+
+
+class SpatialSoftmax(nn.Module):
+    """(B, K, H, W) maps -> (B, 2K) expected (x, y) of each map's softmax, in [-1, 1]."""
+
+    def __init__(self, h: int, w: int) -> None:
+        super().__init__()
+        ys, xs = torch.meshgrid(torch.linspace(-1.0, 1.0, h), torch.linspace(-1.0, 1.0, w), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1))  # (HW, 2)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        b, k = maps.shape[:2]
+        p = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)  # (B, K, HW)
+        return (p @ self.grid).reshape(b, 2 * k)
+
+
+def _trunk(c: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, c, 5, stride=2, padding=2), nn.ReLU(),
+                         nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(c, k, 3, padding=1))
+
+
+def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-0.5, 0.5]."""
+    return frames.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+
+
+class KeypointEncoder(nn.Module):
+    """Frames of ``cfg.cameras`` -> standardised keypoints (B, ``out_dim``); see the module text."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        super().__init__()
+        self.cameras = tuple(cfg.cameras)
+        k, c, s = cfg.frozen_keypoints, cfg.frozen_channels, cfg.image_size
+        self.trunks = nn.ModuleDict({cam: _trunk(c, k) for cam in self.cameras})
+        side = (s + 1) // 2
+        self.softmax = nn.ModuleDict({cam: SpatialSoftmax(side, side) for cam in self.cameras})
+        self.out_dim = 2 * k * len(self.cameras)
+        self.register_buffer("feat_mean", torch.zeros(self.out_dim))
+        self.register_buffer("feat_std", torch.ones(self.out_dim))
+        self.register_buffer("version", torch.zeros((), dtype=torch.int64))
+
+    def raw(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unstandardised keypoints of uint8 (B, H, W, 3) frames per camera."""
+        return torch.cat([self.softmax[c](self.trunks[c](frames_to_float(images[c]))) for c in self.cameras], dim=-1)
+
+    def forward(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (self.raw(images) - self.feat_mean) / self.feat_std
+
+    @torch.no_grad()
+    def features(self, images: dict[str, np.ndarray], device: torch.device | str = "cpu",
+                 chunk: int = 512) -> np.ndarray:
+        """float32 (N, out_dim) of numpy uint8 frames (N, H, W, 3) per camera, in chunks (the replay's featurizer)."""
+        n = len(images[self.cameras[0]])
+        out = np.empty((n, self.out_dim), np.float32)
+        for a in range(0, n, chunk):
+            t = {c: torch.as_tensor(np.ascontiguousarray(images[c][a:a + chunk]), device=device) for c in self.cameras}
+            out[a:a + chunk] = self(t).cpu().numpy()
+        return out
+
+
+class _Decoder(nn.Module):
+    """Keypoints of one camera -> that camera's frame at half resolution (pre-training only)."""
+
+    def __init__(self, k: int, side: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.side = side
+        self.net = nn.Sequential(nn.Linear(2 * k, hidden), nn.ReLU(), nn.Linear(hidden, 3 * side * side))
+
+    def forward(self, kp: torch.Tensor) -> torch.Tensor:
+        return self.net(kp).reshape(-1, 3, self.side, self.side)
+
+
+def pretrain_keypoints(enc: KeypointEncoder, frames: dict[str, np.ndarray], cfg: AgentConfig,
+                       device: torch.device | str = "cpu", seed: int = 0, log_every: int = 0) -> dict[str, Any]:
+    """Train ``enc`` (and a throw-away decoder) to reconstruct ``frames`` (uint8 (N, H, W, 3) per camera,
+    the same N) from keypoints; then fix its standardisation from the frames' keypoints and bump its
+    ``version``. Returns the loss curve and the time spent. Leaves ``enc`` without gradients (frozen)."""
+    missing = [c for c in enc.cameras if c not in frames]
+    if missing:
+        raise ValueError(f"pretrain_keypoints: frames of cameras {missing} missing (have {sorted(frames)})")
+    n = len(frames[enc.cameras[0]])
+    if n < 2 or any(len(frames[c]) != n for c in enc.cameras):
+        raise ValueError(f"pretrain_keypoints: need >= 2 frames, the same number per camera; got "
+                         f"{ {c: len(frames[c]) for c in enc.cameras} }")
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    enc.requires_grad_(True).train()
+    side = (cfg.image_size + 1) // 2
+    decoders = nn.ModuleDict({c: _Decoder(cfg.frozen_keypoints, side) for c in enc.cameras}).to(device)
+    data = {c: torch.as_tensor(np.ascontiguousarray(frames[c])) for c in enc.cameras}  # uint8 on the host
+    # per-pixel weight: the pixel's std over the frames (+ its mean, so that static pixels still count a little)
+    weights = {}
+    for c in enc.cameras:
+        small = F.avg_pool2d(frames_to_float(data[c][: min(n, 2000)]), 2, ceil_mode=True)
+        w = small.std(0, keepdim=True) + 0.02
+        weights[c] = (w / w.mean()).to(device)
+    opt = torch.optim.Adam([*enc.parameters(), *decoders.parameters()], lr=cfg.frozen_pretrain_lr)
+    losses: list[float] = []
+    bs = min(cfg.frozen_pretrain_batch, n)
+    for step in range(cfg.frozen_pretrain_steps):
+        idx = torch.randint(0, n, (bs,), generator=gen)
+        loss = torch.zeros((), device=device)
+        for c in enc.cameras:
+            x = frames_to_float(data[c][idx].to(device))
+            kp = enc.softmax[c](enc.trunks[c](x))
+            target = F.avg_pool2d(x, 2, ceil_mode=True)
+            loss = loss + (weights[c] * (decoders[c](kp) - target) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            print(f"  [pixel encoder] pre-training step {step + 1}/{cfg.frozen_pretrain_steps} "
+                  f"loss {np.mean(losses[-log_every:]):.5f}", flush=True)
+    enc.requires_grad_(False).eval()
+    with torch.no_grad():
+        enc.feat_mean.zero_()
+        enc.feat_std.fill_(1.0)
+        raw = torch.as_tensor(enc.features({c: frames[c] for c in enc.cameras}, device))
+        enc.feat_mean.copy_(raw.mean(0))
+        enc.feat_std.copy_(raw.std(0).clamp_min(1e-2))
+        enc.version += 1
+    return {"losses": losses, "frames": n, "seconds": time.perf_counter() - t0, "version": int(enc.version)}
