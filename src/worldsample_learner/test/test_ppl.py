@@ -132,26 +132,32 @@ def test_learner_selects_synthetic_and_mixes_batches_by_share():
         assert st["mode"] == mode and st["learner_step"] == 1
 
 
-def test_overestimation_reference_is_the_policy_q_on_recent_real_states():
-    """"recent" (default): q_real = Q(s, pi(s)) on the newest real states, which an exact model's on-policy
-    branches match; "batch": the mean Q on the real rows of the training batches."""
-    for ref in ("recent", "batch"):
+def test_overestimation_is_measured_against_the_branch_starts():
+    """"branch_start" (default): q_real / q_synthetic = the critic's Q at the (real) first steps / at the imagined
+    steps of the newest admitted synthetic transitions, re-measured every window even at share 0; "batch": the
+    mean Q on the real and synthetic rows of the training batches."""
+    for ref in ("branch_start", "batch"):
         cfg = AgentConfig(obs_mode="state", state_dim=2, hidden_dim=32, num_critics=2, batch_size=40, utd_ratio=1)
-        lr = Learner(cfg, PPLConfig(mode="naive", overestimation_reference=ref, reference_window=15))
+        lr = Learner(cfg, PPLConfig(mode="naive", overestimation_reference=ref, reference_window=12))
         lr.add_demo_episode(make_episode("d", t=20, source=Source.DEMO, cams=()))
-        lr.add_real_episode(make_episode("r-old", t=30, cams=(), seed=1))
-        lr.add_real_episode(make_episode("r-new", t=20, cams=(), seed=4))
-        lr.add_synthetic_episodes([make_episode("s", t=10, source=Source.SYNTHETIC, cams=(), seed=2,
-                                                uncertainty=np.zeros(10, np.float32))])
+        lr.add_real_episode(make_episode("r", t=30, cams=(), seed=1))
+        lr.add_synthetic_episodes([make_episode(f"s{i}", t=4, source=Source.SYNTHETIC, cams=(), seed=2 + i,
+                                                uncertainty=np.zeros(4, np.float32)) for i in range(5)])
+        assert lr.branch_q() == (pytest.approx(np.nan, nan_ok=True), pytest.approx(np.nan, nan_ok=True))
         lr.train_step()
-        batch_q_real = float(np.mean(lr._window["q_real"]))
+        batch_q = float(np.mean(lr._window["q_real"])), float(np.mean(lr._window["q_synthetic"]))
         st = lr.close_window()
         if ref == "batch":
-            assert st["q_real"] == pytest.approx(batch_q_real)
+            assert (st["q_real"], st["q_synthetic"]) == pytest.approx(batch_q)
             continue
-        # the reference uses only the 15 newest real transitions (all of episode r-new), under pi
-        newest = lr.real.gather(lr.real.recent_indices(15))["obs"]
-        q = lr.agent.q_values(newest, lr.agent.act(newest, deterministic=True)).mean()
-        assert st["q_real"] == pytest.approx(float(q), rel=1e-5)
+        # the 12 newest synthetic rows are the last 3 branches of 4 steps: 3 starts, 9 imagined steps
+        idx = lr.synthetic.recent_indices(12)
+        b = lr.synthetic.gather(idx)
+        q = lr.agent.q_values(b["obs"], b["action"]).mean(0)
+        start = np.array([k % 4 == 0 for k in range(len(lr.synthetic))])[idx]
+        assert start.sum() == 3
+        assert st["q_real"] == pytest.approx(float(q[start].mean()), rel=1e-5)
+        assert st["q_synthetic"] == pytest.approx(float(q[~start].mean()), rel=1e-5)
+        assert st["overestimation"] == pytest.approx((q[~start].mean() - q[start].mean()) / lr.ppl.q_scale, rel=1e-4)
     with pytest.raises(ValueError, match="overestimation_reference"):
         PPLController(PPLConfig(overestimation_reference="magic"))

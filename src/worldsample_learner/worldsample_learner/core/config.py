@@ -116,7 +116,7 @@ class ReplayConfig:
     store_images: bool | None = None  # None: only when obs_mode == "pixels"
 
 
-OVERESTIMATION_REFERENCES = ("recent", "batch")  # PPLConfig.overestimation_reference
+OVERESTIMATION_REFERENCES = ("branch_start", "batch")  # PPLConfig.overestimation_reference
 
 
 @dataclass
@@ -153,11 +153,14 @@ class PPLConfig:
     trend_gain: float = 2.0  # success-rate slope per window added to progress
     success_window: int = 20  # real episodes in the progress estimate
     overestimation_tolerance: float = 0.5  # normalised q_syn - q_real at which the share reaches 0
-    # what q_real is in the overestimation signal: "recent" = Q(s, pi(s)) of the current policy on the newest
-    # ``reference_window`` real states (the states branches start from: an exact model's branches score the
-    # same there); "batch" = Q on the real rows of the training batches (old: every real row ever stored, so
-    # exact on-policy branches read as inflated, measured with the oracle in docs/results.md)
-    overestimation_reference: str = "recent"
+    # how the overestimation signal (q_synthetic - q_real) / real Q spread is measured. "branch_start": with the
+    # current critic on the newest ``reference_window`` admitted synthetic transitions: q_real = Q of their
+    # branches' first steps (real states, the same policy and noise), q_synthetic = Q of their imagined steps, so
+    # an exact model reads ~0 at any share and a stopped share is re-measured every window. "batch" (before issue
+    # 22): the mean Q on the real and on the synthetic rows of the training batches; every real row ever stored
+    # is then the reference (exact on-policy branches read as inflated, measured with the oracle) and at share 0
+    # the synthetic Q is never measured again, so the penalty cannot fall (docs/results.md)
+    overestimation_reference: str = "branch_start"
     reference_window: int = 2000
     initial_fidelity: float = 0.0  # until the world model reports one
 

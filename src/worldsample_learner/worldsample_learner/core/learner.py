@@ -266,8 +266,8 @@ class Learner:
         """End an update window: feed the window's mean Q on real / synthetic data to PPL, return its status."""
         qr = float(np.mean(self._window["q_real"])) if self._window["q_real"] else float("nan")
         qs = float(np.mean(self._window["q_synthetic"])) if self._window["q_synthetic"] else float("nan")
-        if self.ppl.cfg.overestimation_reference == "recent" and np.isfinite(qs):
-            qr = self.recent_policy_q()
+        if self.ppl.cfg.overestimation_reference == "branch_start":
+            qr, qs = self.branch_q()
         self.ppl.observe_q(qr, qs)
         status = self.ppl.status(self.agent.updates)
         # the share of each batch actually drawn from synthetic data (PPLStatus.synthetic_share): PPL's
@@ -280,15 +280,20 @@ class Learner:
             self._window[k] = []
         return status
 
-    def recent_policy_q(self, n: int = 256) -> float:
-        """Mean Q(s, pi(s)) of the current deterministic policy over ``n`` of the newest
-        ``PPLConfig.reference_window`` real states: the overestimation reference (``"recent"``)."""
-        if len(self.real) == 0:
-            return float("nan")
-        idx = self.real.recent_indices(self.ppl.cfg.reference_window)
+    def branch_q(self, n: int = 256) -> tuple[float, float]:
+        """(mean Q at the branch starts, mean Q at the imagined steps) over ``n`` of the newest
+        ``PPLConfig.reference_window`` admitted synthetic transitions, with the current critic: the
+        overestimation signal of ``"branch_start"``. A branch's step 0 starts from a real state; NaN where
+        the sample holds no start or no imagined step."""
+        if len(self.synthetic) == 0 or self.agent.updates == 0:
+            return float("nan"), float("nan")
+        idx = self.synthetic.recent_indices(self.ppl.cfg.reference_window)
         idx = self.rng.choice(idx, size=min(n, len(idx)), replace=False)
-        obs = self.real.gather(idx)["obs"]
-        return float(self.agent.q_values(obs, self.agent.act(obs, deterministic=True)).mean())
+        batch = self.synthetic.gather(idx)
+        q = self.agent.q_values(batch["obs"], batch["action"]).mean(0)
+        start = self.synthetic._data["step"][idx] == 0  # the store's own per-row step index (same package)
+        return (float(q[start].mean()) if start.any() else float("nan"),
+                float(q[~start].mean()) if (~start).any() else float("nan"))
 
     def flush(self) -> None:
         for s in (self.demo, self.real, self.synthetic):
