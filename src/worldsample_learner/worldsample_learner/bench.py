@@ -2,6 +2,14 @@
 
     worldsample bench learner [--task push] [--steps 5000] [--eval-every 1000] [--demos 10] [--seed 0]
                               [--utd 2] [--critics 2] [--peer sb3|none] [--out DIR] [--device cpu]
+    worldsample bench learner --obs pixels [--pixel-encoder frozen|conv] [--steps 400] [--eval-every 200] ...
+
+``--obs pixels`` (issue 23): our pixel learner (64 px front + wrist camera + proprio, ``--pixel-encoder``,
+default the frozen pre-trained keypoints), our state learner and stable-baselines3's SAC with its CNN
+policy (``MultiInputPolicy``: a NatureCNN per camera + proprio, on ``WorldSample/<Task>Pixels-v0``),
+the same env steps, demos and shared settings, one after the other in this run: success vs env steps,
+ms per env step by phase for each, our pixels / state ratio (update alone and in all), and the cost of
+one learner update per env step for the state, frozen-pixel and conv-pixel encoders side by side.
 
 1. **Learning, side by side.** Our learner (`train_in_process`, RL-only, state observations,
    ``--demos`` scripted demos in its demo store, symmetric sampling) and stable-baselines3's SAC
@@ -32,14 +40,29 @@ import time
 from pathlib import Path
 
 PERIODS = {"10 Hz": 0.1, "30 Hz": 1.0 / 30.0}
+# per --obs: pixels runs three learners with a rendering simulator; SB3's CNN policy alone costs ~1.4 s per env
+# step on this 2-core machine under load, so the default fits ~15 min (a timing run: nothing learns in 400 steps)
+DEFAULTS = {"state": {"steps": 5000, "eval_every": 1000, "eval_episodes": 10},
+            "pixels": {"steps": 400, "eval_every": 200, "eval_episodes": 5}}
 SCALING = ((1, 2), (2, 2), (4, 2), (2, 10), (4, 10))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="push", help="sim task (default push)")
-    parser.add_argument("--steps", type=int, default=5000, help="env steps per learner (default 5000)")
-    parser.add_argument("--eval-every", type=int, default=1000, help="env steps between evaluations (default 1000)")
-    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--obs", default="state", choices=("state", "pixels"),
+                        help="state: ours vs SB3 on the state env; pixels: ours (pixels and state) vs SB3's CNN policy")
+    parser.add_argument("--pixel-encoder", default=None, help="--obs pixels: frozen or conv (default: AgentConfig)")
+    parser.add_argument("--pretrain-steps", type=int, default=None,
+                        help="--obs pixels, frozen encoder: pre-training steps (default: AgentConfig)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"env steps per learner (default {DEFAULTS['state']['steps']}; "
+                             f"{DEFAULTS['pixels']['steps']} with --obs pixels)")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help=f"env steps between evaluations (default {DEFAULTS['state']['eval_every']}; "
+                             f"{DEFAULTS['pixels']['eval_every']} with --obs pixels)")
+    parser.add_argument("--eval-episodes", type=int, default=None,
+                        help=f"default {DEFAULTS['state']['eval_episodes']}; {DEFAULTS['pixels']['eval_episodes']} "
+                             "with --obs pixels")
     parser.add_argument("--demos", type=int, default=10, help="scripted demos given to both learners (default 10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--utd", type=int, default=None, help="critic updates per env step (default: AgentConfig)")
@@ -53,12 +76,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- ours
-def run_ours(args, demos, out: Path) -> dict:
+def run_ours(args, demos, out: Path, obs: str = "state") -> dict:
     from worldsample_learner.commands.learn import make_task_env
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
     from worldsample_learner.drivers.learn import train_in_process
 
-    agent = AgentConfig(obs_mode="state", device=args.device, seed=args.seed)
+    agent = AgentConfig(obs_mode=obs, device=args.device, seed=args.seed)
+    if obs == "pixels" and args.pixel_encoder is not None:
+        agent.pixel_encoder = args.pixel_encoder
+    if obs == "pixels" and args.pretrain_steps is not None:
+        agent.frozen_pretrain_steps = args.pretrain_steps
     if args.utd is not None:
         agent.utd_ratio = args.utd
     if args.critics is not None:
@@ -73,8 +100,9 @@ def run_ours(args, demos, out: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- the peer
-def run_peer(args, demos, agent_cfg, out: Path) -> dict:
-    """stable-baselines3 SAC on ``WorldSample/<Task>-v0`` with our shared hyper-parameters and the demos."""
+def run_peer(args, demos, agent_cfg, out: Path, obs: str = "state") -> dict:
+    """stable-baselines3 SAC on ``WorldSample/<Task>-v0`` (``obs="pixels"``: ``<Task>Pixels-v0`` with its CNN
+    policy, ``MultiInputPolicy``) with our shared hyper-parameters and the demos."""
     import gymnasium as gym
     import numpy as np
     import torch
@@ -94,22 +122,36 @@ def run_peer(args, demos, agent_cfg, out: Path) -> dict:
             self.step_s += time.perf_counter() - t
             return r
 
-    env_id = wenvs.env_id(args.task, "state")
+    env_id = wenvs.env_id(args.task, obs)
     env = Timed(gym.make(env_id))
     eval_env = gym.make(env_id)
     warmup = min(500, args.steps // 4)
+    pixels = obs == "pixels"
+    # pixels: the buffer holds every step (frames are 24 KB a transition; 100k would be 10 GB)
+    buffer = args.steps + sum(ep.length for ep in demos) + 10 if pixels else max(100_000, args.steps + 10_000)
     model = SAC(
-        "MlpPolicy", env, learning_rate=agent_cfg.critic_lr, buffer_size=max(100_000, args.steps + 10_000),
+        "MultiInputPolicy" if pixels else "MlpPolicy", env, learning_rate=agent_cfg.critic_lr, buffer_size=buffer,
         learning_starts=warmup if not demos else 0, batch_size=agent_cfg.batch_size, tau=agent_cfg.tau,
         gamma=agent_cfg.discount, train_freq=1, gradient_steps=agent_cfg.utd_ratio, ent_coef="auto",
         policy_kwargs={"net_arch": [agent_cfg.hidden_dim] * agent_cfg.hidden_layers}, seed=args.seed,
         device=args.device, verbose=0,
     )
+    space = model.observation_space
     for ep in demos:  # the same demonstrations, in its replay buffer (SB3 has no separate demo store)
-        obs = np.concatenate([ep.proprio, ep.states], axis=1).astype(np.float32)
+        if pixels:  # as SB3 stores them: frames channel-first when it transposed the image spaces
+            frames = {c: np.asarray(ep.images[c]) for c in space.spaces if c != "proprio"}
+            frames = {c: (v.transpose(0, 3, 1, 2) if space[c].shape[0] == 3 else v) for c, v in frames.items()}
+
+            def obs(t, frames=frames, ep=ep):
+                return {**{c: v[t:t + 1] for c, v in frames.items()}, "proprio": ep.proprio[t:t + 1].astype(np.float32)}
+        else:
+            flat = np.concatenate([ep.proprio, ep.states], axis=1).astype(np.float32)
+
+            def obs(t, flat=flat):
+                return flat[t:t + 1]
         for t in range(ep.length):
             done = bool(ep.terminated[t] or ep.truncated[t])
-            model.replay_buffer.add(obs[t:t + 1], obs[t + 1:t + 2], ep.actions[t:t + 1], np.array([ep.rewards[t]]),
+            model.replay_buffer.add(obs(t), obs(t + 1), ep.actions[t:t + 1], np.array([ep.rewards[t]]),
                                     np.array([done]), [{"TimeLimit.truncated": bool(ep.truncated[t] and not ep.terminated[t])}])
     curve: list[tuple[int, float]] = []
     eval_s = 0.0
@@ -196,7 +238,40 @@ def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 2
     return spent[0] / calls * 1e3, spent[1] / calls * 1e3
 
 
-def latency_ms(device: str, calls: int = 100) -> tuple[float, float]:
+def encoder_update_ms(calls: int, device: str, pixel_encoders=("frozen", "conv")) -> dict[str, float]:
+    """ms of one learner step (UTD critic updates + one actor update, batch 256, the defaults) per encoder:
+    ``state`` (proprio + 10 state numbers), and each pixel encoder at 64 px, front + wrist; a frozen
+    encoder's features come from the replay's cache, as in training. Timed in alternation, call by call."""
+    import numpy as np
+
+    from worldsample_learner.core.agent import SACAgent
+    from worldsample_learner.core.config import AgentConfig
+
+    names = ["state", *pixel_encoders]
+    agents, stores = [], []
+    rng = np.random.default_rng(0)
+    for name in names:
+        cfg = (AgentConfig(obs_mode="state", state_dim=10, device=device) if name == "state" else
+               AgentConfig(obs_mode="pixels", pixel_encoder=name, device=device))
+        agent = SACAgent(cfg)
+        store = _fake_store(agent.spec, 512, rng)
+        if agent.encoder.frozen:
+            store.set_featurizer(agent.features, agent.encoder_version)
+        agents.append(agent)
+        stores.append(store)
+    spent = dict.fromkeys(names, 0.0)
+    for i in range(calls + 1):  # the first call of each is a warm-up
+        for name, agent, store in zip(names, agents, stores, strict=True):
+            cfg = agent.cfg
+            batches = [store.sample(cfg.batch_size, rng, cfg.n_step, cfg.discount) for _ in range(cfg.utd_ratio)]
+            t0 = time.perf_counter()
+            agent.update(batches)
+            if i:
+                spent[name] += time.perf_counter() - t0
+    return {k: v / calls * 1e3 for k, v in spent.items()}
+
+
+def latency_ms(device: str, calls: int = 100, pixel_encoder: str | None = None) -> tuple[float, float]:
     import numpy as np
     from worldsample_common.core.env_protocol import Observation
 
@@ -204,7 +279,10 @@ def latency_ms(device: str, calls: int = 100) -> tuple[float, float]:
     from worldsample_learner.core.config import AgentConfig
     from worldsample_learner.core.policy import policy_from_agent
 
-    pol = policy_from_agent(SACAgent(AgentConfig(obs_mode="pixels", device=device)))
+    cfg = AgentConfig(obs_mode="pixels", device=device)
+    if pixel_encoder is not None:
+        cfg.pixel_encoder = pixel_encoder
+    pol = policy_from_agent(SACAgent(cfg))
     rng = np.random.default_rng(0)
     obs = Observation({c: rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for c in ("front", "wrist")},
                       rng.normal(size=7).astype(np.float32))
@@ -229,6 +307,15 @@ def run(args: argparse.Namespace) -> int:
     if args.task not in TASKS:
         print(f"bench learner: --task must be one of {TASKS}, got {args.task!r}", file=sys.stderr)
         return 2
+    from worldsample_learner.core.config import PIXEL_ENCODERS
+
+    if args.pixel_encoder is not None and args.pixel_encoder not in PIXEL_ENCODERS:
+        print(f"bench learner: --pixel-encoder must be one of {PIXEL_ENCODERS}, got {args.pixel_encoder!r}",
+              file=sys.stderr)
+        return 2
+    for name, value in DEFAULTS[args.obs].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     for name in ("steps", "eval_every", "eval_episodes"):
         if getattr(args, name) < 1:
             print(f"bench learner: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
@@ -240,7 +327,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     print(f"bench learner: task {args.task}, {args.steps} env steps, {args.demos} demos, seed {args.seed}, "
-          f"torch threads {torch.get_num_threads()}, device {args.device}", flush=True)
+          f"torch threads {torch.get_num_threads()}, device {args.device}"
+          + (", observations: pixels" if args.obs == "pixels" else ""), flush=True)
+    if args.obs == "pixels":
+        return run_pixels(args)
     if not args.skip_learning:
         from worldsample_control.core.demos import expert_episodes
 
@@ -284,6 +374,76 @@ def run(args: argparse.Namespace) -> int:
               f"previous {old:7.2f} ms, this/previous {ms / old:.2f}", flush=True)
     med, p99 = latency_ms(args.device)
     print(f"actor inference latency (pixels 64x64 x 2 cameras): median {med:.2f} ms, p99 {p99:.2f} ms = "
+          + ", ".join(f"{med / (p * 1e3):.3f} of a {n} period" for n, p in PERIODS.items()))
+    return 0
+
+
+def _phases(t: dict[str, float], steps: int, wall: float) -> str:
+    return ", ".join(f"{k} {v / steps * 1e3:.2f}" for k, v in t.items()) + f"  (total {wall / steps * 1e3:.2f})"
+
+
+def run_pixels(args: argparse.Namespace) -> int:
+    """``--obs pixels``: ours from pixels, ours from state and SB3's CNN policy, one after the other."""
+    from worldsample_control.core.demos import expert_episodes
+
+    demos = expert_episodes(args.task, args.demos, render=True) if args.demos else []
+    runs: dict[str, dict] = {}
+    if not args.skip_learning:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(args.out) if args.out else Path(tmp)
+            root.mkdir(parents=True, exist_ok=True)
+            print("  training ours from pixels (worldsample SAC) ...", flush=True)
+            runs["ours pixels"] = run_ours(args, demos, root / "ours_pixels", obs="pixels")
+            print("  training ours from state (worldsample SAC), the same steps ...", flush=True)
+            runs["ours state"] = run_ours(args, demos, root / "ours_state", obs="state")
+            if args.peer == "sb3":
+                print("  training the peer from pixels (stable-baselines3 SAC, MultiInputPolicy) ...", flush=True)
+                (root / "sb3").mkdir(exist_ok=True)
+                runs["sb3 pixels"] = run_peer(args, demos, runs["ours pixels"]["cfg"], root / "sb3", obs="pixels")
+        c = runs["ours pixels"]["cfg"]
+        enc = (f"frozen keypoints ({c.frozen_keypoints} per camera, pre-trained {c.frozen_pretrain_steps} steps on "
+               "the demos' and the warm-up's frames)" if c.pixel_encoder == "frozen" else
+               f"conv ({c.encoder_channels} channels, trained by the critic)")
+        print(f"\nsuccess rate vs env steps (deterministic policy, {args.eval_episodes} episodes, same seeds); shared: "
+              f"discount {c.discount}, batch {c.batch_size}, {c.hidden_layers}x{c.hidden_dim} MLPs, UTD {c.utd_ratio}, "
+              f"{args.demos} demos; ours: {c.num_critics} critics, symmetric demo sampling; pixels: "
+              f"{'+'.join(c.cameras)} at {c.image_size} px + proprio; our pixel encoder: {enc}; "
+              "sb3: NatureCNN per camera")
+        names = list(runs)
+        print("  " + f"{'env steps':>9}" + "".join(f"  {n:>11}" for n in names))
+        curves = {n: dict(r["curve"]) for n, r in runs.items()}
+        for step, _ in runs["ours pixels"]["curve"]:
+            cells = [curves[n].get(step) for n in names]
+            print("  " + f"{step:>9}" + "".join(f"  {'-' if v is None else f'{v:.2f}':>11}" for v in cells))
+        print("\nwhere the time goes, ms per env step (measured in this run, one after the other):")
+        for n, r in runs.items():
+            print(f"  {n + ':':<12} " + _phases(r["time_s"], args.steps, r["wall_s"]))
+        pix, st = runs["ours pixels"], runs["ours state"]
+        upd = {n: (r["time_s"].get("update", r["time_s"].get("update+other", 0.0))) / args.steps * 1e3
+               for n, r in runs.items()}
+        print(f"ours pixels / ours state, ms per env step: learner update {upd['ours pixels']:.2f} / "
+              f"{upd['ours state']:.2f} = {upd['ours pixels'] / max(upd['ours state'], 1e-9):.2f}x; in all "
+              f"{pix['wall_s'] / args.steps * 1e3:.2f} / {st['wall_s'] / args.steps * 1e3:.2f} = "
+              f"{pix['wall_s'] / max(st['wall_s'], 1e-9):.2f}x (issue 23: <= 3x)")
+        if "sb3 pixels" in runs:
+            sb = runs["sb3 pixels"]
+            print(f"ours pixels / sb3 pixels, ms per env step: update {upd['ours pixels']:.2f} / "
+                  f"{upd['sb3 pixels']:.2f} (sb3: update+other) = {upd['ours pixels'] / max(upd['sb3 pixels'], 1e-9):.2f}x;"
+                  f" in all {pix['wall_s'] / args.steps * 1e3:.2f} / {sb['wall_s'] / args.steps * 1e3:.2f} = "
+                  f"{pix['wall_s'] / max(sb['wall_s'], 1e-9):.2f}x")
+        if "encoder_pretrain" in pix["time_s"]:
+            pre = pix["time_s"]["encoder_pretrain"]
+            print(f"  ours pixels' total includes the frozen encoder's one pre-training, {pre:.1f} s (over a 30k-step "
+                  f"run {pre / 30:.2f} ms per env step); without it: {(pix['wall_s'] - pre) / args.steps * 1e3:.2f} ms "
+                  f"per env step = {(pix['wall_s'] - pre) / max(st['wall_s'], 1e-9):.2f}x ours state")
+    print("\nlearner update per env step by encoder (UTD critic updates + 1 actor update, the defaults: batch 256, "
+          "UTD 2, 2 critics; pixels 64 px front + wrist), ms, timed in alternation:", flush=True)
+    ms = encoder_update_ms(args.scaling_calls, args.device)
+    for name, v in ms.items():
+        print(f"  {name:>7}: {v:8.2f} ms  ({v / ms['state']:.2f}x state)")
+    med, p99 = latency_ms(args.device, pixel_encoder=args.pixel_encoder)
+    print(f"actor inference latency (pixels 64x64 x 2 cameras, {args.pixel_encoder or 'default'} encoder): "
+          f"median {med:.2f} ms, p99 {p99:.2f} ms = "
           + ", ".join(f"{med / (p * 1e3):.3f} of a {n} period" for n, p in PERIODS.items()))
     return 0
 

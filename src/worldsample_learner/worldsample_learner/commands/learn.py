@@ -41,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-steps", type=int, default=20_000, help="real environment steps (default 20000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--obs", default="state", choices=("state", "pixels"), help="observation mode (default state)")
+    from worldsample_learner.core.config import PIXEL_ENCODERS
+
+    parser.add_argument("--pixel-encoder", default=None, choices=PIXEL_ENCODERS,
+                        help="with --obs pixels: 'frozen' = keypoints pre-trained on the frames before the first update, "
+                             "then fixed and cached in the replay; 'conv' = a conv encoder trained end-to-end by the "
+                             "critic (default: AgentConfig, frozen)")
+    parser.add_argument("--pretrain-steps", type=int, default=None,
+                        help="frozen pixel encoder: pre-training steps (default: AgentConfig)")
     parser.add_argument("--utd", type=int, default=None, help="critic updates per env step (default: AgentConfig)")
     parser.add_argument("--hidden", type=int, default=None, help="MLP width (default: AgentConfig, 256)")
     parser.add_argument("--critics", type=int, default=None, help="critic ensemble size (default: AgentConfig, 2)")
@@ -129,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     agent = AgentConfig(obs_mode=args.obs, device=args.device, seed=args.seed)
     for flag, field in (("utd", "utd_ratio"), ("hidden", "hidden_dim"), ("critics", "num_critics"),
                         ("batch_size", "batch_size"), ("bc_weight", "bc_weight"), ("n_step", "n_step"),
-                        ("target_entropy", "target_entropy")):
+                        ("target_entropy", "target_entropy"), ("pixel_encoder", "pixel_encoder"),
+                        ("pretrain_steps", "frozen_pretrain_steps")):
         if getattr(args, flag) is not None:
             setattr(agent, field, getattr(args, flag))
     if args.bc_q_filter is not None:
