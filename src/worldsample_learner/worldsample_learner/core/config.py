@@ -230,7 +230,12 @@ class LearnerNodeConfig:
 
     task: str = "push"
     mode: str = PPLConfig.mode  # learner mode (ablations): rl-only, naive, selection, schedule, ppl
-    obs_mode: str = "pixels"  # pixels: conv encoder over the cameras; state: MLP over proprio + state
+    obs_mode: str = "pixels"  # pixels: the cameras' frames + proprio (see pixel_encoder); state: MLP over proprio + state
+    # pixels: "frozen" = keypoints pre-trained on the demos' and first real episodes' frames at the first update
+    # (frozen_pretrain_steps; the node does nothing else meanwhile), then fixed, features cached in the replay;
+    # "conv" = a conv encoder trained end-to-end by the critic (~10x the update cost on a CPU)
+    pixel_encoder: str = AgentConfig.pixel_encoder
+    frozen_pretrain_steps: int = AgentConfig.frozen_pretrain_steps  # frozen pixel encoder: pre-training Adam steps
     cameras: tuple[str, ...] = ("front", "wrist")
     image_size: int = 64  # camera image size [px]
     proprio_dim: int = 7
@@ -270,7 +275,8 @@ class LearnerNodeConfig:
     def agent_config(self) -> AgentConfig:
         return AgentConfig(obs_mode=self.obs_mode, cameras=tuple(self.cameras), image_size=self.image_size,
                            proprio_dim=self.proprio_dim, state_dim=self.state_dim, batch_size=self.batch_size,
-                           utd_ratio=self.utd_ratio, device=self.device, seed=self.seed)
+                           utd_ratio=self.utd_ratio, device=self.device, seed=self.seed,
+                           pixel_encoder=self.pixel_encoder, frozen_pretrain_steps=self.frozen_pretrain_steps)
 
     def ppl_config(self) -> PPLConfig:
         return replace(self.ppl, mode=self.mode)
