@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array
 import json
+import os
 import queue
 import threading
 import time
@@ -32,6 +33,7 @@ from rclpy.node import Node
 from worldsample_common.core.bag_io import BagError, bag_closed, find_bags
 from worldsample_common.core.franka_interface import EVENTS, LATCHED
 from worldsample_common.core.transfer import (
+    CORRUPT_ENV,
     Inbox,
     Outbox,
     Payload,
@@ -63,7 +65,10 @@ class PayloadLinkNode(Node):
         group = ReentrantCallbackGroup()
         self.executor_threads = 2
         # ---------------------------------------------------------------- sending
-        self.outbox = Outbox(state / "outbox.json")
+        self.outbox = Outbox(state / "outbox.json", corrupt_once=os.environ.get(CORRUPT_ENV, ""))
+        if self.outbox.corrupt_once:
+            self.get_logger().warning(f"test fault injector {CORRUPT_ENV}={self.outbox.corrupt_once}: the first "
+                                      "chunk served of such a payload is corrupted (one byte flipped), once")
         self._sending = bool(cfg.send_bags_dir or cfg.send_demos_dir or cfg.send_checkpoints)
         self._lock = threading.Lock()
         if self._sending:
@@ -165,9 +170,12 @@ class PayloadLinkNode(Node):
 
     def _serve(self, req: FetchChunk.Request, res: FetchChunk.Response) -> FetchChunk.Response:
         try:
+            n = len(self.outbox.corrupted)
             res.data = array.array("B", self.outbox.read_chunk(req.kind, req.name, req.digest, req.file,
                                                                int(req.offset), int(req.length)))
             res.ok = True
+            if len(self.outbox.corrupted) > n:
+                self.get_logger().warning(f"fault injector: served {self.outbox.corrupted[-1]} with one byte flipped")
         except (TransferError, OSError) as exc:
             res.ok, res.message = False, str(exc)
         return res

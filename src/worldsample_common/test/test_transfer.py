@@ -147,3 +147,30 @@ def test_offer_fields_round_trip_and_bad_input(tmp_path, bag):
         out.read_chunk("bag", "ep-7", "", p.files[0].path, p.files[0].size + 5, 10)
     with pytest.raises(TransferError, match="version"):
         out.read_chunk("bag", "ep-7", "f" * 64, p.files[0].path, 0, 10)
+
+
+def test_fault_injector_corrupts_one_chunk_once_and_the_receiver_refuses_then_refetches(tmp_path, bag):
+    """`Outbox(corrupt_once=...)` (the WORLDSAMPLE_TRANSFER_CORRUPT_ONCE test hook) flips one byte of the first
+    chunk it serves of that kind; the inbox's hash check refuses the file, the next call fetches it clean."""
+    bag_dir, _ = bag
+    out = Outbox(tmp_path / "robot" / "transfer" / "outbox.json", corrupt_once="bag")
+    p = out.add(bag_dir, "bag")
+    first = p.files[0]
+    clean = (bag_dir / first.path).read_bytes()[:10]
+    served = out.read_chunk(p.kind, p.name, p.digest, first.path, 0, 10)
+    assert served != clean and served[1:] == clean[1:] and len(out.corrupted) == 1
+    assert out.read_chunk(p.kind, p.name, p.digest, first.path, 0, 10) == clean  # once only
+    out2 = Outbox(tmp_path / "robot" / "transfer" / "outbox2.json", corrupt_once="any")
+    p2 = out2.add(bag_dir, "bag")
+    inbox = _inbox(tmp_path, chunk=1000)
+    res = inbox.receive(p2, _fetcher(out2, p2))
+    assert res.status == "refused" and "SHA-256" in res.detail and inbox.stats.refused == 1
+    res = inbox.receive(p2, _fetcher(out2, p2))
+    assert res.status == "done"
+    for f in p2.files:
+        assert (res.path / f.path).read_bytes() == (bag_dir / f.path).read_bytes()
+    with pytest.raises(TransferError, match="WORLDSAMPLE_TRANSFER_CORRUPT_ONCE"):
+        Outbox(tmp_path / "x.json", corrupt_once="bags")
+    quiet = Outbox(tmp_path / "y.json", corrupt_once="checkpoint")  # armed for another kind: bags pass clean
+    q = quiet.add(bag_dir, "bag")
+    assert quiet.read_chunk(q.kind, q.name, q.digest, first.path, 0, 10) == clean and not quiet.corrupted

@@ -32,6 +32,10 @@ from pathlib import Path
 KINDS = ("bag", "demo", "checkpoint")
 CHUNK_BYTES = 512 * 1024  # default chunk size: one FetchChunk reply
 PART_SUFFIX = ".part"
+# test fault injector (the corruption-in-transit test): a sender started with this variable set to a payload kind
+# ("bag", "demo", "checkpoint") or "any" flips one byte of the first chunk it serves of such a payload, once per
+# process; the receiver's SHA-256 check must refuse that file and fetch it again. Never set it on a real rig.
+CORRUPT_ENV = "WORLDSAMPLE_TRANSFER_CORRUPT_ONCE"
 
 
 class TransferError(ValueError):
@@ -137,9 +141,15 @@ def payload_from_fields(kind: str, name: str, is_dir: bool, files: list[str], si
 class Outbox:
     """What one part offers to the other: payloads by (kind, name), kept until confirmed.
 
-    ``ledger``: a JSON file of confirmed digests, so a restarted sender does not offer them again."""
+    ``ledger``: a JSON file of confirmed digests, so a restarted sender does not offer them again.
+    ``corrupt_once``: test fault injector (`CORRUPT_ENV`): a payload kind or "any"; the first chunk served of
+    such a payload has one byte flipped (once), as a link that corrupts data in transit would ('' = never)."""
 
-    def __init__(self, ledger: Path | str) -> None:
+    def __init__(self, ledger: Path | str, corrupt_once: str = "") -> None:
+        if corrupt_once and corrupt_once not in (*KINDS, "any"):
+            raise TransferError(f"{CORRUPT_ENV}={corrupt_once!r}: expected one of {(*KINDS, 'any')} (or unset)")
+        self.corrupt_once = corrupt_once
+        self.corrupted: list[str] = []  # what the fault injector corrupted: "kind name file@offset"
         self.ledger = Path(ledger)
         self._items: dict[tuple[str, str], tuple[Payload, Path]] = {}
         self._confirmed: set[str] = set()
@@ -192,7 +202,12 @@ class Outbox:
         path = root / entry.path if payload.is_dir else root
         with open(path, "rb") as f:
             f.seek(offset)
-            return f.read(min(length, entry.size - offset))
+            data = f.read(min(length, entry.size - offset))
+        if self.corrupt_once in (kind, "any") and data:
+            self.corrupt_once = ""  # once
+            self.corrupted.append(f"{kind} {name} {file}@{offset}")
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        return data
 
 
 # --------------------------------------------------------------------------- receiver
