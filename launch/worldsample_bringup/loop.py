@@ -148,10 +148,13 @@ def recover_interrupted_bags(bag_dir: Path) -> list:
 
 
 def start_policy(settings: dict, out: Path) -> str:
-    """The newest learner checkpoint of the run, else the configured first policy."""
+    """The newest learner checkpoint of the run, else the configured first policy. The robot part of a split
+    run has no learner: its newest received copy (RUN/policies, whole files only), so a restarted robot PC goes
+    on with the policy it last had and does not wait for the learning part to send it again."""
     from worldsample_learner.core.policy import latest_checkpoint
 
-    last = latest_checkpoint(out / "learner" / "checkpoints")
+    robot = settings.get("part", "all") == "robot"
+    last = latest_checkpoint(out / "policies" if robot else out / "learner" / "checkpoints")
     return str(last.resolve()) if last is not None else settings["policy"]
 
 

@@ -43,14 +43,21 @@ def in_part(node: str, part: str) -> bool:
 
 
 def link_spec(part: str, run_dir: Path, run_id: str, demos_dir: str, namespace: str,
-              params: dict[str, dict[str, Any]]):
-    """The payload link node of ``part`` with its parameters (checked against `PayloadLinkConfig`)."""
+              params: dict[str, dict[str, Any]], records_demos: bool = False):
+    """The payload link node of ``part`` with its parameters (checked against `PayloadLinkConfig`).
+
+    ``records_demos``: the robot part's recorder writes demonstrations into RUN/bags (`worldsample sim
+    --policy scripted`): they are offered as demonstrations, not as real episodes."""
     from .graph import NodeSpec, node_parameters
 
     other = "learning" if part == "robot" else "robot"
     decided: dict[str, Any] = {"run_id": run_id, "send_prefix": PREFIX[part], "receive_prefix": PREFIX[other],
                                "state_dir": str(run_dir / "transfer")}
-    if part == "robot":
+    if part == "robot" and records_demos:
+        decided.update({"send_bags_dir": "", "send_demos_dir": str(run_dir / "bags"),
+                        "receive_checkpoints_dir": str(run_dir / "policies"),
+                        "announce_checkpoint_topic": ROBOT_CHECKPOINT_TOPIC})
+    elif part == "robot":
         decided.update({"send_bags_dir": str(run_dir / "bags"), "send_demos_dir": demos_dir,
                         "receive_checkpoints_dir": str(run_dir / "policies"),
                         "announce_checkpoint_topic": ROBOT_CHECKPOINT_TOPIC})
@@ -64,19 +71,33 @@ def link_spec(part: str, run_dir: Path, run_id: str, demos_dir: str, namespace: 
 
 
 def select_part(specs: list, args: dict[str, str], params: dict[str, dict[str, Any]]) -> list:
-    """The nodes of ``args['part']`` out of the whole loop's ``specs``, rewired for a host of their own."""
+    """The nodes of ``args['part']`` out of the whole graph's ``specs``, rewired for a host of their own.
+
+    The one definition of a part, for `worldsample loop` / the launch files (`graph.loop_graph`: robot side +
+    learning side) and `worldsample sim` (`sim_part`: the robot side alone, so its learning part is the
+    payload link that receives the bags). ``args``: part, run_id, run_dir, demos_dir, namespace."""
     part = args.get("part", "all")
     check_part(part, args["run_id"])
     if part == "all":
         return specs
     kept = [s for s in specs if in_part(s.name, part)]
+    records_demos = False
     for s in kept:
         if s.name == "actor":
             s.parameters["topic_policy_checkpoint"] = ROBOT_CHECKPOINT_TOPIC
+            records_demos = s.parameters.get("source") == "demo"
         elif s.name in LEARNING_NODES:
             s.parameters["topic_episodes_recorded"] = LEARNING_EPISODES_TOPIC
     return kept + [link_spec(part, Path(args["run_dir"]), args["run_id"], args["demos_dir"], args["namespace"],
-                             params)]
+                             params, records_demos=records_demos)]
+
+
+def sim_part(specs: list, part: str, run_id: str, out: Path, params: dict[str, dict[str, Any]]) -> list:
+    """`worldsample sim --part`: `select_part` of the simulated robot graph (`graph.sim_graph`). The robot part
+    is that graph plus ``robot_link`` (offers OUT/bags: real episodes, or demonstrations with ``--policy
+    scripted``); the learning part is ``learning_link`` alone, receiving both kinds into its own OUT/bags."""
+    return select_part(specs, {"part": part, "run_id": run_id, "run_dir": str(out), "namespace": "",
+                               "demos_dir": str(out / "bags") if part == "learning" else ""}, params)
 
 
 # --------------------------------------------------------------------------- `worldsample loop --part`
@@ -141,10 +162,12 @@ def receive_demonstrations(settings: dict, out: Path) -> None:
     print(f"loop: {need} demonstration(s) received", flush=True)
 
 
-def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, env: dict[str, str]) -> int:
-    """Run one part's nodes. Robot: until the actor's episodes are done, then until the learning part has
-    confirmed every bag (at most `TRANSFER_WAIT_S`). Learning: until the robot part's ``episodes`` real
-    episodes are all here (the learner's shutdown rescan then loads the last ones)."""
+def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, env: dict[str, str],
+             command: str = "loop") -> int:
+    """Run one part's nodes (`worldsample loop --part` and `worldsample sim --part`, ``command``). Robot: until
+    the actor's episodes are done, then until the learning part has confirmed every bag (at most
+    `TRANSFER_WAIT_S`). Learning: until ``episodes`` bags are all in RUN/bags (the loop's learner then trains
+    past the last one; its shutdown rescan loads them all)."""
     import sys
     import time
 
@@ -159,7 +182,7 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
     def report(text: str) -> None:
         if time.monotonic() - state["last"] > WAIT_REPORT_S:
             state["last"] = time.monotonic()
-            print(f"loop[{part}]: {text}", flush=True)
+            print(f"{command}[{part}]: {text}", flush=True)
 
     def timed_out() -> bool:
         return timeout > 0 and time.monotonic() - t0 > timeout
@@ -171,7 +194,7 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
                 actor = graph.nodes["actor"]
                 graph.wait(lambda: actor.returncode is not None or timed_out(), allow_exit=("actor",))
                 if actor.returncode not in (None, 0):
-                    print(f"worldsample loop: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
+                    print(f"worldsample {command}: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
                           file=sys.stderr)
                     code = 1
                 else:
@@ -184,7 +207,7 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
 
                     graph.wait(delivered, allow_exit=("actor",))
                     if _confirmed(out) < shipped:
-                        print(f"loop[robot]: {shipped - _confirmed(out)} bag(s) not yet confirmed; they stay in {out} "
+                        print(f"{command}[robot]: {shipped - _confirmed(out)} bag(s) not yet confirmed; they stay in {out} "
                               "and are offered again at the next start", flush=True)
             else:
                 def arrived() -> bool:
@@ -193,35 +216,36 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
                     return n >= total or timed_out()
 
                 graph.wait(arrived)
-                # then until the learner is up and has trained past the last arrival (a checkpoint newer than
-                # the newest bag): a stop while its nodes are still starting or loading is a kill, not a stop
-                bags = out / "bags"  # absent when nothing arrived (e.g. --timeout reached first)
-                newest = max((p.stat().st_mtime for p in bags.iterdir()), default=0.0) if bags.is_dir() else 0.0
-                end = time.monotonic() + SETTLE_WAIT_S
+                if "learner" in graph.nodes:  # not in `worldsample sim --part learning`: the bags are its result
+                    # then until the learner is up and has trained past the last arrival (a checkpoint newer than
+                    # the newest bag): a stop while its nodes are still starting or loading is a kill, not a stop
+                    bags = out / "bags"  # absent when nothing arrived (e.g. --timeout reached first)
+                    newest = max((p.stat().st_mtime for p in bags.iterdir()), default=0.0) if bags.is_dir() else 0.0
+                    end = time.monotonic() + SETTLE_WAIT_S
 
-                def settled() -> bool:
-                    ckpts = list((out / "learner" / "checkpoints").glob("policy-*.pt"))
-                    report("waiting for the learner's first checkpoint after the last bag")
-                    return (any(c.stat().st_mtime > newest for c in ckpts) or time.monotonic() > end
-                            or timed_out())
+                    def settled() -> bool:
+                        ckpts = list((out / "learner" / "checkpoints").glob("policy-*.pt"))
+                        report("waiting for the learner's first checkpoint after the last bag")
+                        return (any(c.stat().st_mtime > newest for c in ckpts) or time.monotonic() > end
+                                or timed_out())
 
-                graph.wait(settled)
+                    graph.wait(settled)
             if timed_out():
-                print(f"worldsample loop: --timeout {timeout:.0f} s reached; stopping", flush=True)
+                print(f"worldsample {command}: --timeout {timeout:.0f} s reached; stopping", flush=True)
         except (NodeFailed, GraphAlreadyRunning) as exc:
-            print(f"worldsample loop: {exc}", file=sys.stderr)
+            print(f"worldsample {command}: {exc}", file=sys.stderr)
             code = 1
         except KeyboardInterrupt as exc:
-            print(f"\nworldsample loop: interrupted ({str(exc) or 'SIGINT'}); stopping the nodes", file=sys.stderr,
+            print(f"\nworldsample {command}: interrupted ({str(exc) or 'SIGINT'}); stopping the nodes", file=sys.stderr,
                   flush=True)
             code = exit_code_of(exc)
         finally:
             codes = graph.stop()
     bad = {n: c for n, c in codes.items() if c not in (0, None) and n != "actor" and code == 0}
     if bad:
-        print(f"worldsample loop: node(s) {', '.join(bad)} failed (exit codes {bad}); logs in {out / 'logs'}",
+        print(f"worldsample {command}: node(s) {', '.join(bad)} failed (exit codes {bad}); logs in {out / 'logs'}",
               file=sys.stderr)
         code = 1
-    print(f"loop[{part}]: {_bag_count(out / 'bags')}/{total} real episode bag(s) in {out / 'bags'}; "
+    print(f"{command}[{part}]: {_bag_count(out / 'bags')}/{total} real episode bag(s) in {out / 'bags'}; "
           f"{time.monotonic() - t0:.0f} s", flush=True)
     return code

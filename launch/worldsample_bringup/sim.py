@@ -49,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "arm_control, actor, recorder)")
     parser.add_argument("--timeout", type=float, default=0.0,
                         help="give up after this many seconds (default: 60 s + 2 s per step of every episode)")
+    from .parts import PARTS
+
+    parser.add_argument("--part", choices=PARTS, default="all",
+                        help="the part of the graph on this host: all (one machine), robot (robot PC: the graph above, "
+                             "its bags offered to the learning part) or learning (learning server: receives the robot "
+                             "part's bags into its own OUT/bags); the same parts as `worldsample loop --part` "
+                             "(README: Two machines)")
+    parser.add_argument("--run-id", default="", help="with --part robot/learning: the run id, the same on both hosts")
 
 
 def node_env() -> dict[str, str]:
@@ -87,26 +95,34 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     out: Path = args.out
+    part = getattr(args, "part", "all")
+    from .graph import merged_node_params
+    from .parts import sim_part
+
+    def graph_specs(run_id: str = "") -> list:
+        params = merged_node_params(args.params)
+        specs = sim_graph(args.task, out, policy=args.policy, episodes=args.episodes, seed=args.seed,
+                          max_steps=args.max_steps, image_size=args.image_size, cameras=cameras,
+                          lockstep=not args.realtime, source=args.source or "", run_id=run_id, params=params)
+        return sim_part(specs, part, run_id, out.resolve(), params)
+
     try:  # every node's parameters checked before anything is written
-        sim_graph(args.task, out, policy=args.policy, episodes=args.episodes, seed=args.seed,
-                  max_steps=args.max_steps, image_size=args.image_size, cameras=cameras,
-                  lockstep=not args.realtime, source=args.source or "", params_file=args.params)
+        graph_specs(args.run_id)
     except ValueError as exc:
         print(f"worldsample sim: {exc}", file=sys.stderr)
         return 2
     from .domain_check import claim_run
 
-    rc = claim_run("worldsample sim", out)  # before anything is written
+    rc = claim_run("worldsample sim", out, part, args.run_id)  # before anything is written
     if rc is not None:
         return rc
     out.mkdir(parents=True, exist_ok=True)
-    run_id = new_run_id(out)
+    run_id = args.run_id or new_run_id(out)
     steps = args.max_steps or DEFAULT_MAX_STEPS[args.task]
     timeout = args.timeout or 60.0 + 2.0 * steps * args.episodes
-    specs = sim_graph(args.task, out, policy=args.policy, episodes=args.episodes, seed=args.seed,
-                      max_steps=args.max_steps, image_size=args.image_size, cameras=cameras,
-                      lockstep=not args.realtime, source=args.source or "", run_id=run_id,
-                      params_file=args.params)
+    specs = graph_specs(run_id)
+    if part != "all":
+        return _run_part(specs, part, out.resolve(), args.episodes, timeout, run_id)
     episodes_log = out / "actor" / "episodes.jsonl"
     before = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
     print(f"worldsample sim: {args.episodes} episode(s) of {args.task} with policy {args.policy!r}; "
@@ -148,4 +164,27 @@ def run(args: argparse.Namespace) -> int:
     wins = sum(bool(e["success"]) for e in results)
     print(f"worldsample sim: {len(results)} episode(s) in {time.monotonic() - t0:.1f} s, success "
           f"{wins}/{len(results)}; bags in {out / 'bags'}")
+    return 0
+
+
+def _run_part(specs: list, part: str, out: Path, episodes: int, timeout: float, run_id: str) -> int:
+    """``--part robot``: the graph until its episodes are recorded and the learning part confirmed every bag in
+    OUT/bags; ``--part learning``: the payload link until ``episodes`` more bags are in OUT/bags. Exit 1 when
+    that did not happen (the robot part's bags stay and are offered again by the next robot part on OUT)."""
+    from .parts import _bag_count, _confirmed, run_part
+
+    before = _bag_count(out / "bags")
+    print(f"worldsample sim: part {part} of run {run_id}; {episodes} episode(s); logs in {out / 'logs'}", flush=True)
+    code = run_part(specs, {"part": part, "episodes": before + episodes if part == "learning" else episodes}, out,
+                    0, timeout, node_env(), command="sim")
+    if code:
+        return code
+    have = _bag_count(out / "bags")
+    if part == "learning" and have < before + episodes:
+        print(f"worldsample sim: {have - before} of {episodes} bag(s) arrived from the robot part", file=sys.stderr)
+        return 1
+    if part == "robot" and _confirmed(out) < have:
+        print(f"worldsample sim: {have - _confirmed(out)} bag(s) in {out / 'bags'} not confirmed by the learning part",
+              file=sys.stderr)
+        return 1
     return 0
