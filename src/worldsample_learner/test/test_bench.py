@@ -39,7 +39,7 @@ def test_bench_learner_pixels_prints_ours_pixels_and_state_beside_sb3s_cnn_polic
     for name in ("ours pixels:", "ours state:", "sb3 pixels:"):
         assert name in out
     assert "encoder_pretrain" in out and "ours pixels / ours state" in out and "ours pixels / sb3 pixels" in out
-    assert all(f"{n}:" in out for n in ("state", "frozen", "conv"))  # update cost per encoder
+    assert all(f"{n}:" in out for n in bench.ENCODERS)  # update cost per encoder
     assert (tmp_path / "sb3" / "sb3_sac.zip").exists()
     assert (tmp_path / "ours_pixels" / "results.json").exists() and (tmp_path / "ours_state" / "eval.csv").exists()
 

@@ -238,21 +238,27 @@ def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 2
     return spent[0] / calls * 1e3, spent[1] / calls * 1e3
 
 
-def encoder_update_ms(calls: int, device: str, pixel_encoders=("frozen", "conv")) -> dict[str, float]:
-    """ms of one learner step (UTD critic updates + one actor update, batch 256, the defaults) per encoder:
-    ``state`` (proprio + 10 state numbers), and each pixel encoder at 64 px, front + wrist; a frozen
+# the encoders whose update cost `encoder_update_ms` measures: name -> AgentConfig overrides
+ENCODERS = {"state": {"obs_mode": "state", "state_dim": 10},
+            "frozen": {"obs_mode": "pixels", "pixel_encoder": "frozen"},
+            "conv": {"obs_mode": "pixels", "pixel_encoder": "conv"},
+            "conv 8ch": {"obs_mode": "pixels", "pixel_encoder": "conv", "encoder_channels": 8}}
+
+
+def encoder_update_ms(calls: int, device: str) -> dict[str, float]:
+    """ms of one learner step (UTD critic updates + one actor update, batch 256, the defaults) per encoder of
+    `ENCODERS`: state (proprio + 10 state numbers) and the pixel encoders at 64 px, front + wrist; the frozen
     encoder's features come from the replay's cache, as in training. Timed in alternation, call by call."""
     import numpy as np
 
     from worldsample_learner.core.agent import SACAgent
     from worldsample_learner.core.config import AgentConfig
 
-    names = ["state", *pixel_encoders]
+    names = list(ENCODERS)
     agents, stores = [], []
     rng = np.random.default_rng(0)
     for name in names:
-        cfg = (AgentConfig(obs_mode="state", state_dim=10, device=device) if name == "state" else
-               AgentConfig(obs_mode="pixels", pixel_encoder=name, device=device))
+        cfg = AgentConfig(device=device, **ENCODERS[name])
         agent = SACAgent(cfg)
         store = _fake_store(agent.spec, 512, rng)
         if agent.encoder.frozen:
@@ -440,7 +446,7 @@ def run_pixels(args: argparse.Namespace) -> int:
           "UTD 2, 2 critics; pixels 64 px front + wrist), ms, timed in alternation:", flush=True)
     ms = encoder_update_ms(args.scaling_calls, args.device)
     for name, v in ms.items():
-        print(f"  {name:>7}: {v:8.2f} ms  ({v / ms['state']:.2f}x state)")
+        print(f"  {name:>8}: {v:8.2f} ms  ({v / ms['state']:.2f}x state)")
     med, p99 = latency_ms(args.device, pixel_encoder=args.pixel_encoder)
     print(f"actor inference latency (pixels 64x64 x 2 cameras, {args.pixel_encoder or 'default'} encoder): "
           f"median {med:.2f} ms, p99 {p99:.2f} ms = "
