@@ -100,6 +100,30 @@ def test_copy_state_is_exact_on_a_static_episode():
     # on a moving episode copy-state is off by the real motion
     moving = evaluate_state_error([CopyState()], [ep], TOY_LABELS, (1,), proprio_groups=TOY_PROPRIO)
     assert moving["predictors"]["copy-state"]["h=1"]["rmse"]["object"] > 0.01
+    assert moving["predictors"]["copy-state"]["h=1"]["object_motion_gain"] == 0.0  # nothing moves in its world
+
+
+def test_motion_gain_and_reward_bias():
+    """The real future moves the object in full (gain 1); half of it gives 0.5; a reward offset is its bias."""
+
+    class Scaled:
+        def __init__(self, f, r):
+            self.f, self.r, self.name = f, r, f"scaled {f}"
+
+        def predict(self, episodes, ep_idx, t, actions):
+            real = real_future(episodes, ep_idx, t, actions.shape[1])
+            start = np.stack([episodes[i].states[s] for i, s in zip(ep_idx, t, strict=True)])[:, None]
+            return replace(real, state=start + self.f * (real.state - start), reward=real.reward + self.r)
+
+    held = toy(4, 100, steps=12, noise=0.5)
+    res = evaluate_state_error([Scaled(1.0, 0.0), Scaled(0.5, -0.25)], held, TOY_LABELS, (1, 4),
+                               proprio_groups=TOY_PROPRIO, moving_threshold=0.001)
+    for h in (1, 4):
+        full, half = res["predictors"]["scaled 1.0"][f"h={h}"], res["predictors"]["scaled 0.5"][f"h={h}"]
+        assert full["object_moving_starts"] > 0
+        assert full["object_motion_gain"] == pytest.approx(1.0) and full["reward_bias"] == pytest.approx(0.0, abs=1e-6)
+        assert half["object_motion_gain"] == pytest.approx(0.5) and half["reward_bias"] == pytest.approx(-0.25)
+    assert "| 0.50 | -0.250 |" in state_error_table([("toy", res)])
 
 
 def test_termination_metrics():

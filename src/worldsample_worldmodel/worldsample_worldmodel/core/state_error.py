@@ -10,7 +10,10 @@ From a real step ``t`` of a held-out episode, a predictor is rolled open loop un
   the object where it sits still);
 - the proprio, per group (`PROPRIO_GROUPS`: end-effector position [m], gripper width [m],
   end-effector velocity [m/s]), RMSE;
-- the reward of the step into t+h (MAE), and the termination at that step: accuracy, F1 and Brier
+- ``object_motion_gain``: on those moving starts, the least-squares gain of the predicted object displacement
+  (from t) on the real one: 1 = the motion in full, < 1 = a sluggish model (the object lags in imagination);
+- the reward of the step into t+h (MAE, and ``reward_bias`` = mean predicted - real: < 0 = pessimistic), and
+  the termination at that step: accuracy, F1 and Brier
   score of the predicted probability (threshold 0.5), with the number of real terminations.
 
 Starts: every ``stride``-th step from ``first`` (default 1: copy-state's reward needs the step into
@@ -308,8 +311,15 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
                 moved = np.linalg.norm(real_s[ok, k][:, obj] - start_s[ok][:, obj], axis=-1)
                 moving = moved > moving_threshold
                 rmse["object_moving"] = _rmse(ds[moving][:, obj])
+            gain = float("nan")
+            if obj and moving.any():  # least-squares gain of the predicted object motion on the real one
+                real_move = (real_s[ok, k][:, obj] - start_s[ok][:, obj])[moving]
+                pred_move = (ol.state[ok, k][:, obj] - start_s[ok][:, obj])[moving]
+                gain = float((pred_move * real_move).sum() / (real_move * real_move).sum())
             rmse.update({g: _rmse(dp[:, list(idx)]) for g, idx in pgroups.items()})
-            res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()),
+            res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()), "object_motion_gain": gain,
+                             "reward_bias": float((ol.reward[ok, k] - real_r[ok, k]).mean()) if ok.any()
+                             else float("nan"),
                              "reward_mae": float(np.abs(ol.reward[ok, k] - real_r[ok, k]).mean()) if ok.any()
                              else float("nan"),
                              "termination": termination_metrics(real_d[ok, k], ol.terminated_prob[ok, k])}
@@ -331,8 +341,8 @@ def _fmt(v: float, digits: int = 1) -> str:
 def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     """Markdown: one row per (task, horizon, predictor) from `evaluate_state_error` results ``(task, result)``."""
     head = ("| task | h | model | " + " | ".join(c[1] for c in TABLE_COLUMNS)
-            + " | reward MAE | termination F1 | termination Brier | starts (moving) |")
-    lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 4)]
+            + " | reward MAE | termination F1 | termination Brier | starts (moving) | object motion gain | reward bias |")
+    lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 6)]
     for task, res in rows:
         for j, h in enumerate(res["horizons"]):
             for name, per in res["predictors"].items():
@@ -341,5 +351,7 @@ def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                 term = r["termination"]
                 lines.append(f"| {task} | {h} | {name} | " + " | ".join(cells)
                              + f" | {_fmt(r['reward_mae'], 3)} | {_fmt(term['f1'], 2)} ({term['positives']} real)"
-                             f" | {_fmt(term['brier'], 3)} | {res['num_starts'][j]} ({r['object_moving_starts']}) |")
+                             f" | {_fmt(term['brier'], 3)} | {res['num_starts'][j]} ({r['object_moving_starts']}) |"
+                             f" {_fmt(r.get('object_motion_gain', float('nan')), 2)} |"
+                             f" {_fmt(r.get('reward_bias', float('nan')), 3)} |")
     return "\n".join(lines)
