@@ -78,7 +78,7 @@ def _not_my_other_half(node, ex, found: list[str], ns: str, part: str, run_id: s
     other = "learning" if part == "robot" else "robot"
     names = [f.rsplit("/", 1)[-1] for f in found]
     link = LINK_NODES[other]
-    if link not in names or any(not in_part(n, other) or n == LINK_NODES[part] for n in names):
+    if link not in names or any(n == LINK_NODES[part] or (n != link and not in_part(n, other)) for n in names):
         return found
     from rclpy.parameter_client import AsyncParameterClient
 
