@@ -124,6 +124,23 @@ def test_checkpoint_file_and_confirmation_ledger(tmp_path):
     assert again.pending() == []
 
 
+def test_only_the_newest_unconfirmed_checkpoint_is_offered_and_every_bag(tmp_path, bag):
+    """A receiver away for a while (robot PC restarted, link down) is offered the newest policy, not every
+    checkpoint the learner made meanwhile; unconfirmed bags are all offered."""
+    bag_dir, _ = bag
+    ckdir = tmp_path / "learn" / "learner" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    out = Outbox(tmp_path / "learn" / "transfer" / "outbox.json")
+    out.add(bag_dir, "bag")
+    for v in (1, 2, 3):
+        (ckdir / f"policy-00000{v}.pt").write_bytes(bytes([v]) * 100)
+        out.add(ckdir / f"policy-00000{v}.pt", "checkpoint")
+        assert [p.name for p in out.pending()] == ["ep-7", f"policy-00000{v}.pt"]
+    p3 = out.pending()[-1]
+    assert out.confirm("checkpoint", p3.name, p3.digest)
+    assert [p.name for p in out.pending()] == ["ep-7"]  # the older two are superseded, not offered again
+
+
 def test_offer_fields_round_trip_and_bad_input(tmp_path, bag):
     bag_dir, _ = bag
     p = describe(bag_dir, "bag", "{}")

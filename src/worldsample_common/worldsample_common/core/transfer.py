@@ -170,8 +170,12 @@ class Outbox:
         return (kind, name) in self._items
 
     def pending(self) -> list[Payload]:
-        """Payloads not yet confirmed, oldest first."""
-        return [p for p, _ in self._items.values() if p.digest not in self._confirmed]
+        """Payloads not yet confirmed, oldest first. Of the checkpoints only the newest one added: an older one is
+        superseded (the actor runs the newest policy), so a robot PC back after a long absence gets one
+        checkpoint, not the backlog the learner made meanwhile. Bags and demonstrations are all kept."""
+        newest = next((p for p, _ in reversed(self._items.values()) if p.kind == "checkpoint"), None)
+        return [p for p, _ in self._items.values()
+                if p.digest not in self._confirmed and (p.kind != "checkpoint" or p is newest)]
 
     def confirmed(self, payload: Payload) -> bool:
         return payload.digest in self._confirmed
