@@ -328,6 +328,33 @@ def test_robot_host_restarted_reoffers_its_bags_and_gets_policies_again(tmp_path
     assert not list((b / "transfer" / "partial").rglob("*.part"))
 
 
+def test_robot_host_restarted_after_its_last_episode_delivers_the_rest(tmp_path, hosts):
+    """Killed after recording its last episode, before the learning part confirmed it: the resumed robot part
+    has no episode left to run, and runs its payload link alone until that bag is confirmed."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    logs = {"learning": tmp_path / "b.log", "robot": tmp_path / "a1.log"}
+    episodes = 3
+    procs = {"learning": _start(hosts, "b", "learning", b, logs["learning"], episodes, ["--episodes-per-policy", "1"])}
+    procs["robot"] = _start(hosts, "a", "robot", a, logs["robot"], episodes,
+                            ["--episodes-per-policy", "1", "--max-steps", "100"])
+    _wait("the last episode on the robot PC", lambda: len(_closed(a / "bags") | _open(a / "bags")) >= episodes,
+          procs, logs)
+    _ip("-n", hosts["ns"]["a"], "link", "set", hosts["dev"]["a"], "down")
+    _wait("the last episode's bag", lambda: len(_closed(a / "bags")) >= episodes, procs, logs)
+    _kill_host(procs.pop("robot"), a)
+    last = _closed(a / "bags") - _closed(b / "bags")
+    assert last, "every bag had crossed before the link went down"
+    _ip("-n", hosts["ns"]["a"], "link", "set", hosts["dev"]["a"], "up")
+    _ip("-n", hosts["ns"]["a"], "route", "replace", "224.0.0.0/4", "dev", hosts["dev"]["a"])
+    logs["robot"] = tmp_path / "a2.log"
+    procs["robot"] = _start(hosts, "a", "robot", a, logs["robot"], episodes, ["--resume"])
+    _finish(procs, logs)
+    assert "not yet confirmed by the learning part: offering them" in logs["robot"].read_text()
+    _same_tree(a / "bags", b / "bags")
+    _received_once(b, _closed(a / "bags"))
+    assert len(_check_replay(a, b)) == episodes
+
+
 # --------------------------------------------------------------------------- `worldsample sim --part`
 def _start_sim(hosts, host: str, part: str, out: Path, log: Path, extra: list[str]) -> subprocess.Popen:
     cmd = ["ip", "netns", "exec", hosts["ns"][host], sys.executable, "-m", "worldsample_bringup.cli", "sim",

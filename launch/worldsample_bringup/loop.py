@@ -231,6 +231,13 @@ def run(args: argparse.Namespace) -> int:
     recover_interrupted_bags(out / "bags")  # a killed recorder's bags count once they are readable
     done = recorded_real_episodes(out / "bags")
     if done >= settings["episodes"]:
+        from .parts import link_only, run_part, undelivered
+
+        if settings.get("part", "all") == "robot" and undelivered(out):  # e.g. restarted after its last episode
+            print(f"loop[robot]: all {settings['episodes']} real episodes recorded; {undelivered(out)} bag(s) not yet "
+                  "confirmed by the learning part: offering them", flush=True)
+            return run_part(link_only(loop_specs(settings, out, done, settings["policy"])), settings, out, done,
+                            args.timeout, _node_env())
         print(f"worldsample loop: {out} already has {done} of {settings['episodes']} real episodes; "
               "raise --episodes to continue", file=sys.stderr)
         return 0

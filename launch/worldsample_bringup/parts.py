@@ -122,6 +122,17 @@ def _confirmed(out: Path) -> int:
         return 0
 
 
+def undelivered(out: Path) -> int:
+    """Robot part: closed bags and demonstrations in RUN that the learning part has not confirmed yet."""
+    return max(0, _bag_count(out / "bags") + _bag_count(out / "demos") - _confirmed(out))
+
+
+def link_only(specs: list) -> list:
+    """The payload link of a part's ``specs``: a robot part restarted after its last episode runs it alone, until
+    the learning part has confirmed the bags it had not before the restart."""
+    return [s for s in specs if s.name in LINK_NODES.values()]
+
+
 def receive_demonstrations(settings: dict, out: Path) -> None:
     """Learning part, before its graph starts: the robot part's ``--demos`` demonstrations into RUN/demos
     (the world model pre-trains on them at its start). Waits, reporting, until they are all here."""
@@ -191,9 +202,10 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
         try:
             graph.start()
             if part == "robot":
-                actor = graph.nodes["actor"]
-                graph.wait(lambda: actor.returncode is not None or timed_out(), allow_exit=("actor",))
-                if actor.returncode not in (None, 0):
+                actor = graph.nodes.get("actor")  # absent when only the rest is to be delivered (`undelivered`)
+                if actor is not None:
+                    graph.wait(lambda: actor.returncode is not None or timed_out(), allow_exit=("actor",))
+                if actor is not None and actor.returncode not in (None, 0):
                     print(f"worldsample {command}: the actor failed (exit {actor.returncode})\n{graph.log_tail('actor')}",
                           file=sys.stderr)
                     code = 1

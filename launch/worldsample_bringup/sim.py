@@ -10,6 +10,10 @@ control period per command, so results do not depend on CPU load.
 
 Node logs go to OUT/logs/<node>.log, per-step and per-episode logs to OUT/actor/*.jsonl.
 
+Two hosts (README: Two machines): ``--part robot --run-id ID`` runs this graph on the robot PC and offers
+its bags over ROS 2 until the other host confirms them; ``--part learning --run-id ID`` on the learning
+server receives them into its own OUT/bags (the parts are `worldsample loop`'s, `parts.select_part`).
+
 One graph per ROS domain: before starting, the command looks for another WorldSample graph on
 ROS_DOMAIN_ID and refuses (exit 1, nothing written) when it finds one; run a second one with its own
 ROS_DOMAIN_ID. Every episode message carries this run's id (printed at start), and arm control and
