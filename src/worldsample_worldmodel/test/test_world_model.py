@@ -370,3 +370,26 @@ def test_training_ssim_equals_the_reported_ssim():
     ref = np.array([frame_metrics(r, p)[1] for r, p in zip(real, pred, strict=True)])
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     assert ref.min() < 0.9  # the frames differ: the check is not between two ones
+
+
+def test_proprio_step_scale_and_old_checkpoints(demos):
+    """`proprio_step_scaled`: the proprio head's step scale is the per-step spread of the normalised proprio
+    (floored for dimensions that never change); off, it stays 1 (the older parameterisation), which is also
+    what a checkpoint saved before the buffer existed loads with."""
+    from worldsample_worldmodel.core.model import DELTA_STD_FLOOR
+
+    props = [e.proprio for e in demos]
+    scaled = build_model(small_cfg(), demos[0].proprio.shape[1])
+    scaled.set_proprio_stats(np.concatenate(props))
+    scaled.set_delta_stats(props)
+    steps = np.concatenate([np.diff(p, axis=0) for p in props]).std(0) / scaled.proprio_std.numpy()
+    np.testing.assert_allclose(scaled.proprio_delta_std.numpy(), np.maximum(steps, DELTA_STD_FLOOR), rtol=1e-5)
+    assert (scaled.proprio_delta_std != 1).all()
+    plain = build_model(small_cfg(proprio_step_scaled=False), demos[0].proprio.shape[1])
+    plain.set_proprio_stats(np.concatenate(props))
+    plain.set_delta_stats(props)
+    assert (plain.proprio_delta_std == 1).all()
+    ckpt = scaled.to_checkpoint()
+    del ckpt["state_dict"]["proprio_delta_std"]  # as saved before the standardised step
+    old = WorldModel.from_checkpoint(ckpt)
+    assert (old.proprio_delta_std == 1).all()

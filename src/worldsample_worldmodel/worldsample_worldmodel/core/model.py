@@ -219,7 +219,7 @@ class WorldModel(nn.Module):
         """``proprio_delta_std`` from the per-step changes of the normalised proprio within each episode
         (call after `set_proprio_stats`); floored at ``DELTA_STD_FLOOR`` (dimensions that never change)."""
         d = [np.diff(np.asarray(p, np.float64), axis=0) for p in proprio_per_episode if len(p) > 1]
-        if not d:
+        if not d or not self.cfg.proprio_step_scaled:  # unscaled: delta_std stays 1
             return
         std = np.concatenate(d).std(0) / self.proprio_std.double().cpu().numpy()
         self.proprio_delta_std.copy_(torch.as_tensor(np.maximum(std, DELTA_STD_FLOOR), dtype=torch.float32))
