@@ -76,6 +76,25 @@ def test_run_variants_name_mode_source_and_updates():
             parse_variant(bad)
 
 
+def test_any_config_field_can_be_set_from_the_command_line():
+    import argparse
+
+    from worldsample_learner.drivers.experiment_config import add_arguments, command_line, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["policy", "--config", "rl", "--out", "x", "--set", "wm_judge=false",
+                              "--set", "synthetic_branches=64", "--set", "cameras=front,wrist"])
+    cfg = config_from_args(args)
+    assert cfg.wm_judge is False and cfg.synthetic_branches == 64 and cfg.cameras == ("front", "wrist")
+    assert cfg.env_steps == 20_000  # the rest is the config's
+    assert "--set wm_judge=false" in command_line(args)
+    for bad, why in (("nope=1", "FIELD=VALUE"), ("wm_judge=maybe", "takes a bool"),
+                     ("synthetic_branches=lots", "takes a int"), ("wm_judge", "FIELD=VALUE")):
+        with pytest.raises(ValueError, match=why):
+            config_from_args(parser.parse_args(["policy", "--out", "x", "--set", bad]))
+
+
 @pytest.mark.slow
 def test_an_interrupted_policy_experiment_resumes(tmp_path):
     """`experiment policy` again on the same directory: finished runs are kept and skipped, a run cut off

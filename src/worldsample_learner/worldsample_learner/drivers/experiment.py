@@ -99,7 +99,8 @@ def wm_service_config(cfg: ExperimentConfig, run_dir: Path, seed: int):
     from worldsample_worldmodel.core.service import WorldModelServiceConfig
 
     model = WorldModelConfig(image_size=cfg.image_size, cameras=cfg.cameras, latent_channels=cfg.wm_latent_channels,
-                             batch_size=cfg.wm_batch_size, seed=seed, num_threads=1)
+                             batch_size=cfg.wm_batch_size, seed=seed, num_threads=1,
+                             proprio_step_scaled=cfg.wm_proprio_step_scaled)
     return WorldModelServiceConfig(run_dir=str(run_dir), min_new_episodes=cfg.wm_min_new_episodes,
                                    pretrain_steps=cfg.wm_pretrain_steps, posttrain_steps=cfg.wm_posttrain_steps,
                                    heldout_every=5, fidelity_horizons=(1, 4), device=cfg.device, threads=1,

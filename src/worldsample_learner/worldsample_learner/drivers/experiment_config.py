@@ -80,6 +80,7 @@ class ExperimentConfig:
     # label an imagined step by the task's success detector and reward on its predicted state (the rule every
     # real step gets, `judge_states`); False: by the world model's own outcome head
     wm_judge: bool = True
+    wm_proprio_step_scaled: bool = True  # WorldModelConfig.proprio_step_scaled (the measured trade-off is documented there)
     wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
     wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
     wm_heldout_noise: float = 0.3  # the held-out policy's action noise (a policy neither model trained on)
@@ -127,6 +128,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the run variants, e.g. rl-only,ppl,oracle-ppl,rl-only-utd4: [oracle-]MODE[-utdN], "
                              "MODE one of worldsample_learner's PPL modes; oracle- = the perfect world model as the "
                              "synthetic source; -utdN = N critic updates per real step")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any ExperimentConfig field, e.g. --set wm_judge=false --set "
+                             "synthetic_branches=64 (repeatable; tuples comma-separated)")
     parser.add_argument("--report", action="store_true",
                         help="policy: only render the tables and plots from the runs finished so far (an experiment "
                              "spanning several sittings; unfinished runs are listed, not run)")
@@ -151,7 +155,32 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         for m in modes:
             parse_variant(m)  # a clear error for a bad one
         over["modes"] = modes
+    for item in getattr(args, "set", None) or []:
+        key, value = parse_override(item)
+        over[key] = value
     return replace(cfg, **over)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` -> (field, value typed like the field's default in `ExperimentConfig`)."""
+    from dataclasses import fields
+
+    key, sep, raw = item.partition("=")
+    key, raw = key.strip(), raw.strip()
+    kinds = {f.name: type(getattr(ExperimentConfig(), f.name)) for f in fields(ExperimentConfig)}
+    if not sep or key not in kinds:
+        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(kinds)}")
+    kind = kinds[key]
+    try:
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError("expected true or false")
+            return key, raw.lower() in ("true", "1", "yes")
+        if kind is tuple:
+            return key, tuple(v.strip() for v in raw.split(",") if v.strip())
+        return key, kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"--set {item!r}: {key} takes a {kind.__name__} ({exc})") from None
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -160,6 +189,8 @@ def command_line(args: argparse.Namespace) -> str:
         v = getattr(args, flag)
         if v is not None:
             parts += [f"--{flag.replace('_', '-')}", str(v)]
+    for item in getattr(args, "set", None) or []:
+        parts += ["--set", item]
     if getattr(args, "report", False):
         parts.append("--report")
     return " ".join(parts)
