@@ -2,7 +2,7 @@
 
     worldsample bench learner [--task push] [--steps 5000] [--eval-every 1000] [--demos 10] [--seed 0]
                               [--utd 2] [--critics 2] [--peer sb3|none] [--out DIR] [--device cpu]
-    worldsample bench learner --obs pixels [--pixel-encoder frozen|conv] [--steps 400] [--eval-every 200] ...
+    worldsample bench learner --obs pixels [--pixel-encoder frozen|conv] [--steps 300] [--eval-every 150] ...
 
 ``--obs pixels`` (issue 23): our pixel learner (64 px front + wrist camera + proprio, ``--pixel-encoder``,
 default the frozen pre-trained keypoints), our state learner and stable-baselines3's SAC with its CNN
@@ -40,10 +40,11 @@ import time
 from pathlib import Path
 
 PERIODS = {"10 Hz": 0.1, "30 Hz": 1.0 / 30.0}
-# per --obs: pixels runs three learners with a rendering simulator; SB3's CNN policy alone costs ~1.4 s per env
-# step on this 2-core machine under load, so the default fits ~15 min (a timing run: nothing learns in 400 steps)
+# per --obs: pixels runs three learners with a rendering simulator; SB3's CNN policy alone costs ~2 s per env step
+# on this 2-core machine under load (docs/results.md: 400 steps took 25 min in all at load 6-7), so the default
+# fits ~15 min: a timing run (nothing learns in 300 steps; `worldsample learn --obs pixels` for learning curves)
 DEFAULTS = {"state": {"steps": 5000, "eval_every": 1000, "eval_episodes": 10},
-            "pixels": {"steps": 400, "eval_every": 200, "eval_episodes": 5}}
+            "pixels": {"steps": 300, "eval_every": 150, "eval_episodes": 5}}
 SCALING = ((1, 2), (2, 2), (4, 2), (2, 10), (4, 10))
 
 
