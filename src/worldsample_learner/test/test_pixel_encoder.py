@@ -203,6 +203,21 @@ def test_policy_checkpoint_carries_the_pretrained_encoder(tmp_path):
     assert int(pol.encoder.keypoints.version) == 1
 
 
+def test_a_conv_policy_checkpoint_from_before_the_frozen_encoder_still_loads(tmp_path):
+    """Checkpoints written before `pixel_encoder` existed hold a conv encoder and no `pixel_encoder` key."""
+    agent = SACAgent(_cfg(pixel_encoder="conv", feature_dim=8, encoder_channels=4))
+    path = save_policy(agent, tmp_path, 1)
+    payload = torch.load(path, weights_only=False)
+    del payload["agent_config"]["pixel_encoder"]
+    torch.save(payload, path)
+    pol = load_policy(path)
+    assert not pol.encoder.frozen and pol.cfg.pixel_encoder == "conv"
+    rng = np.random.default_rng(0)
+    images = {c: rng.integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8) for c in CAMS}
+    proprio = rng.normal(size=(2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(pol.act_batch(images, proprio), policy_from_agent(agent).act_batch(images, proprio))
+
+
 def test_resumed_learner_re_encodes_its_reloaded_replay(tmp_path):
     cfg = _cfg()
     first = Learner(cfg, replay_dir=tmp_path / "replay")

@@ -133,6 +133,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     raw = dict(payload["agent_config"])
     raw["cameras"] = tuple(raw["cameras"])
     known = {f.name for f in dataclasses.fields(AgentConfig)}
+    # checkpoints from before issue 23 name no pixel encoder: theirs was the end-to-end conv encoder
+    raw.setdefault("pixel_encoder", "conv")
     cfg = AgentConfig(**{k: v for k, v in raw.items() if k in known})
     cfg.device = device
     dev = torch.device(device)
