@@ -184,3 +184,55 @@ def test_either_end_killed_mid_transfer_resumes_where_it_stopped(tmp_path):
         assert {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()} == \
             {p.relative_to(dst): p.read_bytes() for p in dst.rglob("*") if p.is_file()}, n
     assert not list(partial.rglob("*.part"))
+
+
+def test_an_offer_of_a_bag_held_here_is_acknowledged_and_another_version_is_refused(tmp_path):
+    """A receiver that already holds a bag (it crossed before a restart) acknowledges the offer without fetching;
+    a different bag under a name held here is refused, never acknowledged, and the one in place is kept."""
+    import shutil
+
+    from worldsample_bringup.loop import _node_env
+    from worldsample_common.core import bag_io
+    from worldsample_common.core.transfer import CORRUPT_ENV
+    from worldsample_common.testing import random_episode
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    bag_io.write_episode_bag(random_episode("same", steps=10, size=32, seed=1), a / "bags" / "same")
+    shutil.copytree(a / "bags" / "same", b / "bags" / "same")  # crossed before the restart
+    bag_io.write_episode_bag(random_episode("clash", steps=10, size=32, seed=2), a / "bags" / "clash")
+    bag_io.write_episode_bag(random_episode("clash", steps=10, size=32, seed=3), b / "bags" / "clash")
+    kept = {p.name: p.read_bytes() for p in (b / "bags" / "clash").iterdir()}
+    bag_io.write_episode_bag(random_episode("new", steps=10, size=32, seed=4), a / "bags" / "new")
+    env = dict(_node_env(), ROS_DOMAIN_ID=str(test_domain_id(73)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONUNBUFFERED="1")
+    env.pop(CORRUPT_ENV, None)
+    logs = {"recv": tmp_path / "recv.log", "send": tmp_path / "send.log"}
+    procs = {
+        "recv": _link("learning_link", {"run_id": "faults", "send_prefix": "transfer/learning",
+                                        "receive_prefix": "transfer/robot", "receive_bags_dir": str(b / "bags"),
+                                        "state_dir": str(b / "transfer")}, logs["recv"], env),
+        "send": _link("robot_link", {"run_id": "faults", "send_prefix": "transfer/robot",
+                                     "receive_prefix": "transfer/learning", "send_bags_dir": str(a / "bags"),
+                                     "state_dir": str(a / "transfer")}, logs["send"], env),
+    }
+    ledger = a / "transfer" / "outbox.json"
+    deadline = time.monotonic() + 240
+    try:  # until 'same' and 'new' are confirmed and the clash has been refused
+        while _confirmed(ledger) < 2 or "another version of it is already" not in logs["recv"].read_text():
+            for k, p in procs.items():
+                assert p.poll() is None, f"{k} exited {p.returncode}:\n{logs[k].read_text()[-3000:]}"
+            assert time.monotonic() < deadline, logs["recv"].read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGINT)
+        for p in procs.values():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+    recv_log, send_log = logs["recv"].read_text(), logs["send"].read_text()
+    assert "received bag same" not in recv_log and "received bag new:" in recv_log  # held: not fetched again
+    assert "bag same confirmed" in send_log and "bag clash confirmed" not in send_log
+    assert recv_log.count("another version of it is already") == 1  # logged once
+    assert {p.name: p.read_bytes() for p in (b / "bags" / "clash").iterdir()} == kept

@@ -91,6 +91,7 @@ class PayloadLinkNode(Node):
         self._stop = threading.Event()
         self._queue: queue.Queue[Payload] = queue.Queue()
         self._queued: set[str] = set()
+        self._conflicts: set[str] = set()  # offers refused because another version has the name here (logged once)
         self.foreign = 0
         if self.inbox is not None:
             self.pub_ack = self.create_publisher(TransferAck, f"{cfg.receive_prefix}/acks", qos(EVENTS))
@@ -194,10 +195,23 @@ class PayloadLinkNode(Node):
             self.get_logger().error(f"refused offer: {exc}")
             return
         if self.inbox.holds(p):
-            self._ack(p)  # the sender missed the earlier acknowledgement
+            if p.digest in self._conflicts:
+                return
+            if self.inbox.holds_this_version(p):
+                self._ack(p)  # the sender missed the earlier acknowledgement (or restarted): nothing to fetch
+            else:
+                self._conflict(p)
         elif p.digest not in self._queued:
             self._queued.add(p.digest)
             self._queue.put(p)
+
+    def _conflict(self, p: Payload) -> None:
+        """Another version of ``p`` has its name here: never overwritten, never acknowledged (logged once)."""
+        self._conflicts.add(p.digest)
+        self._queued.discard(p.digest)
+        self.get_logger().error(f"refused {p.kind} {p.name} ({p.digest[:12]}): another version of it is already in "
+                                f"{self.inbox.target(p)}; kept, not acknowledged (the sender keeps its copy); move "
+                                "one of them aside to resolve")
 
     def _ack(self, p: Payload) -> None:
         m = TransferAck()
@@ -236,6 +250,8 @@ class PayloadLinkNode(Node):
                     self.get_logger().info(f"received {p.kind} {p.name}: {res.received_bytes} bytes in {dt:.2f} s")
                     self._announce(p, res.path)
                 self._queued.discard(p.digest)
+            elif res.status == "refused" and self.inbox.holds(p):  # another version in place: not fetched again
+                self._conflict(p)
             else:  # interrupted or refused: wait, then fetch again (the sender keeps offering it)
                 self.get_logger().warning(f"{p.kind} {p.name}: {res.status}: {res.detail}")
                 self._stop.wait(self.cfg.retry_s)

@@ -191,3 +191,24 @@ def test_fault_injector_corrupts_one_chunk_once_and_the_receiver_refuses_then_re
     quiet = Outbox(tmp_path / "y.json", corrupt_once="checkpoint")  # armed for another kind: bags pass clean
     q = quiet.add(bag_dir, "bag")
     assert quiet.read_chunk(q.kind, q.name, q.digest, first.path, 0, 10) == clean and not quiet.corrupted
+
+
+def test_a_duplicate_offer_is_held_and_another_version_under_the_same_name_is_refused(tmp_path, bag):
+    """After a restart of either end a payload already in place is offered again: the same version is 'held'
+    (acknowledged, nothing fetched); a different version under that name is refused and never overwrites it."""
+    bag_dir, _ = bag
+    out, p = _sender(tmp_path, bag_dir)
+    inbox = _inbox(tmp_path)
+    assert inbox.receive(p, _fetcher(out, p)).status == "done"
+    fresh = _inbox(tmp_path)  # a restarted receiver: nothing cached
+    calls = []
+    assert fresh.holds_this_version(p) and fresh.receive(p, _fetcher(out, p, calls)).status == "held" and not calls
+    other_dir = tmp_path / "robot2" / "ep-7"  # same name, other content
+    bag_io.write_episode_bag(random_episode("ep-7", steps=9, size=32, seed=3), other_dir)
+    out2 = Outbox(tmp_path / "robot2" / "outbox.json")
+    q = out2.add(other_dir, "bag")
+    assert q.digest != p.digest and fresh.holds(q) and not fresh.holds_this_version(q)
+    res = fresh.receive(q, _fetcher(out2, q, calls))
+    assert res.status == "refused" and "another version" in res.detail and not calls
+    placed = tmp_path / "learn" / "bags" / "ep-7"
+    assert all((placed / f.path).read_bytes() == (bag_dir / f.path).read_bytes() for f in p.files)

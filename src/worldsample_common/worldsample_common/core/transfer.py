@@ -248,6 +248,7 @@ class Inbox:
         self.partial = Path(partial)
         self.chunk_bytes = int(chunk_bytes)
         self.stats = InboxStats()
+        self._verified: set[tuple[str, str]] = set()  # (target, digest) checked by holds_this_version
 
     def accepts(self, kind: str) -> bool:
         return kind in self.dest
@@ -258,8 +259,29 @@ class Inbox:
         return self.dest[payload.kind] / payload.name
 
     def holds(self, payload: Payload) -> bool:
-        """The payload is in place (moved there by this inbox after every file matched)."""
+        """Something of the payload's name is in place (moved there by this inbox after every file matched)."""
         return self.target(payload).exists()
+
+    def holds_this_version(self, payload: Payload) -> bool:
+        """What is in place under the payload's name is this version: the same files, sizes and SHA-256 (a
+        duplicate offer, e.g. after a restart of either end, is acknowledged without fetching). False for a
+        different version under the same name: it is never overwritten, and never acknowledged."""
+        target = self.target(payload)
+        key = (str(target), payload.digest)
+        if key in self._verified:
+            return True
+        if not target.exists():
+            return False
+        if payload.is_dir:
+            have = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+            if have != sorted(f.path for f in payload.files):
+                return False
+        for f in payload.files:
+            path = target / f.path if payload.is_dir else target
+            if not path.is_file() or path.stat().st_size != f.size or sha256_file(path) != f.sha256:
+                return False
+        self._verified.add(key)
+        return True
 
     def _staging(self, payload: Payload) -> Path:
         return self.partial / payload.kind / payload.name
@@ -272,7 +294,13 @@ class Inbox:
         "refused" (that file's part deleted, so the next call fetches it again)."""
         target = self.target(payload)
         if target.exists():
-            return ReceiveResult("held", target)
+            if self.holds_this_version(payload):
+                return ReceiveResult("held", target)
+            why = (f"{payload.kind} {payload.name}: another version is already in {target} (files, sizes or SHA-256 "
+                   f"differ from offer {payload.digest[:12]}); refused, the one in place is kept")
+            self.stats.refused += 1
+            self.stats.refusals.append(why)
+            return ReceiveResult("refused", None, 0, why)
         stage = self._staging(payload)
         stage.mkdir(parents=True, exist_ok=True)
         got = 0
