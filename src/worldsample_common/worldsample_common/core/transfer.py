@@ -16,7 +16,7 @@ function (a ROS 2 service call in the nodes, a plain function in tests):
 - only when every file matches is the payload moved into its destination by one rename (a bag
   directory appears whole or not at all, so a reader that rescans the directory never sees half a bag).
 
-No rclpy here: the nodes (`worldsample_bringup`'s ``bag_shipper`` / ``bag_receiver``) convert messages.
+No rclpy here: the node (`worldsample_bringup.payload_link`: ``robot_link`` / ``learning_link``) converts messages.
 """
 
 from __future__ import annotations
