@@ -25,6 +25,19 @@ from worldsample_common.testing import test_domain_id
 pytestmark = [pytest.mark.ros]
 
 
+def _stop_all(procs) -> None:
+    """Ctrl-C every node still running, then wait; a node that does not stop in 20 s is killed."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
 def _link(name: str, params: dict, log: Path, env: dict) -> subprocess.Popen:
     from worldsample_bringup.graph import NodeSpec
 
@@ -73,14 +86,7 @@ def test_bag_corrupted_in_transit_is_refused_resent_and_arrives_identical(tmp_pa
                                                  f"\nreceiver:\n{logs['recv'].read_text()[-3000:]}")
             time.sleep(0.2)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs.values():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        _stop_all(procs.values())
     send_log, recv_log = logs["send"].read_text(), logs["recv"].read_text()
     assert send_log.count("fault injector: served bag") == 1, send_log[-3000:]  # the hook fired, once
     refusals = [line for line in recv_log.splitlines() if "refused, fetched again" in line]
@@ -169,14 +175,7 @@ def test_either_end_killed_mid_transfer_resumes_where_it_stopped(tmp_path):
         start("send", "robot_link", send_params)
         wait("both bags confirmed", lambda: _confirmed(a / "transfer" / "outbox.json") == 2)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs.values():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        _stop_all(procs.values())
     fetched = _received(logs[2], "ep-001")  # the second receiver, across the sender's restart
     assert len(fetched) == 1 and fetched[0] < sizes["ep-001"], (fetched, sizes)
     for n in sizes:
