@@ -379,7 +379,7 @@ def test_proprio_step_scale_and_old_checkpoints(demos):
     from worldsample_worldmodel.core.model import DELTA_STD_FLOOR
 
     props = [e.proprio for e in demos]
-    scaled = build_model(small_cfg(), demos[0].proprio.shape[1])
+    scaled = build_model(small_cfg(proprio_step_scaled=True), demos[0].proprio.shape[1])
     scaled.set_proprio_stats(np.concatenate(props))
     scaled.set_delta_stats(props)
     steps = np.concatenate([np.diff(p, axis=0) for p in props]).std(0) / scaled.proprio_std.numpy()

@@ -80,7 +80,7 @@ class ExperimentConfig:
     # label an imagined step by the task's success detector and reward on its predicted state (the rule every
     # real step gets, `judge_states`); False: by the world model's own outcome head
     wm_judge: bool = True
-    wm_proprio_step_scaled: bool = True  # WorldModelConfig.proprio_step_scaled (the measured trade-off is documented there)
+    wm_proprio_step_scaled: bool = False  # WorldModelConfig.proprio_step_scaled (the measured trade-off is documented there)
     wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
     wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
     wm_heldout_noise: float = 0.3  # the held-out policy's action noise (a policy neither model trained on)
