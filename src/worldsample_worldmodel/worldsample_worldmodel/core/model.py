@@ -15,12 +15,11 @@ displacement) plus a predicted local flow field, and a painted RGB layer (two tr
 full size) for what is revealed or changes colour. A static background is therefore copied pixel
 for pixel (no resampling blur), and a fresh model (copy layer dominant) already equals the
 copy-last-frame baseline; training only has to learn what moves. Proprioception is
-predicted by an MLP ensemble from (proprio, action, pooled trunk features of every camera) as a
-*standardised step* (MBPO's parameterisation): the members output the change of the normalised proprio
-in units of its per-step spread ``proprio_delta_std`` (measured on the training episodes by
-`set_delta_stats`), and its loss is measured in those units, so an object that moves a few millimetres
-per step counts as much as the arm (with the loss on the normalised proprio alone, such motions were
-below the loss's resolution: the object barely moved in imagination, docs/results.md).
+predicted by an MLP ensemble from (proprio, action, pooled trunk features of every camera) as the
+change of the normalised proprio; with ``cfg.proprio_step_scaled`` (off by default) that change is in
+units of its per-step spread ``proprio_delta_std`` (measured on the training episodes by
+`set_delta_stats`, MBPO's parameterisation) and so is its loss (off, the spread stays 1: the loss is on
+the normalised proprio itself; the measured trade-off is at the config field).
 Reward, success and termination by a small head.
 
 Uncertainty of a predicted step (``raw_uncertainty``): an *error head* predicts the log pixel MSE

@@ -307,21 +307,20 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
             rmse = {g: _rmse(ds[:, idx]) for g, idx in sgroups.items()}
             rmse["state"] = _rmse(ds)
             moving = np.zeros(int(ok.sum()), bool)
-            if obj:
-                moved = np.linalg.norm(real_s[ok, k][:, obj] - start_s[ok][:, obj], axis=-1)
-                moving = moved > moving_threshold
-                rmse["object_moving"] = _rmse(ds[moving][:, obj])
             gain = float("nan")
-            if obj and moving.any():  # least-squares gain of the predicted object motion on the real one
-                real_move = (real_s[ok, k][:, obj] - start_s[ok][:, obj])[moving]
-                pred_move = (ol.state[ok, k][:, obj] - start_s[ok][:, obj])[moving]
-                gain = float((pred_move * real_move).sum() / (real_move * real_move).sum())
+            if obj:
+                real_move = real_s[ok, k][:, obj] - start_s[ok][:, obj]
+                moving = np.linalg.norm(real_move, axis=-1) > moving_threshold
+                rmse["object_moving"] = _rmse(ds[moving][:, obj])
+                if moving.any():  # least-squares gain of the predicted object motion on the real one
+                    real_m = real_move[moving]
+                    pred_m = real_m + ds[moving][:, obj]  # predicted - start = (real - start) + (predicted - real)
+                    gain = float((pred_m * real_m).sum() / (real_m * real_m).sum())
             rmse.update({g: _rmse(dp[:, list(idx)]) for g, idx in pgroups.items()})
+            dr = ol.reward[ok, k] - real_r[ok, k]
             res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()), "object_motion_gain": gain,
-                             "reward_bias": float((ol.reward[ok, k] - real_r[ok, k]).mean()) if ok.any()
-                             else float("nan"),
-                             "reward_mae": float(np.abs(ol.reward[ok, k] - real_r[ok, k]).mean()) if ok.any()
-                             else float("nan"),
+                             "reward_bias": float(dr.mean()) if ok.any() else float("nan"),
+                             "reward_mae": float(np.abs(dr).mean()) if ok.any() else float("nan"),
                              "termination": termination_metrics(real_d[ok, k], ol.terminated_prob[ok, k])}
         out["predictors"][pred.name] = res
     return out
