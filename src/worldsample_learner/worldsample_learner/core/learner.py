@@ -264,10 +264,11 @@ class Learner:
 
     def close_window(self) -> dict[str, Any]:
         """End an update window: feed the window's mean Q on real / synthetic data to PPL, return its status."""
-        qr = float(np.mean(self._window["q_real"])) if self._window["q_real"] else float("nan")
-        qs = float(np.mean(self._window["q_synthetic"])) if self._window["q_synthetic"] else float("nan")
         if self.ppl.cfg.overestimation_reference == "branch_start":
             qr, qs = self.branch_q()
+        else:  # "batch"
+            qr = float(np.mean(self._window["q_real"])) if self._window["q_real"] else float("nan")
+            qs = float(np.mean(self._window["q_synthetic"])) if self._window["q_synthetic"] else float("nan")
         self.ppl.observe_q(qr, qs)
         status = self.ppl.status(self.agent.updates)
         # the share of each batch actually drawn from synthetic data (PPLStatus.synthetic_share): PPL's
@@ -291,7 +292,7 @@ class Learner:
         idx = self.rng.choice(idx, size=min(n, len(idx)), replace=False)
         batch = self.synthetic.gather(idx)
         q = self.agent.q_values(batch["obs"], batch["action"]).mean(0)
-        start = self.synthetic._data["step"][idx] == 0  # the store's own per-row step index (same package)
+        start = self.synthetic.steps(idx) == 0
         return (float(q[start].mean()) if start.any() else float("nan"),
                 float(q[~start].mean()) if (~start).any() else float("nan"))
 

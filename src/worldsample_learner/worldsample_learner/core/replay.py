@@ -428,6 +428,10 @@ class ReplayStore:
         """The observation frames (uint8 (N, H, W, 3) per camera) of the transitions at ``idx``."""
         return {c: self._data[f"img_{c}"][np.asarray(idx)] for c in self.spec.cameras}
 
+    def steps(self, idx: np.ndarray) -> np.ndarray:
+        """The step index within its episode of each transition at ``idx`` (0 = the episode's first)."""
+        return self._data["step"][np.asarray(idx)]
+
     def recent_indices(self, n: int) -> np.ndarray:
         """Indices of the newest ``n`` transitions in memory."""
         n = min(n, self._size)
