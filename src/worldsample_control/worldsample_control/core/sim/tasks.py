@@ -236,9 +236,6 @@ class SortTask(Task):
         rbin, bbin = env.mocap_pos("red_bin")[:2], env.mocap_pos("blue_bin")[:2]
         return np.concatenate([red, blue, rbin, bbin, rbin - red[:2], bbin - blue[:2], red - ee, blue - ee])
 
-    def in_bin(self, env, colour: str) -> bool:
-        return self._in_bin(self.state(env), colour)
-
     # slices of `state` per colour: block xyz, bin xy, block -> ee
     _SLICES = {"red": (slice(0, 3), slice(6, 8), slice(14, 17)), "blue": (slice(3, 6), slice(8, 10), slice(17, 20))}
 
