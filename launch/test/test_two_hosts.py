@@ -86,6 +86,22 @@ def _start(hosts, host: str, part: str, out: Path, log: Path, episodes: int, ext
     return subprocess.Popen(cmd, env=_env(), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _start_paced(hosts, a: Path, b: Path, logs: dict[str, Path], episodes: int) -> dict[str, subprocess.Popen]:
+    """Both parts, paced (one episode per policy version, 100-step episodes): the robot part cannot run through
+    all its episodes before the two payload links have found each other."""
+    procs = {"learning": _start(hosts, "b", "learning", b, logs["learning"], episodes, ["--episodes-per-policy", "1"])}
+    procs["robot"] = _start(hosts, "a", "robot", a, logs["robot"], episodes,
+                            ["--episodes-per-policy", "1", "--max-steps", "100"])
+    return procs
+
+
+def _wait_new_episode(bags: Path, procs: dict[str, subprocess.Popen], logs: dict[str, Path]) -> set[str]:
+    """Wait until the robot part opens a bag it had not before; returns the bags there were before."""
+    seen = _closed(bags) | _open(bags)
+    _wait("a new episode on the robot PC", lambda: _open(bags) - seen, procs, logs)
+    return seen
+
+
 def _finish(procs: dict[str, subprocess.Popen], logs: dict[str, Path], timeout: float = 480) -> None:
     deadline = time.monotonic() + timeout
     try:
@@ -161,18 +177,14 @@ def test_link_down_for_10_s_loses_nothing(tmp_path, hosts):
     a, b = tmp_path / "A", tmp_path / "B"
     logs = {"learning": tmp_path / "b.log", "robot": tmp_path / "a.log"}
     episodes = 6
-    # paced (one episode per policy version): the robot part cannot run through all its episodes before the two
-    # payload links have found each other (unpaced, 40-step episodes took 0.3 s each on an idle machine)
-    procs = {"learning": _start(hosts, "b", "learning", b, logs["learning"], episodes, ["--episodes-per-policy", "1"])}
-    procs["robot"] = _start(hosts, "a", "robot", a, logs["robot"], episodes,
-                            ["--episodes-per-policy", "1", "--max-steps", "100"])
+    # paced (unpaced, 40-step episodes took 0.3 s each on an idle machine: all done before the links met)
+    procs = _start_paced(hosts, a, b, logs, episodes)
     bags_a, bags_b = a / "bags", b / "bags"
     # the fault under test is a drop between connected parts: wait until a first bag has crossed (the two
     # payload links discovered each other; on a loaded machine that takes longer than the first episode) ...
     _wait("a first bag crossed from the robot part to the learning part", lambda: _closed(bags_b), procs, logs)
     # ... and cut the link as the next episode starts
-    seen = _closed(bags_a) | _open(bags_a)
-    _wait("a new episode on the robot PC", lambda: _open(bags_a) - seen, procs, logs)
+    _wait_new_episode(bags_a, procs, logs)
     down_at = time.monotonic()
     _ip("-n", hosts["ns"]["a"], "link", "set", hosts["dev"]["a"], "down")  # mid-episode
     time.sleep(10)  # the fault: 10 s without a link
@@ -244,15 +256,12 @@ def test_learning_host_restarted_catches_up_and_the_learner_resumes(tmp_path, ho
     a, b = tmp_path / "A", tmp_path / "B"
     logs = {"learning": tmp_path / "b1.log", "robot": tmp_path / "a.log"}
     episodes = 6  # one per policy version: the robot holds for the next checkpoint after each episode
-    procs = {"learning": _start(hosts, "b", "learning", b, logs["learning"], episodes, ["--episodes-per-policy", "1"])}
-    procs["robot"] = _start(hosts, "a", "robot", a, logs["robot"], episodes,
-                            ["--episodes-per-policy", "1", "--max-steps", "100"])
+    procs = _start_paced(hosts, a, b, logs, episodes)
     # a bag has crossed and the learner saved its state (it does at each checkpoint) ...
     _wait("a crossed bag and the learner's saved state", lambda: _closed(b / "bags")
           and (b / "learner" / "learner_state.pt").exists(), procs, logs)
-    seen = _closed(a / "bags") | _open(a / "bags")
     # ... then the learning host goes down right after an episode starts on the robot PC
-    _wait("a new episode on the robot PC", lambda: _open(a / "bags") - seen, procs, logs)
+    _wait_new_episode(a / "bags", procs, logs)
     _kill_host(procs.pop("learning"), b)
     crossed = {n: (b / "bags" / n).stat().st_ino for n in _closed(b / "bags")}
     ckpts_before = {p.name for p in (b / "learner" / "checkpoints").glob("policy-*.pt")}
@@ -289,12 +298,9 @@ def test_robot_host_restarted_reoffers_its_bags_and_gets_policies_again(tmp_path
     a, b = tmp_path / "A", tmp_path / "B"
     logs = {"learning": tmp_path / "b.log", "robot": tmp_path / "a1.log"}
     episodes = 6
-    procs = {"learning": _start(hosts, "b", "learning", b, logs["learning"], episodes, ["--episodes-per-policy", "1"])}
-    procs["robot"] = _start(hosts, "a", "robot", a, logs["robot"], episodes,
-                            ["--episodes-per-policy", "1", "--max-steps", "100"])
+    procs = _start_paced(hosts, a, b, logs, episodes)
     _wait("a policy made in B on the robot PC", lambda: any((a / "policies").glob("policy-*.pt")), procs, logs)
-    seen = _closed(a / "bags") | _open(a / "bags")
-    _wait("a new episode on the robot PC", lambda: _open(a / "bags") - seen, procs, logs)
+    seen = _wait_new_episode(a / "bags", procs, logs)
     # the link goes down during that episode: its bag cannot cross; then the robot PC loses power
     _ip("-n", hosts["ns"]["a"], "link", "set", hosts["dev"]["a"], "down")
     new = _open(a / "bags") - seen
@@ -334,9 +340,7 @@ def test_robot_host_restarted_after_its_last_episode_delivers_the_rest(tmp_path,
     a, b = tmp_path / "A", tmp_path / "B"
     logs = {"learning": tmp_path / "b.log", "robot": tmp_path / "a1.log"}
     episodes = 3
-    procs = {"learning": _start(hosts, "b", "learning", b, logs["learning"], episodes, ["--episodes-per-policy", "1"])}
-    procs["robot"] = _start(hosts, "a", "robot", a, logs["robot"], episodes,
-                            ["--episodes-per-policy", "1", "--max-steps", "100"])
+    procs = _start_paced(hosts, a, b, logs, episodes)
     _wait("the last episode on the robot PC", lambda: len(_closed(a / "bags") | _open(a / "bags")) >= episodes,
           procs, logs)
     _ip("-n", hosts["ns"]["a"], "link", "set", hosts["dev"]["a"], "down")
