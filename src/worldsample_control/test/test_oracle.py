@@ -100,3 +100,39 @@ def test_oracle_refuses_episodes_without_sim_states():
     with pytest.raises(ValueError, match="no sim_states"):
         src.observe_real(ep)
     assert src.generate(ReplayPolicy(ep), 3, 3) == []  # nothing observed: nothing to branch from
+
+
+def test_object_shift_moves_the_objects_before_the_step_is_observed_and_judged():
+    from worldsample_control.core.sim.tasks import judge_states
+
+    env = make_env("push", EnvConfig(render=False))
+    env.reset(seed=4)
+    start = env.loose_object_positions()
+    assert start.shape == (1, 3)  # push: the block
+    res = env.step(np.zeros(4), object_shift=lambda before, after: before + [0.01, 0.0, 0.0])
+    np.testing.assert_allclose(env.loose_object_positions(), start + [0.01, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(res.observation.state[:3], start[0] + [0.01, 0.0, 0.0], atol=1e-9)
+    success, reward = judge_states("push", res.observation.state[None], reward=env.cfg.reward)
+    assert res.success == bool(success[0]) and res.reward == pytest.approx(float(reward[0]), abs=1e-6)
+    with pytest.raises(ValueError, match="object_shift must return finite positions"):
+        env.step(np.zeros(4), object_shift=lambda before, after: np.full((2, 3), np.nan))
+
+
+def test_degraded_oracle_branches_drift_and_are_judged_on_the_drifted_state():
+    from worldsample_control.core.sim.tasks import judge_states
+
+    env, ep = _recorded_episode("push", 20)
+    src = OracleSyntheticSource(make_env("push", EnvConfig(render=False, max_episode_steps=20)),
+                                OracleConfig(action_noise=0.0, object_noise=0.005), seed=1)
+    src.observe_real(ep)
+    drift = []
+    for b in src.generate(ReplayPolicy(ep), num_branches=6, horizon=5):
+        t, n = int(b.extras["start_step"]), b.length
+        np.testing.assert_array_equal(b.states[0], ep.states[t])  # the start is the real state
+        drift.append(np.abs(b.states[1:, :2] - ep.states[t + 1:t + n + 1, :2]).max())
+        _, reward = judge_states("push", b.states[1:], reward="shaped")
+        np.testing.assert_allclose(b.rewards, reward, atol=1e-6)
+    assert min(drift) > 0  # every branch's block left the recorded path
+    for bad in ({"object_noise": -0.1}, {"object_motion_scale": float("nan")}):
+        with pytest.raises(ValueError, match="OracleConfig"):
+            OracleConfig(**bad).validate()

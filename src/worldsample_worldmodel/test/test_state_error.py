@@ -104,7 +104,8 @@ def test_copy_state_is_exact_on_a_static_episode():
 
 
 def test_motion_gain_and_reward_bias():
-    """The real future moves the object in full (gain 1); half of it gives 0.5; a reward offset is its bias."""
+    """The real future moves the object in full (gain 1, calibration 1); half of it gives gain 0.5 and calibration 2
+    (the real object moves twice what is predicted); a reward offset is its bias."""
 
     class Scaled:
         def __init__(self, f, r):
@@ -123,7 +124,9 @@ def test_motion_gain_and_reward_bias():
         assert full["object_moving_starts"] > 0
         assert full["object_motion_gain"] == pytest.approx(1.0) and full["reward_bias"] == pytest.approx(0.0, abs=1e-6)
         assert half["object_motion_gain"] == pytest.approx(0.5) and half["reward_bias"] == pytest.approx(-0.25)
-    assert "| 0.50 | -0.250 |" in state_error_table([("toy", res)])
+        assert full["object_motion_calibration"] == pytest.approx(1.0)
+        assert half["object_motion_calibration"] == pytest.approx(2.0)
+    assert "| 0.50 | 2.00 | -0.250 |" in state_error_table([("toy", res)])
 
 
 def test_termination_metrics():

@@ -145,7 +145,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     source = None
     if uses_synthetic(mode) and source_kind == "oracle":
         source = OracleSyntheticSource(make_env(task, replace(env_config(cfg, render=False), seed=seed)),
-                                       OracleConfig(action_noise=VideoSourceConfig.action_noise), seed=seed)
+                                       OracleConfig(action_noise=VideoSourceConfig.action_noise,
+                                                    object_noise=cfg.oracle_object_noise,
+                                                    object_motion_scale=cfg.oracle_motion_scale), seed=seed)
     elif uses_synthetic(mode):
         wm_dir = out / "world_model"
         shutil.copytree(spec["wm_init"], wm_dir)

@@ -11,7 +11,11 @@ From a real step ``t`` of a held-out episode, a predictor is rolled open loop un
 - the proprio, per group (`PROPRIO_GROUPS`: end-effector position [m], gripper width [m],
   end-effector velocity [m/s]), RMSE;
 - ``object_motion_gain``: on those moving starts, the least-squares gain of the predicted object displacement
-  (from t) on the real one: 1 = the motion in full, < 1 = a sluggish model (the object lags in imagination);
+  (from t) on the real one: 1 = the motion in full, < 1 = a sluggish model (the object lags in imagination).
+  A model that predicts the conditional *mean* of an uncertain motion has this gain below 1 too (it equals the
+  R^2 of the prediction), so read it beside ``object_motion_calibration``, the least-squares gain of the real
+  displacement on the predicted one: 1 = calibrated (when it predicts a move of x, the object moves x on
+  average), > 1 = the model under-predicts motion it is sure of (a real bias), < 1 = it over-predicts;
 - the reward of the step into t+h (MAE, and ``reward_bias`` = mean predicted - real: < 0 = pessimistic), and
   the termination at that step: accuracy, F1 and Brier
   score of the predicted probability (threshold 0.5), with the number of real terminations.
@@ -307,7 +311,7 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
             rmse = {g: _rmse(ds[:, idx]) for g, idx in sgroups.items()}
             rmse["state"] = _rmse(ds)
             moving = np.zeros(int(ok.sum()), bool)
-            gain = float("nan")
+            gain = calib = float("nan")
             if obj:
                 real_move = real_s[ok, k][:, obj] - start_s[ok][:, obj]
                 moving = np.linalg.norm(real_move, axis=-1) > moving_threshold
@@ -316,9 +320,11 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
                     real_m = real_move[moving]
                     pred_m = real_m + ds[moving][:, obj]  # predicted - start = (real - start) + (predicted - real)
                     gain = float((pred_m * real_m).sum() / (real_m * real_m).sum())
+                    calib = float((pred_m * real_m).sum() / max(float((pred_m * pred_m).sum()), 1e-12))
             rmse.update({g: _rmse(dp[:, list(idx)]) for g, idx in pgroups.items()})
             dr = ol.reward[ok, k] - real_r[ok, k]
             res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()), "object_motion_gain": gain,
+                             "object_motion_calibration": calib,
                              "reward_bias": float(dr.mean()) if ok.any() else float("nan"),
                              "reward_mae": float(np.abs(dr).mean()) if ok.any() else float("nan"),
                              "termination": termination_metrics(real_d[ok, k], ol.terminated_prob[ok, k])}
@@ -340,8 +346,8 @@ def _fmt(v: float, digits: int = 1) -> str:
 def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     """Markdown: one row per (task, horizon, predictor) from `evaluate_state_error` results ``(task, result)``."""
     head = ("| task | h | model | " + " | ".join(c[1] for c in TABLE_COLUMNS)
-            + " | reward MAE | termination F1 | termination Brier | starts (moving) | object motion gain | reward bias |")
-    lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 6)]
+            + " | reward MAE | termination F1 | termination Brier | starts (moving) | object motion gain | motion calibration | reward bias |")
+    lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 7)]
     for task, res in rows:
         for j, h in enumerate(res["horizons"]):
             for name, per in res["predictors"].items():
@@ -352,5 +358,6 @@ def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                              + f" | {_fmt(r['reward_mae'], 3)} | {_fmt(term['f1'], 2)} ({term['positives']} real)"
                              f" | {_fmt(term['brier'], 3)} | {res['num_starts'][j]} ({r['object_moving_starts']}) |"
                              f" {_fmt(r.get('object_motion_gain', float('nan')), 2)} |"
+                             f" {_fmt(r.get('object_motion_calibration', float('nan')), 2)} |"
                              f" {_fmt(r.get('reward_bias', float('nan')), 3)} |")
     return "\n".join(lines)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ from .tasks import TASK_CLASSES, Task
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402
+
+ObjectShift = Callable[[np.ndarray, np.ndarray], np.ndarray]  # `FrankaTaskEnv.step`'s object_shift
 
 PROPRIO_DIM = 7
 PROPRIO_LABELS = ("ee_x", "ee_y", "ee_z", "gripper_width", "ee_vx", "ee_vy", "ee_vz")
@@ -148,6 +151,8 @@ class FrankaTaskEnv:
         self._arm_qadr = np.array([m.jnt_qposadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
         self._arm_vadr = np.array([m.jnt_dofadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
         self._arm_range = np.array([m.jnt_range[m.joint(f"joint{i}").id] for i in range(1, 8)])
+        self._loose_qadr = np.array([m.jnt_qposadr[j] for j in range(m.njnt) if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE],
+                                    dtype=int)
         self._arm_act = np.array([m.actuator(f"actuator{i}").id for i in range(1, 8)])
         self._grip_act = m.actuator("fingers_actuator").id
         self._pads = (m.geom("left_pad1").id, m.geom("right_pad1").id)
@@ -189,6 +194,10 @@ class FrankaTaskEnv:
         self.data.qpos[adr:adr + 3] = pos
         self.data.qpos[adr + 3:adr + 7] = np.asarray(quat) / np.linalg.norm(quat)
         self.data.qvel[vadr:vadr + 6] = 0.0
+
+    def loose_object_positions(self) -> np.ndarray:
+        """(J, 3) positions of the free-jointed bodies (the task's loose objects), in joint order."""
+        return self.data.qpos[self._loose_qadr[:, None] + np.arange(3)].copy()
 
     def set_mocap(self, name: str, pos) -> None:
         self.data.mocap_pos[self.model.body(name).mocapid[0]] = pos
@@ -403,7 +412,10 @@ class FrankaTaskEnv:
         self._steps = 0
         return self._observe()
 
-    def step(self, action) -> StepResult:
+    def step(self, action, object_shift: ObjectShift | None = None) -> StepResult:
+        """One control period towards ``action`` (dx, dy, dz, gripper). ``object_shift`` (the degraded oracle,
+        `core.sim.oracle`): a function ``(before, after) -> positions`` of the loose objects' positions (J, 3)
+        before and after the physics step; the objects are put there before the step is observed and judged."""
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (ACTION_DIM,):
             raise ValueError(f"action must have shape ({ACTION_DIM},) (dx, dy, dz, gripper), got {a.shape}")
@@ -417,7 +429,7 @@ class FrankaTaskEnv:
         lead = self.cfg.max_target_lead
         target = np.clip(self._target_pos + a[:3] * self.cfg.action_scale, ee - lead, ee + lead)
         self.set_ee_target(target, DOWN_QUAT_WXYZ, 0.0 if a[3] > 0 else GRIPPER_MAX_WIDTH)
-        return self._advance({"clipped_action": a.astype(np.float32)})
+        return self._advance({"clipped_action": a.astype(np.float32)}, object_shift)
 
     def step_joint_targets(self, q, gripper_width: float) -> StepResult:
         """One control period towards joint set-points ``q`` (joint1..7 [rad]) - what a
@@ -437,8 +449,16 @@ class FrankaTaskEnv:
         self._target_pos = self.ee_pos_at(q)
         return self._advance({"joint_targets": q.copy()})
 
-    def _advance(self, extra: dict) -> StepResult:
+    def _advance(self, extra: dict, object_shift: ObjectShift | None = None) -> StepResult:
+        before = self.loose_object_positions() if object_shift is not None else None
         self.step_physics()
+        if object_shift is not None:
+            after = self.loose_object_positions()
+            to = np.asarray(object_shift(before, after), np.float64)
+            if to.shape != after.shape or not np.isfinite(to).all():
+                raise ValueError(f"object_shift must return finite positions of shape {after.shape}, got {to.shape}")
+            self.data.qpos[self._loose_qadr[:, None] + np.arange(3)] = to
+            mujoco.mj_forward(self.model, self.data)
         self._steps += 1
         success, progress = self._task.evaluate(self)
         truncated = self._steps >= self.max_episode_steps and not success
