@@ -84,13 +84,17 @@ def test_any_config_field_can_be_set_from_the_command_line():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(["policy", "--config", "rl", "--out", "x", "--set", "wm_judge=false",
-                              "--set", "synthetic_branches=64", "--set", "cameras=front,wrist"])
+                              "--set", "synthetic_branches=64", "--set", "cameras=front,wrist",
+                              "--set", "ppl.naive_horizon=3", "--set", "ppl.horizon_max=5", "--set", "oracle_object_noise=0.006"])
     cfg = config_from_args(args)
     assert cfg.wm_judge is False and cfg.synthetic_branches == 64 and cfg.cameras == ("front", "wrist")
+    assert cfg.ppl == {"naive_horizon": 3, "horizon_max": 5} and cfg.oracle_object_noise == 0.006
     assert cfg.env_steps == 20_000  # the rest is the config's
     assert "--set wm_judge=false" in command_line(args)
     for bad, why in (("nope=1", "FIELD=VALUE"), ("wm_judge=maybe", "takes a bool"),
-                     ("synthetic_branches=lots", "takes a int"), ("wm_judge", "FIELD=VALUE")):
+                     ("synthetic_branches=lots", "takes a int"), ("wm_judge", "FIELD=VALUE"),
+                     ("ppl.nope=1", "FIELD=VALUE"), ("ppl.mode=naive", "FIELD=VALUE"), ("ppl=1", "FIELD=VALUE"),
+                     ("ppl.horizon_max=long", "takes a int")):
         with pytest.raises(ValueError, match=why):
             config_from_args(parser.parse_args(["policy", "--out", "x", "--set", bad]))
 

@@ -158,7 +158,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     agent = AgentConfig(obs_mode="state", batch_size=cfg.batch_size, num_critics=cfg.num_critics,
                         num_min_critics=min(2, cfg.num_critics),
                         utd_ratio=utd or cfg.utd_ratio, hidden_dim=cfg.hidden_dim, device=cfg.device, seed=seed)
-    lcfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=mode), env_steps=cfg.env_steps, warmup_steps=0,
+    lcfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=mode, **cfg.ppl), env_steps=cfg.env_steps, warmup_steps=0,
                        eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
                        synthetic_every=cfg.synthetic_every, synthetic_branches=cfg.synthetic_branches,
                        checkpoint_every_env_steps=0, log_every=min(250, cfg.env_steps), seed=seed)

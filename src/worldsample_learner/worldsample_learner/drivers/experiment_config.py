@@ -8,7 +8,7 @@ settings it does not name come from their own config dataclasses (`AgentConfig`,
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class ExperimentConfig:
     # the degraded oracle (`core.sim.oracle`; oracle- variants): model error of one kind, everything else exact
     oracle_object_noise: float = 0.0  # std [m] of the per-step noise on the objects' x, y in imagined steps
     oracle_motion_scale: float = 1.0  # fraction of each imagined step's object motion that happens
+    ppl: dict[str, Any] = field(default_factory=dict)  # PPLConfig fields for every run (`--set ppl.FIELD=VALUE`)
     wm_proprio_step_scaled: bool = False  # WorldModelConfig.proprio_step_scaled (the measured trade-off is documented there)
     wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
     wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
@@ -160,17 +161,33 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         over["modes"] = modes
     for item in getattr(args, "set", None) or []:
         key, value = parse_override(item)
-        over[key] = value
-    return replace(cfg, **over)
+        if key.startswith(PPL_PREFIX):
+            over["ppl"] = {**over.get("ppl", cfg.ppl), key[len(PPL_PREFIX):]: value}
+        else:
+            over[key] = value
+    out = replace(cfg, **over)
+    if out.ppl:  # a bad PPL value fails here, not in every run
+        from worldsample_learner.core.config import PPLConfig
+
+        PPLConfig(**out.ppl).validate()
+    return out
+
+
+PPL_PREFIX = "ppl."  # --set ppl.FIELD=VALUE: a PPLConfig field
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``FIELD=VALUE`` -> (field, value typed like the field's default in `ExperimentConfig`)."""
+    """``FIELD=VALUE`` -> (field, value typed like the field's default in `ExperimentConfig`); ``ppl.FIELD=VALUE``
+    -> ("ppl.FIELD", value typed like `PPLConfig`'s)."""
     from dataclasses import fields
+
+    from worldsample_learner.core.config import PPLConfig
 
     key, sep, raw = item.partition("=")
     key, raw = key.strip(), raw.strip()
-    kinds = {f.name: type(getattr(ExperimentConfig(), f.name)) for f in fields(ExperimentConfig)}
+    kinds = {f.name: type(getattr(ExperimentConfig(), f.name)) for f in fields(ExperimentConfig) if f.name != "ppl"}
+    kinds.update({PPL_PREFIX + f.name: type(getattr(PPLConfig(), f.name)) for f in fields(PPLConfig)
+                  if f.name != "mode"})  # the mode is the run variant's
     if not sep or key not in kinds:
         raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(kinds)}")
     kind = kinds[key]
