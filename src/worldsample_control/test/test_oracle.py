@@ -136,3 +136,24 @@ def test_degraded_oracle_branches_drift_and_are_judged_on_the_drifted_state():
     for bad in ({"object_noise": -0.1}, {"object_motion_scale": float("nan")}):
         with pytest.raises(ValueError, match="OracleConfig"):
             OracleConfig(**bad).validate()
+
+
+def test_audit_finds_no_error_in_exact_branches_and_the_drift_of_degraded_ones(tmp_path):
+    from worldsample_control.core.sim.oracle import AUDIT_FIELDS, SyntheticAudit
+
+    env, ep = _recorded_episode("push", 20)
+    for noise, path in ((0.0, tmp_path / "exact.csv"), (0.01, tmp_path / "noisy.csv")):
+        inner = OracleSyntheticSource(make_env("push", EnvConfig(render=False, max_episode_steps=20)),
+                                      OracleConfig(action_noise=0.0, object_noise=noise), seed=1)
+        audit = SyntheticAudit(inner, make_env("push", EnvConfig(render=False, max_episode_steps=20)), path)
+        assert audit.needs_sim_state and audit.version == ORACLE_VERSION  # the inner source's
+        audit.observe_real(ep)
+        branches = audit.generate(ReplayPolicy(ep), num_branches=4, horizon=3)
+        assert len(branches) == 4 and len(audit.rows) == sum(b.length for b in branches)
+        assert path.read_text().splitlines()[0] == ",".join(AUDIT_FIELDS)
+        s = audit.summary(horizons=(1, 3))
+        if noise == 0:
+            assert s["k=1"]["object_rmse"] == 0 and s["k=1"]["reward_mae"] < 1e-6 and s["k=1"]["ee_rmse"] == 0
+        else:  # the block drifts by ~1 cm a step in imagination; the arm is exact
+            assert s["k=1"]["object_rmse"] > 0.003 and s["k=3"]["object_rmse"] > s["k=1"]["object_rmse"]
+            assert s["k=1"]["ee_rmse"] < 1e-6

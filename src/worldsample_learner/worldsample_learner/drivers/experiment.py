@@ -124,7 +124,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from worldsample_control.core.sim import make_env
-    from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource
+    from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource, SyntheticAudit
     from worldsample_control.core.sim.tasks import judge_states
     from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
 
@@ -155,6 +155,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
                                                          state_in_proprio=True, seed=seed), judge=judge)
         source.add_demos(demos)
+        if cfg.audit_synthetic:
+            source = SyntheticAudit(source, make_env(task, replace(env_config(cfg, render=False), seed=seed)),
+                                    out / "synthetic_audit.csv")
     agent = AgentConfig(obs_mode="state", batch_size=cfg.batch_size, num_critics=cfg.num_critics,
                         num_min_critics=min(2, cfg.num_critics),
                         utd_ratio=utd or cfg.utd_ratio, hidden_dim=cfg.hidden_dim, device=cfg.device, seed=seed)
@@ -162,7 +165,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                        eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
                        synthetic_every=cfg.synthetic_every, synthetic_branches=cfg.synthetic_branches,
                        checkpoint_every_env_steps=0, log_every=min(250, cfg.env_steps), seed=seed)
-    video = isinstance(source, VideoWorldModelSource)
+    video = isinstance(getattr(source, "inner", source), VideoWorldModelSource)
     env = make_env(task, replace(env_config(cfg, render=video), seed=seed))
     eval_env = make_env(task, replace(env_config(cfg, render=False), seed=seed))
     t0 = time.time()
@@ -176,6 +179,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     if video:
         res["world_model"] = {"version": source.version, "rejected": len(source.rejected),
                               "fidelity": source.service.fidelity}
+    if isinstance(source, SyntheticAudit):
+        res["synthetic_audit"] = source.summary()
     (out / "results.json").write_text(json.dumps(res, indent=2, default=float))
     env.close()
     eval_env.close()

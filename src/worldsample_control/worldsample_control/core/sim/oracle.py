@@ -166,3 +166,115 @@ class OracleSyntheticSource:
             sim_states=np.stack(b["sim"]),
             extras={"start_episode": start.episode_id, "start_step": str(b["t"])},
         )
+
+
+AUDIT_FIELDS = ("call", "branch", "k", "object_error", "ee_error", "object_moved", "object_predicted_move",
+                "object_move_dot", "reward_predicted", "reward_real", "success_predicted", "success_real")
+
+
+class SyntheticAudit:
+    """A synthetic source (the video world model's) whose branches are checked against the simulator.
+
+    Every branch ``inner.generate`` hands out is replayed exactly: the simulator is restored to the branch's
+    real start (its ``extras`` name the start episode and step; the real episodes carry ``sim_states``, which
+    ``needs_sim_state`` asks the driver for) and stepped with the branch's own actions. Each imagined step k
+    is then compared with what really follows: object position error (the state's first three dimensions,
+    the object's xyz in every task), end-effector error (proprio's first three), the object's real and
+    predicted displacement from the start, the predicted and real reward and success. One row per step goes
+    to ``path`` (CSV, ``AUDIT_FIELDS``); `summary` aggregates them per k. This is the model's error *on the
+    data the learner eats* (the learning policy's own branches), where the model-error table scores it on
+    held-out rollouts of a noisy expert. Branches pass through unchanged."""
+
+    needs_sim_state = True
+
+    def __init__(self, inner: Any, env: FrankaTaskEnv, path, keep_episodes: int = 64,
+                 max_branches: int | None = None) -> None:
+        from pathlib import Path
+
+        if not callable(getattr(env, "set_sim_state", None)):
+            raise TypeError(f"the audit needs an env with sim_state/set_sim_state, got {type(env).__name__}")
+        self.inner, self.env, self.path = inner, env, Path(path)
+        self.max_branches = max_branches
+        self._episodes: dict[str, Episode] = {}
+        self._order: deque[str] = deque()
+        self._keep = int(keep_episodes)
+        self._calls = 0
+        self.rows: list[dict[str, float]] = []
+
+    def __getattr__(self, name: str) -> Any:  # version, service, rejected, ... of the wrapped source
+        return getattr(self.inner, name)
+
+    def observe_real(self, episode: Episode) -> None:
+        if episode.sim_states is not None:
+            self._episodes[episode.episode_id] = episode
+            self._order.append(episode.episode_id)
+            while len(self._order) > self._keep:
+                self._episodes.pop(self._order.popleft(), None)
+        self.inner.observe_real(episode)
+
+    def fidelity(self) -> float | None:
+        return self.inner.fidelity()
+
+    def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
+        eps = self.inner.generate(policy, num_branches, horizon)
+        rows = []
+        for j, ep in enumerate(eps[: self.max_branches]):
+            rows += self._audit(ep, j)
+        self._calls += 1
+        if rows:
+            import csv
+
+            new = not self.path.exists()
+            with open(self.path, "a", newline="") as f:
+                w = csv.DictWriter(f, AUDIT_FIELDS)
+                if new:
+                    w.writeheader()
+                w.writerows(rows)
+            self.rows += rows
+        return eps
+
+    def _audit(self, ep: Episode, j: int) -> list[dict[str, float]]:
+        start = self._episodes.get((ep.extras or {}).get("start_episode", ""))
+        if start is None or ep.states is None or start.states is None:
+            return []
+        t = int(ep.extras["start_step"])
+        self.env.set_sim_state(start.sim_states[t])
+        s0 = np.asarray(start.states[t][:3], np.float64)
+        out = []
+        for k, a in enumerate(ep.actions):
+            res = self.env.step(np.clip(a, -1.0, 1.0))
+            real, pred = np.asarray(res.observation.state, np.float64), np.asarray(ep.states[k + 1], np.float64)
+            rm, pm = real[:3] - s0, pred[:3] - s0
+            out.append({"call": self._calls, "branch": j, "k": k + 1,
+                        "object_error": float(np.linalg.norm(pred[:3] - real[:3])),
+                        "ee_error": float(np.linalg.norm(ep.proprio[k + 1][:3] - res.observation.proprio[:3])),
+                        "object_moved": float(np.linalg.norm(rm)), "object_predicted_move": float(np.linalg.norm(pm)),
+                        "object_move_dot": float(rm @ pm),
+                        "reward_predicted": float(ep.rewards[k]), "reward_real": float(res.reward),
+                        "success_predicted": float(ep.successes[k]), "success_real": float(res.success)})
+            if res.terminated or res.truncated:
+                break
+        return out
+
+    def summary(self, horizons: tuple[int, ...] = (1, 2, 4, 8), moving_threshold: float = 0.002) -> dict[str, Any]:
+        """Per horizon k: object and ee RMSE [m], the object motion gain and calibration over the steps where
+        the real object moved more than ``moving_threshold`` (as in the model-error table), the reward bias
+        (predicted - real) and MAE, and predicted / real success counts; ``steps`` audited."""
+        out: dict[str, Any] = {}
+        for h in horizons:
+            r = [x for x in self.rows if x["k"] == h]
+            if not r:
+                continue
+            col = {f: np.array([x[f] for x in r]) for f in AUDIT_FIELDS}
+            mv = col["object_moved"] > moving_threshold
+            dot, real2, pred2 = col["object_move_dot"][mv].sum(), (col["object_moved"][mv] ** 2).sum(), \
+                (col["object_predicted_move"][mv] ** 2).sum()
+            dr = col["reward_predicted"] - col["reward_real"]
+            out[f"k={h}"] = {
+                "steps": len(r), "object_rmse": float(np.sqrt((col["object_error"] ** 2).mean())),
+                "ee_rmse": float(np.sqrt((col["ee_error"] ** 2).mean())), "moving": int(mv.sum()),
+                "object_motion_gain": float(dot / real2) if real2 > 0 else float("nan"),
+                "object_motion_calibration": float(dot / pred2) if pred2 > 0 else float("nan"),
+                "reward_bias": float(dr.mean()), "reward_mae": float(np.abs(dr).mean()),
+                "success_predicted": int(col["success_predicted"].sum()), "success_real": int(col["success_real"].sum())}
+        return out
