@@ -169,7 +169,8 @@ class OracleSyntheticSource:
 
 
 AUDIT_FIELDS = ("call", "branch", "k", "object_error", "ee_error", "object_moved", "object_predicted_move",
-                "object_move_dot", "reward_predicted", "reward_real", "success_predicted", "success_real")
+                "object_move_dot", "reward_predicted", "reward_real", "success_predicted", "success_real",
+                "uncertainty")
 
 
 class SyntheticAudit:
@@ -251,7 +252,8 @@ class SyntheticAudit:
                         "object_moved": float(np.linalg.norm(rm)), "object_predicted_move": float(np.linalg.norm(pm)),
                         "object_move_dot": float(rm @ pm),
                         "reward_predicted": float(ep.rewards[k]), "reward_real": float(res.reward),
-                        "success_predicted": float(ep.successes[k]), "success_real": float(res.success)})
+                        "success_predicted": float(ep.successes[k]), "success_real": float(res.success),
+                        "uncertainty": float(ep.uncertainty[k]) if ep.uncertainty is not None else float("nan")})
             if res.terminated or res.truncated:
                 break
         return out
@@ -259,7 +261,8 @@ class SyntheticAudit:
     def summary(self, horizons: tuple[int, ...] = (1, 2, 4, 8), moving_threshold: float = 0.002) -> dict[str, Any]:
         """Per horizon k: object and ee RMSE [m], the object motion gain and calibration over the steps where
         the real object moved more than ``moving_threshold`` (as in the model-error table), the reward bias
-        (predicted - real) and MAE, and predicted / real success counts; ``steps`` audited."""
+        (predicted - real) and MAE, predicted / real success counts, and the Spearman rank correlation of the
+        branch's per-step uncertainty with the object error (what PPL's selection relies on); ``steps`` audited."""
         out: dict[str, Any] = {}
         for h in horizons:
             r = [x for x in self.rows if x["k"] == h]
@@ -276,5 +279,16 @@ class SyntheticAudit:
                 "object_motion_gain": float(dot / real2) if real2 > 0 else float("nan"),
                 "object_motion_calibration": float(dot / pred2) if pred2 > 0 else float("nan"),
                 "reward_bias": float(dr.mean()), "reward_mae": float(np.abs(dr).mean()),
-                "success_predicted": int(col["success_predicted"].sum()), "success_real": int(col["success_real"].sum())}
+                "success_predicted": int(col["success_predicted"].sum()), "success_real": int(col["success_real"].sum()),
+                "uncertainty_spearman": _spearman(col["uncertainty"], col["object_error"])}
         return out
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation over the finite pairs (ordinal ranks: both are continuous here); NaN with
+    fewer than 3 pairs or without spread."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    rx, ry = (np.argsort(np.argsort(v, kind="stable")).astype(float) for v in (x[ok], y[ok]))
+    return float(np.corrcoef(rx, ry)[0, 1])
