@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from worldsample_common.core.bag_io import read_bag_episodes, write_episode_bag
 from worldsample_common.core.episode import Source
@@ -124,6 +125,45 @@ def test_video_source_carries_sim_state_for_a_state_based_policy(tmp_path):
         assert "carries no privileged states" in str(exc)
     else:
         raise AssertionError("an episode without states must be refused in state_in_proprio mode")
+
+
+def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path):
+    """state_model "mlp": every branch's [proprio, state] is the MLP ensemble's open-loop prediction from the
+    real start under the branch's own actions; the ensemble is re-trained when the world model trains."""
+    from dataclasses import replace
+
+    from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
+    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
+
+    class StatePolicy:
+        version = "policy-000001"
+
+        def act_batch(self, images, proprio, noise_std=0.0, rng=None, state=None):
+            return np.tile(np.float32([0.5, -0.2, 0.0, 0.0]), (len(proprio), 1))
+
+    def with_state(ep):  # a state that moves with the proprio
+        return replace(ep, states=(2.0 * ep.proprio[:, :3]).astype(np.float32))
+
+    scfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), min_new_episodes=2, pretrain_steps=5,
+                                   posttrain_steps=3, heldout_every=3, fidelity_horizons=(1,), device="cpu",
+                                   model=small_model_cfg())
+    src = VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True, state_model="mlp",
+                                                  mlp=MLPDynamicsConfig(steps=30, eval_every=10)))
+    src.add_demos([with_state(toy_episode(50 + i, steps=8)) for i in range(2)])
+    for i in range(2):
+        src.observe_real(with_state(toy_episode(60 + i, steps=8, source=Source.REAL, policy="random")))
+    assert src.version and src.mlp_metrics and src.mlp_metrics[-1]["episodes"] >= 3  # demos + real so far
+    eps = src.generate(StatePolicy(), 4, 3)
+    assert len(eps) == 4
+    for e in eps:
+        o = np.concatenate([e.proprio[:1], e.states[:1]], 1)
+        for k in range(e.length):
+            o = src.mlp.predict(o, e.actions[k:k + 1])["next_obs"]
+            np.testing.assert_allclose(np.concatenate([e.proprio[k + 1], e.states[k + 1]]), o[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="state_model must be one of"):
+        VideoSourceConfig(state_model="lstm").validate()
+    with pytest.raises(ValueError, match="needs state_in_proprio"):
+        VideoWorldModelSource(VideoSourceConfig(service=scfg, state_model="mlp"))
 
 
 class _StopAfter:

@@ -153,7 +153,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         shutil.copytree(spec["wm_init"], wm_dir)
         judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
-                                                         state_in_proprio=True, seed=seed), judge=judge)
+                                                         state_in_proprio=True, state_model=cfg.wm_state_model,
+                                                         seed=seed), judge=judge)
         source.add_demos(demos)
         if cfg.audit_synthetic:
             source = SyntheticAudit(source, make_env(task, replace(env_config(cfg, render=False), seed=seed)),
@@ -178,7 +179,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         res["return_curve"] = [(int(float(r["env_steps"])), float(r["mean_return"])) for r in csv.DictReader(f)]
     if video:
         res["world_model"] = {"version": source.version, "rejected": len(source.rejected),
-                              "fidelity": source.service.fidelity}
+                              "fidelity": source.service.fidelity, "state_model": cfg.wm_state_model,
+                              "state_model_trainings": source.mlp_metrics}
     if isinstance(source, SyntheticAudit):
         res["synthetic_audit"] = source.summary()
     (out / "results.json").write_text(json.dumps(res, indent=2, default=float))

@@ -80,6 +80,7 @@ class ExperimentConfig:
     # label an imagined step by the task's success detector and reward on its predicted state (the rule every
     # real step gets, `judge_states`); False: by the world model's own outcome head
     wm_judge: bool = True
+    wm_state_model: str = "video"  # VideoSourceConfig.state_model: "video" (its own head) or "mlp" (MBPO's ensemble)
     audit_synthetic: bool = False  # video runs: replay every branch in the simulator, log its error (`SyntheticAudit`)
     # the degraded oracle (`core.sim.oracle`; oracle- variants): model error of one kind, everything else exact
     oracle_object_noise: float = 0.0  # std [m] of the per-step noise on the objects' x, y in imagined steps

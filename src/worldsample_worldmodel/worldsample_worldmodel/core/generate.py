@@ -12,6 +12,7 @@ step is computed for a branch that has ended).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ from worldsample_common.core.episode import Episode, Source
 from worldsample_common.core.policy_registry import load_checkpoint
 
 from .data import WindowSampler, filter_episodes
+
+StateModel = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (proprio (B, P), actions (B, A)) -> next proprio
 
 
 class BatchPolicy(Protocol):
@@ -61,6 +64,7 @@ def generate_branches(
     rng: np.random.Generator | None = None,
     policy_version: str | None = None,
     batch_size: int = 256,
+    state_model: StateModel | None = None,
 ) -> list[Episode]:
     """``num_branches`` synthetic episodes of up to ``horizon`` steps branched from real states.
 
@@ -68,6 +72,9 @@ def generate_branches(
     ensemble disagreement, see `model`), ``world_model_version=model.version``,
     ``policy_version`` (default: ``policy.version``) and predicted frames as uint8 images.
     ``extras`` name the real start (``start_episode``, ``start_step``, ``start_bag``).
+    ``state_model``: ``(proprio (B, P), actions (B, A)) -> next proprio (B, P)`` (raw, numpy), a separate model
+    of the low-dimensional state (MBPO's MLP ensemble, `source.VideoSourceConfig.state_model`); the world model
+    then decodes the frames for its prediction and its own proprio head is not used.
     """
     import torch
 
@@ -92,11 +99,13 @@ def generate_branches(
     model.eval()
     for s in range(0, num_branches, batch_size):
         idx = pick[s: s + batch_size]
-        out.extend(_rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver))
+        out.extend(_rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver,
+                                  state_model))
     return out
 
 
-def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver) -> list[Episode]:
+def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver,
+                   state_model=None) -> list[Episode]:
     """Roll the branches ``idx`` as one batch; a branch leaves the batch at its predicted termination (the
     model only steps the branches still running)."""
     import torch
@@ -126,7 +135,8 @@ def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng
         if action_noise > 0:
             a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
         a = np.clip(a, -1.0, 1.0)
-        res = model.step(hist, proprio, a, generator=gen)
+        nxt = None if state_model is None else np.asarray(state_model(proprio.cpu().numpy(), a), np.float32)
+        res = model.step(hist, proprio, a, generator=gen, next_proprio=nxt)
         hist, proprio = res["hist"], res["proprio"]
         cur_images = model.render(hist)
         p_np = proprio.cpu().numpy()

@@ -319,10 +319,13 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def step(self, hist: dict[str, Any], proprio: torch.Tensor, actions: np.ndarray | torch.Tensor,
-             generator: torch.Generator | None = None) -> dict[str, Any]:
+             generator: torch.Generator | None = None,
+             next_proprio: np.ndarray | torch.Tensor | None = None) -> dict[str, Any]:
         """One imagined step for a batch.
 
         ``hist`` from `encode_history` or a previous step; proprio (B, P) *raw* (not normalised); actions (B, A).
+        ``next_proprio`` (B, P) raw: the next proprio from another model (`generate_branches`' ``state_model``);
+        the frames are then decoded for it, and it is returned as ``proprio``, instead of the own head's.
         Returns the new state ``hist`` (its frames via `render`), ``proprio`` (raw), ``reward``,
         ``success_prob``, ``terminated_prob``, ``raw_uncertainty`` (predicted pixel MSE),
         ``uncertainty`` (normalised by ``uncertainty_ref``) and ``disagreement``, all tensors.
@@ -339,6 +342,8 @@ class WorldModel(nn.Module):
         else:
             z1 = tr["z_mean"]
             p1 = tr["p"].mean(0)
+        if next_proprio is not None:
+            p1 = self.norm_proprio(torch.as_tensor(next_proprio, dtype=torch.float32, device=self.device))
         k = hist["k"] + 1
         frames, errs = {}, []
         dcond = self.decoder_cond(hist["anchor_p"], p1)

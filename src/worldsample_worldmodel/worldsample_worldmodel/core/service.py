@@ -322,7 +322,7 @@ class WorldModelService:
     # ------------------------------------------------------------------ generation
     def generate(self, policy: Any, num_branches: int, horizon: int, action_noise: float,
                  policy_version: str = "", seed: int | None = None,
-                 write_bag: bool = True) -> tuple[list[Episode], Path | None]:
+                 write_bag: bool = True, state_model: Any = None) -> tuple[list[Episode], Path | None]:
         from .generate import generate_branches, write_synthetic_bags
 
         with self.lock:
@@ -338,7 +338,7 @@ class WorldModelService:
         try:
             rng = np.random.default_rng(seed)
             eps = generate_branches(model, starts, policy, num_branches, horizon, action_noise, rng,
-                                    policy_version=policy_version or None)
+                                    policy_version=policy_version or None, state_model=state_model)
             if not write_bag:
                 return eps, None
             out = Path(self.cfg.synthetic_dir) if self.cfg.synthetic_dir else Path(self.cfg.run_dir) / "synthetic"
