@@ -129,7 +129,7 @@ def test_video_source_carries_sim_state_for_a_state_based_policy(tmp_path):
 
 def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path):
     """state_model "mlp": every branch's [proprio, state] is the MLP ensemble's open-loop prediction from the
-    real start under the branch's own actions; the ensemble is re-trained when the world model trains."""
+    real start under the branch's own actions; the ensemble is re-trained every state_model_every real episodes."""
     from dataclasses import replace
 
     from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
@@ -148,11 +148,11 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
                                    posttrain_steps=3, heldout_every=3, fidelity_horizons=(1,), device="cpu",
                                    model=small_model_cfg())
     src = VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True, state_model="mlp",
-                                                  mlp=MLPDynamicsConfig(steps=30, eval_every=10)))
+                                                  mlp=MLPDynamicsConfig(steps=30, eval_every=10), state_model_every=2))
     src.add_demos([with_state(toy_episode(50 + i, steps=8)) for i in range(2)])
-    for i in range(2):
+    for i in range(5):
         src.observe_real(with_state(toy_episode(60 + i, steps=8, source=Source.REAL, policy="random")))
-    assert src.version and src.mlp_metrics and src.mlp_metrics[-1]["episodes"] >= 3  # demos + real so far
+    assert src.version and [m["episodes"] for m in src.mlp_metrics] == [4, 6]  # 2 demos + every 2nd real one
     eps = src.generate(StatePolicy(), 4, 3)
     assert len(eps) == 4
     for e in eps:

@@ -22,8 +22,9 @@ learner's state").
 
 ``state_model`` (with ``state_in_proprio``): ``"video"`` (default) rolls [proprio, state] with the world model's
 own proprio head; ``"mlp"`` with MBPO's model instead, a small MLP ensemble on [proprio, state] (`mlp_dynamics`)
-trained on every demo and real transition the source has seen, re-trained whenever the world model trains
-(and before the first generation); the world model then decodes the frames for that state. Measured in
+trained on every demo and real transition the source has seen, re-trained every ``state_model_every`` new
+real episodes (MBPO re-fits its model every 250 steps; a fit takes seconds here) and before the first
+generation; the world model then decodes the frames for that state. Measured in
 docs/results.md ("The model's error on the learner's own branches"): on the learning policy's own actions
 the video model's head hallucinated the block's motion (11-17 mm at one step where the block did not move,
 50-80 mm at ten), where an MLP ensemble on the same transitions erred 1.6 mm.
@@ -59,6 +60,7 @@ class VideoSourceConfig:
     carry_static_state: bool = True  # with state_in_proprio: see the module docstring
     state_model: str = "video"  # with state_in_proprio: "video" | "mlp" (see the module docstring)
     mlp: MLPDynamicsConfig = field(default_factory=MLPDynamicsConfig)  # state_model "mlp"
+    state_model_every: int = 5  # state_model "mlp": re-train after this many new real episodes
     seed: int = 0
 
     def validate(self) -> None:
@@ -67,6 +69,8 @@ class VideoSourceConfig:
         if self.state_model != "video" and not self.state_in_proprio:
             raise ValueError("VideoSourceConfig.state_model 'mlp' needs state_in_proprio (it models the state)")
         self.mlp.validate()
+        if not isinstance(self.state_model_every, int) or self.state_model_every < 1:
+            raise ValueError(f"VideoSourceConfig.state_model_every must be an int >= 1, got {self.state_model_every!r}")
 
 
 STATE_MODELS = ("video", "mlp")
@@ -131,6 +135,7 @@ class VideoWorldModelSource:
         self._static: np.ndarray | None = None  # `static_state_dims` of every episode seen
         self._seen: list[Episode] = []  # state_model "mlp": every demo and real episode, as given
         self.mlp = None  # state_model "mlp": the newest trained ensemble
+        self._new_for_mlp = 0  # real episodes seen since it was trained
         self.mlp_metrics: list[dict[str, Any]] = []
 
     def to_model(self, ep: Episode) -> Episode:
@@ -170,10 +175,11 @@ class VideoWorldModelSource:
             self.rejected.append(reason)
         elif self.cfg.state_model == "mlp":
             self._seen.append(episode)
+            self._new_for_mlp += 1
         if self.service.should_train():
             self.service.train()
-            if self.cfg.state_model == "mlp":
-                self.train_state_model()
+        if self.cfg.state_model == "mlp" and self._new_for_mlp >= self.cfg.state_model_every:
+            self.train_state_model()
 
     def train_state_model(self) -> None:
         """(Re-)train the MLP state model on every demo and real transition seen (state_model "mlp")."""
@@ -181,6 +187,7 @@ class VideoWorldModelSource:
 
         t0 = time.time()
         self.mlp, metrics = train_mlp_dynamics(transitions_from_episodes(self._seen), self.cfg.mlp)
+        self._new_for_mlp = 0
         self.mlp_metrics.append({**metrics, "episodes": len(self._seen), "wall_s": time.time() - t0})
 
     def fidelity(self) -> float | None:
