@@ -158,8 +158,10 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
     for e in eps:
         o = np.concatenate([e.proprio[:1], e.states[:1]], 1)
         for k in range(e.length):
-            o = src.mlp.predict(o, e.actions[k:k + 1])["next_obs"]
+            out = src.mlp.predict(o, e.actions[k:k + 1])
+            o = out["next_obs"]
             np.testing.assert_allclose(np.concatenate([e.proprio[k + 1], e.states[k + 1]]), o[0], rtol=1e-5, atol=1e-5)
+            assert e.uncertainty[k] == pytest.approx(out["disagreement"][0] / src.mlp_uncertainty_ref, rel=1e-4)
     with pytest.raises(ValueError, match="state_model must be one of"):
         VideoSourceConfig(state_model="lstm").validate()
     with pytest.raises(ValueError, match="needs state_in_proprio"):

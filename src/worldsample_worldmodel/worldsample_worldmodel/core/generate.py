@@ -23,7 +23,8 @@ from worldsample_common.core.policy_registry import load_checkpoint
 
 from .data import WindowSampler, filter_episodes
 
-StateModel = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (proprio (B, P), actions (B, A)) -> next proprio
+# (proprio (B, P), actions (B, A)) -> (next proprio (B, P), uncertainty (B,) or None), raw, numpy
+StateModel = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 class BatchPolicy(Protocol):
@@ -72,9 +73,10 @@ def generate_branches(
     ensemble disagreement, see `model`), ``world_model_version=model.version``,
     ``policy_version`` (default: ``policy.version``) and predicted frames as uint8 images.
     ``extras`` name the real start (``start_episode``, ``start_step``, ``start_bag``).
-    ``state_model``: ``(proprio (B, P), actions (B, A)) -> next proprio (B, P)`` (raw, numpy), a separate model
-    of the low-dimensional state (MBPO's MLP ensemble, `source.VideoSourceConfig.state_model`); the world model
-    then decodes the frames for its prediction and its own proprio head is not used.
+    ``state_model``: ``(proprio (B, P), actions (B, A)) -> (next proprio (B, P), uncertainty (B,) or None)`` (raw,
+    numpy), a separate model of the low-dimensional state (MBPO's MLP ensemble,
+    `source.VideoSourceConfig.state_model`); the world model then decodes the frames for its prediction, its
+    own proprio head is not used, and the state model's uncertainty (when given) is the step's.
     """
     import torch
 
@@ -135,15 +137,16 @@ def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng
         if action_noise > 0:
             a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
         a = np.clip(a, -1.0, 1.0)
-        nxt = None if state_model is None else np.asarray(state_model(proprio.cpu().numpy(), a), np.float32)
-        res = model.step(hist, proprio, a, generator=gen, next_proprio=nxt)
+        nxt, s_unc = (None, None) if state_model is None else state_model(proprio.cpu().numpy(), a)
+        res = model.step(hist, proprio, a, generator=gen,
+                         next_proprio=None if nxt is None else np.asarray(nxt, np.float32))
         hist, proprio = res["hist"], res["proprio"]
         cur_images = model.render(hist)
         p_np = proprio.cpu().numpy()
         r_np = res["reward"].cpu().numpy()
         s_np = res["success_prob"].cpu().numpy() > cfg.done_threshold
         t_np = res["terminated_prob"].cpu().numpy() > cfg.done_threshold
-        u_np = res["uncertainty"].cpu().numpy()
+        u_np = res["uncertainty"].cpu().numpy() if s_unc is None else np.asarray(s_unc, np.float32)
         for j, b in enumerate(alive):
             for c in model.cameras:
                 frames[c][b].append(cur_images[c][j])

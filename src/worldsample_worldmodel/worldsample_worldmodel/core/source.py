@@ -24,7 +24,10 @@ learner's state").
 own proprio head; ``"mlp"`` with MBPO's model instead, a small MLP ensemble on [proprio, state] (`mlp_dynamics`)
 trained on every demo and real transition the source has seen, re-trained every ``state_model_every`` new
 real episodes (MBPO re-fits its model every 250 steps; a fit takes seconds here) and before the first
-generation; the world model then decodes the frames for that state. Measured in
+generation; the world model then decodes the frames for that state. A step's uncertainty is then the
+ensemble's disagreement on it over its median on the transitions it was fitted to (1 = as unsure as on
+typical real data, the world model's convention), since the video model's frame-error head does not rank
+the state's error (measured: Spearman -0.5 to 0.1). Measured in
 docs/results.md ("The model's error on the learner's own branches"): on the learning policy's own actions
 the video model's head hallucinated the block's motion (11-17 mm at one step where the block did not move,
 50-80 mm at ten), where an MLP ensemble on the same transitions erred 1.6 mm.
@@ -136,6 +139,7 @@ class VideoWorldModelSource:
         self._seen: list[Episode] = []  # state_model "mlp": every demo and real episode, as given
         self.mlp = None  # state_model "mlp": the newest trained ensemble
         self._new_for_mlp = 0  # real episodes seen since it was trained
+        self.mlp_uncertainty_ref = 1.0  # its median disagreement on the transitions it was fitted to
         self.mlp_metrics: list[dict[str, Any]] = []
 
     def to_model(self, ep: Episode) -> Episode:
@@ -186,7 +190,11 @@ class VideoWorldModelSource:
         import time
 
         t0 = time.time()
-        self.mlp, metrics = train_mlp_dynamics(transitions_from_episodes(self._seen), self.cfg.mlp)
+        data = transitions_from_episodes(self._seen)
+        self.mlp, metrics = train_mlp_dynamics(data, self.cfg.mlp)
+        pick = self.rng.choice(len(data), size=min(2048, len(data)), replace=False)
+        dis = self.mlp.predict(data.obs[pick], data.actions[pick])["disagreement"]
+        self.mlp_uncertainty_ref = float(max(np.median(dis), 1e-12))
         self._new_for_mlp = 0
         self.mlp_metrics.append({**metrics, "episodes": len(self._seen), "wall_s": time.time() - t0})
 
@@ -205,8 +213,11 @@ class VideoWorldModelSource:
         if self.cfg.state_model == "mlp":
             if self.mlp is None:
                 self.train_state_model()
-            mlp = self.mlp
-            state_model = lambda p, a: mlp.predict(p, a)["next_obs"]  # noqa: E731
+            mlp, ref = self.mlp, self.mlp_uncertainty_ref
+
+            def state_model(p: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                out = mlp.predict(p, a)
+                return out["next_obs"], out["disagreement"] / ref
         eps, _ = self.service.generate(policy, num_branches, horizon, self.cfg.action_noise,
                                        seed=int(self.rng.integers(1 << 31)), write_bag=self.cfg.write_bags,
                                        state_model=state_model)
