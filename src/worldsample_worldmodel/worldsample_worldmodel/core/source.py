@@ -27,10 +27,10 @@ real episodes (MBPO re-fits its model every 250 steps; a fit takes seconds here)
 generation; the world model then decodes the frames for that state. A step's uncertainty is then the
 ensemble's disagreement on it over its median on the transitions it was fitted to (1 = as unsure as on
 typical real data, the world model's convention), since the video model's frame-error head does not rank
-the state's error (measured: Spearman -0.5 to 0.1). Measured in
-docs/results.md ("The model's error on the learner's own branches"): on the learning policy's own actions
-the video model's head hallucinated the block's motion (11-17 mm at one step where the block did not move,
-50-80 mm at ten), where an MLP ensemble on the same transitions erred 1.6 mm.
+the state's error (measured: Spearman -0.5 to 0.1). Measured in docs/results.md ("Why the video model's
+data hurt, and a state model that fixes it"): on the learning policy's own branches the video model's head
+erred 11.5 / 48 mm on the object at 1 / 8 steps (it moved blocks that did not move), this state model 4-5 /
+25-26 mm.
 
 ``judge`` (with ``state_in_proprio``): a function ``(task, states (T, S)) -> (success (T,), reward (T,))``, the
 task's own success detector and reward (in simulation `worldsample_control.core.sim.tasks.judge_states`).

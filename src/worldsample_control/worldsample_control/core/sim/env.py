@@ -151,8 +151,9 @@ class FrankaTaskEnv:
         self._arm_qadr = np.array([m.jnt_qposadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
         self._arm_vadr = np.array([m.jnt_dofadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
         self._arm_range = np.array([m.jnt_range[m.joint(f"joint{i}").id] for i in range(1, 8)])
-        self._loose_qadr = np.array([m.jnt_qposadr[j] for j in range(m.njnt) if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE],
-                                    dtype=int)
+        # qpos indices (J, 3) of the free-jointed bodies' positions (the task's loose objects)
+        self._loose_pos_idx = np.array([m.jnt_qposadr[j] for j in range(m.njnt)
+                                        if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE], dtype=int)[:, None] + np.arange(3)
         self._arm_act = np.array([m.actuator(f"actuator{i}").id for i in range(1, 8)])
         self._grip_act = m.actuator("fingers_actuator").id
         self._pads = (m.geom("left_pad1").id, m.geom("right_pad1").id)
@@ -197,7 +198,7 @@ class FrankaTaskEnv:
 
     def loose_object_positions(self) -> np.ndarray:
         """(J, 3) positions of the free-jointed bodies (the task's loose objects), in joint order."""
-        return self.data.qpos[self._loose_qadr[:, None] + np.arange(3)].copy()
+        return self.data.qpos[self._loose_pos_idx].copy()
 
     def set_mocap(self, name: str, pos) -> None:
         self.data.mocap_pos[self.model.body(name).mocapid[0]] = pos
@@ -457,7 +458,7 @@ class FrankaTaskEnv:
             to = np.asarray(object_shift(before, after), np.float64)
             if to.shape != after.shape or not np.isfinite(to).all():
                 raise ValueError(f"object_shift must return finite positions of shape {after.shape}, got {to.shape}")
-            self.data.qpos[self._loose_qadr[:, None] + np.arange(3)] = to
+            self.data.qpos[self._loose_pos_idx] = to
             mujoco.mj_forward(self.model, self.data)
         self._steps += 1
         success, progress = self._task.evaluate(self)

@@ -27,9 +27,11 @@ an open-loop model's: per-step noise ``s`` gives an object RMSE of about ``s * s
 
 from __future__ import annotations
 
+import csv
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,6 +117,7 @@ class OracleSyntheticSource:
                 "actions": [], "rewards": [], "terminated": [], "truncated": [], "successes": [],
             })
         active = list(range(len(branches)))
+        shift = self._degrade if self.cfg.degraded else None
         for _ in range(int(horizon)):
             if not active:
                 break
@@ -124,7 +127,6 @@ class OracleSyntheticSource:
             actions = policy.act_batch(images, np.stack([b["proprio"][-1] for b in bs]),
                                        noise_std=self.cfg.action_noise, rng=self.rng, state=state)
             still = []
-            shift = self._degrade if self.cfg.degraded else None
             for i, b, a in zip(active, bs, actions, strict=True):
                 env.set_sim_state(b["sim"][-1])
                 res = env.step(np.clip(a, -1.0, 1.0), object_shift=shift)
@@ -190,8 +192,6 @@ class SyntheticAudit:
 
     def __init__(self, inner: Any, env: FrankaTaskEnv, path, keep_episodes: int = 64,
                  max_branches: int | None = None) -> None:
-        from pathlib import Path
-
         if not callable(getattr(env, "set_sim_state", None)):
             raise TypeError(f"the audit needs an env with sim_state/set_sim_state, got {type(env).__name__}")
         self.inner, self.env, self.path = inner, env, Path(path)
@@ -223,8 +223,6 @@ class SyntheticAudit:
             rows += self._audit(ep, j)
         self._calls += 1
         if rows:
-            import csv
-
             new = not self.path.exists()
             with open(self.path, "a", newline="") as f:
                 w = csv.DictWriter(f, AUDIT_FIELDS)
