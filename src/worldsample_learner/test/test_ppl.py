@@ -24,7 +24,7 @@ def test_trust_combines_uncertainty_and_value_risk():
 
 
 def test_admission_threshold_admits_and_rejects_with_reasons():
-    c = _ctl()  # no progress, no fidelity: threshold = threshold_max = 0.8
+    c = _ctl(uncertainty_scale=2.0)  # no progress, no fidelity: threshold = threshold_max = 0.8
     assert c.admission_threshold() == pytest.approx(0.8)
     c.q_scale = 1.0
     unc = np.array([0.0, 0.05, 1.0, 0.0, np.nan])
@@ -67,7 +67,7 @@ def test_schedule_grows_with_progress_and_fidelity_and_shrinks_with_overestimati
 
 
 def test_ablation_modes_behave_as_named():
-    unc = np.array([0.0, 3.0])  # one trusted, one very uncertain
+    unc = np.array([0.0, 8.0])  # one trusted, one very uncertain (8x typical)
     progress = [1, 1, 1, 1]
 
     def run(mode):
@@ -133,10 +133,12 @@ def test_learner_selects_synthetic_and_mixes_batches_by_share():
 
 
 def test_overestimation_is_measured_against_the_branch_starts():
-    """"branch_start" (default): q_real / q_synthetic = the critic's Q at the (real) first steps / at the imagined
-    steps of the newest admitted synthetic transitions, re-measured every window even at share 0; "batch": the
-    mean Q on the real and synthetic rows of the training batches."""
-    for ref in ("branch_start", "batch"):
+    """"branch_return" (default): per imagined step k of the newest admitted synthetic transitions, Q at its
+    branch's (real) first step against the branch's discounted rewards to k plus discount^k Q at step k;
+    "branch_start": the critic's Q at the first steps / at the imagined steps, both re-measured every window even
+    at share 0; "batch": the mean Q on the real and synthetic rows of the training batches."""
+    assert PPLConfig().overestimation_reference == "branch_return"
+    for ref in ("branch_return", "branch_start", "batch"):
         cfg = AgentConfig(obs_mode="state", state_dim=2, hidden_dim=32, num_critics=2, batch_size=40, utd_ratio=1)
         lr = Learner(cfg, PPLConfig(mode="naive", overestimation_reference=ref, reference_window=12))
         lr.add_demo_episode(make_episode("d", t=20, source=Source.DEMO, cams=()))
@@ -156,6 +158,22 @@ def test_overestimation_is_measured_against_the_branch_starts():
         q = lr.agent.q_values(b["obs"], b["action"]).mean(0)
         start = np.array([k % 4 == 0 for k in range(len(lr.synthetic))])[idx]
         assert start.sum() == 3
+        if ref == "branch_return":
+            # every stored row: Q and reward by slot; branch i holds slots 4i .. 4i+3 (steps 0..3)
+            allb = lr.synthetic.gather(np.arange(len(lr.synthetic)))
+            qa = lr.agent.q_values(allb["obs"], allb["action"]).mean(0)
+            r, g = allb["reward"].astype(np.float64), cfg.discount
+            pairs = [(qa[4 * (s // 4)], sum(g**j * r[4 * (s // 4) + j] for j in range(s % 4)) + g ** (s % 4) * qa[s])
+                     for s in sorted(idx) if s % 4]
+            assert len(pairs) == 9
+            assert st["q_real"] == pytest.approx(np.mean([p[0] for p in pairs]), rel=1e-5)
+            assert st["q_synthetic"] == pytest.approx(np.mean([p[1] for p in pairs]), rel=1e-5)
+            # a chain with a missing step (its branch's start not admitted) is left out
+            st_, ret, ok = lr.synthetic.branch_returns(np.array([len(lr.synthetic) - 1]), g)
+            assert ok.all() and st_[0] == len(lr.synthetic) - 4
+            lr.synthetic._data["step"][len(lr.synthetic) - 3] = 7
+            assert not lr.synthetic.branch_returns(np.array([len(lr.synthetic) - 1]), g)[2].any()
+            continue
         assert st["q_real"] == pytest.approx(float(q[start].mean()), rel=1e-5)
         assert st["q_synthetic"] == pytest.approx(float(q[~start].mean()), rel=1e-5)
         assert st["overestimation"] == pytest.approx((q[~start].mean() - q[start].mean()) / lr.ppl.q_scale, rel=1e-4)

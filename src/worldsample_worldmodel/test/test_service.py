@@ -129,7 +129,8 @@ def test_video_source_carries_sim_state_for_a_state_based_policy(tmp_path):
 
 def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path):
     """state_model "mlp": every branch's [proprio, state] is the MLP ensemble's open-loop prediction from the
-    real start under the branch's own actions; the ensemble is re-trained every state_model_every real episodes."""
+    real start under the branch's own actions; the ensemble is re-fitted (warm) before a generation once
+    state_model_every new real episodes have arrived, and not otherwise."""
     from dataclasses import replace
 
     from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
@@ -150,10 +151,18 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
     src = VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True, state_model="mlp",
                                                   mlp=MLPDynamicsConfig(steps=30, eval_every=10), state_model_every=2))
     src.add_demos([with_state(toy_episode(50 + i, steps=8)) for i in range(2)])
-    for i in range(5):
-        src.observe_real(with_state(toy_episode(60 + i, steps=8, source=Source.REAL, policy="random")))
-    assert src.version and [m["episodes"] for m in src.mlp_metrics] == [4, 6]  # 2 demos + every 2nd real one
-    eps = src.generate(StatePolicy(), 4, 3)
+    real = [with_state(toy_episode(60 + i, steps=8, source=Source.REAL, policy="random")) for i in range(4)]
+    src.observe_real(real[0])
+    assert src.version and src.mlp is None  # nothing fitted before a generation asks for it
+    assert len(src.generate(StatePolicy(), 2, 3)) == 2
+    first = src.mlp
+    src.observe_real(real[1])
+    src.generate(StatePolicy(), 2, 3)  # one new episode (< 2): the same ensemble
+    assert src.mlp is first
+    src.observe_real(real[2])
+    src.observe_real(real[3])
+    eps = src.generate(StatePolicy(), 4, 3)  # two new ones: re-fitted on all 2 demos + 4 real episodes
+    assert src.mlp is not first and [m["episodes"] for m in src.mlp_metrics] == [3, 6]
     assert len(eps) == 4
     for e in eps:
         o = np.concatenate([e.proprio[:1], e.states[:1]], 1)

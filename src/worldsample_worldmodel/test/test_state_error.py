@@ -192,6 +192,25 @@ def test_mlp_ensemble_fits_known_dynamics():
         model.predict(test.obs[:, :4], test.actions)
 
 
+def test_mlp_fit_stops_early_and_continues_from_a_previous_ensemble():
+    """Early stopping: no held-out improvement for `patience` checks ends the fit and the best checkpoint is kept.
+    Warm start: a 1-step fit from a trained ensemble keeps its accuracy, a 1-step fit from scratch has none."""
+    train = known_transitions(2000, 0)
+    cfg = MLPDynamicsConfig(ensemble_size=3, hidden_dim=64, num_layers=2, steps=600, batch_size=128, lr=3e-3)
+    model, met = train_mlp_dynamics(train, cfg)
+    slow = replace(cfg, steps=20_000, eval_every=10, patience=2, lr=3e-2)  # overshoots soon: the check must stop it
+    _, early = train_mlp_dynamics(train, slow, init=model)
+    assert early["steps"] < 20_000 and early["steps"] - early["best_step"] == 2 * slow.eval_every, early
+    one = replace(cfg, steps=1, eval_every=1)
+    _, warm = train_mlp_dynamics(known_transitions(2200, 3), one, init=model)
+    _, cold = train_mlp_dynamics(known_transitions(2200, 3), one)
+    assert warm["holdout_loss"] < 0.1 < cold["holdout_loss"], (warm, cold)
+    with pytest.raises(ValueError, match="init is a"):
+        train_mlp_dynamics(train, replace(cfg, hidden_dim=32), init=model)
+    with pytest.raises(ValueError, match="patience"):
+        replace(cfg, patience=-1).validate()
+
+
 def test_mlp_predictor_beats_copy_state_open_loop():
     """On the toy world (the point moves by 0.08 * action, clipped to the unit cube), rolled open loop."""
     train = toy(24, 0, steps=20, policy="random")

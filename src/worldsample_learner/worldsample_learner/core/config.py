@@ -116,7 +116,7 @@ class ReplayConfig:
     store_images: bool | None = None  # None: only when obs_mode == "pixels"
 
 
-OVERESTIMATION_REFERENCES = ("branch_start", "batch")  # PPLConfig.overestimation_reference
+OVERESTIMATION_REFERENCES = ("branch_return", "branch_start", "batch")  # PPLConfig.overestimation_reference
 
 
 @dataclass
@@ -135,8 +135,11 @@ class PPLConfig:
     mode: str = "ppl"
     # selection
     # the world model reports uncertainty normalised so that 1.0 = as uncertain as on typical real
-    # transitions; with scale 2 such a transition keeps exp(-0.5) = 0.61 of its trust
-    uncertainty_scale: float = 2.0
+    # transitions; with scale 4.5 such a transition keeps exp(-1/4.5) = 0.80 of its trust, so the strictest
+    # threshold (threshold_max, pace 0) admits what the model is as sure of as typical real data and the loosest
+    # (threshold_min) up to 5.4x that. Scale 2 (before issue 22's fourth sitting) admitted only u <= 0.45 at
+    # pace 0: 26 % of the MLP state model's branches on push, where admitting all of them paid (docs/results.md)
+    uncertainty_scale: float = 4.5
     value_risk_scale: float = 1.0
     threshold_max: float = 0.8  # admission threshold at pace 0 (strict)
     threshold_min: float = 0.3  # admission threshold at pace 1
@@ -153,14 +156,17 @@ class PPLConfig:
     trend_gain: float = 2.0  # success-rate slope per window added to progress
     success_window: int = 20  # real episodes in the progress estimate
     overestimation_tolerance: float = 0.5  # normalised q_syn - q_real at which the share reaches 0
-    # how the overestimation signal (q_synthetic - q_real) / real Q spread is measured. "branch_start": with the
-    # current critic on the newest ``reference_window`` admitted synthetic transitions: q_real = Q of their
-    # branches' first steps (real states, the same policy and noise), q_synthetic = Q of their imagined steps, so
-    # an exact model reads ~0 at any share and a stopped share is re-measured every window. "batch" (before issue
-    # 22): the mean Q on the real and on the synthetic rows of the training batches; every real row ever stored
-    # is then the reference (exact on-policy branches read as inflated, measured with the oracle) and at share 0
-    # the synthetic Q is never measured again, so the penalty cannot fall (docs/results.md)
-    overestimation_reference: str = "branch_start"
+    # how the overestimation signal (q_synthetic - q_real) / real Q spread is measured, with the current critic on
+    # the newest ``reference_window`` admitted synthetic transitions (`Learner.branch_q`), so a stopped share is
+    # re-measured every window. "branch_return": per imagined step k, q_real = Q(s_0, a_0) of its branch's real
+    # start, q_synthetic = the branch's discounted imagined rewards to k plus discount^k Q(s_k, a_k): an exact
+    # model reads ~0 whatever the policy's progress along the branch, a model whose imagined states pay more
+    # than reality reads > 0, one that pays less reads < 0. "branch_start" (issue 22, second sitting): mean Q of
+    # the starts vs mean Q of the imagined steps; a policy that makes progress within its branches reads > 0
+    # with exact data too (measured on push with the MLP state: +0.54, share damped; docs/results.md). "batch"
+    # (before issue 22): the mean Q on the real and on the synthetic rows of the training batches; exact
+    # on-policy branches read as inflated and at share 0 the penalty cannot fall
+    overestimation_reference: str = "branch_return"
     reference_window: int = 2000
     initial_fidelity: float = 0.0  # until the world model reports one
 

@@ -264,7 +264,7 @@ class Learner:
 
     def close_window(self) -> dict[str, Any]:
         """End an update window: feed the window's mean Q on real / synthetic data to PPL, return its status."""
-        if self.ppl.cfg.overestimation_reference == "branch_start":
+        if self.ppl.cfg.overestimation_reference in ("branch_return", "branch_start"):
             qr, qs = self.branch_q()
         else:  # "batch"
             qr = float(np.mean(self._window["q_real"])) if self._window["q_real"] else float("nan")
@@ -282,13 +282,33 @@ class Learner:
         return status
 
     def branch_q(self, n: int = 256) -> tuple[float, float]:
-        """(mean Q at the branch starts, mean Q at the imagined steps) over ``n`` of the newest
-        ``PPLConfig.reference_window`` admitted synthetic transitions, with the current critic: the
-        overestimation signal of ``"branch_start"``. A branch's step 0 starts from a real state; NaN where
-        the sample holds no start or no imagined step."""
+        """(q_real, q_synthetic) of the overestimation signal over ``n`` of the newest
+        ``PPLConfig.reference_window`` admitted synthetic transitions, with the current critic and mean
+        over critics. A branch's step 0 starts from a real state.
+
+        ``"branch_return"``: for each imagined step k >= 1 whose branch is stored whole from its start,
+        q_real = Q(s_0, a_0) and q_synthetic = sum_{j<k} discount^j r_j + discount^k Q(s_k, a_k), the
+        branch's own imagined rewards and value; for exact data both estimate the same return, so the
+        signal reads ~0 whatever the policy's progress along the branch. ``"branch_start"``: q_real = mean
+        Q of the sampled starts, q_synthetic = mean Q of the sampled imagined steps (reads positive for a
+        policy that makes progress within its branches, exact data included). NaN where the sample holds
+        no pair."""
         if len(self.synthetic) == 0 or self.agent.updates == 0:
             return float("nan"), float("nan")
         idx = self.synthetic.recent_indices(self.ppl.cfg.reference_window)
+        if self.ppl.cfg.overestimation_reference == "branch_return":
+            idx = idx[self.synthetic.steps(idx) > 0]
+            idx = self.rng.choice(idx, size=min(n, len(idx)), replace=False) if len(idx) else idx
+            start, ret, ok = self.synthetic.branch_returns(idx, self.cfg.discount)
+            if not ok.any():
+                return float("nan"), float("nan")
+            idx, start, ret = idx[ok], start[ok], ret[ok]
+            both = np.concatenate([start, idx])
+            batch = self.synthetic.gather(both)
+            q = self.agent.q_values(batch["obs"], batch["action"]).mean(0)
+            k = self.synthetic.steps(idx).astype(np.float64)
+            m = len(idx)
+            return float(q[:m].mean()), float(np.mean(ret + self.cfg.discount**k * q[m:]))
         idx = self.rng.choice(idx, size=min(n, len(idx)), replace=False)
         batch = self.synthetic.gather(idx)
         q = self.agent.q_values(batch["obs"], batch["action"]).mean(0)

@@ -432,6 +432,26 @@ class ReplayStore:
         """The step index within its episode of each transition at ``idx`` (0 = the episode's first)."""
         return self._data["step"][np.asarray(idx)]
 
+    def branch_returns(self, idx: np.ndarray, discount: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each transition at ``idx`` (step k of its episode): the slot of its episode's step 0, the
+        discounted reward of steps 0..k-1 (``sum_j discount^j r_j``) and whether that chain is whole (every
+        step 0..k sits in consecutive slots of the same episode, nothing ended before k). Episodes are
+        stored whole and in order (`gather`), so the chain is the k slots before ``idx``."""
+        idx = np.asarray(idx)
+        k = self._data["step"][idx].astype(np.int64)
+        start = (idx - k) % self.capacity
+        ok = k >= 0
+        ret = np.zeros(len(idx), np.float64)
+        for j in range(int(k.max(initial=0))):
+            on = ok & (j < k)
+            s = (start + j) % self.capacity
+            filled = s < self._size
+            on_ok = (filled & (self._eid[s] == self._eid[idx]) & (self._data["step"][s] == j)
+                     & ~(self._data["terminated"][s] | self._data["truncated"][s]))
+            ok &= ~on | on_ok
+            ret += np.where(on & on_ok, discount**j * self._data["reward"][s], 0.0)
+        return start, ret, ok
+
     def recent_indices(self, n: int) -> np.ndarray:
         """Indices of the newest ``n`` transitions in memory."""
         n = min(n, self._size)

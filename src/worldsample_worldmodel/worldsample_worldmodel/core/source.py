@@ -22,9 +22,10 @@ learner's state").
 
 ``state_model`` (with ``state_in_proprio``): ``"video"`` (default) rolls [proprio, state] with the world model's
 own proprio head; ``"mlp"`` with MBPO's model instead, a small MLP ensemble on [proprio, state] (`mlp_dynamics`)
-trained on every demo and real transition the source has seen, re-trained every ``state_model_every`` new
-real episodes (MBPO re-fits its model every 250 steps; a fit takes seconds here) and before the first
-generation; the world model then decodes the frames for that state. A step's uncertainty is then the
+trained on every demo and real transition the source has seen, re-fitted (from its previous weights, with early
+stopping: `mlp_dynamics`) before a generation once ``state_model_every`` new real episodes have arrived since the
+last fit (MBPO re-fits its model every 250 steps), and before the first one; the world model then decodes the
+frames for that state. A step's uncertainty is then the
 ensemble's disagreement on it over its median on the transitions it was fitted to (1 = as unsure as on
 typical real data, the world model's convention), since the video model's frame-error head does not rank
 the state's error (measured: Spearman -0.5 to 0.1). Measured in docs/results.md ("Why the video model's
@@ -63,7 +64,7 @@ class VideoSourceConfig:
     carry_static_state: bool = True  # with state_in_proprio: see the module docstring
     state_model: str = "video"  # with state_in_proprio: "video" | "mlp" (see the module docstring)
     mlp: MLPDynamicsConfig = field(default_factory=MLPDynamicsConfig)  # state_model "mlp"
-    state_model_every: int = 5  # state_model "mlp": re-train after this many new real episodes
+    state_model_every: int = 5  # state_model "mlp": re-fit before a generation after this many new real episodes
     seed: int = 0
 
     def validate(self) -> None:
@@ -182,8 +183,6 @@ class VideoWorldModelSource:
             self._new_for_mlp += 1
         if self.service.should_train():
             self.service.train()
-        if self.cfg.state_model == "mlp" and self._new_for_mlp >= self.cfg.state_model_every:
-            self.train_state_model()
 
     def train_state_model(self) -> None:
         """(Re-)train the MLP state model on every demo and real transition seen (state_model "mlp")."""
@@ -191,7 +190,7 @@ class VideoWorldModelSource:
 
         t0 = time.time()
         data = transitions_from_episodes(self._seen)
-        self.mlp, metrics = train_mlp_dynamics(data, self.cfg.mlp)
+        self.mlp, metrics = train_mlp_dynamics(data, self.cfg.mlp, init=self.mlp)
         pick = self.rng.choice(len(data), size=min(2048, len(data)), replace=False)
         dis = self.mlp.predict(data.obs[pick], data.actions[pick])["disagreement"]
         self.mlp_uncertainty_ref = float(max(np.median(dis), 1e-12))
@@ -211,7 +210,7 @@ class VideoWorldModelSource:
             policy = _StateFromProprio(policy, self._proprio_dim)
         state_model = None
         if self.cfg.state_model == "mlp":
-            if self.mlp is None:
+            if self.mlp is None or self._new_for_mlp >= self.cfg.state_model_every:
                 self.train_state_model()
             mlp, ref = self.mlp, self.mlp_uncertainty_ref
 
