@@ -7,8 +7,8 @@ change of the observation, the standardised reward and a termination logit:
 
 ``num_layers`` hidden layers of ``hidden_dim`` (SiLU), all members in one batched matmul
 (`model.EnsembleLinear`). Loss: MSE on the standardised targets plus the termination's binary
-cross-entropy; every member draws its own minibatches (so the members differ), Adam. A random
-``holdout_fraction`` of the transitions is kept aside and the ensemble with the lowest held-out
+cross-entropy; every member draws its own minibatches (so the members differ), Adam. A fixed
+``holdout_fraction`` of the transitions (`held_out`, by index) is kept aside and the ensemble with the lowest held-out
 loss (checked every ``eval_every`` steps) is the one returned, as in MBPO; training stops early once
 ``patience`` checks in a row have not improved it (MBPO's rule; the fits here peaked at 400-600 of 2,000
 steps, so the rest was spent for nothing). ``train_mlp_dynamics(data, cfg, init=previous)`` continues from a
@@ -174,11 +174,19 @@ def _std(x: np.ndarray) -> np.ndarray:
     return x.std(0) + 1e-6 * (1.0 + np.abs(x).mean(0))
 
 
+def held_out(n: int, fraction: float) -> np.ndarray:
+    """Which of ``n`` transitions are held out (bool (n,)): a fixed pseudo-random ``fraction`` by index, so the
+    transitions a fit held out stay held out in every later (warm-started) fit on the same data grown at the end."""
+    h = (np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(1 << 32)
+    return h.astype(np.float64) / float(1 << 32) < fraction
+
+
 def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
                        init: MLPDynamics | None = None) -> tuple[MLPDynamics, dict[str, Any]]:
     """Fit an ensemble to ``data`` (from ``init``'s weights when given: same sizes and config); returns it and
-    ``{"steps", "best_step", "holdout_loss", "train_loss", "num_train", "num_holdout"}`` (losses on the
-    standardised targets; ``steps``: the steps run, fewer than ``cfg.steps`` when it stopped early)."""
+    ``{"steps", "best_step", "holdout_loss", "train_loss", "num_train", "num_holdout", "holdout_disagreement"}``
+    (losses on the standardised targets; ``steps``: the steps run, fewer than ``cfg.steps`` when it stopped early;
+    ``holdout_disagreement``: the median `predict` disagreement on the held-out transitions, NaN without any)."""
     import torch
 
     cfg = cfg or MLPDynamicsConfig()
@@ -192,7 +200,6 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     if not all(np.isfinite(getattr(data, k)).all() for k in ("obs", "actions", "next_obs", "rewards")):
         raise ValueError("train_mlp_dynamics: transitions contain NaN or inf")
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     obs_dim, action_dim = data.obs.shape[1], data.actions.shape[1]
     net = _net(obs_dim, action_dim, cfg)
     if init is not None:
@@ -214,9 +221,9 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     y = torch.cat([(torch.as_tensor(delta) - net.delta_mean) / net.delta_std,
                    ((torch.as_tensor(data.rewards) - net.rew_mean) / net.rew_std)[:, None]], -1)
     done = torch.as_tensor(data.terminated, dtype=torch.float32)
-    perm = rng.permutation(n_all)
-    n_hold = int(round(cfg.holdout_fraction * n_all)) if n_all >= 20 else 0
-    hold, train = perm[:n_hold], perm[n_hold:]
+    held = held_out(n_all, cfg.holdout_fraction) if n_all >= 20 else np.zeros(n_all, bool)
+    hold, train = np.flatnonzero(held), np.flatnonzero(~held)
+    n_hold = len(hold)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     m = cfg.ensemble_size
 
@@ -257,6 +264,10 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     else:
         best_step = step
     net.eval()
-    return MLPDynamics(net, cfg, obs_dim, action_dim), {
+    model = MLPDynamics(net, cfg, obs_dim, action_dim)
+    hold_dis = (float(np.median(model.predict(data.obs[hold], data.actions[hold])["disagreement"]))
+                if n_hold else float("nan"))
+    return model, {
+        "holdout_disagreement": hold_dis,
         "steps": step, "best_step": best_step, "holdout_loss": holdout_loss(), "train_loss": last,
         "num_train": int(len(train)), "num_holdout": int(n_hold)}

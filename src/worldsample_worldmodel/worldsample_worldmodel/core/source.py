@@ -26,8 +26,9 @@ trained on every demo and real transition the source has seen, re-fitted (from i
 stopping: `mlp_dynamics`) before a generation once ``state_model_every`` new real episodes have arrived since the
 last fit (MBPO re-fits its model every 250 steps), and before the first one; the world model then decodes the
 frames for that state. A step's uncertainty is then the
-ensemble's disagreement on it over its median on the transitions it was fitted to (1 = as unsure as on
-typical real data, the world model's convention), since the video model's frame-error head does not rank
+ensemble's disagreement on it over its median on the real transitions it holds out (1 = as unsure as on
+typical real data it did not train on, the world model's convention; the median on the fitted transitions
+made a branch's first step, from a real state, read 1.75 and PPL reject most of them), since the video model's frame-error head does not rank
 the state's error (measured: Spearman -0.5 to 0.1). Measured in docs/results.md ("Why the video model's
 data hurt, and a state model that fixes it"): on the learning policy's own branches the video model's head
 erred 11.5 / 48 mm on the object at 1 / 8 steps (it moved blocks that did not move), this state model 4-5 /
@@ -140,7 +141,7 @@ class VideoWorldModelSource:
         self._seen: list[Episode] = []  # state_model "mlp": every demo and real episode, as given
         self.mlp = None  # state_model "mlp": the newest trained ensemble
         self._new_for_mlp = 0  # real episodes seen since it was trained
-        self.mlp_uncertainty_ref = 1.0  # its median disagreement on the transitions it was fitted to
+        self.mlp_uncertainty_ref = 1.0  # its median disagreement on the real transitions it holds out
         self.mlp_metrics: list[dict[str, Any]] = []
 
     def to_model(self, ep: Episode) -> Episode:
@@ -191,9 +192,11 @@ class VideoWorldModelSource:
         t0 = time.time()
         data = transitions_from_episodes(self._seen)
         self.mlp, metrics = train_mlp_dynamics(data, self.cfg.mlp, init=self.mlp)
-        pick = self.rng.choice(len(data), size=min(2048, len(data)), replace=False)
-        dis = self.mlp.predict(data.obs[pick], data.actions[pick])["disagreement"]
-        self.mlp_uncertainty_ref = float(max(np.median(dis), 1e-12))
+        ref = metrics["holdout_disagreement"]
+        if not np.isfinite(ref):  # too few transitions to hold any out: the fitted ones
+            pick = self.rng.choice(len(data), size=min(2048, len(data)), replace=False)
+            ref = np.median(self.mlp.predict(data.obs[pick], data.actions[pick])["disagreement"])
+        self.mlp_uncertainty_ref = float(max(ref, 1e-12))
         self._new_for_mlp = 0
         self.mlp_metrics.append({**metrics, "episodes": len(self._seen), "wall_s": time.time() - t0})
 
