@@ -120,7 +120,11 @@ def pretrain_world_model(task: str, cfg: ExperimentConfig, demos: list, run_dir:
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """One training run (in a worker process): returns its results.json content."""
+    import faulthandler
+
     import torch
+
+    faulthandler.enable()  # a crash in native code prints the Python stack (the pool only says "terminated abruptly")
 
     torch.set_num_threads(1)
     from worldsample_control.core.sim import make_env
