@@ -211,3 +211,27 @@ def test_version_saved_while_stopping_gets_its_fidelity_at_the_next_start(tmp_pa
     assert man["fidelity_pending"] is False and np.isfinite(man["fidelity"]["psnr"]).all()
     assert len(man["fidelity"]["copy"]["psnr"]) == 2
     assert (tmp_path / "run" / "versions" / "wm-000002" / "fidelity.json").is_file()
+
+
+def test_a_diverged_post_training_keeps_the_previous_version(tmp_path):
+    """A post-training whose every step is non-finite (a NaN weight) fails as TrainingDiverged: the service keeps
+    its version and waits for new episodes; the in-process source records the failure and goes on."""
+    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
+    from worldsample_worldmodel.core.train import TrainingDiverged
+
+    scfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), min_new_episodes=2, pretrain_steps=4,
+                                   posttrain_steps=12, heldout_every=100, fidelity_horizons=(1,), device="cpu",
+                                   model=small_model_cfg())
+    src = VideoWorldModelSource(VideoSourceConfig(service=scfg))
+    src.add_demos([toy_episode(50 + i, steps=8) for i in range(2)])
+    src.service.train()
+    before = src.version
+    ego = next(m for name, m in src.service.model.named_modules() if name.endswith("ego"))
+    with torch.no_grad():
+        ego.bias[0] = float("nan")
+    for i in range(2):
+        src.observe_real(toy_episode(60 + i, steps=8, source=Source.REAL, policy="random"))
+    assert len(src.train_failures) == 1 and "in a row" in src.train_failures[0]
+    assert src.version == before and src.service.state == "error" and not src.service.should_train()
+    with pytest.raises(TrainingDiverged):
+        src.service.train()

@@ -393,3 +393,18 @@ def test_proprio_step_scale_and_old_checkpoints(demos):
     del ckpt["state_dict"]["proprio_delta_std"]  # as saved before the standardised step
     old = WorldModel.from_checkpoint(ckpt)
     assert (old.proprio_delta_std == 1).all()
+
+
+def test_a_diverged_model_is_refused_not_crashed_on(demos, trained):
+    """A model whose decoder warp samples at NaN (here: a NaN ego-motion weight) gives a NaN loss. Its backward would
+    segfault in PyTorch's CPU grid_sample, so such steps are skipped, and ten in a row raise TrainingDiverged."""
+    import copy
+
+    from worldsample_worldmodel.core.train import MAX_NONFINITE_IN_A_ROW, TrainingDiverged
+
+    model = copy.deepcopy(trained[0])
+    ego = next(m for name, m in model.named_modules() if name.endswith("ego"))
+    with torch.no_grad():
+        ego.bias[0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=f"{MAX_NONFINITE_IN_A_ROW} steps in a row"):
+        train_world_model(demos, None, init=model, steps=30, progress=False)

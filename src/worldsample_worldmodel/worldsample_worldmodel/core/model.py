@@ -132,8 +132,8 @@ class CameraNet(nn.Module):
 
     def ego_warp(self, anchor: torch.Tensor, dcond: torch.Tensor) -> torch.Tensor:
         """The anchor (B, 3, S, S) warped by the ego-motion homography alone (its training signal, see `train`)."""
-        return F.grid_sample(anchor, self.ego_grid(dcond, anchor.shape[-1]), mode="bilinear", padding_mode="border",
-                             align_corners=False)
+        return F.grid_sample(anchor, _finite(self.ego_grid(dcond, anchor.shape[-1])), mode="bilinear",
+                             padding_mode="border", align_corners=False)
 
     def decode(self, z: torch.Tensor, anchor_z: torch.Tensor, anchor: torch.Tensor,
                dcond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +149,7 @@ class CameraNet(nn.Module):
         up = F.silu(self.dec_up(x.contiguous(memory_format=torch.channels_last)))
         geo = F.interpolate(self.dec_geo(up), size=(size, size), mode="bilinear", align_corners=False)
         w = torch.softmax(geo[:, 2:], dim=1)  # (B, 3, S, S): copy, warped, painted
-        warped = F.grid_sample(anchor, self.ego_grid(dcond, size) + geo[:, :2].permute(0, 2, 3, 1),
+        warped = F.grid_sample(anchor, _finite(self.ego_grid(dcond, size) + geo[:, :2].permute(0, 2, 3, 1)),
                                mode="bilinear", padding_mode="border", align_corners=False)
         frame = w[:, :1] * anchor + w[:, 1:2] * warped + w[:, 2:] * torch.tanh(self.dec_rgb(up))
         # error-head features: pooled grid features, how far the frame moved from the anchor (log MSE), how much
@@ -160,6 +160,14 @@ class CameraNet(nn.Module):
 
 
 _GRIDS: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
+
+
+def _finite(grid: torch.Tensor) -> torch.Tensor:
+    """A sampling grid with NaN / inf replaced (0 / +-2, outside [-1, 1]: the border). PyTorch's CPU grid_sample
+    *backward* reads out of bounds at a NaN grid point and kills the process (segfault in libtorch_cpu; the forward
+    returns finite values, so the loss does not show it); a diverged model must fail as a training error instead
+    (`train.TrainingDiverged`)."""
+    return torch.nan_to_num(grid, nan=0.0, posinf=2.0, neginf=-2.0)
 
 
 def _homography_grid(h: torch.Tensor, size: int) -> torch.Tensor:

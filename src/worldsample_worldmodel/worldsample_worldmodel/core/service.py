@@ -227,7 +227,7 @@ class WorldModelService:
         """Pre-train (no version yet) or post-train; evaluate fidelity; save a version. Returns it."""
         from .fidelity import evaluate_fidelity
         from .store import version_name
-        from .train import TrainingStopped, clear_train_state, train_world_model
+        from .train import TrainingDiverged, TrainingStopped, clear_train_state, train_world_model
 
         with self.lock:
             real = list(self.train_pool)
@@ -284,6 +284,13 @@ class WorldModelService:
             return version
         except TrainingStopped as exc:
             self.state, self.message = "idle", str(exc)
+            raise
+        except TrainingDiverged as exc:  # the previous version stays; the next try waits for new episodes
+            self.state, self.message = "error", f"training failed: {exc}"
+            (Path(self.cfg.run_dir) / TRAIN_JOB).unlink(missing_ok=True)
+            clear_train_state(self.cfg.run_dir)
+            with self.lock:
+                self.new_since_train = max(0, self.new_since_train - consumed)
             raise
         except Exception as exc:
             self.state, self.message = "error", f"training failed: {exc}"

@@ -45,6 +45,7 @@ is only truncated (bootstrapped). Measured in docs/results.md: the head predicte
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -54,6 +55,9 @@ from worldsample_common.core.episode import Episode
 
 from .mlp_dynamics import MLPDynamicsConfig, train_mlp_dynamics, transitions_from_episodes
 from .service import WorldModelService, WorldModelServiceConfig
+from .train import TrainingDiverged
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -143,6 +147,7 @@ class VideoWorldModelSource:
         self._new_for_mlp = 0  # real episodes seen since it was trained
         self.mlp_uncertainty_ref = 1.0  # its median disagreement on the real transitions it holds out
         self.mlp_metrics: list[dict[str, Any]] = []
+        self.train_failures: list[str] = []  # world-model trainings that diverged (`train.TrainingDiverged`)
 
     def to_model(self, ep: Episode) -> Episode:
         """The episode as the world model sees it (with ``state_in_proprio``: state appended to proprio)."""
@@ -183,7 +188,11 @@ class VideoWorldModelSource:
             self._seen.append(episode)
             self._new_for_mlp += 1
         if self.service.should_train():
-            self.service.train()
+            try:
+                self.service.train()
+            except TrainingDiverged as exc:  # the previous version keeps generating
+                LOG.warning("world model source: %s; keeping %s", exc, self.version)
+                self.train_failures.append(str(exc))
 
     def train_state_model(self) -> None:
         """(Re-)train the MLP state model on every demo and real transition seen (state_model "mlp")."""

@@ -55,6 +55,20 @@ class TrainingStopped(RuntimeError):
     """`train_world_model` was asked to stop (shutdown); its train state is saved, no model is returned."""
 
 
+class TrainingDiverged(RuntimeError):
+    """`train_world_model` met ``MAX_NONFINITE_IN_A_ROW`` steps in a row whose loss or gradient was not finite; no
+    model is returned (the caller keeps its previous version)."""
+
+
+# A step whose loss or gradient norm is not finite is skipped (no backward for a non-finite loss, no optimizer
+# step for a non-finite gradient, so one inf gradient cannot turn the weights into NaN through the clipping) and
+# counted (metrics "nonfinite_steps"); this many in a row raise TrainingDiverged. Found as a worker that died
+# without a traceback at 8-9k steps of push PPL runs: PyTorch's CPU grid_sample backward reads out of bounds and
+# kills the process when its sampling grid holds NaN (its forward returns finite values, so the loss does not
+# show it); the model's warps therefore sample at `model._finite` grids.
+MAX_NONFINITE_IN_A_ROW = 10
+
+
 # pixel_loss "log": LOG_PIXEL_SCALE * log(MSE + LOG_PIXEL_EPS) per frame, MSE of frames in [-1, 1]; the eps is
 # MSE at ~46 dB PSNR (the floor that counts), the scale keeps its gradient near the MSE loss's on typical frames
 LOG_PIXEL_SCALE = 0.02
@@ -363,6 +377,7 @@ def train_world_model(
         bar = tqdm(total=steps, initial=start, desc=f"wm {tag}", unit="step", dynamic_ncols=True)
     acc: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
     nacc = 0
+    nonfinite = in_a_row = 0
     def save_state(n: int) -> None:
         """The train state after ``n`` steps (what a rerun of the same job resumes from)."""
         _save_atomic({"signature": sig, "model": model.state_dict(), "optimizer": opt.state_dict(), "step": n,
@@ -384,10 +399,23 @@ def train_world_model(
         batch = sampler.sample(cfg.batch_size, rng)
         losses = compute_loss(model, batch, gen)
         opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        finite = bool(torch.isfinite(losses["loss"]))
+        if finite:
+            losses["loss"].backward()
+            finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
         done_here += 1
+        if not finite:
+            nonfinite += 1
+            in_a_row += 1
+            bad = [k for k in LOSS_KEYS if not bool(torch.isfinite(losses[k]))] or ["gradient"]
+            LOG.warning("world model %s: step %d skipped, not finite: %s", tag, step, ", ".join(bad))
+            opt.zero_grad(set_to_none=True)
+            if in_a_row >= MAX_NONFINITE_IN_A_ROW:
+                raise TrainingDiverged(f"world-model training {tag}: {in_a_row} steps in a row with a non-finite "
+                                       f"loss or gradient (last: {', '.join(bad)}) at step {step}/{steps}")
+            continue
+        in_a_row = 0
+        opt.step()
         for key in LOSS_KEYS:
             acc[key] += float(losses[key].detach())
         nacc += 1
@@ -432,6 +460,7 @@ def train_world_model(
         "num_transitions": int(sampler.num_transitions),
         "rejected": [{"episode": n, "reason": r} for n, r in rejected],
         "uncertainty_ref": ref,
+        "nonfinite_steps": nonfinite,
         "init_version": init_version,
         "final": rows[-1] if rows else {},
     }
