@@ -298,7 +298,7 @@ class Learner:
         idx = self.synthetic.recent_indices(self.ppl.cfg.reference_window)
         if self.ppl.cfg.overestimation_reference == "branch_return":
             idx = idx[self.synthetic.steps(idx) > 0]
-            idx = self.rng.choice(idx, size=min(n, len(idx)), replace=False) if len(idx) else idx
+            idx = self.rng.choice(idx, size=min(n, len(idx)), replace=False)
             start, ret, ok = self.synthetic.branch_returns(idx, self.cfg.discount)
             if not ok.any():
                 return float("nan"), float("nan")

@@ -440,7 +440,7 @@ class ReplayStore:
         idx = np.asarray(idx)
         k = self._data["step"][idx].astype(np.int64)
         start = (idx - k) % self.capacity
-        ok = k >= 0
+        ok = np.ones(len(idx), bool)
         ret = np.zeros(len(idx), np.float64)
         for j in range(int(k.max(initial=0))):
             on = ok & (j < k)

@@ -183,7 +183,7 @@ def held_out(n: int, fraction: float) -> np.ndarray:
 
 def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
                        init: MLPDynamics | None = None) -> tuple[MLPDynamics, dict[str, Any]]:
-    """Fit an ensemble to ``data`` (from ``init``'s weights when given: same sizes and config); returns it and
+    """Fit an ensemble to ``data`` (from ``init``'s weights when given: same sizes); returns it and
     ``{"steps", "best_step", "holdout_loss", "train_loss", "num_train", "num_holdout", "holdout_disagreement"}``
     (losses on the standardised targets; ``steps``: the steps run, fewer than ``cfg.steps`` when it stopped early;
     ``holdout_disagreement``: the median `predict` disagreement on the held-out transitions, NaN without any)."""

@@ -285,16 +285,13 @@ class WorldModelService:
         except TrainingStopped as exc:
             self.state, self.message = "idle", str(exc)
             raise
-        except TrainingDiverged as exc:  # the previous version stays; the next try waits for new episodes
-            self.state, self.message = "error", f"training failed: {exc}"
-            (Path(self.cfg.run_dir) / TRAIN_JOB).unlink(missing_ok=True)
-            clear_train_state(self.cfg.run_dir)
-            with self.lock:
-                self.new_since_train = max(0, self.new_since_train - consumed)
-            raise
         except Exception as exc:
             self.state, self.message = "error", f"training failed: {exc}"
             (Path(self.cfg.run_dir) / TRAIN_JOB).unlink(missing_ok=True)  # the next try takes the data at hand
+            if isinstance(exc, TrainingDiverged):  # the previous version stays; the next try waits for new episodes
+                clear_train_state(self.cfg.run_dir)
+                with self.lock:
+                    self.new_since_train = max(0, self.new_since_train - consumed)
             raise
 
     def _job_episodes(self, tag: str, parent: str, data: list[Episode], held: list[Episode] = ()) -> list[Episode]:

@@ -25,10 +25,10 @@ own proprio head; ``"mlp"`` with MBPO's model instead, a small MLP ensemble on [
 trained on every demo and real transition the source has seen, re-fitted (from its previous weights, with early
 stopping: `mlp_dynamics`) before a generation once ``state_model_every`` new real episodes have arrived since the
 last fit (MBPO re-fits its model every 250 steps), and before the first one; the world model then decodes the
-frames for that state. A step's uncertainty is then the
-ensemble's disagreement on it over its median on the real transitions it holds out (1 = as unsure as on
-typical real data it did not train on, the world model's convention; the median on the fitted transitions
-made a branch's first step, from a real state, read 1.75 and PPL reject most of them), since the video model's frame-error head does not rank
+frames for that state. A step's uncertainty is then the ensemble's disagreement on it over its median on the
+real transitions it holds out (1 = as unsure as on typical real data it did not train on, the world model's
+convention; the median on the fitted transitions made a branch's first step, from a real state, read 1.75 and
+PPL reject most of them), since the video model's frame-error head does not rank
 the state's error (measured: Spearman -0.5 to 0.1). Measured in docs/results.md ("Why the video model's
 data hurt, and a state model that fixes it"): on the learning policy's own branches the video model's head
 erred 11.5 / 48 mm on the object at 1 / 8 steps (it moved blocks that did not move), this state model 4-5 /

@@ -404,7 +404,13 @@ def train_world_model(
             losses["loss"].backward()
             finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
         done_here += 1
-        if not finite:
+        if finite:
+            in_a_row = 0
+            opt.step()
+            for key in LOSS_KEYS:
+                acc[key] += float(losses[key].detach())
+            nacc += 1
+        else:  # skipped; the schedule, the log rows and the saved train state go on as for any step
             nonfinite += 1
             in_a_row += 1
             bad = [k for k in LOSS_KEYS if not bool(torch.isfinite(losses[k]))] or ["gradient"]
@@ -413,17 +419,11 @@ def train_world_model(
             if in_a_row >= MAX_NONFINITE_IN_A_ROW:
                 raise TrainingDiverged(f"world-model training {tag}: {in_a_row} steps in a row with a non-finite "
                                        f"loss or gradient (last: {', '.join(bad)}) at step {step}/{steps}")
-            continue
-        in_a_row = 0
-        opt.step()
-        for key in LOSS_KEYS:
-            acc[key] += float(losses[key].detach())
-        nacc += 1
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}", refresh=False)
         n = step + 1
-        if n % cfg.log_every == 0 or n == steps:
+        if nacc and (n % cfg.log_every == 0 or n == steps):
             rows.append({"step": n, **{k: v / nacc for k, v in acc.items()}, "wall_s": time.time() - t0})
             acc = {k: 0.0 for k in LOSS_KEYS}
             nacc = 0
