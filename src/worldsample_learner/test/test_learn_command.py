@@ -74,4 +74,6 @@ def test_learn_command_with_the_oracle_logs_every_decision(tmp_path):
     assert all(float(row["uncertainty"]) == 0.0 for row in rows)  # the oracle is exact
     assert sum(int(row["admitted"]) for row in rows) == r["ppl_status"]["admitted"] > 0
     assert r["replay"]["synthetic"]["size"] == r["ppl_status"]["admitted"]
+    # where the time went: generation and admission split out of "other" (the oracle has no training)
+    assert r["time_s"]["generate"] > 0 and r["time_s"]["admit"] > 0 and r["time_s"]["world_model"] >= 0
     assert learn.run(_args(task="push", synthetic="nowhere", out=tmp_path / "o2")) == 2  # neither oracle nor a dir

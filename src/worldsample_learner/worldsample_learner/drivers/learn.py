@@ -159,8 +159,11 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
                   f"share={learner.ppl.synthetic_share():.2f} ({time.time() - t_start:.0f}s)", flush=True)
         return row
 
-    # where the time goes: policy inference, simulator step, learner update, evaluation, the rest
+    # where the time goes: policy inference, simulator step, learner update, evaluation, the world model's
+    # training (inside observe_real), synthetic generation and PPL's scoring/admission of it, the rest
     timers = {"act": 0.0, "env_step": 0.0, "update": 0.0, "eval": 0.0}
+    if synthetic_source is not None and learner.ppl.uses_synthetic:
+        timers.update(world_model=0.0, generate=0.0, admit=0.0)
     frozen = learner.agent.encoder.frozen
     if frozen:  # the frozen pixel encoder's one pre-training, before the first update
         timers["encoder_pretrain"] = 0.0
@@ -195,7 +198,9 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             learner.add_real_episode(real_ep)
             observe = getattr(synthetic_source, "observe_real", None)
             if callable(observe) and learner.ppl.uses_synthetic:
-                observe(real_ep)
+                t1 = time.perf_counter()
+                observe(real_ep)  # the world model's post-training runs in here when it is due
+                timers["world_model"] += time.perf_counter() - t1
             ep_returns.append(ep_return)
             ep_return = 0.0
             ep_seed += 1
@@ -221,9 +226,13 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
                     learner.ppl.observe_fidelity(float(np.clip(f, 0.0, 1.0)))
             horizon = learner.ppl.rollout_horizon()
             if horizon > 0:
+                t1 = time.perf_counter()
                 branches = synthetic_source.generate(policy, cfg.synthetic_branches, horizon)
+                t2 = time.perf_counter()
                 admitted: list[np.ndarray] = []
                 learner.add_synthetic_episodes(branches, admitted)
+                timers["generate"] += t2 - t1
+                timers["admit"] += time.perf_counter() - t2
                 log_decisions(out / DECISIONS, branches, admitted, bag=f"generate-{synthetic_calls}")
                 synthetic_calls += 1
         if step % cfg.log_every == 0:
