@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from worldsample_common.core.episode import Episode
+from worldsample_common.core.stats import spearman
 
 from .data import WindowSampler, filter_episodes
 
@@ -90,14 +91,6 @@ def open_loop_predictions(model, episodes: list[Episode], horizons=(1, 4, 8), st
             "disagreement": dis, "num_starts": len(ts_a), "num_episodes": len(usable), "rejected": rejected}
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
 def evaluate_fidelity(model, heldout_episodes: list[Episode], horizons=(1, 4, 8), stride: int = 4,
                       max_starts: int = 64, seed: int = 0) -> dict[str, Any]:
     """Mean PSNR / SSIM per horizon of open-loop predictions on held-out real episodes, and the baseline.
@@ -135,8 +128,8 @@ def evaluate_fidelity(model, heldout_episodes: list[Episode], horizons=(1, 4, 8)
         out["copy"]["ssim"].append(float(np.mean(sums["copy_ssim"])))
         out["gain"]["psnr"].append(out["psnr"][-1] - out["copy"]["psnr"][-1])
         out["gain"]["ssim"].append(out["ssim"][-1] - out["copy"]["ssim"][-1])
-        out["spearman"].append(_spearman(pr["uncertainty"][k], mse))
-        out["spearman_disagreement"].append(_spearman(pr["disagreement"][k], mse))
+        out["spearman"].append(spearman(pr["uncertainty"][k], mse))
+        out["spearman_disagreement"].append(spearman(pr["disagreement"][k], mse))
     return out
 
 

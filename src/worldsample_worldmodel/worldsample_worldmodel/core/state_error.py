@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from worldsample_common.core.episode import Episode
+from worldsample_common.core.stats import motion_gains
 
 # the simulator's proprio (worldsample_control.core.sim.env.PROPRIO_LABELS): ee xyz, gripper width, ee velocity
 PROPRIO_GROUPS: dict[str, tuple[int, ...]] = {"ee_position": (0, 1, 2), "gripper": (3,), "ee_velocity": (4, 5, 6)}
@@ -319,8 +320,8 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
                 if moving.any():  # least-squares gain of the predicted object motion on the real one
                     real_m = real_move[moving]
                     pred_m = real_m + ds[moving][:, obj]  # predicted - start = (real - start) + (predicted - real)
-                    gain = float((pred_m * real_m).sum() / (real_m * real_m).sum())
-                    calib = float((pred_m * real_m).sum() / max(float((pred_m * pred_m).sum()), 1e-12))
+                    gain, calib = motion_gains(float((pred_m * real_m).sum()), float((real_m * real_m).sum()),
+                                               float((pred_m * pred_m).sum()))
             rmse.update({g: _rmse(dp[:, list(idx)]) for g, idx in pgroups.items()})
             dr = ol.reward[ok, k] - real_r[ok, k]
             res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()), "object_motion_gain": gain,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from worldsample_common.core.episode import Episode, Source
+from worldsample_common.core.stats import motion_gains, spearman
 
 if TYPE_CHECKING:  # pragma: no cover
     from .env import FrankaTaskEnv
@@ -274,19 +275,10 @@ class SyntheticAudit:
             out[f"k={h}"] = {
                 "steps": len(r), "object_rmse": float(np.sqrt((col["object_error"] ** 2).mean())),
                 "ee_rmse": float(np.sqrt((col["ee_error"] ** 2).mean())), "moving": int(mv.sum()),
-                "object_motion_gain": float(dot / real2) if real2 > 0 else float("nan"),
-                "object_motion_calibration": float(dot / pred2) if pred2 > 0 else float("nan"),
+                **dict(zip(("object_motion_gain", "object_motion_calibration"), motion_gains(dot, real2, pred2),
+                           strict=True)),
                 "reward_bias": float(dr.mean()), "reward_mae": float(np.abs(dr).mean()),
                 "success_predicted": int(col["success_predicted"].sum()), "success_real": int(col["success_real"].sum()),
-                "uncertainty_spearman": _spearman(col["uncertainty"], col["object_error"])}
+                "uncertainty_spearman": spearman(col["uncertainty"], col["object_error"])}
         return out
 
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation over the finite pairs (ordinal ranks: both are continuous here); NaN with
-    fewer than 3 pairs or without spread."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return float("nan")
-    rx, ry = (np.argsort(np.argsort(v, kind="stable")).astype(float) for v in (x[ok], y[ok]))
-    return float(np.corrcoef(rx, ry)[0, 1])

@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from worldsample_common.core.stats import average_ranks, motion_gains, spearman
+
+
+def test_spearman_matches_scipy_with_ties_and_skips_non_finite_pairs():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, 200).astype(float)  # many ties
+    y = x + rng.normal(0, 2, 200)
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [2.5, 0.0, 2.5, 1.0]
+    x2, y2 = np.append(x, [np.nan, 1.0]), np.append(y, [0.0, np.inf])
+    assert spearman(x2, y2) == pytest.approx(spearman(x, y))
+    assert spearman(-x, y) == pytest.approx(-spearman(x, y))
+    assert np.isnan(spearman([1.0, 2.0], [1.0, 2.0]))  # too few pairs
+    assert np.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # no spread
+
+
+def test_motion_gains():
+    real = np.array([[1.0, 0.0], [0.0, 2.0]])
+    half = 0.5 * real
+    dot, r2, p2 = float((half * real).sum()), float((real * real).sum()), float((half * half).sum())
+    gain, calib = motion_gains(dot, r2, p2)
+    assert gain == pytest.approx(0.5) and calib == pytest.approx(2.0)  # moves half: gain 0.5, what it moves is real
+    assert all(np.isnan(v) for v in motion_gains(0.0, 0.0, 0.0))

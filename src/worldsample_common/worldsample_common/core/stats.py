@@ -1,0 +1,38 @@
+"""Small statistics shared by the world model's fidelity, its state-error table and the oracle's audit.
+
+`spearman`: the rank correlation PPL's selection is judged by (a model's uncertainty against its error).
+`motion_gains`: how much of the real object motion a model predicts (least-squares gain of the predicted
+displacement on the real one) and how much of the predicted motion is real (the gain the other way round).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of ``v``, ties sharing the mean of their ranks (as scipy.stats.rankdata, minus 1)."""
+    _, inverse, counts = np.unique(np.asarray(v), return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts
+    return (first + (counts - 1) / 2.0)[inverse.reshape(-1)].astype(float)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation of the finite pairs of ``x`` and ``y`` (average ranks for ties); NaN with
+    fewer than 3 such pairs or when either has no spread."""
+    x, y = np.asarray(x, float).reshape(-1), np.asarray(y, float).reshape(-1)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(average_ranks(x[ok]), average_ranks(y[ok]))[0, 1])
+
+
+def motion_gains(dot: float, real2: float, pred2: float) -> tuple[float, float]:
+    """(gain, calibration) from sums over displacements: ``dot`` = sum of predicted . real, ``real2`` = sum of
+    |real|^2, ``pred2`` = sum of |predicted|^2. gain = dot / real2 (1 = the real motion happens in full in the
+    prediction; a model of the conditional mean of an uncertain motion has gain = its R^2 < 1), calibration =
+    dot / pred2 (1 = the predicted motion is real on average; < 1 = the model moves what does not move). NaN
+    where the denominator is 0."""
+    gain = float(dot / real2) if real2 > 0 else float("nan")
+    calibration = float(dot / pred2) if pred2 > 0 else float("nan")
+    return gain, calibration
