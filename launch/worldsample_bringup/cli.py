@@ -31,6 +31,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sim": ("worldsample_control.bench", "simulator steps/s and DDS image latency"),
     "wm": ("worldsample_worldmodel.bench", "world-model training and generation throughput"),
     "learner": ("worldsample_learner.bench", "our SAC beside stable-baselines3 SAC on one task; time per phase; UTD/critic scaling"),
+    "encoder": ("worldsample_learner.bench_encoder", "what the frozen pixel encoder's features locate (held-out mm) beside "
+                "predicting the mean and proprio alone"),
     "transfer": ("worldsample_bringup.bench_transfer", "one episode bag between two hosts (payload link) beside a local copy"),
 }
 
