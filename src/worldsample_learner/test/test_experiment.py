@@ -79,7 +79,12 @@ def test_run_variants_name_mode_source_and_updates():
 def test_any_config_field_can_be_set_from_the_command_line():
     import argparse
 
-    from worldsample_learner.drivers.experiment_config import add_arguments, command_line, config_from_args
+    from worldsample_learner.drivers.experiment_config import (
+        add_arguments,
+        command_line,
+        config_from_args,
+        parse_variant,
+    )
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -91,6 +96,10 @@ def test_any_config_field_can_be_set_from_the_command_line():
     assert cfg.ppl == {"naive_horizon": 3, "horizon_max": 5} and cfg.oracle_object_noise == 0.006
     assert cfg.env_steps == 20_000  # the rest is the config's
     assert "--set wm_judge=false" in command_line(args)
+    # the "mbpo" preset is the fifth sitting's runs: 64 branches every 100 steps, UTD 4 named in every variant
+    mb = config_from_args(parser.parse_args(["policy", "--config", "mbpo", "--out", "x"]))
+    assert (mb.synthetic_branches, mb.synthetic_every, mb.utd_ratio, mb.wm_state_model) == (64, 100, 4, "mlp")
+    assert all(parse_variant(m)[2] == 4 for m in mb.modes)
     for bad, why in (("nope=1", "FIELD=VALUE"), ("wm_judge=maybe", "takes a bool"),
                      ("synthetic_branches=lots", "takes a int"), ("wm_judge", "FIELD=VALUE"),
                      ("ppl.nope=1", "FIELD=VALUE"), ("ppl.mode=naive", "FIELD=VALUE"), ("ppl=1", "FIELD=VALUE"),
