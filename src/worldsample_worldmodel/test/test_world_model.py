@@ -408,3 +408,20 @@ def test_a_diverged_model_is_refused_not_crashed_on(demos, trained):
         ego.bias[0] = float("nan")
     with pytest.raises(TrainingDiverged, match=f"{MAX_NONFINITE_IN_A_ROW} steps in a row"):
         train_world_model(demos, None, init=model, steps=30, progress=False)
+
+
+def test_a_dimension_constant_in_the_stats_data_is_standardised_by_at_least_a_centimetre():
+    """A pushed block's height never varies in the demos; standardised by its spread alone (~1 mm), a later
+    value 0.5 m off read as ~470 standard deviations and made every training loss non-finite
+    (docs/results.md). The floor keeps it at <= 50, and leaves dimensions that do vary as they were."""
+    from worldsample_worldmodel.core.model import PROPRIO_STD_FLOOR
+
+    rng = np.random.default_rng(0)
+    proprio = np.c_[rng.normal(0.5, 0.1, (200, 3)), np.full((200, 1), 0.025)].astype(np.float32)
+    model = build_model(small_cfg(), 4)
+    model.set_proprio_stats(proprio)
+    std = model.proprio_std.numpy()
+    assert std[3] == pytest.approx(PROPRIO_STD_FLOOR) and PROPRIO_STD_FLOOR == pytest.approx(1e-2)
+    assert std[:3] == pytest.approx(proprio[:, :3].std(0) + 1e-3, rel=1e-5)
+    far = torch.as_tensor([[0.5, 0.5, 0.5, 0.025 - 0.5]])
+    assert float(model.norm_proprio(far)[0, 3].abs()) == pytest.approx(50.0, rel=1e-4)

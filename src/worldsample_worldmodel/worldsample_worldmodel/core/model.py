@@ -47,6 +47,12 @@ from .config import WorldModelConfig, resolve_device
 
 MODEL_FORMAT = "worldsample-wm-3"
 DELTA_STD_FLOOR = 1e-3  # normalised units: a dimension that never changes keeps a tiny, finite step scale
+# raw units (m, rad): the least spread a proprio / state dimension is standardised by. A dimension that never varied in
+# the data the stats came from (a pushed block's height in the demos: 1.1 mm with the old +1e-3 alone) otherwise turns
+# a later value off that level into hundreds of standard deviations: a block 0.5 m lower made every training batch's
+# loss non-finite, 0.1 m made the error head's loss ~1000x its usual size (docs/results.md, issue 22, fifth sitting).
+# The learner's observation standardisation uses the same floor (`SACAgent.fit_normalizer`, min_std).
+PROPRIO_STD_FLOOR = 1e-2
 
 
 class EnsembleLinear(nn.Module):
@@ -220,7 +226,8 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------ normalisation
     def set_proprio_stats(self, proprio: np.ndarray) -> None:
         self.proprio_mean.copy_(torch.as_tensor(proprio.mean(0), dtype=torch.float32))
-        self.proprio_std.copy_(torch.as_tensor(proprio.std(0) + 1e-3, dtype=torch.float32))
+        self.proprio_std.copy_(torch.as_tensor(np.maximum(proprio.std(0) + 1e-3, PROPRIO_STD_FLOOR),
+                                               dtype=torch.float32))
 
     def set_delta_stats(self, proprio_per_episode: list[np.ndarray]) -> None:
         """``proprio_delta_std`` from the per-step changes of the normalised proprio within each episode
