@@ -109,12 +109,10 @@ CONFIGS: dict[str, ExperimentConfig] = {
     # issue 22's recipe where synthetic data pays (docs/results.md, fifth sitting): MBPO's lever, ~5x the synthetic
     # volume of "rl" (64 branches every 100 real steps, ~6 imagined transitions per real step) and the update budget it
     # makes safe (UTD 4 for every mode, RL-only included), the MLP state model; 10k real steps (a PPL run ~25-30 min
-    # with two sharing the 2 cores)
-    # (the variants name their UTD, so their runs and rows read like those of the other presets)
+    # with two sharing the 2 cores). The variants name their UTD, so their runs and rows read like the other presets'.
     "mbpo": ExperimentConfig(name="mbpo", modes=("rl-only-utd4", "naive-utd4", "ppl-utd4"), env_steps=10_000,
-                             eval_every=1_000,
-                             max_steps=0, batch_size=256, utd_ratio=4, synthetic_every=100, synthetic_branches=64,
-                             wm_state_model="mlp"),
+                             eval_every=1_000, max_steps=0, batch_size=256, utd_ratio=4, synthetic_every=100,
+                             synthetic_branches=64, wm_state_model="mlp"),
     # the world-model comparison at the issue-13 size: 64 px, both cameras, 2 loop iterations (~40 min here)
     "wm": ExperimentConfig(name="wm", demos=20, max_steps=0, image_size=64, cameras=("front", "wrist"),
                            wm_pretrain_steps=800, wm_posttrain_steps=200, wm_min_new_episodes=10,
