@@ -55,9 +55,13 @@ def test_shapes_and_config():
     cfg = _cfg()
     agent = SACAgent(cfg)
     assert agent.encoder.frozen and agent.encoder_version == 0
-    assert agent.encoder.out_dim == 2 * 4 * len(CAMS) + 3
+    per_camera = 2 * cfg.frozen_keypoints + 3 * cfg.frozen_color_blobs
+    assert cfg.frozen_color_blobs > 0 and agent.encoder.out_dim == per_camera * len(CAMS) + 3
     frames = {c: _square_frames(np.full((5, 2), 4)) for c in CAMS}
-    assert agent.features(frames).shape == (5, 16) and agent.features(frames).dtype == np.float32
+    assert agent.features(frames).shape == (5, per_camera * len(CAMS)) and agent.features(frames).dtype == np.float32
+    parts = agent.encoder.keypoints.parts()
+    assert sorted(parts["keypoints"] + parts["color blobs"]) == list(range(per_camera * len(CAMS)))
+    assert parts["color blobs"][0] == 2 * cfg.frozen_keypoints  # per camera: keypoints, then blobs
     # no trainable encoder weight reaches an optimiser
     opt_params = {id(p) for g in agent.critic_opt.param_groups for p in g["params"]}
     assert not any(id(p) in opt_params for p in agent.encoder.parameters())
@@ -66,6 +70,9 @@ def test_shapes_and_config():
         _cfg(pixel_encoder="resnet").validate()
     with pytest.raises(ValueError, match="frozen_keypoints"):
         _cfg(frozen_keypoints=0).validate()
+    with pytest.raises(ValueError, match="frozen_color_blobs"):
+        _cfg(frozen_color_blobs=-1).validate()
+    assert SACAgent(_cfg(frozen_color_blobs=0)).encoder.out_dim == 2 * 4 * len(CAMS) + 3
     with pytest.raises(ValueError, match="no frozen encoder"):
         SACAgent(_cfg(pixel_encoder="conv", feature_dim=8, encoder_channels=4)).pretrain_encoder(frames)
 
@@ -77,7 +84,7 @@ def test_pretraining_learns_where_the_object_is():
     rng = np.random.default_rng(0)
     xy = rng.integers(0, SIZE - 3, (600, 2))
     frames = {"front": _square_frames(xy), "wrist": _square_frames(xy[:, ::-1])}
-    cfg = _cfg(frozen_pretrain_steps=400, frozen_pretrain_lr=3e-3)
+    cfg = _cfg(frozen_pretrain_steps=400, frozen_pretrain_lr=3e-3, frozen_color_blobs=0)  # the learned keypoints
     agent = SACAgent(cfg)
 
     def r2() -> float:
@@ -97,6 +104,37 @@ def test_pretraining_learns_where_the_object_is():
     # the target encoder holds the same keypoint weights
     for k, v in agent.encoder.keypoints.state_dict().items():
         torch.testing.assert_close(agent.target_encoder.keypoints.state_dict()[k], v)
+
+
+def test_color_blobs_place_a_small_object_beside_a_big_one():
+    """Colour blobs fitted on frames with a big pale square and a small green one on a textured grey
+    background: one prototype follows the green square's centre to a fraction of a pixel on frames it was
+    not fitted on, another the big square's, and the green one's mass is 0 on a frame without it."""
+    from worldsample_learner.core.pixel_encoder import ColorBlobs, frames_to_float
+
+    size, rng = 32, np.random.default_rng(1)
+    bg = rng.integers(90, 110, (size, size, 3)).astype(np.uint8)
+
+    def frames(n):
+        big, small = rng.integers(0, size - 8, (n, 2)), rng.integers(0, size - 2, (n, 2))
+        f = np.repeat(bg[None], n, 0)
+        for i in range(n):
+            f[i, big[i, 1]:big[i, 1] + 8, big[i, 0]:big[i, 0] + 8] = (235, 235, 235)
+            f[i, small[i, 1]:small[i, 1] + 2, small[i, 0]:small[i, 0] + 2] = (40, 200, 60)  # drawn last: on top
+        return f, big + 3.5, small + 0.5
+
+    blobs = ColorBlobs(size, size, 4)
+    blobs.fit(frames_to_float(torch.as_tensor(frames(300)[0])))
+    f, big_c, small_c = frames(50)
+    out = blobs(frames_to_float(torch.as_tensor(f))).reshape(50, 4, 3).numpy()
+    protos = (blobs.prototypes.numpy() + 0.5) * 255
+    green, pale = (int(((protos - rgb) ** 2).sum(-1).argmin()) for rgb in ((40, 200, 60), (235, 235, 235)))
+    assert green != pale
+    for j, centre in ((green, small_c), (pale, big_c)):
+        mass = np.expm1(out[:, j, 2:])
+        px = (out[:, j, :2] * (mass + 1) / mass + 1) * (size - 1) / 2  # undo the +1 in the normaliser; in pixels
+        assert np.abs(px - centre).max() < 0.5
+    assert blobs(frames_to_float(torch.as_tensor(bg[None]))).reshape(4, 3)[green, 2] < 0.05
 
 
 def test_feature_cache_holds_the_encoders_features_of_obs_and_nstep_next_obs():

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heldout-episodes", type=int, default=20, help="episodes the read-out is scored on")
     parser.add_argument("--keypoints", type=int, default=None, help="keypoints per camera (default: AgentConfig)")
     parser.add_argument("--channels", type=int, default=None, help="encoder conv channels (default: AgentConfig)")
+    parser.add_argument("--color-blobs", type=int, default=None,
+                        help="colour-blob keypoints per camera (default: AgentConfig; 0 = learned keypoints only)")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="pre-training Adam steps (default: AgentConfig)")
     parser.add_argument("--readout-steps", type=int, default=READOUT_STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
@@ -116,7 +118,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     torch.set_num_threads(1)
     over = {k: v for k, v in (("frozen_keypoints", args.keypoints), ("frozen_channels", args.channels),
-                              ("frozen_pretrain_steps", args.pretrain_steps)) if v is not None}
+                              ("frozen_pretrain_steps", args.pretrain_steps),
+                                                              ("frozen_color_blobs", args.color_blobs)) if v is not None}
     cfg = AgentConfig(obs_mode="pixels", seed=args.seed, **over)
     cfg.validate()
     t0 = time.perf_counter()
@@ -139,13 +142,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     info = pretrain_keypoints(enc, im_t, cfg, seed=args.seed)
     f_r, f_h = enc.features(im_r), enc.features(im_h)
     groups = state_groups(TASK_CLASSES[args.task].state_labels)
-    inputs = {"mean (no input)": (None, None), "proprio only": (p_r, p_h),
-              "frozen keypoints": (f_r, f_h), "keypoints + proprio": (np.c_[f_r, p_r], np.c_[f_h, p_h])}
+    inputs = {"mean (no input)": (None, None), "proprio only": (p_r, p_h)}
+    parts = {k: v for k, v in enc.parts().items() if v}
+    if len(parts) > 1:
+        inputs.update({f"{k} only": (f_r[:, v], f_h[:, v]) for k, v in parts.items()})
+    inputs.update({"encoder features": (f_r, f_h), "features + proprio": (np.c_[f_r, p_r], np.c_[f_h, p_h])})
     table = {name: {g: 1e3 * readout_rmse(xr, s_r[:, idx], xh, s_h[:, idx], args.readout_steps, args.seed)
                     for g, idx in groups.items()} for name, (xr, xh) in inputs.items()}
     return {"task": args.task, "groups": groups, "rmse_mm": table, "frames": {"train": len(im_t[cfg.cameras[0]]),
             "readout": len(p_r), "heldout": len(p_h)}, "episodes": {"train": len(train), "readout": len(readout),
             "heldout": len(heldout)}, "encoder": {"keypoints": cfg.frozen_keypoints, "channels": cfg.frozen_channels,
+            "color_blobs": cfg.frozen_color_blobs,
             "pretrain_steps": cfg.frozen_pretrain_steps, "final_loss": float(np.mean(info["losses"][-50:])),
             "pretrain_s": info["seconds"]}, "render_s": render_s, "wall_s": time.perf_counter() - t0}
 
@@ -157,15 +164,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench encoder: {exc}", file=sys.stderr)
         return 2
     e, n = r["encoder"], r["episodes"]
-    print(f"bench encoder: task {r['task']}; frozen keypoints ({e['keypoints']} per camera, {e['channels']} channels) "
+    print(f"bench encoder: task {r['task']}; frozen keypoints ({e['keypoints']} per camera, {e['channels']} channels"
+          f"{', + ' + str(e['color_blobs']) + ' colour blobs' if e['color_blobs'] else ''}) "
           f"pre-trained {e['pretrain_steps']} steps on {r['frames']['train']} frames of {n['train']} episodes "
           f"(loss {e['final_loss']:.4f}, {e['pretrain_s']:.0f} s); read-out fitted on {n['readout']} episodes, "
           f"scored on {n['heldout']} held-out episodes (other placements)")
     groups = list(r["groups"])
     print("held-out RMSE of the read-out, mm (x, y):")
-    print(f"  {'input':<22}" + "".join(f"{g:>20}" for g in groups))
+    print(f"  {'input':<24}" + "".join(f"{g:>20}" for g in groups))
     for name, row in r["rmse_mm"].items():
-        print(f"  {name:<22}" + "".join(f"{row[g]:>20.1f}" for g in groups))
+        print(f"  {name:<24}" + "".join(f"{row[g]:>20.1f}" for g in groups))
     print(f"rendering {r['render_s']:.0f} s, in all {r['wall_s']:.0f} s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

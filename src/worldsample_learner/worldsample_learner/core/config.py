@@ -52,6 +52,9 @@ class AgentConfig:
     frozen_pretrain_batch: int = 32
     frozen_pretrain_lr: float = 1e-3
     frozen_pretrain_frames: int = 5000
+    # colour-blob keypoints per camera beside the learned ones (3 numbers each: where, how much; 0 = none):
+    # fitted on the same frames (`pixel_encoder.ColorBlobs`)
+    frozen_color_blobs: int = 8
     # 2 critics and UTD 2: a 20k-step state run of push in ~8 min on a 2-core CPU (`worldsample bench
     # learner` prints the cost of 10 critics / UTD 4: ~5x / ~1.8x per update); RLPD's 10 critics and
     # high UTD are for a GPU
@@ -95,6 +98,8 @@ class AgentConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")
+        if not isinstance(self.frozen_color_blobs, int) or self.frozen_color_blobs < 0:
+            raise ValueError(f"{o}.frozen_color_blobs must be an int >= 0, got {self.frozen_color_blobs!r}")
         if not isinstance(self.state_dim, int) or self.state_dim < 0:
             raise ValueError(f"{o}.state_dim must be an int >= 0, got {self.state_dim!r}")
         if self.num_min_critics > self.num_critics:
