@@ -1,7 +1,8 @@
 """A tiny Env-protocol task for learner tests: a 2-D point that must reach a goal.
 
 proprio = (x, y, 0, 0, 0, 0, 0) padded to 7 like the Franka tasks; state = goal (2,);
-optional 16x16 renders ("front": point red, goal green). Solved by a good policy in < 10 steps.
+optional 16x16 renders ("front": point red, goal green; the point is drawn over the goal, as an
+object in front of another hides it). Solved by a good policy in < 10 steps.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class PointEnv:
             img = np.zeros((self.image_size, self.image_size, 3), np.uint8)
             for p, ch in ((self.goal, 1), (self.pos, 0)):
                 i, j = ((np.clip(p, -1, 1) + 1) / 2 * (self.image_size - 1)).round().astype(int)
-                img[max(0, j - 1): j + 2, max(0, i - 1): i + 2, ch] = 255
+                img[max(0, j - 1): j + 2, max(0, i - 1): i + 2] = (255, 0, 0) if ch == 0 else (0, 255, 0)
             images = {"front": img, "wrist": img[::-1].copy()}
         proprio = np.zeros(7, np.float32)
         proprio[:2] = self.pos
