@@ -30,13 +30,17 @@ def test_readout_learns_a_function_and_the_mean_baseline_is_the_spread():
 def test_bench_encoder_runs_on_push_and_writes_its_table(tmp_path, capsys):
     out = tmp_path / "enc.json"
     args = argparse.Namespace(task="push", train_episodes=2, readout_episodes=2, heldout_episodes=1, keypoints=4,
-                              channels=4, pretrain_steps=5, readout_steps=20, seed=0, out=out)
+                              channels=4, color_blobs=3, pretrain_steps=5, readout_steps=20, seed=0, out=out)
     assert bench_encoder.run(args) == 0
     r = json.loads(out.read_text())
     assert set(r["groups"]) == {"block", "target", "block_to_target", "ee_to_block"}
-    assert set(r["rmse_mm"]) == {"mean (no input)", "proprio only", "frozen keypoints", "keypoints + proprio"}
+    assert set(r["rmse_mm"]) == {"mean (no input)", "proprio only", "keypoints only", "color blobs only",
+                                 "encoder features", "features + proprio"}
     assert all(np.isfinite(v) and v >= 0 for row in r["rmse_mm"].values() for v in row.values())
     assert r["episodes"] == {"train": 2, "readout": 2, "heldout": 1}
     assert "held-out RMSE" in capsys.readouterr().out
+    assert bench_encoder.run(argparse.Namespace(**{**vars(args), "color_blobs": 0})) == 0  # learned keypoints alone
+    assert set(json.loads(out.read_text())["rmse_mm"]) == {"mean (no input)", "proprio only", "encoder features",
+                                                           "features + proprio"}
     bad = argparse.Namespace(**{**vars(args), "task": "juggle"})
     assert bench_encoder.run(bad) == 2

@@ -1,7 +1,8 @@
 """`worldsample bench encoder`: what the frozen pixel encoder tells the policy, in millimetres, in minutes.
 
     worldsample bench encoder [--task push] [--train-episodes 16] [--readout-episodes 50] [--heldout-episodes 20]
-                              [--keypoints 16] [--channels 16] [--pretrain-steps 1500] [--seed 0] [--out FILE]
+                              [--keypoints 16] [--channels 16] [--color-blobs 8] [--pretrain-steps 1500] [--seed 0]
+                              [--out FILE]
 
 A pixel learning run takes an hour here (docs/results.md, "Pixels"); this answers the question before it
 in ~5 minutes: do the frozen encoder's features locate what the task is decided by? It
@@ -17,7 +18,8 @@ in ~5 minutes: do the frozen encoder's features locate what the task is decided 
    privileged state (`Task.state_labels`: object, target and the relative vectors, x and y) on the read-out
    episodes, and prints its root-mean-square error on the held-out episodes in mm, beside two baselines read
    out the same way in the same run: predicting the mean (no information) and proprio alone (what the policy
-   knows without the cameras). The privileged state is used only to score; the encoder never sees it.
+   knows without the cameras), and each part of the features alone (learned keypoints, colour blobs). The
+   privileged state is used only to score; the encoder never sees it.
 
 A feature set that cannot place the target within the task's success radius (push: 30 mm) on placements it
 was not fitted on cannot teach a policy to push there; that is what the table is for. The read-out is trained
