@@ -42,3 +42,20 @@ def test_expert_actions_are_valid():
 def test_unknown_expert_task():
     with pytest.raises(ValueError, match="task 'stack' has no expert"):
         make_expert("stack")
+
+
+def test_expert_episodes_noise_source_and_successes_only():
+    from worldsample_common.core.episode import Source
+    from worldsample_control.core.demos import expert_episodes
+
+    clean = expert_episodes("push", 2, seed0=7)
+    assert [e.source for e in clean] == [Source.DEMO] * 2 and all(e.success for e in clean)
+    noisy = expert_episodes("push", 2, seed0=7, action_noise=0.5, source=Source.REAL)
+    again = expert_episodes("push", 2, seed0=7, action_noise=0.5, source=Source.REAL)
+    assert [e.source for e in noisy] == [Source.REAL] * 2
+    np.testing.assert_array_equal(noisy[0].actions, again[0].actions)  # the noise is seeded by the episode's seed
+    assert not np.allclose(noisy[0].actions[: len(clean[0].actions)][:3], clean[0].actions[:3])
+    # a noise no expert survives: successes_only tries 5x the seeds, then says so
+    with pytest.raises(RuntimeError, match="succeeded only"):
+        expert_episodes("push", 1, seed0=7, action_noise=50.0, env_cfg=EnvConfig(max_episode_steps=3),
+                        successes_only=True)

@@ -91,23 +91,12 @@ def readout_rmse(x_fit, y_fit, x_test, y_test, steps: int = READOUT_STEPS, seed:
     return float(np.sqrt(((pred - y_test) ** 2).sum(-1).mean()))
 
 
-def _episodes(task: str, env, seeds, noise: float) -> list:
-    from worldsample_common.core.episode import Source
-    from worldsample_control.core.demos import ExpertPolicy
-    from worldsample_control.core.rollout import run_episode
-
-    out = []
-    for s in seeds:
-        policy = ExpertPolicy(task, env, action_noise=noise, seed=s)
-        policy.reset()
-        out.append(run_episode(env, policy, seed=s, source=Source.DEMO if noise == 0 else Source.REAL))
-    return out
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
-    from worldsample_control.core.sim import TASKS, EnvConfig, make_env
+    from worldsample_common.core.episode import Source
+    from worldsample_control.core.demos import expert_episodes
+    from worldsample_control.core.sim import TASKS, EnvConfig
     from worldsample_control.core.sim.tasks import TASK_CLASSES
 
     from .core.config import AgentConfig
@@ -115,9 +104,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.task not in TASKS:
         raise ValueError(f"--task must be one of {TASKS}, got {args.task!r}")
-    for name in ("train_episodes", "readout_episodes", "heldout_episodes"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    for name, most in (("train_episodes", 110), ("readout_episodes", 400), ("heldout_episodes", 100)):
+        if not 1 <= getattr(args, name) <= most:  # the seed blocks below stay disjoint
+            raise ValueError(f"--{name.replace('_', '-')} must be in 1..{most}")
     torch.set_num_threads(1)
     over = {k: v for k, v in (("frozen_keypoints", args.keypoints), ("frozen_channels", args.channels),
                               ("frozen_pretrain_steps", args.pretrain_steps),
@@ -125,14 +114,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     cfg = AgentConfig(obs_mode="pixels", seed=args.seed, **over)
     cfg.validate()
     t0 = time.perf_counter()
-    env = make_env(args.task, EnvConfig(image_size=cfg.image_size, cameras=tuple(cfg.cameras), render=True))
+    env_cfg = EnvConfig(image_size=cfg.image_size, cameras=tuple(cfg.cameras), render=True)
+
+    def episodes(n: int, seed0: int, noise: float) -> list:
+        return expert_episodes(args.task, n, seed0=seed0, env_cfg=env_cfg, action_noise=noise,
+                               source=Source.DEMO if noise == 0 else Source.REAL) if n else []
+
     demos = min(10, args.train_episodes)
-    base = 1000 * (args.seed + 1)
-    train = (_episodes(args.task, env, range(base + 500, base + 500 + demos), 0.0)
-             + _episodes(args.task, env, range(base, base + args.train_episodes - demos), 0.6))
-    readout = _episodes(args.task, env, range(base + 100, base + 100 + args.readout_episodes), 0.6)
-    heldout = _episodes(args.task, env, range(base + 900, base + 900 + args.heldout_episodes), 0.3)
-    env.close()
+    base = 1000 * (args.seed + 1)  # seed blocks: noisy training base.., read-out +100.., demos +500.., held-out +900..
+    train = episodes(demos, base + 500, 0.0) + episodes(args.train_episodes - demos, base, 0.6)
+    readout = episodes(args.readout_episodes, base + 100, 0.6)
+    heldout = episodes(args.heldout_episodes, base + 900, 0.3)
     render_s = time.perf_counter() - t0
 
     def stack(eps):

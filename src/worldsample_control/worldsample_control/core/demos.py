@@ -69,22 +69,33 @@ def _check_args(task: str, episodes: int) -> None:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
 
 
-def expert_episodes(task: str, episodes: int, render: bool = False, seed0: int = 500) -> list:
-    """``episodes`` scripted-expert demonstrations in memory (seeds ``seed0, seed0 + 1, ...``; no bags)."""
-    from worldsample_common.core.episode import Source
+def expert_episodes(task: str, episodes: int, render: bool = False, seed0: int = 500, *,
+                    env_cfg: EnvConfig | None = None, action_noise: float = 0.0, source=None,
+                    successes_only: bool = False) -> list:
+    """``episodes`` scripted-expert rollouts in memory (seeds ``seed0, seed0 + 1, ...``; no bags).
 
-    from .experts import make_expert
+    ``env_cfg``: the environment (default: ``EnvConfig(render=render)``); ``action_noise``: N(0, that) on
+    the expert's dx, dy, dz (`ExpertPolicy`, seeded with the episode's seed); ``source``: the episodes'
+    `Source` (default DEMO); ``successes_only``: keep only successful episodes, trying up to 5x as many
+    seeds, and raise if fewer succeed.
+    """
     from .rollout import run_episode
     from .sim import make_env
 
     _check_args(task, episodes)
-    env = make_env(task, EnvConfig(render=render))
-    expert = make_expert(task)
-    out = []
-    for i in range(episodes):
-        expert.reset()  # experts keep per-episode state (e.g. pick_place's current item)
-        out.append(run_episode(env, lambda o: expert.act(o, env), seed=seed0 + i, source=Source.DEMO))
-    env.close()
+    env = make_env(task, env_cfg if env_cfg is not None else EnvConfig(render=render))
+    out, seed, last = [], seed0, seed0 + (5 * episodes if successes_only else episodes)
+    try:
+        while len(out) < episodes and seed < last:
+            ep = run_episode(env, ExpertPolicy(task, env, action_noise=action_noise, seed=seed), seed=seed,
+                             source=Source.DEMO if source is None else source)
+            seed += 1
+            if ep.success or not successes_only:
+                out.append(ep)
+    finally:
+        env.close()
+    if len(out) < episodes:
+        raise RuntimeError(f"the {task} expert succeeded only {len(out)} times in {last - seed0} tries")
     return out
 
 

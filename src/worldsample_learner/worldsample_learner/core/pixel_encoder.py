@@ -180,7 +180,7 @@ class KeypointEncoder(nn.Module):
         """Which feature entries are learned keypoints and which colour blobs (all cameras)."""
         out: dict[str, list[int]] = {"keypoints": [], "color blobs": []}
         i = 0
-        for c in self.cameras:
+        for _ in self.cameras:
             for name, n in (("keypoints", 2 * self.n_keypoints), ("color blobs", 3 * self.n_blobs)):
                 out[name] += list(range(i, i + n))
                 i += n

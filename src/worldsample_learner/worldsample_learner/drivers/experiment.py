@@ -74,24 +74,9 @@ def env_config(cfg: ExperimentConfig, render: bool):
 
 def expert_demos(task: str, cfg: ExperimentConfig, n: int, seed0: int = 500) -> list:
     """``n`` successful scripted-expert episodes (rendered: the world model learns from the frames)."""
-    from worldsample_common.core.episode import Source
-    from worldsample_control.core.experts import make_expert
-    from worldsample_control.core.rollout import run_episode
-    from worldsample_control.core.sim import make_env
+    from worldsample_control.core.demos import expert_episodes
 
-    env = make_env(task, env_config(cfg, render=True))
-    expert = make_expert(task)
-    out, seed = [], seed0
-    while len(out) < n and seed < seed0 + 5 * n:
-        expert.reset()
-        ep = run_episode(env, lambda o: expert.act(o, env), seed=seed, source=Source.DEMO)
-        seed += 1
-        if ep.success:
-            out.append(ep)
-    env.close()
-    if len(out) < n:
-        raise RuntimeError(f"the {task} expert succeeded only {len(out)} times in {5 * n} tries")
-    return out
+    return expert_episodes(task, n, seed0=seed0, env_cfg=env_config(cfg, render=True), successes_only=True)
 
 
 def wm_service_config(cfg: ExperimentConfig, run_dir: Path, seed: int):
@@ -293,16 +278,10 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
 # --------------------------------------------------------------------------- the world-model comparison
 def noisy_expert_episodes(task: str, cfg: ExperimentConfig, n: int, noise: float, seed0: int, source) -> list:
     """``n`` rendered rollouts of the scripted expert with N(0, ``noise``) on its dx, dy, dz (all kept)."""
-    from worldsample_control.core.demos import ExpertPolicy
-    from worldsample_control.core.rollout import run_episode
-    from worldsample_control.core.sim import make_env
+    from worldsample_control.core.demos import expert_episodes
 
-    env = make_env(task, env_config(cfg, render=True))
-    try:
-        return [run_episode(env, ExpertPolicy(task, env, action_noise=noise, seed=seed0 + i), seed=seed0 + i,
-                            source=source) for i in range(n)]
-    finally:
-        env.close()
+    return expert_episodes(task, n, seed0=seed0, env_cfg=env_config(cfg, render=True), action_noise=noise,
+                           source=source)
 
 
 def _wm_model(path: Path, episodes: list, **train_kw):
