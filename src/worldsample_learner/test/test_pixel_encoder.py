@@ -241,6 +241,23 @@ def test_policy_checkpoint_carries_the_pretrained_encoder(tmp_path):
     assert int(pol.encoder.keypoints.version) == 1
 
 
+def test_a_frozen_policy_checkpoint_from_before_the_colour_blobs_still_loads(tmp_path):
+    """Checkpoints written before `frozen_color_blobs` existed hold learned keypoints only and no such key."""
+    learner = _learner(_cfg(frozen_color_blobs=0))
+    learner.train_step()
+    path = save_policy(learner.agent, tmp_path, 1)
+    payload = torch.load(path, weights_only=False)
+    del payload["agent_config"]["frozen_color_blobs"]
+    torch.save(payload, path)
+    pol = load_policy(path)
+    assert pol.cfg.frozen_color_blobs == 0 and pol.encoder.keypoints.blobs is None
+    rng = np.random.default_rng(3)
+    images = {c: rng.integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8) for c in CAMS}
+    proprio = rng.normal(size=(2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(pol.act_batch(images, proprio),
+                                  policy_from_agent(learner.agent).act_batch(images, proprio))
+
+
 def test_a_conv_policy_checkpoint_from_before_the_frozen_encoder_still_loads(tmp_path):
     """Checkpoints written before `pixel_encoder` existed hold a conv encoder and no `pixel_encoder` key."""
     agent = SACAgent(_cfg(pixel_encoder="conv", feature_dim=8, encoder_channels=4))

@@ -135,6 +135,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     known = {f.name for f in dataclasses.fields(AgentConfig)}
     # checkpoints from before issue 23 name no pixel encoder: theirs was the end-to-end conv encoder
     raw.setdefault("pixel_encoder", "conv")
+    raw.setdefault("frozen_color_blobs", 0)  # and none from before the colour blobs has any
     cfg = AgentConfig(**{k: v for k, v in raw.items() if k in known})
     cfg.device = device
     dev = torch.device(device)
