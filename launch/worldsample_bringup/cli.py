@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "learn": ("worldsample_learner.commands.learn", "train a policy in-process against a sim task (rl-only / naive / ppl ...)"),
     "success": ("worldsample_learner.commands.success_classifier",
                 "train the success classifier (reward on a real arm) from episode bags; prints held-out accuracy"),
+    "eval": ("worldsample_learner.commands.evaluate",
+             "a saved policy's success rate on a sim task over several blocks of seeds, with standard errors"),
     "loop": ("worldsample_bringup.loop", "the whole closed loop in simulation over the ROS graph (main command)"),
     "params": ("worldsample_bringup.params", "every node's parameters: defaults, loop.yaml's values, descriptions"),
     "experiment": ("worldsample_learner.drivers.experiment", "reproduce the paper's comparisons in simulation"),
