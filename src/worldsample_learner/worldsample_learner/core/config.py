@@ -26,7 +26,8 @@ class AgentConfig:
 
     ``obs_mode="pixels"``: the cameras' frames + proprio, encoded by ``pixel_encoder``:
     ``"frozen"`` = per-camera spatial-softmax keypoints pre-trained once on frames alone (a spatial
-    autoencoder on the demos' and the first real episodes' frames, `core/pixel_encoder.py`), then held
+    autoencoder on the demos' and the first real episodes' frames, `core/pixel_encoder.py`) and colour
+    blobs fitted on the same frames, then held
     fixed, with its features cached per transition in the replay (an update costs about what a state
     update costs); ``"conv"`` = a conv encoder over the stacked frames (shared by actor and critic,
     trained through the critic loss, random-shift augmented; ~10x the update cost on a CPU).

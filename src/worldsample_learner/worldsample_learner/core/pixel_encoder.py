@@ -10,7 +10,10 @@ What it computes, per camera (own weights each): a small conv net (``frozen_chan
 2, so the last map is ``image_size / 2`` wide), ``frozen_keypoints`` feature maps, a spatial softmax
 over each (the expected image coordinates in [-1, 1], as in Levine et al. 2016 and HIL-SERL's
 encoder) -> ``2 * frozen_keypoints`` numbers; the cameras' keypoints are concatenated and
-standardised with a per-entry mean / std fixed after pre-training.
+standardised with a per-entry mean / std fixed after pre-training. Beside them, per camera,
+``frozen_color_blobs`` colour blobs (`ColorBlobs`: where each foreground colour is and how much of it;
+fitted, not trained, on the same frames), 3 numbers each: the keypoints gather on the arm and place push's
+small target to ~30 mm, the blobs to ~10 mm (`worldsample bench encoder`).
 
 How it is trained (`pretrain_keypoints`): as the deep spatial autoencoder of Finn et al. (2016) — a
 decoder (pre-training only, thrown away afterwards) reconstructs each camera's frame at half
