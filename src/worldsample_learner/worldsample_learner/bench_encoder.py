@@ -109,8 +109,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--{name.replace('_', '-')} must be in 1..{most}")
     torch.set_num_threads(1)
     over = {k: v for k, v in (("frozen_keypoints", args.keypoints), ("frozen_channels", args.channels),
-                              ("frozen_pretrain_steps", args.pretrain_steps),
-                                                              ("frozen_color_blobs", args.color_blobs)) if v is not None}
+                              ("frozen_pretrain_steps", args.pretrain_steps), ("frozen_color_blobs", args.color_blobs))
+            if v is not None}
     cfg = AgentConfig(obs_mode="pixels", seed=args.seed, **over)
     cfg.validate()
     t0 = time.perf_counter()
