@@ -164,9 +164,11 @@ def test_either_end_killed_mid_transfer_resumes_where_it_stopped(tmp_path):
         have = _part_bytes(partial)
         assert not (b / "bags" / "ep-000").exists() and 0 < have
         start("recv", "learning_link", recv_params)
-        wait("the first bag in place", lambda: (b / "bags" / "ep-000").exists())
+        # the node renames the bag into place, acknowledges it, then logs it: wait for the log line, not the
+        # directory, or the line may not be written yet
+        wait("the first bag received", lambda: _received(logs[-1], "ep-000"))
         fetched = _received(logs[-1], "ep-000")
-        assert len(fetched) == 1 and fetched[0] <= sizes["ep-000"] - have, (fetched, have, sizes)
+        assert (b / "bags" / "ep-000").exists() and len(fetched) == 1 and fetched[0] <= sizes["ep-000"] - have, (fetched, have, sizes)
         # the sender dies in the middle of the second bag; a new one takes over
         wait("a part file of the second bag", lambda: _part_bytes(partial / "bag" / "ep-001") > 0)
         _kill(procs.pop("send"))
@@ -174,6 +176,7 @@ def test_either_end_killed_mid_transfer_resumes_where_it_stopped(tmp_path):
         assert not (b / "bags" / "ep-001").exists() and 0 < have
         start("send", "robot_link", send_params)
         wait("both bags confirmed", lambda: _confirmed(a / "transfer" / "outbox.json") == 2)
+        wait("the second bag's log line", lambda: _received(logs[2], "ep-001"))
     finally:
         _stop_all(procs.values())
     fetched = _received(logs[2], "ep-001")  # the second receiver, across the sender's restart

@@ -244,10 +244,11 @@ class PayloadLinkNode(Node):
             t0 = time.monotonic()
             res = self.inbox.receive(p, self._fetch(p))
             if res.status in ("done", "held"):
-                self._ack(p)
-                if res.status == "done":
+                if res.status == "done":  # logged before the acknowledgement: a confirmed payload has its line
                     dt = time.monotonic() - t0
                     self.get_logger().info(f"received {p.kind} {p.name}: {res.received_bytes} bytes in {dt:.2f} s")
+                self._ack(p)
+                if res.status == "done":
                     self._announce(p, res.path)
                 self._queued.discard(p.digest)
             elif res.status == "refused" and self.inbox.holds(p):  # another version in place: not fetched again
