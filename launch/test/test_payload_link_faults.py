@@ -164,11 +164,12 @@ def test_either_end_killed_mid_transfer_resumes_where_it_stopped(tmp_path):
         have = _part_bytes(partial)
         assert not (b / "bags" / "ep-000").exists() and 0 < have
         start("recv", "learning_link", recv_params)
-        # the node renames the bag into place, acknowledges it, then logs it: wait for the log line, not the
-        # directory, or the line may not be written yet
+        # the node renames the bag into place, then logs it (then acknowledges it): wait for the log line, not
+        # the directory, or the line may not be written yet
         wait("the first bag received", lambda: _received(logs[-1], "ep-000"))
         fetched = _received(logs[-1], "ep-000")
-        assert (b / "bags" / "ep-000").exists() and len(fetched) == 1 and fetched[0] <= sizes["ep-000"] - have, (fetched, have, sizes)
+        assert (b / "bags" / "ep-000").exists() and len(fetched) == 1 and fetched[0] <= sizes["ep-000"] - have, \
+            (fetched, have, sizes)
         # the sender dies in the middle of the second bag; a new one takes over
         wait("a part file of the second bag", lambda: _part_bytes(partial / "bag" / "ep-001") > 0)
         _kill(procs.pop("send"))
