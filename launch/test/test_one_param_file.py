@@ -72,6 +72,18 @@ def test_loop_yaml_shows_ppl_main_knobs_at_their_defaults():
     assert ppl == {k: getattr(PPLConfig(), k) for k in ppl}
 
 
+@pytest.mark.parametrize("profile", ["tiny.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("kind", ["sim", "real", "gazebo"])
+def test_shipped_profiles_are_valid_over_every_graph_and_their_values_reach_the_nodes(tmp_path, kind, profile):
+    """The profiles the README points at (tiny: CI and smoke tests; gpu: a real rig's learning server)
+    pass the same checks as a user's file, and each of their values is what the node gets."""
+    specs = _graph(kind, tmp_path, str(config_path(profile)))
+    for node, values in load_node_params(config_path(profile)).items():
+        for key, value in values.items():
+            want = list(value) if isinstance(value, tuple | list) else value
+            assert specs[node].parameters[key] == want, (profile, node, key)
+
+
 def test_robot_node_values_from_a_params_file_reach_the_specs(tmp_path):
     path = _file(tmp_path, "arm_control:\n  ros__parameters:\n    safety:\n      max_velocity: 0.2\n"
                            "recorder:\n  ros__parameters:\n    record_images: false\n"
