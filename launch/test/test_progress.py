@@ -71,3 +71,23 @@ def test_plot_draws_copy_last_frame_iteration_marks_and_static_frames(tmp_path):
     assert [r["iteration"] for r in rows] == [1, 1, 2, 2, 3, 3] and rows[0]["wm_copy_psnr"] == float("inf")
     png = plot_progress(path, tmp_path / "progress.png")
     assert png.stat().st_size > 0
+
+
+def test_the_smoothed_success_line_averages_the_rolling_rate_once_per_episode(tmp_path):
+    from worldsample_bringup.progress import SMOOTH_EPISODES, _episode_smoothed, plot_progress, read_progress
+
+    path = tmp_path / "progress.csv"
+    w = ProgressCSV(path)
+    p = LoopProgress(window=1)  # the rolling rate is the last episode's outcome
+    n = SMOOTH_EPISODES + 10
+    for e in range(n):
+        p.on_episode(10, 0.0, e % 2 == 0, "policy-000001")
+        w.append(p.row())
+        p.on_ppl(0.1, 0.5, e, 0, 1.0, 2.0)  # a second event in the same episode: counted once
+        w.append(p.row())
+    w.close()
+    rows = read_progress(path)
+    smooth = _episode_smoothed(rows, [r["success_rate"] for r in rows])
+    assert len(smooth) == n - SMOOTH_EPISODES + 1
+    assert smooth[0] == (10.0 * SMOOTH_EPISODES, 0.5) and all(abs(v - 0.5) <= 1 / SMOOTH_EPISODES for _, v in smooth)
+    assert plot_progress(path, tmp_path / "progress.png").stat().st_size > 0

@@ -175,6 +175,22 @@ def read_progress(path: Path) -> list[dict[str, float]]:
     return out
 
 
+SMOOTH_EPISODES = 50  # the success panel's smoothed line: the rolling rate averaged over this many episodes
+MAX_ITERATION_LABELS = 15
+
+
+def _episode_smoothed(rows: list[dict], rate: list[float]) -> list[tuple[float, float]]:
+    """(env steps, mean of the rolling success rate over the last ``SMOOTH_EPISODES`` episodes) at each new
+    episode: a steadier line than the rolling window's, for a long run; [] before there are that many."""
+    per_episode: dict[float, tuple[float, float]] = {}
+    for r, v in zip(rows, rate, strict=True):
+        if isinstance(r.get("episodes"), float) and r["episodes"] > 0 and math.isfinite(v):
+            per_episode[r["episodes"]] = (r["env_steps"], v)  # the rate after the episode's last event
+    points = [per_episode[e] for e in sorted(per_episode)]
+    return [(points[i][0], sum(v for _, v in points[i + 1 - SMOOTH_EPISODES:i + 1]) / SMOOTH_EPISODES)
+            for i in range(SMOOTH_EPISODES - 1, len(points))]
+
+
 def plot_progress(csv_path: Path, out_png: Path) -> Path:
     """Success rate, world-model PSNR beside copy-last-frame's, and the synthetic share actually used, against
     real environment steps; a dotted line where each policy iteration begins (labelled with its number)."""
@@ -192,7 +208,12 @@ def plot_progress(csv_path: Path, out_png: Path) -> Path:
         return [v if isinstance(v := r.get(key), float) and math.isfinite(v) else math.nan for r in rows]
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].plot(steps, col("success_rate"))
+    rate = col("success_rate")
+    axes[0].plot(steps, rate, lw=0.8, alpha=0.6, label="last episodes")
+    smooth = _episode_smoothed(rows, rate)
+    if smooth:
+        axes[0].plot(*zip(*smooth, strict=True), lw=2, color="C1", label=f"mean over {SMOOTH_EPISODES} episodes")
+        axes[0].legend(fontsize=8, loc="center left")
     axes[0].set_title("success rate (last episodes)")
     axes[1].plot(steps, col("wm_psnr"), ".-", label="world model")  # dots: a lone measurement shows too
     axes[1].plot(steps, col("wm_copy_psnr"), ".--", label="copy last frame")
@@ -213,7 +234,8 @@ def plot_progress(csv_path: Path, out_png: Path) -> Path:
             ax.axvline(x, color="grey", lw=0.7, ls=":")
         ax.set_xlabel("real environment steps")
         ax.grid(alpha=0.3)
-    for x, it in marks:  # the iteration's number at the top of the first panel
+    every = max(1, math.ceil(len(marks) / MAX_ITERATION_LABELS))  # a long run: every k-th number, readable
+    for x, it in marks[::every]:  # the iteration's number at the top of the first panel
         axes[0].text(x, 0.98, f" {it}", fontsize=7, color="grey", va="top", transform=axes[0].get_xaxis_transform())
     if marks:
         fig.text(0.995, 0.005, "dotted lines: a policy iteration starts (its number in the first panel)",
