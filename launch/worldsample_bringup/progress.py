@@ -8,8 +8,9 @@ fidelity, synthetic share. Rows go to ``progress.csv``; `plot_progress` draws PN
 Numbers mean what they say: the iteration is the number of the policy checkpoint in use
 (``policy-000012`` -> 12), so it continues across ``--resume``; the synthetic share is the share
 of each training batch actually drawn from synthetic data (0 while nothing was admitted); a PSNR
-of infinity (the held-out frames do not move, so copying the last frame is exact) is shown as
-``static`` and written as ``"static"`` in summary.json, a PSNR not measured yet as ``-`` / ``null``.
+of infinity (a world model from before identical frames got a finite PSNR,
+`worldsample_worldmodel.core.fidelity.identical_frames_psnr`: one such start made the mean infinite) is
+shown as ``static`` and written as ``"static"`` in summary.json, a PSNR not measured yet as ``-`` / ``null``.
 """
 
 from __future__ import annotations

@@ -169,7 +169,11 @@ def test_fidelity_metrics_perfect_and_noise():
     rng = np.random.default_rng(0)
     real = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     psnr, ssim = frame_metrics(real, real.copy())
-    assert psnr == float("inf") and ssim == pytest.approx(1.0)
+    assert ssim == pytest.approx(1.0)
+    one_off = real.copy()
+    one_off[0, 0, 0] ^= 1  # the smallest error two different frames can have
+    assert np.isfinite(psnr) and psnr == pytest.approx(frame_metrics(real, one_off)[0]) == pytest.approx(
+        10 * np.log10(255 ** 2 * real.size))
     close = np.clip(real.astype(int) + rng.integers(-2, 3, real.shape), 0, 255).astype(np.uint8)
     p_close, s_close = frame_metrics(real, close)
     noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)

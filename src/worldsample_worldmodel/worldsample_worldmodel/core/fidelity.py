@@ -25,8 +25,16 @@ from worldsample_common.core.stats import spearman
 from .data import WindowSampler, filter_episodes
 
 
+def identical_frames_psnr(num_values: int) -> float:
+    """PSNR [dB] given to two identical uint8 frames of ``num_values`` numbers: that of the smallest error two
+    different frames can have (one value off by one), ``10 log10(255^2 * num_values)`` (89.0 dB at 64x64x3).
+    Finite, so that a mean over start states stays a number when copy-last-frame is exact on a few of them
+    (the arm holding still) instead of reading infinite for the whole set."""
+    return float(10.0 * np.log10(255.0 ** 2 * num_values))
+
+
 def frame_metrics(real: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    """PSNR [dB] and SSIM between two uint8 (H, W, 3) frames (PSNR is inf when identical)."""
+    """PSNR [dB] and SSIM between two uint8 (H, W, 3) frames (identical frames: `identical_frames_psnr`)."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     if real.shape != pred.shape or real.ndim != 3 or real.shape[-1] != 3:
@@ -34,7 +42,7 @@ def frame_metrics(real: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     real = np.asarray(real, np.uint8)
     pred = np.asarray(pred, np.uint8)
     if np.array_equal(real, pred):
-        psnr = float("inf")  # skimage divides by a zero MSE; the limit is +inf
+        psnr = identical_frames_psnr(real.size)  # skimage divides by a zero MSE
     else:
         psnr = float(peak_signal_noise_ratio(real, pred, data_range=255))
     win = min(7, min(real.shape[:2]) // 2 * 2 - 1)
