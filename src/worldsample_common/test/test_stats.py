@@ -24,3 +24,17 @@ def test_motion_gains():
     gain, calib = motion_gains(dot, r2, p2)
     assert gain == pytest.approx(0.5) and calib == pytest.approx(2.0)  # moves half: gain 0.5, what it moves is real
     assert all(np.isnan(v) for v in motion_gains(0.0, 0.0, 0.0))
+
+
+def test_fidelity_skill_is_the_way_from_copy_last_frame_to_exact():
+    from worldsample_common.core.stats import fidelity_skill
+
+    # the loop's model at wm-000005 (docs/results.md): SSIM 0.923 against copy's 0.905 reads 0.19, not 0.92
+    assert fidelity_skill([0.923], [0.905]) == pytest.approx(0.018 / 0.095)
+    assert fidelity_skill([0.90, 0.80], [0.95, 0.60]) == pytest.approx((0.0 + 0.5) / 2)  # worse than copy: 0
+    assert fidelity_skill([1.0], [0.7]) == 1.0
+    # a copy that is exact, or a horizon not measured, says nothing about the model: left out
+    assert fidelity_skill([0.8, 0.9], [1.0, 0.8]) == pytest.approx(0.5)
+    assert fidelity_skill([float("nan")], [0.8]) is None and fidelity_skill([], []) is None
+    with pytest.raises(ValueError, match="copy-last-frame"):
+        fidelity_skill([0.9, 0.9], [0.8])

@@ -3,6 +3,8 @@
 `spearman`: the rank correlation PPL's selection is judged by (a model's uncertainty against its error).
 `motion_gains`: how much of the real object motion a model predicts (least-squares gain of the predicted
 displacement on the real one) and how much of the predicted motion is real (the gain the other way round).
+`fidelity_skill`: the world-model fidelity PPL paces by, a model's SSIM as a share of the way from
+copy-last-frame's to a perfect prediction.
 """
 
 from __future__ import annotations
@@ -36,3 +38,18 @@ def motion_gains(dot: float, real2: float, pred2: float) -> tuple[float, float]:
     gain = float(dot / real2) if real2 > 0 else float("nan")
     calibration = float(dot / pred2) if pred2 > 0 else float("nan")
     return gain, calibration
+
+
+def fidelity_skill(ssim, copy_ssim) -> float | None:
+    """World-model fidelity in [0, 1] for PPL's pace: per horizon, how far the model's SSIM goes from copy-last-frame's
+    (the baseline on the same held-out starts) towards 1, ``(ssim - copy) / (1 - copy)`` clipped to [0, 1], averaged
+    over the horizons. 0: no better than copying the last frame (whatever its absolute SSIM: static scenes give
+    0.9 to any model); 1: exact. Horizons where either is not finite, or the copy is already exact, are left out;
+    None when none is left (nothing measured)."""
+    m, c = np.asarray(ssim, float).reshape(-1), np.asarray(copy_ssim, float).reshape(-1)
+    if m.shape != c.shape:
+        raise ValueError(f"fidelity_skill: {m.size} model values against {c.size} copy-last-frame values")
+    ok = np.isfinite(m) & np.isfinite(c) & (c < 1.0)
+    if not ok.any():
+        return None
+    return float(np.mean(np.clip((m[ok] - c[ok]) / (1.0 - c[ok]), 0.0, 1.0)))

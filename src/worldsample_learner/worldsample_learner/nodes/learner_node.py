@@ -36,6 +36,7 @@ from rclpy.node import Node
 from worldsample_common.core.episode import Source
 from worldsample_common.core.franka_interface import EVENTS, LATCHED
 from worldsample_common.core.params import topic_params
+from worldsample_common.core.stats import fidelity_skill
 from worldsample_common.nodes.support import declare_config, qos, take_pending
 from worldsample_common.nodes.support import run as run_node
 
@@ -199,9 +200,10 @@ class LearnerNode(Node):
         self._rescan_real()
 
     def _on_wm_status(self, msg: WorldModelStatus) -> None:
-        ssim = [float(x) for x in msg.ssim if np.isfinite(x)]
-        if ssim:
-            self.learner.ppl.observe_fidelity(float(np.clip(np.mean(ssim), 0.0, 1.0)))
+        if len(msg.ssim) and len(msg.copy_ssim) == len(msg.ssim):  # an older world model without the baseline: kept
+            skill = fidelity_skill(list(msg.ssim), list(msg.copy_ssim))
+            if skill is not None:
+                self.learner.ppl.observe_fidelity(skill)
 
     # ------------------------------------------------------------------ training
     def _drain(self) -> None:

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 from worldsample_common.core.episode import Episode
+from worldsample_common.core.stats import fidelity_skill
 
 from .mlp_dynamics import MLPDynamicsConfig, train_mlp_dynamics, transitions_from_episodes
 from .service import WorldModelService, WorldModelServiceConfig
@@ -213,7 +214,7 @@ class VideoWorldModelSource:
         fid = self.service.fidelity
         if not fid or not fid.get("ssim"):
             return None
-        return float(np.clip(np.mean(fid["ssim"]), 0.0, 1.0))
+        return fidelity_skill(fid["ssim"], fid["copy"]["ssim"])
 
     def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
         if self.service.model is None:
