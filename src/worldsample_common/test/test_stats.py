@@ -29,12 +29,19 @@ def test_motion_gains():
 def test_fidelity_skill_is_the_way_from_copy_last_frame_to_exact():
     from worldsample_common.core.stats import fidelity_skill
 
-    # the loop's model at wm-000005 (docs/results.md): SSIM 0.923 against copy's 0.905 reads 0.19, not 0.92
-    assert fidelity_skill([0.923], [0.905]) == pytest.approx(0.018 / 0.095)
+    # the loop's model at wm-000009 (docs/results.md): SSIM 0.922 against copy's 0.897 reads 0.24, not 0.92
+    assert fidelity_skill([0.922], [0.897]) == pytest.approx(0.025 / 0.103)
     assert fidelity_skill([0.90, 0.80], [0.95, 0.60]) == pytest.approx((0.0 + 0.5) / 2)  # worse than copy: 0
     assert fidelity_skill([1.0], [0.7]) == 1.0
     # a copy that is exact, or a horizon not measured, says nothing about the model: left out
     assert fidelity_skill([0.8, 0.9], [1.0, 0.8]) == pytest.approx(0.5)
     assert fidelity_skill([float("nan")], [0.8]) is None and fidelity_skill([], []) is None
+    # with PSNR the smaller skill counts: 3 dB over copy removes half its pixel error
+    assert fidelity_skill([0.95], [0.90], [28.0], [25.0]) == pytest.approx(1 - 10 ** -0.3)
+    assert fidelity_skill([0.922], [0.897], [29.0], [25.0]) == pytest.approx(0.025 / 0.103)
+    # wm-000005: SSIM over copy's (0.923 vs 0.905) but PSNR under it (26.4 vs 26.6 dB): no better than copying
+    assert fidelity_skill([0.923], [0.905], [26.4], [26.6]) == 0.0
     with pytest.raises(ValueError, match="copy-last-frame"):
         fidelity_skill([0.9, 0.9], [0.8])
+    with pytest.raises(ValueError, match="PSNR"):
+        fidelity_skill([0.9], [0.8], [25.0, 26.0], [24.0])

@@ -3,8 +3,8 @@
 `spearman`: the rank correlation PPL's selection is judged by (a model's uncertainty against its error).
 `motion_gains`: how much of the real object motion a model predicts (least-squares gain of the predicted
 displacement on the real one) and how much of the predicted motion is real (the gain the other way round).
-`fidelity_skill`: the world-model fidelity PPL paces by, a model's SSIM as a share of the way from
-copy-last-frame's to a perfect prediction.
+`fidelity_skill`: the world-model fidelity PPL paces by, how far a model gets from copy-last-frame towards an
+exact prediction (SSIM and PSNR; the smaller counts).
 """
 
 from __future__ import annotations
@@ -40,16 +40,28 @@ def motion_gains(dot: float, real2: float, pred2: float) -> tuple[float, float]:
     return gain, calibration
 
 
-def fidelity_skill(ssim, copy_ssim) -> float | None:
-    """World-model fidelity in [0, 1] for PPL's pace: per horizon, how far the model's SSIM goes from copy-last-frame's
-    (the baseline on the same held-out starts) towards 1, ``(ssim - copy) / (1 - copy)`` clipped to [0, 1], averaged
-    over the horizons. 0: no better than copying the last frame (whatever its absolute SSIM: static scenes give
-    0.9 to any model); 1: exact. Horizons where either is not finite, or the copy is already exact, are left out;
-    None when none is left (nothing measured)."""
+def fidelity_skill(ssim, copy_ssim, psnr=None, copy_psnr=None) -> float | None:
+    """World-model fidelity in [0, 1] for PPL's pace: how far the model goes from copy-last-frame (the baseline on
+    the same held-out starts) towards an exact prediction, per horizon, averaged over the horizons.
+
+    SSIM: ``(ssim - copy) / (1 - copy)``; PSNR (when given): the share of copy's pixel error the model removes,
+    ``1 - 10^((copy_psnr - psnr) / 10)``; each clipped to [0, 1], and the smaller of the two counts. 0: no better
+    than copying the last frame on either measure (whatever the absolute SSIM: near-static scenes give any model
+    ~0.9); 1: exact. Horizons where a value is not finite, or the copy is already exact, are left out; None when
+    none is left (nothing measured)."""
     m, c = np.asarray(ssim, float).reshape(-1), np.asarray(copy_ssim, float).reshape(-1)
     if m.shape != c.shape:
         raise ValueError(f"fidelity_skill: {m.size} model values against {c.size} copy-last-frame values")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skill = np.clip((m - c) / (1.0 - c), 0.0, 1.0)
     ok = np.isfinite(m) & np.isfinite(c) & (c < 1.0)
+    if psnr is not None:
+        p, pc = np.asarray(psnr, float).reshape(-1), np.asarray(copy_psnr, float).reshape(-1)
+        if p.shape != m.shape or pc.shape != m.shape:
+            raise ValueError(f"fidelity_skill: PSNR values ({p.size}, copy {pc.size}) against {m.size} SSIM values")
+        ok &= np.isfinite(p) & np.isfinite(pc)
+        with np.errstate(invalid="ignore", over="ignore"):
+            skill = np.minimum(skill, np.clip(1.0 - 10.0 ** ((pc - p) / 10.0), 0.0, 1.0))
     if not ok.any():
         return None
-    return float(np.mean(np.clip((m[ok] - c[ok]) / (1.0 - c[ok]), 0.0, 1.0)))
+    return float(np.mean(skill[ok]))

@@ -218,7 +218,7 @@ class PPLController:
 
     def observe_fidelity(self, score: float) -> None:
         """Newest world-model fidelity in [0, 1] on held-out real rollouts (`worldsample_common.core.stats.fidelity_skill`:
-        its SSIM past copy-last-frame's; 0 = no better than copying the last frame)."""
+        past copy-last-frame in SSIM and PSNR; 0 = no better than copying the last frame)."""
         if not np.isfinite(score) or not 0.0 <= score <= 1.0:
             raise ValueError(f"world-model fidelity must be a number in [0, 1], got {score!r}")
         self.fidelity = float(score)

@@ -200,8 +200,9 @@ class LearnerNode(Node):
         self._rescan_real()
 
     def _on_wm_status(self, msg: WorldModelStatus) -> None:
-        if len(msg.ssim) and len(msg.copy_ssim) == len(msg.ssim):  # an older world model without the baseline: kept
-            skill = fidelity_skill(list(msg.ssim), list(msg.copy_ssim))
+        n = len(msg.ssim)
+        if n and len(msg.copy_ssim) == len(msg.psnr) == len(msg.copy_psnr) == n:  # else: no baseline, nothing to pace by
+            skill = fidelity_skill(list(msg.ssim), list(msg.copy_ssim), list(msg.psnr), list(msg.copy_psnr))
             if skill is not None:
                 self.learner.ppl.observe_fidelity(skill)
 

@@ -214,7 +214,7 @@ class VideoWorldModelSource:
         fid = self.service.fidelity
         if not fid or not fid.get("ssim"):
             return None
-        return fidelity_skill(fid["ssim"], fid["copy"]["ssim"])
+        return fidelity_skill(fid["ssim"], fid["copy"]["ssim"], fid["psnr"], fid["copy"]["psnr"])
 
     def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
         if self.service.model is None:
