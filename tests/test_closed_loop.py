@@ -37,7 +37,7 @@ def test_tiny_loop_stops_on_ctrl_c_and_resumes(tmp_path):
 
     out = tmp_path / "run"
     env = dict(os.environ, MUJOCO_GL="egl", PYTHONUNBUFFERED="1")
-    args = ["--task", "push", "--episodes", "6", "--demos", "2", "--max-steps", "10", "--image-size", "32",
+    args = ["--task", "push", "--mode", "ppl", "--episodes", "6", "--demos", "2", "--max-steps", "10", "--image-size", "32",
             "--cameras", "front", "--params", str(TINY), "--episodes-per-policy", "2"]
     log1 = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(_loop_cmd(out, *args), env=env, stdout=log1, stderr=subprocess.STDOUT)

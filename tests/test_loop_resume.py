@@ -98,7 +98,7 @@ def _pids_gone(out: Path, timeout: float = 60) -> None:
 
 
 def _args(tmp_path: Path, episodes: int) -> list[str]:
-    return ["--task", "push", "--episodes", str(episodes), "--demos", "2", "--max-steps", "10", "--image-size", "32",
+    return ["--task", "push", "--mode", "ppl", "--episodes", str(episodes), "--demos", "2", "--max-steps", "10", "--image-size", "32",
             "--cameras", "front", "--params", str(_params(tmp_path)), "--episodes-per-policy", str(PER_POLICY)]
 
 

@@ -64,8 +64,8 @@ def test_parameter_file_overrides_loop_yaml_key_by_key(tmp_path):
     base = load_node_params(config_path("loop.yaml"))
     path = _params(tmp_path, "learner:\n  ros__parameters:\n    batch_size: 8\n    ppl:\n      threshold_max: 1\n"
                              "world_model:\n  ros__parameters:\n    model:\n      batch_size: 2\n")
-    specs = {s.name: s.parameters for s in loop_graph("sim", task="push", run_dir=str(tmp_path / "run"),
-                                                       params_file=str(path))}
+    specs = {s.name: s.parameters for s in loop_graph("sim", task="push", run_dir=str(tmp_path / "run"), mode="ppl",
+                                                       params_file=str(path))}  # ppl: rl-only turns generation off
     learner, wm = specs["learner"], specs["world_model"]
     assert learner["batch_size"] == 8 and learner["ppl.threshold_max"] == 1.0
     assert isinstance(learner["ppl.threshold_max"], float)  # an int where a float is declared is widened

@@ -56,7 +56,7 @@ def test_loop_run_settings_new_resume_and_bad_input(tmp_path):
     add_arguments(parser)
     out = tmp_path / "run"
     s = run_settings(parser.parse_args(["--task", "push", "--out", str(out), "--episodes", "7"]), out)
-    assert s["task"] == "push" and s["episodes"] == 7 and s["mode"] == "ppl" and s["episodes_per_policy"] == 5
+    assert s["task"] == "push" and s["episodes"] == 7 and s["mode"] == "rl-only" and s["episodes_per_policy"] == 5
     validate_settings(s)
     out.mkdir()
     (out / LOOP_STATE).write_text(json.dumps(s))

@@ -36,7 +36,8 @@ def _key(name: str) -> str:
 
 def _graph(kind: str, tmp_path: Path, params: str = "") -> dict:
     extra = {"camera_sources": "0,1"} if kind == "real" else {}
-    return {s.name: s for s in loop_graph(kind, run_dir=str(tmp_path / "run"), params_file=params, **extra)}
+    # mode ppl: every value of the file reaches its node (rl-only turns the world model's generation off)
+    return {s.name: s for s in loop_graph(kind, run_dir=str(tmp_path / "run"), params_file=params, mode="ppl", **extra)}
 
 
 def _file(tmp_path: Path, text: str) -> str:
