@@ -183,7 +183,7 @@ class LoopArguments:
     episodes_per_policy: int = 0
     # learner mode: rl-only, naive, selection, schedule, ppl. rl-only by default: on a 2-core CPU the pixel loop's
     # video model is barely past copy-last-frame and PPL with its data lowers success (docs/results.md, issue 23:
-    # 0.10-0.16 against 0.62 over the same 450 episodes); the world model still trains and reports its fidelity.
+    # 0.18 against 0.62 over the last 50 of 450 episodes); the world model still trains and reports its fidelity.
     # mode ppl: the paper's method, for a rig whose world model beats copy-last-frame clearly
     mode: str = "rl-only"
     demos_dir: str = ""  # directory of demonstration bags for the world model's pre-training and the learner
