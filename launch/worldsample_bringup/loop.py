@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
     parser.add_argument("--episodes", type=int, default=None,
-                        help="total real episodes of the run (default 450, about an hour on 2 cores; with --resume: the saved total)")
+                        help="total real episodes of the run (default 450, 30-36 min on 2 cores; with --resume: the saved total)")
     parser.add_argument("--demos", type=int, default=10, help="scripted-expert demonstrations recorded first")
     # the settings the launch files have too: type, default and description from graph.LoopArguments
     from .graph import add_loop_flags
