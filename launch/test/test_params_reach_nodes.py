@@ -82,7 +82,7 @@ def test_ppl_threshold_from_the_yaml_reaches_the_learner_under_ros2_launch(tmp_p
     params.write_text(PARAMS)
     run = tmp_path / "run"
     log = tmp_path / "launch.log"
-    cmd = [exe, "launch", "worldsample_bringup", "sim_loop.launch.py", "task:=push", f"run_dir:={run}",
+    cmd = [exe, "launch", "worldsample_bringup", "sim_loop.launch.py", "task:=push", "mode:=ppl", f"run_dir:={run}",
            "episodes:=1", "max_steps:=5", "image_size:=32", "cameras:=front", "device:=cpu",
            f"params_file:={params}"]
     with log.open("w") as fh:
@@ -97,7 +97,7 @@ def test_ppl_threshold_from_the_yaml_reaches_the_learner_under_worldsample_loop(
     params.write_text(PARAMS)
     run = tmp_path / "run"
     log = tmp_path / "loop.log"
-    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "loop", "--task", "push", "--out", str(run),
+    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "loop", "--task", "push", "--mode", "ppl", "--out", str(run),
            "--episodes", "1", "--demos", "0", "--max-steps", "5", "--image-size", "32", "--cameras", "front",
            "--device", "cpu", "--params", str(params)]
     with log.open("w") as fh:
@@ -115,7 +115,7 @@ def test_a_node_that_dies_fails_the_loop_with_its_name(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "learner").write_text("in the way")
-    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "loop", "--task", "push", "--out", str(run),
+    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "loop", "--task", "push", "--mode", "ppl", "--out", str(run),
            "--episodes", "2", "--demos", "0", "--max-steps", "5", "--image-size", "32", "--cameras", "front",
            "--device", "cpu", "--timeout", "120"]
     res = subprocess.run(cmd, env=_env(72), capture_output=True, text=True, timeout=300)
