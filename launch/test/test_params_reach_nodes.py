@@ -115,7 +115,7 @@ def test_a_node_that_dies_fails_the_loop_with_its_name(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "learner").write_text("in the way")
-    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "loop", "--task", "push", "--mode", "ppl", "--out", str(run),
+    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "loop", "--task", "push", "--out", str(run),
            "--episodes", "2", "--demos", "0", "--max-steps", "5", "--image-size", "32", "--cameras", "front",
            "--device", "cpu", "--timeout", "120"]
     res = subprocess.run(cmd, env=_env(72), capture_output=True, text=True, timeout=300)
