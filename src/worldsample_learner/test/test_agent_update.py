@@ -68,6 +68,36 @@ def test_update_matches_the_previous_implementation(case):
     assert all(p.requires_grad for p in new.critic.parameters())
 
 
+def test_bfloat16_hidden_layers_stay_close_to_float32():
+    """``hidden_dtype="bfloat16"`` changes only the rounding of the hidden layers: five updates from the same
+    weights on the same batches end close to the float32 ones, and not bit-identical (the path is taken)."""
+    kw = dict(obs_mode="state", state_dim=6, hidden_dim=64, batch_size=64, utd_ratio=2, device="cpu", seed=3)
+    agents = [SACAgent(AgentConfig(**kw)), SACAgent(AgentConfig(**kw, hidden_dtype="bfloat16"))]
+    rng = np.random.default_rng(0)
+    store = _store(agents[0].spec, 200, rng)
+    for a in agents:
+        a.fit_normalizer(store.vectors())
+    feat, act = torch.randn(32, 13), torch.rand(32, 4) * 2 - 1
+    with torch.no_grad():
+        q32, q16 = (a.critic(feat, act) for a in agents)
+        mu32, mu16 = (a.actor(feat)[0] for a in agents)
+    assert q16.dtype == mu16.dtype == torch.float32  # the heads stay float32
+    assert not torch.equal(q32, q16)
+    torch.testing.assert_close(q16, q32, rtol=0.0, atol=0.02 * float(q32.abs().max()))
+    torch.testing.assert_close(mu16, mu32, rtol=0.0, atol=0.02 * float(mu32.abs().max()))
+    for i in range(5):
+        batches = [store.sample(64, rng, 3, 0.97) for _ in range(2)]
+        infos = []
+        for a in agents:
+            torch.manual_seed(100 + i)
+            infos.append(a.update(batches))
+        for k in ("critic_loss", "q_mean", "entropy"):
+            assert abs(infos[1][k] - infos[0][k]) <= 0.05 * abs(infos[0][k]) + 0.02, (i, k, infos)
+    for (name, p32), p16 in zip(agents[0].critic.named_parameters(), agents[1].critic.parameters(), strict=True):
+        assert p16.dtype == torch.float32  # the weights and their Adam state stay float32
+        torch.testing.assert_close(p16, p32, rtol=0.0, atol=2e-3, msg=name)
+
+
 def test_a_subset_of_critics_gives_those_rows_of_the_full_ensemble():
     cfg = AgentConfig(obs_mode="state", state_dim=6, num_critics=5, num_min_critics=2, device="cpu")
     critic = SACAgent(cfg).critic

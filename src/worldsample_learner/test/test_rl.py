@@ -29,6 +29,13 @@ def test_sac_solves_point_task_from_state(tmp_path):
     assert np.mean([e.success for e in eps]) == r["final_success_rate"]
 
 
+def test_sac_with_bfloat16_hidden_layers_solves_point_task(tmp_path):
+    r = train_in_process(PointEnv(), _cfg(hidden_dtype="bfloat16"), [], None, tmp_path, progress=False)
+    assert r["best_success_rate"] >= 0.8, r["success_curve"]
+    pol = load_policy(r["checkpoint"])
+    assert pol.cfg.hidden_dtype == "bfloat16" and pol.actor.dtype is not None  # a deployed policy computes alike
+
+
 def test_random_policy_baseline_fails_point_task():
     env = PointEnv()
     rng = np.random.default_rng(0)

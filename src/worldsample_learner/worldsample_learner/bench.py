@@ -215,9 +215,13 @@ def _fake_store(spec, n: int, rng):
     return store
 
 
-def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 20) -> tuple[float, float]:
+def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 20) -> dict[str, float]:
     """ms of one learner step (``utd`` critic updates + one actor update, batch 256, n-step sampling as
-    in training): (this implementation, the previous one), timed in alternation, call by call."""
+    in training) for this implementation ("float32"), the same with bfloat16 hidden layers ("bfloat16",
+    `AgentConfig.hidden_dtype`) and the previous implementation ("previous", float32), timed in alternation,
+    call by call."""
+    import dataclasses
+
     import numpy as np
 
     from worldsample_learner.core.agent import SACAgent
@@ -225,18 +229,19 @@ def update_ms(obs_mode: str, utd: int, critics: int, device: str, calls: int = 2
 
     cfg = AgentConfig(obs_mode=obs_mode, state_dim=6 if obs_mode == "state" else 0, num_critics=critics,
                       num_min_critics=min(2, critics), utd_ratio=utd, device=device)
-    agents = (SACAgent(cfg), SACAgent(cfg, reference_update=True))
+    agents = {"float32": SACAgent(cfg), "bfloat16": SACAgent(dataclasses.replace(cfg, hidden_dtype="bfloat16")),
+              "previous": SACAgent(cfg, reference_update=True)}
     rng = np.random.default_rng(0)
-    store = _fake_store(agents[0].spec, 512, rng)
-    spent = [0.0, 0.0]
+    store = _fake_store(agents["float32"].spec, 512, rng)
+    spent = dict.fromkeys(agents, 0.0)
     for i in range(calls + 1):  # the first call of each is a warm-up
-        for j, agent in enumerate(agents):
+        for name, agent in agents.items():
             batches = [store.sample(cfg.batch_size, rng, cfg.n_step, cfg.discount) for _ in range(utd)]
             t0 = time.perf_counter()
             agent.update(batches)
             if i:
-                spent[j] += time.perf_counter() - t0
-    return spent[0] / calls * 1e3, spent[1] / calls * 1e3
+                spent[name] += time.perf_counter() - t0
+    return {name: v / calls * 1e3 for name, v in spent.items()}
 
 
 # the encoders whose update cost `encoder_update_ms` measures: name -> AgentConfig overrides
@@ -372,13 +377,16 @@ def run(args: argparse.Namespace) -> int:
             print("  sb3 SAC:     " + ", ".join(f"{k} {v / args.steps * 1e3:.2f}" for k, v in peer["time_s"].items())
                   + f"  (total {peer['wall_s'] / args.steps * 1e3:.2f})")
     print("\nlearner update per env step (UTD critic updates + 1 actor update, batch 256, state obs), ms; "
-          "'previous': the update before issue 23 (same math), timed in alternation with this one:")
+          "'previous': the update before issue 23 (same math, float32); 'bf16': this update with bfloat16 hidden "
+          "layers (`--hidden-dtype bfloat16`); the three timed in alternation, call by call:")
     base = None
     for utd, critics in SCALING:
-        ms, old = update_ms("state", utd, critics, args.device, calls=args.scaling_calls)
+        t = update_ms("state", utd, critics, args.device, calls=args.scaling_calls)
+        ms, bf, old = t["float32"], t["bfloat16"], t["previous"]
         base = base or ms
         print(f"  UTD {utd:>2}, {critics:>2} critics: {ms:7.2f} ms  ({ms / base:.2f}x UTD 1 / 2 critics)  "
-              f"previous {old:7.2f} ms, this/previous {ms / old:.2f}", flush=True)
+              f"previous {old:7.2f} ms, this/previous {ms / old:.2f}; bf16 {bf:7.2f} ms, bf16/previous "
+              f"{bf / old:.2f}", flush=True)
     med, p99 = latency_ms(args.device)
     print(f"actor inference latency (pixels 64x64 x 2 cameras): median {med:.2f} ms, p99 {p99:.2f} ms = "
           + ", ".join(f"{med / (p * 1e3):.3f} of a {n} period" for n, p in PERIODS.items()))

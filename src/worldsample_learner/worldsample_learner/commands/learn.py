@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bc-q-filter", default=None, choices=("on", "off"),
                         help="behaviour cloning only where the critic prefers the demo action (default: AgentConfig)")
     parser.add_argument("--n-step", type=int, default=None, help="n-step returns (default: AgentConfig, 3)")
+    parser.add_argument("--hidden-dtype", choices=("float32", "bfloat16"), default=None,
+                        help="dtype of the actor's and critics' hidden layers (default: AgentConfig, float32)")
     parser.add_argument("--target-entropy", type=float, default=None,
                         help="SAC's entropy target (default: AgentConfig, -action_dim)")
     parser.add_argument("--synthetic-every", type=int, default=None,
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, field in (("utd", "utd_ratio"), ("hidden", "hidden_dim"), ("critics", "num_critics"),
                         ("batch_size", "batch_size"), ("bc_weight", "bc_weight"), ("n_step", "n_step"),
                         ("target_entropy", "target_entropy"), ("pixel_encoder", "pixel_encoder"),
-                        ("pretrain_steps", "frozen_pretrain_steps")):
+                        ("pretrain_steps", "frozen_pretrain_steps"), ("hidden_dtype", "hidden_dtype")):
         if getattr(args, flag) is not None:
             setattr(agent, field, getattr(args, flag))
     if args.bc_q_filter is not None:

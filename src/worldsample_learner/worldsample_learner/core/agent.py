@@ -23,6 +23,7 @@ previous implementation (`agent_reference.py`) for the benchmark and the equival
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -57,14 +58,16 @@ class SACAgent:
         self.spec = obs_spec_of(cfg)
         self.encoder = ObsEncoder(cfg).to(self.device)
         d = self.encoder.out_dim
+        self.reference_update = bool(reference_update)
+        if self.reference_update:  # the previous update computed in float32, its networks as they were
+            cfg = self.cfg = replace(cfg, hidden_dtype="float32")
         self.actor = Actor(d, cfg).to(self.device)
-        self.critic = CriticEnsemble(d, cfg).to(self.device)
+        self.critic = CriticEnsemble(d, cfg, plain=self.reference_update).to(self.device)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=self.device, requires_grad=True)
         self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -float(cfg.action_dim)
         # the previous update (per-tensor Adam) only for measuring it beside this one (`agent_reference.py`)
-        self.reference_update = bool(reference_update)
         fused = {} if self.reference_update else {"fused": True}
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, **fused)
         # the frozen pixel encoder's weights take no gradient: outside every optimiser and Polyak step

@@ -13,6 +13,7 @@ from worldsample_common.core.params import require_non_negative, require_positiv
 
 OBS_MODES: tuple[str, ...] = ("state", "pixels")
 PIXEL_ENCODERS: tuple[str, ...] = ("frozen", "conv")  # AgentConfig.pixel_encoder
+HIDDEN_DTYPES: tuple[str, ...] = ("float32", "bfloat16")  # AgentConfig.hidden_dtype
 
 
 def _unit(owner: str, name: str, value: float) -> None:
@@ -81,11 +82,16 @@ class AgentConfig:
     # mean |Q| (TD3+BC); with ``bc_q_filter`` only where the critic rates the demo action higher
     bc_weight: float = 0.0
     bc_q_filter: bool = True
+    # the dtype of the actor's and the critics' hidden layers (the 256x256 products, LayerNorms, ReLUs):
+    # "float32", or "bfloat16" (input and output layers, weights, losses and optimiser stay float32)
+    hidden_dtype: str = "float32"
     device: str = "auto"  # "auto" = cuda if available else cpu
     seed: int = 0
 
     def validate(self) -> None:
         o = "AgentConfig"
+        if self.hidden_dtype not in HIDDEN_DTYPES:
+            raise ValueError(f"{o}.hidden_dtype must be one of {HIDDEN_DTYPES}, got {self.hidden_dtype!r}")
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"{o}.obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if self.obs_mode == "pixels" and not self.cameras:

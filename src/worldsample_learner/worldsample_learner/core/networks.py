@@ -118,15 +118,58 @@ def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, layer_norm: bool = 
     return nn.Sequential(*mods)
 
 
+def hidden_dtype(cfg: AgentConfig) -> torch.dtype | None:
+    """The dtype the hidden layers compute in (`AgentConfig.hidden_dtype`); None = the weights' own (float32)."""
+    return torch.bfloat16 if cfg.hidden_dtype == "bfloat16" else None
+
+
+def _low(layer: nn.Module, x: torch.Tensor, dtype: torch.dtype, members: torch.Tensor | None = None) -> torch.Tensor:
+    """``layer`` (Linear, EnsembleLinear, LayerNorm, ReLU) on ``x`` in ``dtype``: weights cast on the way in, so
+    their gradients arrive in float32 through the cast."""
+    if isinstance(layer, EnsembleLinear):
+        w, b = (layer.weight, layer.bias) if members is None else (layer.weight[members], layer.bias[members])
+        return torch.bmm(x, w.to(dtype)) + b.to(dtype)  # baddbmm has no fast bfloat16 path on a CPU (2x slower)
+    if isinstance(layer, nn.Linear):
+        return F.linear(x, layer.weight.to(dtype), layer.bias.to(dtype))
+    if isinstance(layer, nn.LayerNorm):
+        return F.layer_norm(x, layer.normalized_shape, layer.weight.to(dtype), layer.bias.to(dtype), layer.eps)
+    return layer(x)
+
+
+def run_mixed(layers: nn.Sequential, x: torch.Tensor, dtype: torch.dtype | None,
+              members: torch.Tensor | None = None) -> torch.Tensor:
+    """An MLP (Linear/EnsembleLinear, [LayerNorm], ReLU, ..., Linear) on ``x``. With ``dtype`` (bfloat16) the
+    layers between the first and the last linear layer compute in it: the first linear layer (the observation
+    in, where millimetres matter, and a small matrix) and the output layer (Q-values, action mean and scale) stay
+    float32, the 256x256 products, LayerNorms and ReLUs in between do not."""
+    mods = list(layers)
+    for i, layer in enumerate(mods):
+        ens = isinstance(layer, EnsembleLinear)
+        if dtype is not None and 0 < i < len(mods) - 1:
+            if x.dtype != dtype:
+                x = x.to(dtype)
+            x = _low(layer, x, dtype, members)
+            continue
+        if i == len(mods) - 1 and x.dtype != torch.float32:
+            if ens and layer.weight.shape[-1] == 1 and not layer.plain:  # a Q head: low-precision products, summed in float32
+                w, b = (layer.weight, layer.bias) if members is None else (layer.weight[members], layer.bias[members])
+                return (x * w.transpose(1, 2).to(x.dtype)).sum(-1, keepdim=True, dtype=torch.float32) + b
+            x = x.float()
+        x = layer(x, members) if ens else layer(x)
+    return x
+
+
 class Actor(nn.Module):
     """Tanh-squashed Gaussian policy over features."""
 
     def __init__(self, in_dim: int, cfg: AgentConfig) -> None:
         super().__init__()
         self.net = mlp(in_dim, cfg.hidden_dim, cfg.hidden_layers, 2 * cfg.action_dim)
+        self.dtype = hidden_dtype(cfg)
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_std = self.net(feat).chunk(2, dim=-1)
+        out = self.net(feat) if self.dtype is None else run_mixed(self.net, feat, self.dtype)
+        mu, log_std = out.chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
         return mu, log_std
 
@@ -150,8 +193,9 @@ class Actor(nn.Module):
 
 
 class EnsembleLinear(nn.Module):
-    def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
+    def __init__(self, n: int, in_dim: int, out_dim: int, plain: bool = False) -> None:
         super().__init__()
+        self.plain = plain  # always one baddbmm (the update before issue 23, `agent_reference.py`)
         bound = 1.0 / math.sqrt(in_dim)
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
@@ -159,13 +203,16 @@ class EnsembleLinear(nn.Module):
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         """(N, B, in) -> (N, B, out); ``members``: only these ensemble members (x then (len(members), B, in))."""
         w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        if w.shape[-1] == 1 and not self.plain:  # a Q head: multiply and sum; a K=1 product (its input gradient) is slow in BLAS
+            return (x * w.transpose(1, 2)).sum(-1, keepdim=True) + b
         return torch.baddbmm(b, x, w)
 
 
 class CriticEnsemble(nn.Module):
     """``num_critics`` independent LayerNorm MLP Q-functions evaluated in one batched pass."""
 
-    def __init__(self, in_dim: int, cfg: AgentConfig) -> None:
+    def __init__(self, in_dim: int, cfg: AgentConfig, plain: bool = False) -> None:
+        """``plain``: every layer one ``baddbmm`` in float32, as before issue 23 (for `agent_reference.py`)."""
         super().__init__()
         self.n = cfg.num_critics
         layers: list[nn.Module] = []
@@ -173,14 +220,17 @@ class CriticEnsemble(nn.Module):
         for _ in range(cfg.hidden_layers):
             layers += [EnsembleLinear(self.n, d, cfg.hidden_dim), nn.LayerNorm(cfg.hidden_dim), nn.ReLU()]
             d = cfg.hidden_dim
-        layers.append(EnsembleLinear(self.n, d, 1))
+        layers.append(EnsembleLinear(self.n, d, 1, plain=plain))
         self.net = nn.Sequential(*layers)
+        self.dtype = None if plain else hidden_dtype(cfg)
 
     def forward(self, feat: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         """Q-values (N, B); with ``members`` (indices) only those critics, (len(members), B), in that order
         (the same values as indexing the full output, without computing the others)."""
         n = self.n if members is None else len(members)
         x = torch.cat([feat, action], dim=-1).unsqueeze(0).expand(n, -1, -1)
+        if self.dtype is not None:
+            return run_mixed(self.net, x, self.dtype, members).squeeze(-1)
         for layer in self.net:
             x = layer(x, members) if isinstance(layer, EnsembleLinear) else layer(x)
         return x.squeeze(-1)
