@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "learner": ("worldsample_learner.bench", "our SAC beside stable-baselines3 SAC on one task; time per phase; UTD/critic scaling"),
     "encoder": ("worldsample_learner.bench_encoder", "what the frozen pixel encoder's features locate (held-out mm) beside "
                 "predicting the mean and proprio alone"),
+    "wmfeatures": ("worldsample_learner.bench_wmfeatures", "a loop's imagined frames through the policy's frozen encoder: "
+                   "object positions (mm) and feature skill beside copy-last-frame"),
     "transfer": ("worldsample_bringup.bench_transfer", "one episode bag between two hosts (payload link) beside a local copy"),
 }
 

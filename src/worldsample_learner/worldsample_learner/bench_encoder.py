@@ -64,17 +64,15 @@ def state_groups(labels: tuple[str, ...]) -> dict[str, list[int]]:
     return {k: v for k, v in groups.items() if len(v) == 2}
 
 
-def readout_rmse(x_fit, y_fit, x_test, y_test, steps: int = READOUT_STEPS, seed: int = 0) -> float:
-    """RMSE on (x_test, y_test) of an MLP fitted on (x_fit, y_fit); ``x_*`` None: the fit's mean (no input)."""
+def fit_readout(x_fit, y_fit, steps: int = READOUT_STEPS, seed: int = 0):
+    """A small MLP (2 x 256, standardised inputs and outputs) fitted on (x_fit, y_fit) by Adam; returns
+    ``predict(x) -> y`` on numpy arrays."""
     import numpy as np
     import torch
 
-    y_fit, y_test = np.asarray(y_fit, np.float32), np.asarray(y_test, np.float32)
-    if x_fit is None:
-        return float(np.sqrt(((y_test - y_fit.mean(0)) ** 2).sum(-1).mean()))
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    x, y, xt = (torch.as_tensor(np.asarray(a, np.float32)) for a in (x_fit, y_fit, x_test))
+    x, y = (torch.as_tensor(np.asarray(a, np.float32)) for a in (x_fit, y_fit))
     mx, sx = x.mean(0), x.std(0) + 1e-3
     my, sy = y.mean(0), y.std(0) + 1e-6
     net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
@@ -86,8 +84,23 @@ def readout_rmse(x_fit, y_fit, x_test, y_test, steps: int = READOUT_STEPS, seed:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        pred = (net((xt - mx) / sx) * sy + my).numpy()
+
+    def predict(x_new) -> np.ndarray:
+        with torch.no_grad():
+            return (net((torch.as_tensor(np.asarray(x_new, np.float32)) - mx) / sx) * sy + my).numpy()
+
+    return predict
+
+
+def readout_rmse(x_fit, y_fit, x_test, y_test, steps: int = READOUT_STEPS, seed: int = 0) -> float:
+    """RMSE on (x_test, y_test) of an MLP fitted on (x_fit, y_fit) (`fit_readout`); ``x_*`` None: the fit's mean
+    (no input)."""
+    import numpy as np
+
+    y_fit, y_test = np.asarray(y_fit, np.float32), np.asarray(y_test, np.float32)
+    if x_fit is None:
+        return float(np.sqrt(((y_test - y_fit.mean(0)) ** 2).sum(-1).mean()))
+    pred = fit_readout(x_fit, y_fit, steps, seed)(x_test)
     return float(np.sqrt(((pred - y_test) ** 2).sum(-1).mean()))
 
 
