@@ -41,6 +41,12 @@ def test_fidelity_skill_is_the_way_from_copy_last_frame_to_exact():
     assert fidelity_skill([0.922], [0.897], [29.0], [25.0]) == pytest.approx(0.025 / 0.103)
     # wm-000005: SSIM over copy's (0.923 vs 0.905) but PSNR under it (26.4 vs 26.6 dB): no better than copying
     assert fidelity_skill([0.923], [0.905], [26.4], [26.6]) == 0.0
+    # the frames as the policy's pixel encoder reads them (issue 23): the smallest of the three counts, < 0 is 0
+    assert fidelity_skill([0.95], [0.90], [28.0], [25.0], [0.2]) == pytest.approx(0.2)
+    assert fidelity_skill([0.95, 0.95], [0.90, 0.90], [28.0, 28.0], [25.0, 25.0], [-2.6, 0.9]) == pytest.approx(
+        (0.0 + 1 - 10 ** -0.3) / 2)
+    with pytest.raises(ValueError, match="feature-skill"):
+        fidelity_skill([0.95], [0.90], feature_skill=[0.1, 0.2])
     with pytest.raises(ValueError, match="copy-last-frame"):
         fidelity_skill([0.9, 0.9], [0.8])
     with pytest.raises(ValueError, match="PSNR"):

@@ -105,6 +105,24 @@ def test_learner_node_trains_and_publishes(tmp_path):
     assert not (tmp_path / "learner" / "synthetic_scored").exists()
 
 
+@pytest.mark.ros
+@pytest.mark.skipif(not ros_available(), reason="rclpy / worldsample_msgs not importable (source scripts/env.sh)")
+def test_a_pixel_learner_paces_by_how_its_encoder_reads_the_predicted_frames():
+    from worldsample_learner.nodes.learner_node import wm_fidelity
+
+    from worldsample_msgs.msg import WorldModelStatus
+
+    # 3 dB and 0.05 SSIM past copy-last-frame, but its frames read worse than a copied frame to the pixel encoder
+    msg = WorldModelStatus(ssim=[0.95], copy_ssim=[0.90], psnr=[28.0], copy_psnr=[25.0], feature_skill=[-2.6])
+    assert wm_fidelity(msg, "pixels") == 0.0
+    assert wm_fidelity(msg, "state") == pytest.approx(1 - 10 ** -0.3)  # a state learner does not read the frames
+    msg.feature_skill = [0.3]
+    assert wm_fidelity(msg, "pixels") == pytest.approx(0.3)
+    msg.feature_skill = []  # a world model that had no pixel encoder to read them with
+    assert wm_fidelity(msg, "pixels") == pytest.approx(1 - 10 ** -0.3)
+    assert wm_fidelity(WorldModelStatus(ssim=[0.95], psnr=[28.0]), "pixels") is None  # no baseline
+
+
 def _real_count(log_path) -> int | None:
     import re
 

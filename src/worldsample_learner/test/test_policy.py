@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -42,6 +44,27 @@ def test_save_load_gives_identical_actions(tmp_path):
     noisy = pol.act_batch(images, proprio, noise_std=0.5, rng=np.random.default_rng(0))
     assert np.all(np.abs(noisy) <= 1.0) and not np.allclose(noisy, out)
     assert latest_checkpoint(tmp_path) == path
+
+
+def test_a_frozen_encoder_policy_gives_the_features_its_actor_reads(tmp_path):
+    """`Policy.features` (the world model scores its imagined frames with it): the frozen encoder's features of the
+    frames, from the checkpoint alone; None for a policy that has no frozen encoder."""
+    cfg = AgentConfig(obs_mode="pixels", cameras=("front", "wrist"), image_size=32, hidden_dim=32, num_critics=2,
+                      pixel_encoder="frozen", frozen_keypoints=2, frozen_channels=4, frozen_color_blobs=2,
+                      frozen_pretrain_steps=5)
+    agent = SACAgent(cfg)
+    images, _ = _batch()
+    agent.pretrain_encoder(images)
+    pol = load_policy(save_policy(agent, tmp_path, 1))
+    assert pol.reads_pixel_features
+    feats = pol.features(images)
+    assert feats.shape == (5, agent.encoder.keypoints.out_dim)
+    np.testing.assert_allclose(feats, agent.features(images), rtol=1e-6)
+    others = {"end-to-end conv": dataclasses.replace(PIX, pixel_encoder="conv"), "frozen, never pre-trained": cfg,
+              "state": AgentConfig(obs_mode="state", state_dim=3, hidden_dim=32, num_critics=2)}
+    for i, (name, other) in enumerate(others.items()):
+        pol = load_policy(save_policy(SACAgent(other), tmp_path, 2 + i))
+        assert not pol.reads_pixel_features and pol.features(images) is None, name
 
 
 def test_state_policy_round_trip_and_needs_state(tmp_path):

@@ -202,6 +202,33 @@ def test_evaluate_fidelity_and_strip(trained, tmp_path):
     assert png.stat().st_size > 1000
 
 
+def test_feature_skill_reads_predicted_frames_with_the_policy_s_featurizer(trained):
+    """1 - error of the predicted frames / error of copy-last-frame, in what a featurizer reads of them."""
+    from worldsample_worldmodel.core.fidelity import feature_skill
+
+    rng = np.random.default_rng(0)
+    real = {"front": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)}
+    copy = {"front": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)}
+
+    def mean_colour(frames):  # stands for a pixel encoder: any function of the frames
+        return frames["front"].reshape(len(frames["front"]), -1, 3).mean(1)
+
+    assert feature_skill(mean_colour, real, {"front": real["front"].copy()}, copy) == 1.0
+    assert feature_skill(mean_colour, real, copy, copy) == 0.0
+    worse = {"front": np.zeros_like(real["front"])}
+    assert feature_skill(mean_colour, real, worse, copy) < 0.0
+    assert feature_skill(lambda frames: None, real, copy, copy) is None  # a policy with nothing to read them with
+    # in the fidelity: one value per horizon, beside the whole-frame metrics; absent without a featurizer
+    model, _ = trained
+    held = toy_episodes(3, seed0=100, steps=16, noise=0.3)
+    cams = model.cameras
+    f = evaluate_fidelity(model, held, horizons=(1, 4), max_starts=16,
+                          featurizer=lambda fr: np.concatenate([fr[c].reshape(len(fr[c]), -1, 3).mean(1) for c in cams], 1))
+    assert len(f["feature_skill"]) == 2 and all(np.isfinite(f["feature_skill"]))
+    assert "feature_skill" not in evaluate_fidelity(model, held, horizons=(1, 4), max_starts=16)
+    assert "feature_skill" not in evaluate_fidelity(model, held, horizons=(1, 4), max_starts=16, featurizer=lambda fr: None)
+
+
 def test_store_never_overwrites_and_crash_leaves_nothing(trained, tmp_path):
     model, _ = trained
     store = WorldModelStore(tmp_path / "run")

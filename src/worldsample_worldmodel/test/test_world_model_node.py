@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -31,15 +32,24 @@ def test_world_model_node_trains_and_generates(tmp_path):
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from worldsample_common.core.bag_io import read_bag_episodes, write_episode_bag
     from worldsample_common.core.episode import Source
+    from worldsample_learner.core.agent import SACAgent
+    from worldsample_learner.core.config import AgentConfig
+    from worldsample_learner.core.policy import save_policy
     from worldsample_worldmodel.core.toy import toy_episode
 
-    from worldsample_msgs.msg import EpisodeInfo, WorldModelStatus
+    from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, WorldModelStatus
     from worldsample_msgs.srv import RequestSyntheticRollouts
 
     for i in range(3):
         write_episode_bag(toy_episode(i, steps=10), tmp_path / "demos" / f"demo_{i}")
     real = [write_episode_bag(toy_episode(10 + i, steps=10, source=Source.REAL, policy="random"),
                               tmp_path / "real" / f"real_{i}") for i in range(3)]
+    # a pixel policy with a pre-trained frozen encoder: its checkpoint makes the fidelity read frames with it too
+    agent = SACAgent(AgentConfig(obs_mode="pixels", cameras=("front", "wrist"), image_size=16, proprio_dim=4,
+                                 hidden_dim=32, pixel_encoder="frozen", frozen_keypoints=2, frozen_channels=4,
+                                 frozen_color_blobs=2, frozen_pretrain_steps=5, device="cpu"))
+    agent.pretrain_encoder({c: toy_episode(0, steps=10).images[c] for c in ("front", "wrist")})
+    pixel_policy = save_policy(agent, tmp_path / "policies", 1)
     broken = tmp_path / "real" / "broken"
     broken.mkdir()
     (broken / "metadata.yaml").write_text("garbage")
@@ -65,6 +75,7 @@ def test_world_model_node_trains_and_generates(tmp_path):
     node.create_subscription(WorldModelStatus, "world_model/status", statuses.append, latched)
     node.create_subscription(EpisodeInfo, "world_model/synthetic", synthetic.append, 100)
     pub = node.create_publisher(EpisodeInfo, "episodes/recorded", 100)
+    ckpt_pub = node.create_publisher(PolicyCheckpoint, "policy/checkpoint", latched)
     client = node.create_client(RequestSyntheticRollouts, "world_model/generate")
 
     def spin_until(cond, timeout: float) -> bool:
@@ -84,6 +95,8 @@ def test_world_model_node_trains_and_generates(tmp_path):
     try:
         assert spin_until(lambda: statuses and statuses[-1].version == "wm-000001", 60), node_log()
         assert pub.get_subscription_count() >= 1 or spin_until(lambda: pub.get_subscription_count() >= 1, 10)
+        ckpt_pub.publish(PolicyCheckpoint(version="policy-000001", uri=str(pixel_policy)))
+        assert spin_until(lambda: "pixel encoder of" in node_log(), 30), node_log()  # before the next version
         for i, bag in enumerate([broken, *real]):
             pub.publish(EpisodeInfo(event=EpisodeInfo.EVENT_END, episode_id=f"real-{i}", source=EpisodeInfo.SOURCE_REAL,
                                     task="toy", bag_uri=str(bag), length=10))
@@ -95,6 +108,8 @@ def test_world_model_node_trains_and_generates(tmp_path):
         # the copy-last-frame baseline on the same held-out starts, and the uncertainty-error rank correlation
         assert len(st.copy_psnr) == 2 and all(p > 0 for p in st.copy_psnr) and len(st.copy_ssim) == 2
         assert len(st.uncertainty_error_rank_corr) == 2
+        # the predicted frames as the pixel policy's encoder reads them, against copy-last-frame's, per horizon
+        assert len(st.feature_skill) == 2 and all(math.isfinite(v) and v <= 1.0 for v in st.feature_skill), node_log()
         assert "copy" in st.message  # the log/status line carries the baseline too
         assert "broken" in node_log()  # the bad bag was named in the log
         assert client.wait_for_service(timeout_sec=10)

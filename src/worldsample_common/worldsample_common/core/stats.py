@@ -40,7 +40,7 @@ def motion_gains(dot: float, real2: float, pred2: float) -> tuple[float, float]:
     return gain, calibration
 
 
-def fidelity_skill(ssim, copy_ssim, psnr=None, copy_psnr=None) -> float | None:
+def fidelity_skill(ssim, copy_ssim, psnr=None, copy_psnr=None, feature_skill=None) -> float | None:
     """World-model fidelity in [0, 1] for PPL's pace: how far the model goes from copy-last-frame (the baseline on
     the same held-out starts) towards an exact prediction, per horizon, averaged over the horizons.
 
@@ -48,7 +48,13 @@ def fidelity_skill(ssim, copy_ssim, psnr=None, copy_psnr=None) -> float | None:
     ``1 - 10^((copy_psnr - psnr) / 10)``; each clipped to [0, 1], and the smaller of the two counts. 0: no better
     than copying the last frame on either measure (whatever the absolute SSIM: near-static scenes give any model
     ~0.9); 1: exact. Horizons where a value is not finite, or the copy is already exact, are left out; None when
-    none is left (nothing measured)."""
+    none is left (nothing measured).
+
+    ``feature_skill`` (per horizon, when the world model could read its frames with the policy's own pixel encoder,
+    `worldsample_worldmodel.core.fidelity.evaluate_fidelity`): ``1 - RMSE(model's features) / RMSE(copy's)``,
+    clipped to [0, 1] and counted like the other two. A pixel policy reads the objects through those features, and
+    frames that beat copy-last-frame on the whole image can misplace them (docs/results.md, "Why PPL's imagined
+    frames hurt the pixel learner")."""
     m, c = np.asarray(ssim, float).reshape(-1), np.asarray(copy_ssim, float).reshape(-1)
     if m.shape != c.shape:
         raise ValueError(f"fidelity_skill: {m.size} model values against {c.size} copy-last-frame values")
@@ -62,6 +68,12 @@ def fidelity_skill(ssim, copy_ssim, psnr=None, copy_psnr=None) -> float | None:
         ok &= np.isfinite(p) & np.isfinite(pc)
         with np.errstate(invalid="ignore", over="ignore"):
             skill = np.minimum(skill, np.clip(1.0 - 10.0 ** ((pc - p) / 10.0), 0.0, 1.0))
+    if feature_skill is not None:
+        f = np.asarray(feature_skill, float).reshape(-1)
+        if f.shape != m.shape:
+            raise ValueError(f"fidelity_skill: {f.size} feature-skill values against {m.size} SSIM values")
+        ok &= np.isfinite(f)
+        skill = np.minimum(skill, np.clip(f, 0.0, 1.0))
     if not ok.any():
         return None
     return float(np.mean(skill[ok]))

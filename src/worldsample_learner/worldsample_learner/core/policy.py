@@ -118,6 +118,21 @@ class Policy:
             a = a + rng.normal(0.0, noise_std, size=a.shape).astype(np.float32)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
+    @property
+    def reads_pixel_features(self) -> bool:
+        """Whether this policy reads its frames through a frozen pixel encoder (`features`) that has been
+        pre-trained (an encoder that never was reads nothing yet)."""
+        return bool(getattr(self.encoder, "frozen", False)) and int(self.encoder.keypoints.version) > 0
+
+    @torch.no_grad()
+    def features(self, images: dict[str, np.ndarray]) -> np.ndarray | None:
+        """What this policy reads of uint8 frames (N, S, S, 3) per camera: its frozen pixel encoder's features
+        (N, F), as its actor gets them; None for a policy without one (state, or the end-to-end conv encoder).
+        The world model scores its predicted frames with it (`fidelity.feature_skill`)."""
+        if not self.reads_pixel_features:
+            return None
+        return self.encoder.keypoints.features({c: np.asarray(images[c]) for c in self.spec.cameras}, self.device)
+
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     path = Path(path)

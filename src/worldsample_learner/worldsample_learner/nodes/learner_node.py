@@ -55,6 +55,17 @@ LEGACY_STATE_FILE = "agent_state.pt"  # what runs before learner_state.pt saved 
 
 
 
+
+def wm_fidelity(msg: WorldModelStatus, obs_mode: str) -> float | None:
+    """PPL's world-model fidelity from a status message (`fidelity_skill`): past copy-last-frame in SSIM and PSNR,
+    and, for a pixel learner, in how its own encoder reads the predicted frames (``feature_skill``, when the world
+    model could read them with it). None without a copy-last-frame baseline: nothing to pace by."""
+    n = len(msg.ssim)
+    if not n or not len(msg.copy_ssim) == len(msg.psnr) == len(msg.copy_psnr) == n:
+        return None
+    feat = list(msg.feature_skill) if obs_mode == "pixels" and len(msg.feature_skill) == n else None
+    return fidelity_skill(list(msg.ssim), list(msg.copy_ssim), list(msg.psnr), list(msg.copy_psnr), feat)
+
 class LearnerNode(Node):
     def __init__(self) -> None:
         super().__init__("learner")
@@ -200,11 +211,9 @@ class LearnerNode(Node):
         self._rescan_real()
 
     def _on_wm_status(self, msg: WorldModelStatus) -> None:
-        n = len(msg.ssim)
-        if n and len(msg.copy_ssim) == len(msg.psnr) == len(msg.copy_psnr) == n:  # else: no baseline, nothing to pace by
-            skill = fidelity_skill(list(msg.ssim), list(msg.copy_ssim), list(msg.psnr), list(msg.copy_psnr))
-            if skill is not None:
-                self.learner.ppl.observe_fidelity(skill)
+        skill = wm_fidelity(msg, self.cfg.obs_mode)
+        if skill is not None:
+            self.learner.ppl.observe_fidelity(skill)
 
     # ------------------------------------------------------------------ training
     def _drain(self) -> None:

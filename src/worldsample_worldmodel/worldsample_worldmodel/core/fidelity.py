@@ -99,8 +99,24 @@ def open_loop_predictions(model, episodes: list[Episode], horizons=(1, 4, 8), st
             "disagreement": dis, "num_starts": len(ts_a), "num_episodes": len(usable), "rejected": rejected}
 
 
+def feature_skill(featurizer, real: dict[str, np.ndarray], pred: dict[str, np.ndarray],
+                  copy: dict[str, np.ndarray]) -> float | None:
+    """``1 - RMSE(features(pred) - features(real)) / RMSE(features(copy) - features(real))`` over all starts and
+    features: 1 = the predicted frames read as the real ones, 0 = no better than copy-last-frame, < 0 = worse.
+    ``featurizer``: uint8 frames (N, S, S, 3) per camera -> (N, F) array, or None (nothing to read them with)."""
+    f_real, f_pred, f_copy = featurizer(real), featurizer(pred), featurizer(copy)
+    if f_real is None or f_pred is None or f_copy is None:
+        return None
+    f_real, f_pred, f_copy = (np.asarray(f, np.float64) for f in (f_real, f_pred, f_copy))
+    err_model = float(np.sqrt(((f_pred - f_real) ** 2).mean()))
+    err_copy = float(np.sqrt(((f_copy - f_real) ** 2).mean()))
+    if err_copy == 0.0:
+        return 1.0 if err_model == 0.0 else float("nan")
+    return 1.0 - err_model / err_copy
+
+
 def evaluate_fidelity(model, heldout_episodes: list[Episode], horizons=(1, 4, 8), stride: int = 4,
-                      max_starts: int = 64, seed: int = 0) -> dict[str, Any]:
+                      max_starts: int = 64, seed: int = 0, featurizer=None) -> dict[str, Any]:
     """Mean PSNR / SSIM per horizon of open-loop predictions on held-out real episodes, and the baseline.
 
     Returns ``{"horizons": [..], "psnr": [..], "ssim": [..], "per_camera": {cam: {"psnr", "ssim",
@@ -108,6 +124,9 @@ def evaluate_fidelity(model, heldout_episodes: list[Episode], horizons=(1, 4, 8)
     "spearman": [..], "spearman_disagreement": [..], "num_starts": n, "num_episodes": m,
     "version": model.version}``: ``copy`` is copy-last-frame on the same starts, ``gain`` the model
     minus it, ``spearman`` the rank correlation of the step's uncertainty with its pixel MSE.
+
+    ``featurizer`` (the policy's pixel encoder, `feature_skill`): also ``"feature_skill"``, per horizon, how the
+    predicted frames read to that encoder against copy-last-frame; absent without one.
     """
     pr = open_loop_predictions(model, heldout_episodes, horizons, stride, max_starts, seed)
     out: dict[str, Any] = {"horizons": list(pr["horizons"]), "psnr": [], "ssim": [],
@@ -138,6 +157,12 @@ def evaluate_fidelity(model, heldout_episodes: list[Episode], horizons=(1, 4, 8)
         out["gain"]["ssim"].append(out["ssim"][-1] - out["copy"]["ssim"][-1])
         out["spearman"].append(spearman(pr["uncertainty"][k], mse))
         out["spearman_disagreement"].append(spearman(pr["disagreement"][k], mse))
+        if featurizer is not None:
+            fs = feature_skill(featurizer, pr["real"][k], pr["pred"][k], pr["copy"])
+            if fs is not None:
+                out.setdefault("feature_skill", []).append(fs)
+    if len(out.get("feature_skill", [])) != len(out["horizons"]):
+        out.pop("feature_skill", None)
     return out
 
 

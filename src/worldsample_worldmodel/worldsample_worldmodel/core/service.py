@@ -95,6 +95,9 @@ class WorldModelService:
         self.stop_event = threading.Event()  # set by request_stop(): a running training stops within a step
         self.train_pool: list[Episode] = []
         self.heldout: list[Episode] = []
+        # the policy's pixel encoder (frames per camera -> features), when it has one: fidelity then also says how
+        # the predicted frames read to it (`fidelity.feature_skill`); set by `set_featurizer`
+        self.featurizer: Any = None
         self.seen: set[str] = set()
         self.rejected: list[tuple[str, str]] = []
         self.new_since_train = 0
@@ -145,6 +148,11 @@ class WorldModelService:
             self.refresh_fidelity()
         return None
 
+    def set_featurizer(self, featurizer: Any) -> None:
+        """Read predicted frames with ``featurizer`` (uint8 frames per camera -> (N, F) features, or None) from
+        the next fidelity on: a policy's ``features`` (its frozen pixel encoder). None: whole-frame metrics only."""
+        self.featurizer = featurizer
+
     def refresh_fidelity(self) -> dict[str, Any] | None:
         """Evaluate the current version on the held-out real episodes (None if it cannot yet)."""
         from .fidelity import evaluate_fidelity
@@ -154,7 +162,7 @@ class WorldModelService:
         if model is None or not held:
             return None
         try:
-            fid = evaluate_fidelity(model, held, self.cfg.fidelity_horizons)
+            fid = evaluate_fidelity(model, held, self.cfg.fidelity_horizons, featurizer=self.featurizer)
         except ValueError as exc:  # held-out episodes shorter than the horizons
             LOG.warning("world model: no fidelity for %s yet: %s", model.version, exc)
             return None
@@ -260,7 +268,7 @@ class WorldModelService:
                 LOG.info("world model: stopping; the new version's fidelity is evaluated at the next start")
             elif held:
                 try:
-                    fid = evaluate_fidelity(model, held, self.cfg.fidelity_horizons)
+                    fid = evaluate_fidelity(model, held, self.cfg.fidelity_horizons, featurizer=self.featurizer)
                 except ValueError as exc:  # held-out episodes shorter than the horizons
                     LOG.warning("world model: no fidelity for this version: %s", exc)
             manifest = {
@@ -367,6 +375,7 @@ class WorldModelService:
             "horizons": list(fid.get("horizons", [])), "psnr": _floats(fid.get("psnr")),
             "ssim": _floats(fid.get("ssim")), "copy_psnr": _floats(fid.get("copy", {}).get("psnr")),
             "copy_ssim": _floats(fid.get("copy", {}).get("ssim")),
-            "uncertainty_error_rank_corr": _floats(fid.get("spearman")), "message": self.message,
+            "uncertainty_error_rank_corr": _floats(fid.get("spearman")),
+            "feature_skill": _floats(fid.get("feature_skill")), "message": self.message,
             "pending_real_episodes": self.new_since_train,
         }

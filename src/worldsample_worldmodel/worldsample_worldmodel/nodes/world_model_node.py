@@ -89,6 +89,8 @@ class WorldModelNode(Node):
                                       if opened else "") + (f"; skipped: {skipped}" if skipped else ""))
         # (uri, version) of the newest policy: the one the actor starts with, then each announced checkpoint
         self._policy: tuple[str, str] = (cfg.policy, "" if cfg.policy == "random" else Path(cfg.policy).stem)
+        if cfg.policy not in ("", "random"):
+            self._use_featurizer_of(cfg.policy)
         self._ppl_horizon: int | None = None
         self._last_gen_key: tuple | None = None
         self._status_pub = self.create_publisher(WorldModelStatus, topics["status"], _reliable(1, latched=True))
@@ -161,6 +163,7 @@ class WorldModelNode(Node):
             psnr=[float(x) for x in s["psnr"]], ssim=[float(x) for x in s["ssim"]],
             copy_psnr=[float(x) for x in s["copy_psnr"]], copy_ssim=[float(x) for x in s["copy_ssim"]],
             uncertainty_error_rank_corr=[float(x) for x in s["uncertainty_error_rank_corr"]],
+            feature_skill=[float(x) for x in s["feature_skill"]],
             message=f"{s['message']} (pending real episodes: {s['pending_real_episodes']})".strip())
         if self._train_error and s["state"] != "training":  # failed: say so (and why) until a training succeeds
             msg.state = WorldModelStatus.STATE_ERROR
@@ -170,6 +173,22 @@ class WorldModelNode(Node):
     def _on_checkpoint(self, msg: PolicyCheckpoint) -> None:
         if msg.uri:
             self._policy = (msg.uri, msg.version)
+            if self.core.featurizer is None:
+                self._use_featurizer_of(msg.uri)
+
+    def _use_featurizer_of(self, uri: str) -> None:
+        """Read the fidelity's predicted frames with this policy's pixel encoder from now on, if it has one (a frozen
+        encoder is the same in every checkpoint of a run, so the first that has one is kept)."""
+        from ..core.generate import load_any_policy
+
+        try:
+            policy = load_any_policy(uri)
+        except (OSError, ValueError, RuntimeError) as exc:  # a bad checkpoint: generation reports it when it loads it
+            self.get_logger().warning(f"policy {uri}: no pixel features for the fidelity: {exc}")
+            return
+        if getattr(policy, "reads_pixel_features", False):
+            self.core.set_featurizer(policy.features)
+            self.get_logger().info(f"fidelity: predicted frames are also read with the pixel encoder of {uri}")
 
     def _on_ppl(self, msg: PPLStatus) -> None:
         self._ppl_horizon = int(msg.rollout_horizon)
