@@ -14,6 +14,9 @@ def test_progress_line_shows_copy_last_frame_beside_the_model():
     assert "PSNR  25.5 dB (copy 23.1)" in line and "SSIM 0.91 (copy 0.90)" in line
     row = p.row()
     assert row["wm_copy_psnr"] == 23.1 and row["wm_psnr"] == 25.5
+    assert "feature skill" not in line  # not read with a pixel encoder (a state policy)
+    p.on_world_model("wm-000003", [25.5], [0.91], False, [23.1], [0.899], [-2.56, -2.2])
+    assert "encoder-feature skill -2.56" in p.line() and p.row()["wm_feature_skill"] == -2.56
 
 
 def test_progress_csv_resumed_with_an_older_header_keeps_its_columns(tmp_path):

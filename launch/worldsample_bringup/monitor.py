@@ -88,7 +88,8 @@ class LoopMonitor(Node):
         training = msg.state == WorldModelStatus.STATE_TRAINING
         if msg.state == WorldModelStatus.STATE_ERROR:  # a failed training is not "idle": say so, with the reason
             self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), False,
-                                         list(msg.copy_psnr), list(msg.copy_ssim))
+                                         list(msg.copy_psnr), list(msg.copy_ssim),
+                                     list(msg.feature_skill))
             if msg.message != self.wm_error:
                 self.wm_error = msg.message
                 self._emit(f"world model FAILED: {msg.message}")
@@ -98,11 +99,13 @@ class LoopMonitor(Node):
         if training != self.progress.wm_training and not new:
             what = "world model training" if training else "world model idle"
             self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training,
-                                         list(msg.copy_psnr), list(msg.copy_ssim))
+                                         list(msg.copy_psnr), list(msg.copy_ssim),
+                                     list(msg.feature_skill))
             self._emit(what)
             return
         self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training,
-                                     list(msg.copy_psnr), list(msg.copy_ssim))
+                                     list(msg.copy_psnr), list(msg.copy_ssim),
+                                     list(msg.feature_skill))
         if new:
             self.wm_versions.append(msg.version)
             self._emit(f"world model {msg.version}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 FIELDS = ["wall_s", "iteration", "policy_version", "episodes", "env_steps", "success_rate", "last_return",
           "wm_version", "wm_psnr", "wm_ssim", "wm_copy_psnr", "wm_copy_ssim", "synthetic_share", "admission_threshold", "admitted", "rejected",
-          "q_real", "q_synthetic"]
+          "q_real", "q_synthetic", "wm_feature_skill"]
 
 
 @dataclass
@@ -44,6 +44,8 @@ class LoopProgress:
     wm_ssim: float = float("nan")
     wm_copy_psnr: float = float("nan")  # copy-last-frame on the same held-out starts (the baseline)
     wm_copy_ssim: float = float("nan")
+    # h=1: 1 - error of the model's frames / copy-last-frame's in the pixel policy's encoder features (nan: not read)
+    wm_feature_skill: float = float("nan")
     synthetic_share: float = 0.0
     admission_threshold: float = float("nan")
     admitted: int = 0
@@ -75,14 +77,18 @@ class LoopProgress:
             self.iteration = iteration_of(version, self.iteration + 1)
 
     def on_world_model(self, version: str, psnr: list[float], ssim: list[float], training: bool = False,
-                       copy_psnr: list[float] | None = None, copy_ssim: list[float] | None = None) -> None:
-        """Horizon-1 fidelity of the current version and of copy-last-frame on the same held-out starts."""
+                       copy_psnr: list[float] | None = None, copy_ssim: list[float] | None = None,
+                       feature_skill: list[float] | None = None) -> None:
+        """Horizon-1 fidelity of the current version and of copy-last-frame on the same held-out starts (and, when
+        the world model read its frames with the pixel policy's encoder, the feature skill)."""
         self.wm_version = version
         self.wm_training = bool(training)
         if psnr:
             self.wm_psnr, self.wm_ssim = float(psnr[0]), float(ssim[0])
         if copy_psnr and copy_ssim:
             self.wm_copy_psnr, self.wm_copy_ssim = float(copy_psnr[0]), float(copy_ssim[0])
+        if feature_skill:
+            self.wm_feature_skill = float(feature_skill[0])
 
     def on_ppl(self, share: float, threshold: float, admitted: int, rejected: int, q_real: float,
                q_synthetic: float) -> None:
@@ -101,7 +107,9 @@ class LoopProgress:
         return (f"iter {self.iteration:3d} | policy {self.policy_version or '-':>14} | episodes {self.episodes:4d}{of} "
                 f"| success {_pct(self.success_rate)} | wm {self.wm_version or '-'}{'*' if self.wm_training else ''} "
                 f"PSNR {psnr_text(self.wm_psnr, 5)} dB (copy {psnr_text(self.wm_copy_psnr, 4)}) "
-                f"SSIM {_num(self.wm_ssim)} (copy {_num(self.wm_copy_ssim)}) | synthetic share "
+                f"SSIM {_num(self.wm_ssim)} (copy {_num(self.wm_copy_ssim)})"
+                + (f", encoder-feature skill {self.wm_feature_skill:+.2f}" if math.isfinite(self.wm_feature_skill) else "")
+                + " | synthetic share "
                 f"{self.synthetic_share:.2f}, admitted {self.admitted}, rejected {self.rejected}")
 
 
