@@ -166,6 +166,14 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
     src.observe_real(real[2])
     src.observe_real(real[3])
     eps = src.generate(StatePolicy(), 4, 3)  # two new ones: re-fitted on all 2 demos + 4 real episodes
+    # a state learner's PPL fidelity: how far the MLP's [proprio, state] gets past copy-state on the held-out
+    # episodes (what it eats), not the frames' PSNR/SSIM
+    from worldsample_worldmodel.core.state_error import MLPPredictor, state_skill
+
+    held = [replace(e, proprio=e.proprio[:, :4], states=e.proprio[:, 4:]) for e in src.service.heldout]
+    assert held and src.service.fidelity
+    want = state_skill(MLPPredictor(src.mlp, 4), held, (1,))
+    assert src.fidelity() == pytest.approx(float(np.clip(want[0], 0.0, 1.0)))
     assert src.mlp is not first and [m["episodes"] for m in src.mlp_metrics] == [3, 6]
     assert len(eps) == 4
     for e in eps:

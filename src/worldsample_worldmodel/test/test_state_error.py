@@ -26,6 +26,7 @@ from worldsample_worldmodel.core.state_error import (
     real_future,
     state_error_table,
     state_groups,
+    state_skill,
     termination_metrics,
 )
 from worldsample_worldmodel.core.toy import GOAL, toy_episode
@@ -81,6 +82,16 @@ def test_known_errors_are_measured():
     assert res["groups"]["object"] == ["block_x", "block_y", "block_z"]
     table = state_error_table([("toy", res)])
     assert "| toy | 1 | offset | 11.5 |" in table  # 20 mm / sqrt(3) on the object
+
+
+def test_state_skill_is_one_for_the_real_future_zero_for_copy_and_negative_when_worse():
+    held = toy(4, 100, steps=12, noise=0.5)
+    assert state_skill(Offset(0.0, 0.0, 0.0), held, (1, 3)) == [1.0, 1.0]
+    assert state_skill(CopyState(), held, (1, 3)) == [0.0, 0.0]
+    off = state_skill(Offset(5.0, 0.0, 0.0), held, (1, 3))  # metres off on the object: worse than no motion
+    assert all(v < 0.0 for v in off)
+    small = state_skill(Offset(0.002, 0.0, 0.0), held, (1, 3))
+    assert all(0.0 < v < 1.0 for v in small)
 
 
 def test_copy_state_is_exact_on_a_static_episode():

@@ -5,8 +5,8 @@
 ``generate(policy, num_branches, horizon)``. `VideoWorldModelSource` answers them with the same
 `WorldModelService` the ROS node owns: real episodes are pooled (every ``heldout_every``-th held
 out), every ``min_new_episodes`` new ones trigger post-training (synchronously: the driver is
-single-threaded), branches start from recent real states. ``fidelity()`` is the mean SSIM over
-the configured horizons on held-out real episodes of the newest version (None before any).
+single-threaded), branches start from recent real states. ``fidelity()`` is how far the newest version gets
+past doing nothing on held-out real episodes, in what the learner eats (see `VideoWorldModelSource.fidelity`).
 
 ``state_in_proprio`` (simulation experiments with a state-based learner): the privileged sim
 state of each episode rides through the world model appended to the proprioception, so the
@@ -149,6 +149,7 @@ class VideoWorldModelSource:
         self.mlp_uncertainty_ref = 1.0  # its median disagreement on the real transitions it holds out
         self.mlp_metrics: list[dict[str, Any]] = []
         self.train_failures: list[str] = []  # world-model trainings that diverged (`train.TrainingDiverged`)
+        self._state_fid: tuple[tuple, float | None] | None = None  # (what it was measured on, `_state_fidelity`)
 
     def to_model(self, ep: Episode) -> Episode:
         """The episode as the world model sees it (with ``state_in_proprio``: state appended to proprio)."""
@@ -211,10 +212,36 @@ class VideoWorldModelSource:
         self.mlp_metrics.append({**metrics, "episodes": len(self._seen), "wall_s": time.time() - t0})
 
     def fidelity(self) -> float | None:
+        """PPL's fidelity in [0, 1]: how far the model gets past doing nothing, in what the learner eats. Frames
+        (`fidelity_skill` of the held-out PSNR/SSIM against copy-last-frame) for a pixel learner; with
+        ``state_in_proprio`` (a state learner) the predicted [proprio, state] of the model that rolls it (the
+        MLP ensemble or the video model's proprio head) against copy-state (`state_error.state_skill`), each
+        horizon clipped to [0, 1], averaged. None before there is a model and a held-out episode."""
         fid = self.service.fidelity
         if not fid or not fid.get("ssim"):
             return None
+        if self.cfg.state_in_proprio:
+            return self._state_fidelity()
         return fidelity_skill(fid["ssim"], fid["copy"]["ssim"], fid["psnr"], fid["copy"]["psnr"])
+
+    def _state_fidelity(self) -> float | None:
+        from .state_error import MLPPredictor, VideoModelPredictor, state_skill
+
+        held = list(self.service.heldout)
+        mlp = self.cfg.state_model == "mlp"
+        if not held or (mlp and self.mlp is None):  # the MLP is fitted before the first generation
+            return None
+        key = (self.version, len(self.mlp_metrics), len(held))  # a new version, a re-fit or another held-out episode
+        if self._state_fid is not None and self._state_fid[0] == key:
+            return self._state_fid[1]
+        p = self._proprio_dim
+        split = [replace(e, proprio=e.proprio[:, :p], states=e.proprio[:, p:]) for e in held]
+        predictor = MLPPredictor(self.mlp, p) if mlp else VideoModelPredictor(
+            self.service.model, p, static=self._static if self.cfg.carry_static_state else None)
+        skill = np.asarray(state_skill(predictor, split, self.service.cfg.fidelity_horizons), float)
+        value = float(np.mean(np.clip(skill[np.isfinite(skill)], 0.0, 1.0))) if np.isfinite(skill).any() else None
+        self._state_fid = (key, value)
+        return value
 
     def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
         if self.service.model is None:

@@ -226,6 +226,38 @@ def real_future(episodes, ep_idx, t, h: int) -> OpenLoop:
     return OpenLoop(p, s, r, d)
 
 
+def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8), stride: int = 2,
+                max_starts: int = 512, seed: int = 0) -> list[float]:
+    """Per horizon, ``1 - RMSE(predictor) / RMSE(copy-state)`` of the predicted [proprio, state] against what
+    really followed, open loop under the recorded actions from starts on ``episodes`` (with states), each entry
+    divided by its spread over the episodes (metres and metres per second in one number): 1 = exact, 0 = no better
+    than predicting no motion, < 0 = worse. What a state learner eats, scored like `fidelity.feature_skill` scores
+    what a pixel learner reads; NaN at a horizon without a start."""
+    horizons = tuple(sorted({int(h) for h in horizons}))
+    if not episodes or not horizons or horizons[0] < 1:
+        raise ValueError(f"state_skill: needs episodes and positive horizons, got {len(episodes)} episodes, {horizons}")
+    ep_idx, ts = open_loop_starts(episodes, stride, first=0)
+    if len(ts) > max_starts:
+        keep = np.sort(np.random.default_rng(seed).choice(len(ts), max_starts, replace=False))
+        ep_idx, ts = ep_idx[keep], ts[keep]
+    hmax = horizons[-1]
+    actions = recorded_actions(episodes, ep_idx, ts, hmax)
+    real = real_future(episodes, ep_idx, ts, hmax)
+    ol, copy = predictor.predict(episodes, ep_idx, ts, actions), CopyState().predict(episodes, ep_idx, ts, actions)
+    scale = np.concatenate([np.concatenate([e.proprio, e.states], 1) for e in episodes]).std(0) + 1e-6
+    lengths = np.array([episodes[i].length for i in ep_idx])
+    out = []
+    for h in horizons:
+        ok, k = ts + h <= lengths, h - 1
+        if not ok.any():
+            out.append(float("nan"))
+            continue
+        truth = np.concatenate([real.proprio[ok, k], real.state[ok, k]], 1)
+        err = [_rmse((np.concatenate([x.proprio[ok, k], x.state[ok, k]], 1) - truth) / scale) for x in (ol, copy)]
+        out.append(1.0 - err[0] / err[1] if err[1] > 0 else float("nan"))
+    return out
+
+
 # --------------------------------------------------------------------------- metrics
 def termination_metrics(real: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision, recall, F1 (0 when there is nothing to find and nothing found is NaN) and Brier score."""
