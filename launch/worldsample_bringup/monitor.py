@@ -85,27 +85,20 @@ class LoopMonitor(Node):
 
     def _on_wm(self, msg: WorldModelStatus) -> None:
         new = msg.version and msg.version not in self.wm_versions
-        training = msg.state == WorldModelStatus.STATE_TRAINING
+        training = msg.state == WorldModelStatus.STATE_TRAINING  # False for a failed training too
+        switched = training != self.progress.wm_training
+        self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training,
+                                     list(msg.copy_psnr), list(msg.copy_ssim), list(msg.feature_skill))
         if msg.state == WorldModelStatus.STATE_ERROR:  # a failed training is not "idle": say so, with the reason
-            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), False,
-                                         list(msg.copy_psnr), list(msg.copy_ssim),
-                                     list(msg.feature_skill))
             if msg.message != self.wm_error:
                 self.wm_error = msg.message
                 self._emit(f"world model FAILED: {msg.message}")
             return
         if training:
             self.wm_error = ""
-        if training != self.progress.wm_training and not new:
-            what = "world model training" if training else "world model idle"
-            self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training,
-                                         list(msg.copy_psnr), list(msg.copy_ssim),
-                                     list(msg.feature_skill))
-            self._emit(what)
+        if switched and not new:
+            self._emit("world model training" if training else "world model idle")
             return
-        self.progress.on_world_model(msg.version, list(msg.psnr), list(msg.ssim), training,
-                                     list(msg.copy_psnr), list(msg.copy_ssim),
-                                     list(msg.feature_skill))
         if new:
             self.wm_versions.append(msg.version)
             self._emit(f"world model {msg.version}")

@@ -92,6 +92,13 @@ def fit_readout(x_fit, y_fit, steps: int = READOUT_STEPS, seed: int = 0):
     return predict
 
 
+def vector_rmse(pred, truth) -> float:
+    """Root of the mean (over rows) squared length of ``pred - truth``: the error of an (x, y) position."""
+    import numpy as np
+
+    return float(np.sqrt(((np.asarray(pred) - np.asarray(truth)) ** 2).sum(-1).mean()))
+
+
 def readout_rmse(x_fit, y_fit, x_test, y_test, steps: int = READOUT_STEPS, seed: int = 0) -> float:
     """RMSE on (x_test, y_test) of an MLP fitted on (x_fit, y_fit) (`fit_readout`); ``x_*`` None: the fit's mean
     (no input)."""
@@ -99,9 +106,8 @@ def readout_rmse(x_fit, y_fit, x_test, y_test, steps: int = READOUT_STEPS, seed:
 
     y_fit, y_test = np.asarray(y_fit, np.float32), np.asarray(y_test, np.float32)
     if x_fit is None:
-        return float(np.sqrt(((y_test - y_fit.mean(0)) ** 2).sum(-1).mean()))
-    pred = fit_readout(x_fit, y_fit, steps, seed)(x_test)
-    return float(np.sqrt(((pred - y_test) ** 2).sum(-1).mean()))
+        return vector_rmse(y_fit.mean(0), y_test)
+    return vector_rmse(fit_readout(x_fit, y_fit, steps, seed)(x_test), y_test)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bench_encoder import READOUT_STEPS, fit_readout, state_groups
+from .bench_encoder import READOUT_STEPS, fit_readout, state_groups, vector_rmse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,12 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readout-steps", type=int, default=READOUT_STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
-
-
-def _rmse(a, b) -> float:
-    import numpy as np
-
-    return float(np.sqrt(((np.asarray(a) - np.asarray(b)) ** 2).sum(-1).mean()))
 
 
 def feature_parts(enc, image_size: int) -> tuple[dict[str, list[int]], Any]:
@@ -87,7 +81,7 @@ def score_predictions(pr: dict[str, Any], enc, readout, pos: dict[str, list[int]
     ``1 - model / copy``), and the Spearman correlation of the model's uncertainty with its feature error (each
     feature divided by its spread over ``fit_features``, the real frames the read-out was fitted on)."""
     import numpy as np
-    from worldsample_common.core.stats import spearman
+    from worldsample_common.core.stats import skill_past_baseline, spearman
 
     parts, unit = feature_parts(enc, image_size)
     # `features` are standardised by the encoder (what the policy's MLP reads); back to its raw numbers
@@ -105,13 +99,13 @@ def score_predictions(pr: dict[str, Any], enc, readout, pos: dict[str, list[int]
         z = [raw(f) for f in (f_real, f_pred, f_copy)]
         err_model = np.sqrt((((z[1] - z[0]) / sd) ** 2).mean(-1))  # per start
         row: dict[str, Any] = {
-            "mm": {g: {"model": 1e3 * _rmse(r_pred[:, j], r_real[:, j]), "copy": 1e3 * _rmse(r_copy[:, j], r_real[:, j])}
+            "mm": {g: {"model": 1e3 * vector_rmse(r_pred[:, j], r_real[:, j]), "copy": 1e3 * vector_rmse(r_copy[:, j], r_real[:, j])}
                    for g, j in pos.items()},
             "features": {},
             "spearman_uncertainty": spearman(pr["uncertainty"][h], err_model) if "uncertainty" in pr else float("nan")}
         for name, idx in parts.items():
             m, c = (float(np.sqrt(((z[k][:, idx] - z[0][:, idx]) ** 2).mean())) for k in (1, 2))  # per number
-            row["features"][name] = {"model": m, "copy": c, "skill": (1.0 - m / c) if c > 0 else float("nan")}
+            row["features"][name] = {"model": m, "copy": c, "skill": skill_past_baseline(m, c)}
         rows[h] = row
     return rows
 
@@ -150,8 +144,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if ckpt is None:
         raise ValueError(f"{run / 'learner' / 'checkpoints'} holds no policy checkpoint (give --policy)")
     policy = load_policy(ckpt)
-    if not getattr(policy.encoder, "frozen", False):
-        raise ValueError(f"{ckpt}: the policy has no frozen pixel encoder (obs_mode={policy.cfg.obs_mode!r}, "
+    if not policy.reads_pixel_features:
+        raise ValueError(f"{ckpt}: the policy has no pre-trained frozen pixel encoder (obs_mode={policy.cfg.obs_mode!r}, "
                          f"pixel_encoder={policy.cfg.pixel_encoder!r})")
     enc = policy.encoder.keypoints
     model = store.load(version, device="cpu")
@@ -177,7 +171,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     f_f, f_h = enc.features(im_f), enc.features(im_h)
     readout = fit_readout(f_f, s_f, args.readout_steps, args.seed)
     pos = {g: [cols.index(i) for i in idx] for g, idx in groups.items()}
-    floor = {g: 1e3 * _rmse(readout(f_h)[:, j], s_h[:, j]) for g, j in pos.items()}
+    floor = {g: 1e3 * vector_rmse(readout(f_h)[:, j], s_h[:, j]) for g, j in pos.items()}
 
     pr = open_loop_predictions(model, held, horizons, args.stride, args.max_starts, args.seed)
     rows = score_predictions(pr, enc, readout, pos, policy.cfg.image_size, fit_features=f_f)

@@ -40,6 +40,12 @@ def motion_gains(dot: float, real2: float, pred2: float) -> tuple[float, float]:
     return gain, calibration
 
 
+def skill_past_baseline(err: float, baseline_err: float) -> float:
+    """``1 - err / baseline_err``: 1 = exact, 0 = no better than the baseline (copy-last-frame, copy-state), < 0 =
+    worse; NaN when the baseline is exact itself (nothing to be better than)."""
+    return 1.0 - err / baseline_err if baseline_err > 0 else float("nan")
+
+
 def fidelity_skill(ssim, copy_ssim, psnr=None, copy_psnr=None, feature_skill=None) -> float | None:
     """World-model fidelity in [0, 1] for PPL's pace: how far the model goes from copy-last-frame (the baseline on
     the same held-out starts) towards an exact prediction, per horizon, averaged over the horizons.

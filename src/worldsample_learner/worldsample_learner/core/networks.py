@@ -127,7 +127,7 @@ def _low(layer: nn.Module, x: torch.Tensor, dtype: torch.dtype, members: torch.T
     """``layer`` (Linear, EnsembleLinear, LayerNorm, ReLU) on ``x`` in ``dtype``: weights cast on the way in, so
     their gradients arrive in float32 through the cast."""
     if isinstance(layer, EnsembleLinear):
-        w, b = (layer.weight, layer.bias) if members is None else (layer.weight[members], layer.bias[members])
+        w, b = layer.params(members)
         return torch.bmm(x, w.to(dtype)) + b.to(dtype)  # baddbmm has no fast bfloat16 path on a CPU (2x slower)
     if isinstance(layer, nn.Linear):
         return F.linear(x, layer.weight.to(dtype), layer.bias.to(dtype))
@@ -141,19 +141,16 @@ def run_mixed(layers: nn.Sequential, x: torch.Tensor, dtype: torch.dtype | None,
     """An MLP (Linear/EnsembleLinear, [LayerNorm], ReLU, ..., Linear) on ``x``. With ``dtype`` (bfloat16) the
     layers between the first and the last linear layer compute in it: the first linear layer (the observation
     in, where millimetres matter, and a small matrix) and the output layer (Q-values, action mean and scale) stay
-    float32, the 256x256 products, LayerNorms and ReLUs in between do not."""
+    float32, the 256x256 products, LayerNorms and ReLUs in between do not (a Q head takes their products as they
+    are and sums them in float32, `EnsembleLinear.forward`). ``dtype`` None: every layer as it is."""
     mods = list(layers)
+    last = len(mods) - 1
     for i, layer in enumerate(mods):
         ens = isinstance(layer, EnsembleLinear)
-        if dtype is not None and 0 < i < len(mods) - 1:
-            if x.dtype != dtype:
-                x = x.to(dtype)
-            x = _low(layer, x, dtype, members)
+        if dtype is not None and 0 < i < last:
+            x = _low(layer, x.to(dtype), dtype, members)
             continue
-        if i == len(mods) - 1 and x.dtype != torch.float32:
-            if ens and layer.weight.shape[-1] == 1 and not layer.plain:  # a Q head: low-precision products, summed in float32
-                w, b = (layer.weight, layer.bias) if members is None else (layer.weight[members], layer.bias[members])
-                return (x * w.transpose(1, 2).to(x.dtype)).sum(-1, keepdim=True, dtype=torch.float32) + b
+        if i == last and x.dtype != torch.float32 and not (ens and layer.sums_head):
             x = x.float()
         x = layer(x, members) if ens else layer(x)
     return x
@@ -168,8 +165,7 @@ class Actor(nn.Module):
         self.dtype = hidden_dtype(cfg)
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(feat) if self.dtype is None else run_mixed(self.net, feat, self.dtype)
-        mu, log_std = out.chunk(2, dim=-1)
+        mu, log_std = run_mixed(self.net, feat, self.dtype).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
         return mu, log_std
 
@@ -200,11 +196,22 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
 
+    @property
+    def sums_head(self) -> bool:
+        """A Q head (one output) computed as multiply-and-sum: as a product its input gradient has an inner
+        dimension of 1, which BLAS does slowly."""
+        return self.weight.shape[-1] == 1 and not self.plain
+
+    def params(self, members: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of all members, or of ``members`` only, in that order."""
+        return (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, B, in) -> (N, B, out); ``members``: only these ensemble members (x then (len(members), B, in))."""
-        w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
-        if w.shape[-1] == 1 and not self.plain:  # a Q head: multiply and sum; a K=1 product (its input gradient) is slow in BLAS
-            return (x * w.transpose(1, 2)).sum(-1, keepdim=True) + b
+        """(N, B, in) -> (N, B, out); ``members``: only these ensemble members (x then (len(members), B, in)).
+        A head (`sums_head`) multiplies in ``x``'s dtype (bfloat16 hidden layers) and sums in the bias's (float32)."""
+        w, b = self.params(members)
+        if self.sums_head:
+            return (x * w.transpose(1, 2).to(x.dtype)).sum(-1, keepdim=True, dtype=b.dtype) + b
         return torch.baddbmm(b, x, w)
 
 
@@ -229,8 +236,4 @@ class CriticEnsemble(nn.Module):
         (the same values as indexing the full output, without computing the others)."""
         n = self.n if members is None else len(members)
         x = torch.cat([feat, action], dim=-1).unsqueeze(0).expand(n, -1, -1)
-        if self.dtype is not None:
-            return run_mixed(self.net, x, self.dtype, members).squeeze(-1)
-        for layer in self.net:
-            x = layer(x, members) if isinstance(layer, EnsembleLinear) else layer(x)
-        return x.squeeze(-1)
+        return run_mixed(self.net, x, self.dtype, members).squeeze(-1)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from worldsample_common.core.episode import Episode
-from worldsample_common.core.stats import spearman
+from worldsample_common.core.stats import skill_past_baseline, spearman
 
 from .data import WindowSampler, filter_episodes
 
@@ -110,9 +110,9 @@ def feature_skill(featurizer, real: dict[str, np.ndarray], pred: dict[str, np.nd
     f_real, f_pred, f_copy = (np.asarray(f, np.float64) for f in (f_real, f_pred, f_copy))
     err_model = float(np.sqrt(((f_pred - f_real) ** 2).mean()))
     err_copy = float(np.sqrt(((f_copy - f_real) ** 2).mean()))
-    if err_copy == 0.0:
-        return 1.0 if err_model == 0.0 else float("nan")
-    return 1.0 - err_model / err_copy
+    if err_copy == 0.0 and err_model == 0.0:  # nothing moved and the model moved nothing either
+        return 1.0
+    return skill_past_baseline(err_model, err_copy)
 
 
 def evaluate_fidelity(model, heldout_episodes: list[Episode], horizons=(1, 4, 8), stride: int = 4,

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from worldsample_common.core.episode import Episode
-from worldsample_common.core.stats import motion_gains
+from worldsample_common.core.stats import motion_gains, skill_past_baseline
 
 # the simulator's proprio (worldsample_control.core.sim.env.PROPRIO_LABELS): ee xyz, gripper width, ee velocity
 PROPRIO_GROUPS: dict[str, tuple[int, ...]] = {"ee_position": (0, 1, 2), "gripper": (3,), "ee_velocity": (4, 5, 6)}
@@ -254,7 +254,7 @@ def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8
             continue
         truth = np.concatenate([real.proprio[ok, k], real.state[ok, k]], 1)
         err = [_rmse((np.concatenate([x.proprio[ok, k], x.state[ok, k]], 1) - truth) / scale) for x in (ol, copy)]
-        out.append(1.0 - err[0] / err[1] if err[1] > 0 else float("nan"))
+        out.append(skill_past_baseline(*err))
     return out
 
 

@@ -89,6 +89,7 @@ class WorldModelNode(Node):
                                       if opened else "") + (f"; skipped: {skipped}" if skipped else ""))
         # (uri, version) of the newest policy: the one the actor starts with, then each announced checkpoint
         self._policy: tuple[str, str] = (cfg.policy, "" if cfg.policy == "random" else Path(cfg.policy).stem)
+        self._featurizer_decided = False  # `_use_featurizer_of`
         if cfg.policy not in ("", "random"):
             self._use_featurizer_of(cfg.policy)
         self._ppl_horizon: int | None = None
@@ -173,12 +174,13 @@ class WorldModelNode(Node):
     def _on_checkpoint(self, msg: PolicyCheckpoint) -> None:
         if msg.uri:
             self._policy = (msg.uri, msg.version)
-            if self.core.featurizer is None:
+            if not self._featurizer_decided:
                 self._use_featurizer_of(msg.uri)
 
     def _use_featurizer_of(self, uri: str) -> None:
-        """Read the fidelity's predicted frames with this policy's pixel encoder from now on, if it has one (a frozen
-        encoder is the same in every checkpoint of a run, so the first that has one is kept)."""
+        """Read the fidelity's predicted frames with this policy's pixel encoder from now on, if it has one. Decided
+        by the first checkpoint that loads (the learner pre-trains a frozen encoder before its first checkpoint and
+        never changes it; a state policy has none), so later checkpoints are not loaded for it again."""
         from ..core.generate import load_any_policy
 
         try:
@@ -186,6 +188,7 @@ class WorldModelNode(Node):
         except (OSError, ValueError, RuntimeError) as exc:  # a bad checkpoint: generation reports it when it loads it
             self.get_logger().warning(f"policy {uri}: no pixel features for the fidelity: {exc}")
             return
+        self._featurizer_decided = True
         if getattr(policy, "reads_pixel_features", False):
             self.core.set_featurizer(policy.features)
             self.get_logger().info(f"fidelity: predicted frames are also read with the pixel encoder of {uri}")
