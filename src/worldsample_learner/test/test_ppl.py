@@ -109,6 +109,21 @@ def _learner(mode):
     return Learner(cfg, PPLConfig(mode=mode))
 
 
+def test_share_by_fidelity_is_zero_for_a_model_no_better_than_copying_and_ignores_progress():
+    c = _ctl(share_by="fidelity")
+    for s in [1, 1, 1, 1]:
+        c.observe_real_episode(True)
+    assert c.synthetic_share() == 0.0  # no fidelity reported yet: no synthetic rows, whatever the progress
+    thr_no_model = c.admission_threshold()
+    c.observe_fidelity(0.6)
+    assert c.synthetic_share() == pytest.approx(0.6 * c.cfg.share_max)
+    assert c.admission_threshold() < thr_no_model  # progress and fidelity still pace the threshold and horizon
+    c.observe_q(q_real=0.0, q_synthetic=c.cfg.overestimation_tolerance, q_scale=1.0)  # full penalty
+    assert c.synthetic_share() == 0.0
+    with pytest.raises(ValueError, match="share_by"):
+        PPLConfig(share_by="progress").validate()
+
+
 def test_learner_selects_synthetic_and_mixes_batches_by_share():
     for mode, expect_admitted in (("naive", 10), ("ppl", 5), ("rl-only", 0)):
         lr = _learner(mode)

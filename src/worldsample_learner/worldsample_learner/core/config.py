@@ -129,6 +129,7 @@ class ReplayConfig:
 
 
 OVERESTIMATION_REFERENCES = ("branch_return", "branch_start", "batch")  # PPLConfig.overestimation_reference
+SHARE_BY = ("pace", "fidelity")  # PPLConfig.share_by
 
 
 @dataclass
@@ -159,6 +160,10 @@ class PPLConfig:
     # schedule
     share_min: float = 0.05
     share_max: float = 0.5
+    # what sets the synthetic share: "pace" (share_min..share_max with the pace: progress and fidelity) or "fidelity"
+    # (share_max x the world model's fidelity: its skill over doing nothing bounds how much of the batch its data
+    # takes, so a model no better than copying adds nothing; progress then paces the horizon and the threshold)
+    share_by: str = "pace"
     naive_share: float = 0.5  # "naive" and "selection" modes
     horizon_min: int = 3
     horizon_max: int = 15
@@ -197,6 +202,8 @@ class PPLConfig:
             raise ValueError(f"{o}.threshold_min ({self.threshold_min}) must be <= threshold_max ({self.threshold_max})")
         if self.share_min > self.share_max:
             raise ValueError(f"{o}.share_min ({self.share_min}) must be <= share_max ({self.share_max})")
+        if self.share_by not in SHARE_BY:
+            raise ValueError(f"{o}.share_by must be one of {SHARE_BY}, got {self.share_by!r}")
         if self.overestimation_reference not in OVERESTIMATION_REFERENCES:
             raise ValueError(f"{o}.overestimation_reference must be one of {OVERESTIMATION_REFERENCES}, "
                              f"got {self.overestimation_reference!r}")

@@ -18,7 +18,8 @@ Scheduling
     ``penalty = clip(overestimation / overestimation_tolerance, 0, 1)`` where ``overestimation``
     = (mean Q on synthetic - mean Q on real) / real Q spread. Then::
 
-        synthetic_share = (share_min + (share_max - share_min) * pace) * (1 - penalty)
+        synthetic_share = (share_min + (share_max - share_min) * pace) * (1 - penalty)    (share_by "pace")
+        synthetic_share = share_max * fidelity * (1 - penalty)                          (share_by "fidelity")
         rollout_horizon = horizon_min + round((horizon_max - horizon_min) * pace * (1 - penalty))
         admission_threshold = threshold_max - (threshold_max - threshold_min) * pace * (1 - penalty)
 
@@ -101,6 +102,8 @@ class PacedVolume(PPLStrategy):
 
     def synthetic_share(self, ppl: PPLController) -> float:
         c = ppl.cfg
+        if c.share_by == "fidelity":
+            return float(c.share_max * ppl.fidelity * (1.0 - ppl.penalty()))
         return float((c.share_min + (c.share_max - c.share_min) * ppl.pace()) * (1.0 - ppl.penalty()))
 
     def rollout_horizon(self, ppl: PPLController) -> int:
