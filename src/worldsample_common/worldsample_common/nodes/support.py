@@ -217,6 +217,9 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None, exit_pr
             if hasattr(node, "on_shutdown"):
                 step("on_shutdown", node.on_shutdown)
             code = getattr(node, "exit_code", code) or code
+        if exit_process:  # what the node keeps is on disk now: a hung teardown must not cost a SIGKILL
+            _bound_teardown(node.get_name() if node is not None else "node", lambda: code)
+        if node is not None:
             step("destroy_node", node.destroy_node)
         if rclpy.ok():
             step("rclpy.shutdown", rclpy.shutdown)
@@ -259,6 +262,39 @@ def take_pending(node: Node, limit_s: float = 1.0) -> int:
         executor.remove_node(node)
         executor.shutdown(timeout_sec=0.0)
     return ran
+
+
+TEARDOWN_LIMIT_S = 3.0  # destroy_node + rclpy.shutdown + exit hooks after on_shutdown; then the process ends anyway
+
+
+def _bound_teardown(name: str, code: Callable[[], int], limit_s: float | None = None) -> None:
+    """End the process if the teardown after ``on_shutdown`` hangs (seen once in the test suite on a loaded machine:
+    arm_control logged its shutdown line, then sat in the DDS teardown through SIGINT and SIGTERM until SIGKILL).
+
+    After ``limit_s`` a daemon thread exits with the node's code (everything it keeps was saved by ``on_shutdown``);
+    should a C call hold the GIL so that no Python thread runs, faulthandler's watchdog (a C thread) prints every
+    thread's stack to the node's log and exits 1 at twice the limit, still inside launch's SIGTERM grace."""
+    import faulthandler
+    import threading
+
+    limit = TEARDOWN_LIMIT_S if limit_s is None else limit_s
+
+    def give_up() -> None:
+        c = code()
+        try:
+            print(f"{name}: the teardown after on_shutdown (destroy_node, rclpy.shutdown, exit hooks) did not finish in "
+                  f"{limit:.0f} s; the node's data was saved before it: exiting with {c}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+        os._exit(c if isinstance(c, int) and 0 <= c <= 255 else 1)
+
+    timer = threading.Timer(limit, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        faulthandler.dump_traceback_later(2 * limit, exit=True, file=sys.stderr)
+    except (OSError, ValueError, RuntimeError):  # no usable stderr: the Python timer alone
+        pass
 
 
 def _exit_now(code: int) -> None:
