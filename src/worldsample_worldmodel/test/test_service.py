@@ -83,6 +83,15 @@ def test_video_source_for_the_learner(tmp_path):
     ssim_gain = (np.array(fid["ssim"]) - fid["copy"]["ssim"]) / (1 - np.array(fid["copy"]["ssim"]))
     mse_gain = 1 - 10 ** ((np.array(fid["copy"]["psnr"]) - fid["psnr"]) / 10)
     assert f == pytest.approx(float(np.mean(np.minimum(np.clip(ssim_gain, 0, 1), np.clip(mse_gain, 0, 1)))))
+    # with a pixel policy's encoder, how it reads the predicted frames counts too (the smallest of the three skills)
+    src.service.set_featurizer(lambda fr: np.concatenate([fr[c].reshape(len(fr[c]), -1, 3).mean(1) for c in fr], 1))
+    fid = src.service.refresh_fidelity()
+    feat = np.clip(fid["feature_skill"], 0, 1)
+    assert len(feat) == 2
+    assert src.fidelity() == pytest.approx(float(np.mean(np.minimum.reduce(
+        [np.clip(ssim_gain, 0, 1), np.clip(mse_gain, 0, 1), feat]))))
+    src.service.fidelity = {**fid, "feature_skill": [-0.7, -2.0]}  # frames the encoder reads worse than a copy's
+    assert src.fidelity() == 0.0
     eps = src.generate(RandomPolicy(0), 3, 2)
     assert len(eps) == 3 and all(e.source == Source.SYNTHETIC and e.length <= 2 for e in eps)
     assert not (tmp_path / "run" / "synthetic").exists()  # no bags unless asked

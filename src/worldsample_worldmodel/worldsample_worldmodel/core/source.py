@@ -213,7 +213,8 @@ class VideoWorldModelSource:
 
     def fidelity(self) -> float | None:
         """PPL's fidelity in [0, 1]: how far the model gets past doing nothing, in what the learner eats. Frames
-        (`fidelity_skill` of the held-out PSNR/SSIM against copy-last-frame) for a pixel learner; with
+        (`fidelity_skill` of the held-out PSNR/SSIM against copy-last-frame, and of how the policy's encoder reads
+        them when the service has its featurizer, `WorldModelService.set_featurizer`) for a pixel learner; with
         ``state_in_proprio`` (a state learner) the predicted [proprio, state] of the model that rolls it (the
         MLP ensemble or the video model's proprio head) against copy-state (`state_error.state_skill`), each
         horizon clipped to [0, 1], averaged. None before there is a model and a held-out episode."""
@@ -222,7 +223,7 @@ class VideoWorldModelSource:
             return None
         if self.cfg.state_in_proprio:
             return self._state_fidelity()
-        return fidelity_skill(fid["ssim"], fid["copy"]["ssim"], fid["psnr"], fid["copy"]["psnr"])
+        return fidelity_skill(fid["ssim"], fid["copy"]["ssim"], fid["psnr"], fid["copy"]["psnr"], fid.get("feature_skill"))
 
     def _state_fidelity(self) -> float | None:
         from .state_error import MLPPredictor, VideoModelPredictor, state_skill
