@@ -141,6 +141,34 @@ def test_motion_gain_and_reward_bias():
     assert "| 0.50 | 2.00 | -0.250 |" in state_error_table([("toy", res)])
 
 
+def test_uncertainty_rank_per_step_and_accumulated():
+    """A predictor whose per-step errors are random kicks that accumulate along the branch: the per-step
+    uncertainty of step k (the size of its own kick) ranks the error at k only in part, the accumulated one exactly
+    whenever the kicks add up in one direction; and a predictor without an uncertainty reports none."""
+
+    class Kicks:
+        name = "kicks"
+
+        def predict(self, episodes, ep_idx, t, actions):
+            b, h = actions.shape[:2]
+            real = real_future(episodes, ep_idx, t, h)
+            kick = np.random.default_rng(0).uniform(0.001, 0.02, (b, h))
+            s = real.state.copy()
+            s[..., 0] += np.cumsum(kick, 1)  # the object drifts along x by the sum of the kicks so far
+            return replace(real, state=s, uncertainty=kick)
+
+    held = toy(6, 100, steps=12, noise=0.5)
+    res = evaluate_state_error([Kicks(), Offset(0.01, 0.0, 0.0)], held, TOY_LABELS, (1, 4),
+                               proprio_groups=TOY_PROPRIO)
+    k1, k4 = (res["predictors"]["kicks"][f"h={h}"]["uncertainty_spearman"] for h in (1, 4))
+    assert k1["step"] == pytest.approx(1.0) and k1["accumulated"] == pytest.approx(1.0)  # one step: both the kick
+    assert k4["accumulated"] == pytest.approx(1.0) and k4["step"] < 0.8
+    assert res["predictors"]["offset"]["h=1"]["uncertainty_spearman"] == {}
+    table = state_error_table([("toy", res)])
+    assert "| 1.00 (+-0.00) / 1.00 (+-0.00) |" in table and "| - |" in table
+    assert 0.0 < k4["step_se"] < 0.5  # resampling the 6 episodes moves the per-step rank
+
+
 def test_termination_metrics():
     m = termination_metrics(np.array([1, 0, 0, 1], bool), np.array([0.9, 0.6, 0.1, 0.2]))
     assert m["accuracy"] == 0.5 and m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5

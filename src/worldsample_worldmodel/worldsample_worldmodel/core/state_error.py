@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from worldsample_common.core.episode import Episode
-from worldsample_common.core.stats import motion_gains, skill_past_baseline
+from worldsample_common.core.stats import motion_gains, skill_past_baseline, spearman
 
 # the simulator's proprio (worldsample_control.core.sim.env.PROPRIO_LABELS): ee xyz, gripper width, ee velocity
 PROPRIO_GROUPS: dict[str, tuple[int, ...]] = {"ee_position": (0, 1, 2), "gripper": (3,), "ee_velocity": (4, 5, 6)}
@@ -70,12 +70,14 @@ def state_groups(labels: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
 @dataclass
 class OpenLoop:
     """Predictions of B open-loop rollouts of H steps: proprio (B, H, P), state (B, H, S), reward (B, H),
-    terminated_prob (B, H); step k (0-based) is the prediction for t + k + 1."""
+    terminated_prob (B, H); step k (0-based) is the prediction for t + k + 1. ``uncertainty`` (B, H), when the
+    predictor has one: what it reports for each step (the MLP ensemble's disagreement on that step)."""
 
     proprio: np.ndarray
     state: np.ndarray
     reward: np.ndarray
     terminated_prob: np.ndarray
+    uncertainty: np.ndarray | None = None
 
 
 class Predictor(Protocol):
@@ -133,15 +135,17 @@ class MLPPredictor:
         from .mlp_dynamics import episode_vectors
 
         o = np.stack([episode_vectors(episodes[i])[s] for i, s in zip(ep_idx, t, strict=True)])
-        obs, rew, term = [], [], []
+        obs, rew, term, dis = [], [], [], []
         for k in range(actions.shape[1]):
             out = self.model.predict(o, actions[:, k])
             o = out["next_obs"]
             obs.append(o)
             rew.append(out["reward"])
             term.append(out["terminated_prob"])
+            dis.append(out["disagreement"])
         obs_a = np.stack(obs, 1)
-        return OpenLoop(obs_a[..., :self.p], obs_a[..., self.p:], np.stack(rew, 1), np.stack(term, 1))
+        return OpenLoop(obs_a[..., :self.p], obs_a[..., self.p:], np.stack(rew, 1), np.stack(term, 1),
+                        np.stack(dis, 1))
 
 
 class VideoModelPredictor:
@@ -259,6 +263,25 @@ def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8
 
 
 # --------------------------------------------------------------------------- metrics
+def episode_bootstrap_se(stat, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n: int = 200,
+                         seed: int = 0) -> float:
+    """Standard error of ``stat(x, y)`` by resampling whole episodes (``groups``: each pair's episode) with
+    replacement: the starts of one episode are correlated, so resampling pairs would understate it. NaN with
+    fewer than 2 episodes."""
+    ids = np.unique(groups)
+    if len(ids) < 2:
+        return float("nan")
+    rows = {g: np.flatnonzero(groups == g) for g in ids}
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        pick = np.concatenate([rows[g] for g in rng.choice(ids, len(ids), replace=True)])
+        vals.append(stat(x[pick], y[pick]))
+    vals = np.asarray(vals, float)
+    vals = vals[np.isfinite(vals)]
+    return float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+
+
 def termination_metrics(real: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision, recall, F1 (0 when there is nothing to find and nothing found is NaN) and Brier score."""
     real = np.asarray(real, bool)
@@ -355,12 +378,21 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
                     gain, calib = motion_gains(float((pred_m * real_m).sum()), float((real_m * real_m).sum()),
                                                float((pred_m * pred_m).sum()))
             rmse.update({g: _rmse(dp[:, list(idx)]) for g, idx in pgroups.items()})
+            ranks = {}
+            if ol.uncertainty is not None:  # does the uncertainty rank the error it comes with (PPL's selection)?
+                err = np.linalg.norm(ds[:, obj] if obj else ds, axis=-1)
+                u = np.asarray(ol.uncertainty, float)
+                for name, unc in (("step", u[ok, k]),  # what the model says about step k alone
+                                  ("accumulated", u[ok, :k + 1].sum(1))):  # summed over the branch's steps to k
+                    ranks[name] = spearman(unc, err)
+                    ranks[f"{name}_se"] = episode_bootstrap_se(spearman, unc, err, ep_idx[ok])
             dr = ol.reward[ok, k] - real_r[ok, k]
             res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()), "object_motion_gain": gain,
                              "object_motion_calibration": calib,
                              "reward_bias": float(dr.mean()) if ok.any() else float("nan"),
                              "reward_mae": float(np.abs(dr).mean()) if ok.any() else float("nan"),
-                             "termination": termination_metrics(real_d[ok, k], ol.terminated_prob[ok, k])}
+                             "termination": termination_metrics(real_d[ok, k], ol.terminated_prob[ok, k]),
+                             "uncertainty_spearman": ranks}
         out["predictors"][pred.name] = res
     return out
 
@@ -376,11 +408,17 @@ def _fmt(v: float, digits: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _ranks(r: dict[str, float] | None) -> str:
+    return "-" if not r else " / ".join(f"{_fmt(r[k], 2)} (+-{_fmt(r.get(k + '_se'), 2)})"
+                                        for k in ("step", "accumulated"))
+
+
 def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     """Markdown: one row per (task, horizon, predictor) from `evaluate_state_error` results ``(task, result)``."""
     head = ("| task | h | model | " + " | ".join(c[1] for c in TABLE_COLUMNS)
-            + " | reward MAE | termination F1 | termination Brier | starts (moving) | object motion gain | motion calibration | reward bias |")
-    lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 7)]
+            + " | reward MAE | termination F1 | termination Brier | starts (moving) | object motion gain | motion calibration | reward bias"
+            " | Spearman(uncertainty, object error): step / accumulated (+- SE over episodes) |")
+    lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 8)]
     for task, res in rows:
         for j, h in enumerate(res["horizons"]):
             for name, per in res["predictors"].items():
@@ -392,5 +430,6 @@ def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                              f" | {_fmt(term['brier'], 3)} | {res['num_starts'][j]} ({r['object_moving_starts']}) |"
                              f" {_fmt(r.get('object_motion_gain', float('nan')), 2)} |"
                              f" {_fmt(r.get('object_motion_calibration', float('nan')), 2)} |"
-                             f" {_fmt(r.get('reward_bias', float('nan')), 3)} |")
+                             f" {_fmt(r.get('reward_bias', float('nan')), 3)} |"
+                             f" {_ranks(r.get('uncertainty_spearman'))} |")
     return "\n".join(lines)
