@@ -345,6 +345,7 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
     real_p, real_s, real_r, real_d = real.proprio, real.state, real.reward, real.terminated_prob > 0.5
     start_s = np.stack([episodes[i].states[s] for i, s in zip(ep_idx, ts, strict=True)])
     obj = sgroups.get("object", [])
+    spread = np.concatenate([np.concatenate([e.proprio, e.states], 1) for e in episodes]).std(0) + 1e-6
     out: dict[str, Any] = {"horizons": list(horizons), "groups": {g: [labels[i] for i in idx]
                                                                   for g, idx in sgroups.items()},
                            "proprio_groups": {g: list(v) for g, v in pgroups.items()},
@@ -378,14 +379,18 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
                     gain, calib = motion_gains(float((pred_m * real_m).sum()), float((real_m * real_m).sum()),
                                                float((pred_m * pred_m).sum()))
             rmse.update({g: _rmse(dp[:, list(idx)]) for g, idx in pgroups.items()})
-            ranks = {}
+            ranks: dict[str, dict[str, float]] = {}
             if ol.uncertainty is not None:  # does the uncertainty rank the error it comes with (PPL's selection)?
-                err = np.linalg.norm(ds[:, obj] if obj else ds, axis=-1)
                 u = np.asarray(ol.uncertainty, float)
-                for name, unc in (("step", u[ok, k]),  # what the model says about step k alone
-                                  ("accumulated", u[ok, :k + 1].sum(1))):  # summed over the branch's steps to k
-                    ranks[name] = spearman(unc, err)
-                    ranks[f"{name}_se"] = episode_bootstrap_se(spearman, unc, err, ep_idx[ok])
+                errors = {"object": np.linalg.norm(ds[:, obj] if obj else ds, axis=-1),  # metres
+                          # [proprio, state], each entry over its spread (what the learner eats, as `state_skill`)
+                          "state": np.linalg.norm(np.concatenate([dp, ds], 1) / spread, axis=-1)}
+                for what, err in errors.items():
+                    ranks[what] = {}
+                    for name, unc in (("step", u[ok, k]),  # what the model says about step k alone
+                                      ("accumulated", u[ok, :k + 1].sum(1))):  # summed over the branch's steps to k
+                        ranks[what][name] = spearman(unc, err)
+                        ranks[what][f"{name}_se"] = episode_bootstrap_se(spearman, unc, err, ep_idx[ok])
             dr = ol.reward[ok, k] - real_r[ok, k]
             res[f"h={h}"] = {"rmse": rmse, "object_moving_starts": int(moving.sum()), "object_motion_gain": gain,
                              "object_motion_calibration": calib,
@@ -408,16 +413,16 @@ def _fmt(v: float, digits: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-def _ranks(r: dict[str, float] | None) -> str:
-    return "-" if not r else " / ".join(f"{_fmt(r[k], 2)} (+-{_fmt(r.get(k + '_se'), 2)})"
-                                        for k in ("step", "accumulated"))
+def _ranks(r: dict[str, dict[str, float]] | None) -> str:
+    return "-" if not r else " / ".join(f"{_fmt(r[w]['step'], 2)} (+-{_fmt(r[w]['step_se'], 2)})"
+                                        for w in ("object", "state"))
 
 
 def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     """Markdown: one row per (task, horizon, predictor) from `evaluate_state_error` results ``(task, result)``."""
     head = ("| task | h | model | " + " | ".join(c[1] for c in TABLE_COLUMNS)
             + " | reward MAE | termination F1 | termination Brier | starts (moving) | object motion gain | motion calibration | reward bias"
-            " | Spearman(uncertainty, object error): step / accumulated (+- SE over episodes) |")
+            " | Spearman(uncertainty, error): object / [proprio, state] (+- SE over episodes) |")
     lines = [head, "|" + "---|" * (3 + len(TABLE_COLUMNS) + 8)]
     for task, res in rows:
         for j, h in enumerate(res["horizons"]):
