@@ -233,6 +233,28 @@ def test_mlp_ensemble_fits_known_dynamics():
         model.predict(test.obs[:, :4], test.actions)
 
 
+def test_probabilistic_ensemble_learns_where_the_dynamics_are_noisy():
+    """The known system with noise on o[:3]'s step where o[4] > 0 only: the probabilistic members predict that
+    variance, so its uncertainty ranks the noisy half's (irreducible) error, which the members' spread cannot see."""
+    data = known_transitions(4000, 0)
+    noisy = data.obs[:, 4] > 0
+    rng = np.random.default_rng(1)
+    data.next_obs[noisy, :3] += rng.normal(0, 0.05, (int(noisy.sum()), 3)).astype(np.float32)
+    cfg = MLPDynamicsConfig(ensemble_size=3, hidden_dim=64, num_layers=2, steps=800, batch_size=256, lr=3e-3)
+    test = known_transitions(1000, 2)
+    errs = {}
+    for prob in (False, True):
+        model, met = train_mlp_dynamics(data, replace(cfg, probabilistic=prob))
+        u = model.predict(test.obs, test.actions)["disagreement"]
+        errs[prob] = float(np.median(u[test.obs[:, 4] > 0]) / np.median(u[test.obs[:, 4] <= 0]))
+        assert np.isfinite(met["holdout_loss"]) and (u >= 0).all()
+    assert errs[True] > 3.0 and errs[True] > 2 * errs[False], errs  # noisy half reads as more uncertain
+    with pytest.raises(ValueError, match="init is a"):
+        train_mlp_dynamics(data, cfg, init=train_mlp_dynamics(data, replace(cfg, steps=1, probabilistic=True))[0])
+    with pytest.raises(ValueError, match="min_logvar"):
+        replace(cfg, min_logvar=2.0).validate()
+
+
 def test_mlp_fit_stops_early_and_continues_from_a_previous_ensemble():
     """Early stopping: no held-out improvement for `patience` checks ends the fit and the best checkpoint is kept.
     Warm start: a 1-step fit from a trained ensemble keeps its accuracy, a 1-step fit from scratch has none."""

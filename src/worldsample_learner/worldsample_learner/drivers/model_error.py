@@ -9,7 +9,8 @@ predictors of the next [proprio, privileged state], reward and termination, scor
 held-out episodes' recorded actions (`worldsample_worldmodel.core.state_error`):
 
 - **copy-state**: nothing moves;
-- **MLP ensemble** (`mlp_dynamics`, MBPO's model): fitted to the transitions the video model trains on;
+- **MLP ensemble** (`mlp_dynamics`, MBPO's model): fitted to the transitions the video model trains on; and
+  the same with each member predicting its variance (``probabilistic``, MBPO's own kind of ensemble);
 - **video world model** as the policy experiment builds it: `experiment.pretrain_world_model` on the demos,
   then a `VideoWorldModelSource` (``state_in_proprio``, `experiment.wm_service_config`) that observes the
   real rollouts one by one and post-trains itself when ``wm_min_new_episodes`` have reached its training
@@ -138,10 +139,14 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
     t0 = time.time()
     mlp, mlp_metrics = train_mlp_dynamics(transitions_from_episodes(train_eps), MLPDynamicsConfig(seed=0))
     mlp_metrics["wall_s"] = time.time() - t0
+    # MBPO's own kind: each member also predicts its variance (Gaussian NLL); its uncertainty counts that too
+    pmlp, pmlp_metrics = train_mlp_dynamics(transitions_from_episodes(train_eps),
+                                            MLPDynamicsConfig(seed=0, probabilistic=True))
     print(f"[modelerror] {task}: MLP ensemble on {mlp_metrics['num_train'] + mlp_metrics['num_holdout']} transitions "
           f"({len(train_eps)} episodes): held-out loss {mlp_metrics['holdout_loss']:.4f} at step "
           f"{mlp_metrics['best_step']} ({mlp_metrics['wall_s']:.0f} s)", flush=True)
     predictors = [CopyState(), MLPPredictor(mlp, PROPRIO_DIM),
+                  MLPPredictor(pmlp, PROPRIO_DIM, name="MLP ensemble, probabilistic"),
                   VideoModelPredictor(pre, PROPRIO_DIM, name="video WM, demos only"),
                   VideoModelPredictor(post, PROPRIO_DIM, name="video WM, post-trained"),
                   VideoModelPredictor(post, PROPRIO_DIM, name="video WM, post-trained, static carried",
@@ -150,7 +155,7 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
     judge = partial(judge_states, reward=env_config(cfg, render=False).reward)
     predictors += [JudgedPredictor(predictors[1], judge), JudgedPredictor(predictors[-1], judge)]
     res = evaluate_state_error(predictors, held, TASK_CLASSES[task].state_labels, cfg.horizons)
-    res.update(task=task, mlp=mlp_metrics, world_model={"pretrained": pre.version, "posttrained": post.version},
+    res.update(task=task, mlp=mlp_metrics, probabilistic_mlp=pmlp_metrics, world_model={"pretrained": pre.version, "posttrained": post.version},
                train_episodes={"demos": sum(e.source.name == "DEMO" for e in train_eps),
                                "real": sum(e.source.name == "REAL" for e in train_eps)},
                heldout_episodes=len(held), heldout_successes=sum(e.success for e in held))

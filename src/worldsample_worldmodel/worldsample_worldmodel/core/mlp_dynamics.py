@@ -44,6 +44,13 @@ class MLPDynamicsConfig:
     eval_every: int = 100
     patience: int = 3  # stop after this many held-out checks without improvement (0: run all ``steps``)
     done_weight: float = 1.0
+    # MBPO's probabilistic ensemble: each member also predicts the log-variance of its standardised delta and reward
+    # (soft-bounded to [min_logvar, max_logvar]) and is trained by the Gaussian negative log-likelihood instead of
+    # the MSE; `MLPDynamics.predict`'s ``disagreement`` then adds the members' mean predicted variance (aleatoric:
+    # contact, noise) to their spread (epistemic). The held-out loss that picks the ensemble stays the MSE
+    probabilistic: bool = False
+    min_logvar: float = -10.0
+    max_logvar: float = 1.0
     seed: int = 0
 
     def validate(self) -> None:
@@ -62,6 +69,9 @@ class MLPDynamicsConfig:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"MLPDynamicsConfig.{name} must be a number >= 0, got {v!r}")
+        if not (math.isfinite(self.min_logvar) and math.isfinite(self.max_logvar) and self.min_logvar < self.max_logvar):
+            raise ValueError(f"MLPDynamicsConfig: min_logvar ({self.min_logvar}) must be below max_logvar "
+                             f"({self.max_logvar}), both finite")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"MLPDynamicsConfig.holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}")
 
@@ -121,7 +131,8 @@ def _net(obs_dim: int, action_dim: int, cfg: MLPDynamicsConfig):
             n, hd = cfg.ensemble_size, cfg.hidden_dim
             dims = [obs_dim + action_dim] + [hd] * cfg.num_layers
             self.hidden = nn.ModuleList([EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:], strict=True)])
-            self.out = EnsembleLinear(n, hd, obs_dim + 2)
+            # delta, reward, termination logit (+ the log-variance of delta and reward: ``probabilistic``)
+            self.out = EnsembleLinear(n, hd, obs_dim + 2 + (obs_dim + 1 if cfg.probabilistic else 0))
             for name in ("obs_mean", "obs_std", "delta_mean", "delta_std"):
                 self.register_buffer(name, torch.zeros(obs_dim) if "mean" in name else torch.ones(obs_dim))
             self.register_buffer("rew_mean", torch.zeros(()))
@@ -132,6 +143,12 @@ def _net(obs_dim: int, action_dim: int, cfg: MLPDynamicsConfig):
             for layer in self.hidden:
                 x = torch.nn.functional.silu(layer(x))
             return self.out(x)
+
+        def logvar(self, out: torch.Tensor) -> torch.Tensor:
+            """The soft-bounded log-variance (N, B, O + 1) of the standardised delta and reward in ``out``."""
+            sp = torch.nn.functional.softplus
+            lv = cfg.max_logvar - sp(cfg.max_logvar - out[..., obs_dim + 2:])
+            return cfg.min_logvar + sp(lv - cfg.min_logvar)
 
     return Net()
 
@@ -166,6 +183,8 @@ class MLPDynamics:
             rew = y[..., self.obs_dim].mean(0) * self.net.rew_std + self.net.rew_mean
             term = torch.sigmoid(y[..., self.obs_dim + 1]).mean(0)
             dis = d.var(0, unbiased=False).mean(-1) if self.cfg.ensemble_size > 1 else torch.zeros(len(o))
+            if self.cfg.probabilistic:  # + the members' mean predicted variance of the standardised delta
+                dis = dis + self.net.logvar(y)[..., :self.obs_dim].exp().mean(0).mean(-1)
         return {"next_obs": nxt.numpy(), "reward": rew.numpy(), "terminated_prob": term.numpy(),
                 "disagreement": dis.numpy()}
 
@@ -203,10 +222,11 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     obs_dim, action_dim = data.obs.shape[1], data.actions.shape[1]
     net = _net(obs_dim, action_dim, cfg)
     if init is not None:
-        shape = (init.obs_dim, init.action_dim, init.cfg.ensemble_size, init.cfg.hidden_dim, init.cfg.num_layers)
-        want = (obs_dim, action_dim, cfg.ensemble_size, cfg.hidden_dim, cfg.num_layers)
+        shape = (init.obs_dim, init.action_dim, init.cfg.ensemble_size, init.cfg.hidden_dim, init.cfg.num_layers,
+                 init.cfg.probabilistic)
+        want = (obs_dim, action_dim, cfg.ensemble_size, cfg.hidden_dim, cfg.num_layers, cfg.probabilistic)
         if shape != want:
-            raise ValueError(f"train_mlp_dynamics: init is a (obs, action, members, width, layers) = {shape} "
+            raise ValueError(f"train_mlp_dynamics: init is a (obs, action, members, width, layers, probabilistic) = {shape} "
                              f"ensemble, this fit needs {want}")
         net.load_state_dict(init.net.state_dict())
     delta = data.next_obs - data.obs
@@ -229,10 +249,18 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
         """Per-member loss (N,) of the rows idx (N, B)."""
-        out = net(x[idx])
-        mse = ((out[..., :-1] - y[idx]) ** 2).mean(-1).mean(-1)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(out[..., -1], done[idx], reduction="none").mean(-1)
-        return mse + cfg.done_weight * bce
+        return fit_loss(net(x[idx]), idx)[0]
+
+    def fit_loss(out: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss per member (N,) with the MSE, the same with the Gaussian NLL in its place (``probabilistic``))."""
+        err2 = (out[..., :obs_dim + 1] - y[idx]) ** 2
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(out[..., obs_dim + 1], done[idx],
+                                                                   reduction="none").mean(-1)
+        mse = err2.mean(-1).mean(-1) + cfg.done_weight * bce
+        if not cfg.probabilistic:
+            return mse, mse
+        lv = net.logvar(out)
+        return mse, (err2 * (-lv).exp() + lv).mean(-1).mean(-1) + cfg.done_weight * bce
 
     def holdout_loss() -> float:
         if not n_hold:
@@ -246,7 +274,7 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     since_best, step = 0, 0
     for step in range(1, cfg.steps + 1):
         idx = train_t[torch.randint(0, len(train), (m, bs))]
-        loss = loss_of(idx).sum()
+        loss = fit_loss(net(x[idx]), idx)[1].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
