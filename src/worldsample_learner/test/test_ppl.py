@@ -111,7 +111,7 @@ def _learner(mode):
 
 def test_share_by_fidelity_is_zero_for_a_model_no_better_than_copying_and_ignores_progress():
     c = _ctl(share_by="fidelity")
-    for s in [1, 1, 1, 1]:
+    for _ in range(4):
         c.observe_real_episode(True)
     assert c.synthetic_share() == 0.0  # no fidelity reported yet: no synthetic rows, whatever the progress
     thr_no_model = c.admission_threshold()
