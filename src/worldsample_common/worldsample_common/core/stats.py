@@ -3,6 +3,7 @@
 `spearman`: the rank correlation PPL's selection is judged by (a model's uncertainty against its error).
 `motion_gains`: how much of the real object motion a model predicts (least-squares gain of the predicted
 displacement on the real one) and how much of the predicted motion is real (the gain the other way round).
+`episode_bootstrap_se`: the standard error of such a statistic over correlated starts, resampling whole episodes.
 `fidelity_skill`: the world-model fidelity PPL paces by, how far a model gets from copy-last-frame towards an
 exact prediction (SSIM and PSNR; the smaller counts).
 """
@@ -38,6 +39,25 @@ def motion_gains(dot: float, real2: float, pred2: float) -> tuple[float, float]:
     gain = float(dot / real2) if real2 > 0 else float("nan")
     calibration = float(dot / pred2) if pred2 > 0 else float("nan")
     return gain, calibration
+
+
+def episode_bootstrap_se(stat, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n: int = 200,
+                         seed: int = 0) -> float:
+    """Standard error of ``stat(x, y)`` by resampling whole episodes (``groups``: each pair's episode) with
+    replacement: the starts of one episode are correlated, so resampling pairs would understate it. NaN with
+    fewer than 2 episodes."""
+    ids = np.unique(groups)
+    if len(ids) < 2:
+        return float("nan")
+    rows = {g: np.flatnonzero(groups == g) for g in ids}
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        pick = np.concatenate([rows[g] for g in rng.choice(ids, len(ids), replace=True)])
+        vals.append(stat(x[pick], y[pick]))
+    vals = np.asarray(vals, float)
+    vals = vals[np.isfinite(vals)]
+    return float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
 
 
 def skill_past_baseline(err: float, baseline_err: float) -> float:

@@ -267,17 +267,17 @@ def take_pending(node: Node, limit_s: float = 1.0) -> int:
 TEARDOWN_LIMIT_S = 3.0  # destroy_node + rclpy.shutdown + exit hooks after on_shutdown; then the process ends anyway
 
 
-def _bound_teardown(name: str, code: Callable[[], int], limit_s: float | None = None) -> None:
+def _bound_teardown(name: str, code: Callable[[], int]) -> None:
     """End the process if the teardown after ``on_shutdown`` hangs (seen once in the test suite on a loaded machine:
     arm_control logged its shutdown line, then sat in the DDS teardown through SIGINT and SIGTERM until SIGKILL).
 
-    After ``limit_s`` a daemon thread exits with the node's code (everything it keeps was saved by ``on_shutdown``);
+    After `TEARDOWN_LIMIT_S` a daemon thread exits with the node's code (everything it keeps was saved by ``on_shutdown``);
     should a C call hold the GIL so that no Python thread runs, faulthandler's watchdog (a C thread) prints every
     thread's stack to the node's log and exits 1 at twice the limit, still inside launch's SIGTERM grace."""
     import faulthandler
     import threading
 
-    limit = TEARDOWN_LIMIT_S if limit_s is None else limit_s
+    limit = TEARDOWN_LIMIT_S
 
     def give_up() -> None:
         c = code()

@@ -137,11 +137,11 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
         raise RuntimeError(f"{task}: the world model trained on episodes not in {tdir / 'data.pkl'}: {missing[:3]}")
     train_eps = [by_id[i] for i in trained_on]
     t0 = time.time()
-    mlp, mlp_metrics = train_mlp_dynamics(transitions_from_episodes(train_eps), MLPDynamicsConfig(seed=0))
+    transitions = transitions_from_episodes(train_eps)
+    mlp, mlp_metrics = train_mlp_dynamics(transitions, MLPDynamicsConfig(seed=0))
     mlp_metrics["wall_s"] = time.time() - t0
     # MBPO's own kind: each member also predicts its variance (Gaussian NLL); its uncertainty counts that too
-    pmlp, pmlp_metrics = train_mlp_dynamics(transitions_from_episodes(train_eps),
-                                            MLPDynamicsConfig(seed=0, probabilistic=True))
+    pmlp, pmlp_metrics = train_mlp_dynamics(transitions, MLPDynamicsConfig(seed=0, probabilistic=True))
     print(f"[modelerror] {task}: MLP ensemble on {mlp_metrics['num_train'] + mlp_metrics['num_holdout']} transitions "
           f"({len(train_eps)} episodes): held-out loss {mlp_metrics['holdout_loss']:.4f} at step "
           f"{mlp_metrics['best_step']} ({mlp_metrics['wall_s']:.0f} s)", flush=True)
@@ -155,7 +155,8 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
     judge = partial(judge_states, reward=env_config(cfg, render=False).reward)
     predictors += [JudgedPredictor(predictors[1], judge), JudgedPredictor(predictors[-1], judge)]
     res = evaluate_state_error(predictors, held, TASK_CLASSES[task].state_labels, cfg.horizons)
-    res.update(task=task, mlp=mlp_metrics, probabilistic_mlp=pmlp_metrics, world_model={"pretrained": pre.version, "posttrained": post.version},
+    res.update(task=task, mlp=mlp_metrics, probabilistic_mlp=pmlp_metrics,
+               world_model={"pretrained": pre.version, "posttrained": post.version},
                train_episodes={"demos": sum(e.source.name == "DEMO" for e in train_eps),
                                "real": sum(e.source.name == "REAL" for e in train_eps)},
                heldout_episodes=len(held), heldout_successes=sum(e.success for e in held))

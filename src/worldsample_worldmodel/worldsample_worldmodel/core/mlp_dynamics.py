@@ -247,20 +247,17 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     m = cfg.ensemble_size
 
-    def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        """Per-member loss (N,) of the rows idx (N, B)."""
-        return fit_loss(net(x[idx]), idx)[0]
-
-    def fit_loss(out: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss per member (N,) with the MSE, the same with the Gaussian NLL in its place (``probabilistic``))."""
+    def loss_of(idx: torch.Tensor, nll: bool = False) -> torch.Tensor:
+        """Per-member loss (N,) of the rows idx (N, B): the MSE of delta and reward, or with ``nll`` (a probabilistic
+        ensemble's training) their Gaussian negative log-likelihood; plus the termination's cross-entropy."""
+        out = net(x[idx])
         err2 = (out[..., :obs_dim + 1] - y[idx]) ** 2
+        if nll:
+            lv = net.logvar(out)
+            err2 = err2 * (-lv).exp() + lv
         bce = torch.nn.functional.binary_cross_entropy_with_logits(out[..., obs_dim + 1], done[idx],
                                                                    reduction="none").mean(-1)
-        mse = err2.mean(-1).mean(-1) + cfg.done_weight * bce
-        if not cfg.probabilistic:
-            return mse, mse
-        lv = net.logvar(out)
-        return mse, (err2 * (-lv).exp() + lv).mean(-1).mean(-1) + cfg.done_weight * bce
+        return err2.mean(-1).mean(-1) + cfg.done_weight * bce
 
     def holdout_loss() -> float:
         if not n_hold:
@@ -274,7 +271,7 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     since_best, step = 0, 0
     for step in range(1, cfg.steps + 1):
         idx = train_t[torch.randint(0, len(train), (m, bs))]
-        loss = fit_loss(net(x[idx]), idx)[1].sum()
+        loss = loss_of(idx, nll=cfg.probabilistic).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from worldsample_common.core.episode import Episode
-from worldsample_common.core.stats import motion_gains, skill_past_baseline, spearman
+from worldsample_common.core.stats import episode_bootstrap_se, motion_gains, skill_past_baseline, spearman
 
 # the simulator's proprio (worldsample_control.core.sim.env.PROPRIO_LABELS): ee xyz, gripper width, ee velocity
 PROPRIO_GROUPS: dict[str, tuple[int, ...]] = {"ee_position": (0, 1, 2), "gripper": (3,), "ee_velocity": (4, 5, 6)}
@@ -230,6 +230,12 @@ def real_future(episodes, ep_idx, t, h: int) -> OpenLoop:
     return OpenLoop(p, s, r, d)
 
 
+def entry_spread(episodes: list[Episode]) -> np.ndarray:
+    """The spread (std) of every [proprio, state] entry over ``episodes``: metres and metres per second in one
+    number once divided by it."""
+    return np.concatenate([np.concatenate([e.proprio, e.states], 1) for e in episodes]).std(0) + 1e-6
+
+
 def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8), stride: int = 2,
                 max_starts: int = 512, seed: int = 0) -> list[float]:
     """Per horizon, ``1 - RMSE(predictor) / RMSE(copy-state)`` of the predicted [proprio, state] against what
@@ -248,7 +254,7 @@ def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8
     actions = recorded_actions(episodes, ep_idx, ts, hmax)
     real = real_future(episodes, ep_idx, ts, hmax)
     ol, copy = predictor.predict(episodes, ep_idx, ts, actions), CopyState().predict(episodes, ep_idx, ts, actions)
-    scale = np.concatenate([np.concatenate([e.proprio, e.states], 1) for e in episodes]).std(0) + 1e-6
+    scale = entry_spread(episodes)
     lengths = np.array([episodes[i].length for i in ep_idx])
     out = []
     for h in horizons:
@@ -263,25 +269,6 @@ def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8
 
 
 # --------------------------------------------------------------------------- metrics
-def episode_bootstrap_se(stat, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n: int = 200,
-                         seed: int = 0) -> float:
-    """Standard error of ``stat(x, y)`` by resampling whole episodes (``groups``: each pair's episode) with
-    replacement: the starts of one episode are correlated, so resampling pairs would understate it. NaN with
-    fewer than 2 episodes."""
-    ids = np.unique(groups)
-    if len(ids) < 2:
-        return float("nan")
-    rows = {g: np.flatnonzero(groups == g) for g in ids}
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n):
-        pick = np.concatenate([rows[g] for g in rng.choice(ids, len(ids), replace=True)])
-        vals.append(stat(x[pick], y[pick]))
-    vals = np.asarray(vals, float)
-    vals = vals[np.isfinite(vals)]
-    return float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-
-
 def termination_metrics(real: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision, recall, F1 (0 when there is nothing to find and nothing found is NaN) and Brier score."""
     real = np.asarray(real, bool)
@@ -345,7 +332,7 @@ def evaluate_state_error(predictors: list[Predictor], episodes: list[Episode], s
     real_p, real_s, real_r, real_d = real.proprio, real.state, real.reward, real.terminated_prob > 0.5
     start_s = np.stack([episodes[i].states[s] for i, s in zip(ep_idx, ts, strict=True)])
     obj = sgroups.get("object", [])
-    spread = np.concatenate([np.concatenate([e.proprio, e.states], 1) for e in episodes]).std(0) + 1e-6
+    spread = entry_spread(episodes)
     out: dict[str, Any] = {"horizons": list(horizons), "groups": {g: [labels[i] for i in idx]
                                                                   for g, idx in sgroups.items()},
                            "proprio_groups": {g: list(v) for g, v in pgroups.items()},
