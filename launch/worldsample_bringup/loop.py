@@ -287,7 +287,15 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     from worldsample_common.core.files import json_dumps
 
     from .monitor import LoopMonitor
-    from .process_runner import GraphAlreadyRunning, NodeFailed, ProcessGraph, exit_code_of, stop_signals
+    from .process_runner import (
+        GraphAlreadyRunning,
+        NodeFailed,
+        ProcessGraph,
+        exit_code_of,
+        signals_deferred,
+        signals_reported,
+        stop_signals,
+    )
     from .progress import plot_progress
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C stays a KeyboardInterrupt here
@@ -299,13 +307,18 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
     graph = ProcessGraph(specs, env=_node_env(), log_dir=out / "logs", pid_file=out / "logs" / "graph.pids.json")
     t0 = time.monotonic()
     code = 0
+
+    def spin(timeout_sec: float) -> None:  # a stop signal is raised after rclpy's call, never inside it
+        with signals_deferred():
+            executor.spin_once(timeout_sec=timeout_sec)
+
     with stop_signals():  # SIGTERM / SIGHUP stop the graph like Ctrl-C (restored after the stop)
         try:
             graph.start()
             actor = graph.nodes["actor"]
 
             def finished() -> bool:
-                executor.spin_once(timeout_sec=0.1)
+                spin(0.1)
                 return actor.returncode is not None or (timeout > 0 and time.monotonic() - t0 > timeout)
 
             graph.wait(finished, allow_exit=("actor",))
@@ -317,7 +330,7 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
                 print(f"worldsample loop: --timeout {timeout:.0f} s reached; stopping (resume with --resume)")
             else:  # all episodes done: let a world-model post-training in progress finish (bounded)
                 end = time.monotonic() + FINISH_WM_S
-                executor.spin_once(timeout_sec=0.5)
+                spin(0.5)
                 job = out / "world_model" / "train_job.json"  # there while a training runs (or was cut)
 
                 def wm_training() -> bool:
@@ -328,11 +341,11 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
                           "post-training to finish (Ctrl-C stops now, its train state is kept)", flush=True)
                 while wm_training() and time.monotonic() < end:
                     graph.check(allow_exit=("actor",))
-                    executor.spin_once(timeout_sec=0.2)
+                    spin(0.2)
             # let the last recorded episode and status messages arrive
             end = time.monotonic() + 2.0
             while time.monotonic() < end:
-                executor.spin_once(timeout_sec=0.1)
+                spin(0.1)
         except (NodeFailed, GraphAlreadyRunning) as exc:
             print(f"worldsample loop: {exc}", file=sys.stderr)
             code = 1
@@ -342,8 +355,9 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
             code = exit_code_of(exc)
         finally:
             codes = graph.stop()
-            for _ in range(10):  # recorded-episode events sent while stopping
-                executor.spin_once(timeout_sec=0.05)
+            with signals_reported("collecting the last events"):
+                for _ in range(10):  # recorded-episode events sent while stopping
+                    executor.spin_once(timeout_sec=0.05)
             monitor.close()
             executor.shutdown()
             monitor.destroy_node()

@@ -74,7 +74,41 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_ignored(what: str) -> Iterator[None]:
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C / SIGTERM / SIGHUP arriving within the block are raised when it ends (main thread only).
+
+    For calls into rclpy's C extension (``executor.spin_once``): a Python signal handler that raises
+    while pybind11 converts a call argument (``take_message``) has its KeyboardInterrupt turned into
+    ``RuntimeError: Unable to convert call argument``, and Ctrl-C would crash the loop instead of
+    stopping it (seen in CI). Here the handler only notes the signal; the first one noted is then
+    given to the handler that was installed before (KeyboardInterrupt, `StopSignal`) outside rclpy.
+    """
+    pending: list[int] = []
+
+    def note(signum, _frame):
+        pending.append(signum)
+
+    old = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, note)
+    except ValueError:  # not the main thread: nothing to defer
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if pending:
+            handler = old.get(pending[0])
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), pending[0])
+
+
+@contextlib.contextmanager
+def signals_reported(what: str) -> Iterator[None]:
     """Ctrl-C / SIGTERM / SIGHUP during ``what`` are reported, not raised (main thread only)."""
 
     def note(signum, _frame):
@@ -278,7 +312,7 @@ class ProcessGraph:
         Signals that reach this process meanwhile are reported and ignored (a second Ctrl-C must
         not abandon the nodes half-stopped).
         """
-        with _signals_ignored("stopping the nodes"):
+        with signals_reported("stopping the nodes"):
             return self._stop(names)
 
     def _stop(self, names: list[str] | None) -> dict[str, int]:
