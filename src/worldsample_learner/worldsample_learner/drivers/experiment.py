@@ -115,6 +115,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     from worldsample_control.core.sim import make_env
     from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource, SyntheticAudit
     from worldsample_control.core.sim.tasks import judge_states
+    from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
     from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
@@ -143,7 +144,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
                                                          state_in_proprio=True, state_model=cfg.wm_state_model,
-                                                         seed=seed), judge=judge)
+                                                         mlp=MLPDynamicsConfig(**cfg.wm_mlp), seed=seed), judge=judge)
         source.add_demos(demos)
         if cfg.audit_synthetic:
             source = SyntheticAudit(source, make_env(task, replace(env_config(cfg, render=False), seed=seed)),

@@ -86,6 +86,8 @@ class ExperimentConfig:
     oracle_object_noise: float = 0.0  # std [m] of the per-step noise on the objects' x, y in imagined steps
     oracle_motion_scale: float = 1.0  # fraction of each imagined step's object motion that happens
     ppl: dict[str, Any] = field(default_factory=dict)  # PPLConfig fields for every run (`--set ppl.FIELD=VALUE`)
+    # MLPDynamicsConfig fields of the MLP state model (wm_state_model "mlp"; `--set wm_mlp.FIELD=VALUE`)
+    wm_mlp: dict[str, Any] = field(default_factory=dict)
     wm_proprio_step_scaled: bool = False  # WorldModelConfig.proprio_step_scaled (the measured trade-off is documented there)
     wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
     wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
@@ -170,33 +172,40 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         over["modes"] = modes
     for item in getattr(args, "set", None) or []:
         key, value = parse_override(item)
-        if key.startswith(PPL_PREFIX):
-            over["ppl"] = {**over.get("ppl", cfg.ppl), key[len(PPL_PREFIX):]: value}
+        group, dot, name = key.partition(".")
+        if dot:
+            over[group] = {**over.get(group, getattr(cfg, group)), name: value}
         else:
             over[key] = value
     out = replace(cfg, **over)
-    if out.ppl:  # a bad PPL value fails here, not in every run
-        from worldsample_learner.core.config import PPLConfig
-
-        PPLConfig(**out.ppl).validate()
+    for group, make in _sub_configs().items():  # a bad value fails here, not in every run
+        if getattr(out, group):
+            make(**getattr(out, group)).validate()
     return out
 
 
-PPL_PREFIX = "ppl."  # --set ppl.FIELD=VALUE: a PPLConfig field
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """``FIELD=VALUE`` -> (field, value typed like the field's default in `ExperimentConfig`); ``ppl.FIELD=VALUE``
-    -> ("ppl.FIELD", value typed like `PPLConfig`'s)."""
-    from dataclasses import fields
+def _sub_configs() -> dict[str, type]:
+    """The ExperimentConfig dict fields that hold another config's fields (``--set GROUP.FIELD=VALUE``)."""
+    from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
 
     from worldsample_learner.core.config import PPLConfig
 
+    return {"ppl": PPLConfig, "wm_mlp": MLPDynamicsConfig}
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` -> (field, value typed like the field's default in `ExperimentConfig`); ``GROUP.FIELD=VALUE``
+    (``ppl.``: a `PPLConfig` field, ``wm_mlp.``: an `MLPDynamicsConfig` one) -> ("GROUP.FIELD", value typed like
+    that config's default)."""
+    from dataclasses import fields
+
+    subs = _sub_configs()
     key, sep, raw = item.partition("=")
     key, raw = key.strip(), raw.strip()
-    kinds = {f.name: type(getattr(ExperimentConfig(), f.name)) for f in fields(ExperimentConfig) if f.name != "ppl"}
-    kinds.update({PPL_PREFIX + f.name: type(getattr(PPLConfig(), f.name)) for f in fields(PPLConfig)
-                  if f.name != "mode"})  # the mode is the run variant's
+    kinds = {f.name: type(getattr(ExperimentConfig(), f.name)) for f in fields(ExperimentConfig) if f.name not in subs}
+    for group, make in subs.items():
+        kinds.update({f"{group}.{f.name}": type(getattr(make(), f.name)) for f in fields(make)
+                      if (group, f.name) not in (("ppl", "mode"), ("wm_mlp", "seed"))})  # the run's own
     if not sep or key not in kinds:
         raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(kinds)}")
     kind = kinds[key]
