@@ -145,3 +145,38 @@ def test_an_interrupted_policy_experiment_resumes(tmp_path):
     summary = json.loads((tmp_path / "policy" / "results.json").read_text())["summary"]["push"]
     assert set(summary) == {"rl-only", "oracle-naive"}
     assert "oracle-naive" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_modelerror_scores_every_predictor_and_resumes_per_task(tmp_path):
+    """`experiment modelerror` at a toy size: the held-out table has copy-state, both MLP ensembles and the video
+    models at every horizon; copy-state has no predicted motion and no uncertainty, the MLP ensembles an
+    uncertainty rank; a second call keeps the finished task instead of recomputing it."""
+    import json
+
+    from worldsample_learner.drivers.experiment import ExperimentConfig
+    from worldsample_learner.drivers.model_error import run_model_error
+
+    cfg = ExperimentConfig(tasks=("push",), demos=2, max_steps=40, wm_pretrain_steps=2, wm_posttrain_steps=2,
+                           wm_min_new_episodes=2, wm_batch_size=2, wm_rollout_steps=2, heldout_episodes=3,
+                           horizons=(1, 4))
+    assert run_model_error(cfg, tmp_path, "toy") == 0
+    root = tmp_path / "modelerror"
+    res = json.loads((root / "results.json").read_text())["tasks"]["push"]
+    preds = res["predictors"]
+    assert {"copy-state", "MLP ensemble", "MLP ensemble, probabilistic", "video WM, demos only",
+            "video WM, post-trained"} <= set(preds), sorted(preds)
+    for name, per in preds.items():
+        assert set(per) == {"h=1", "h=4"}, name
+    copy = preds["copy-state"]["h=1"]
+    assert copy["rmse"]["object"] > 0 and not copy["uncertainty_spearman"]  # the held-out objects move
+    assert preds["MLP ensemble"]["h=4"]["uncertainty_spearman"]
+    assert res["train_episodes"]["demos"] == 2 and res["heldout_episodes"] == 3
+    table = (root / "results.md").read_text()
+    assert "| push | 4 | MLP ensemble, probabilistic |" in table
+    # resumed: the finished task is kept (a marker written into its record survives)
+    per_task = json.loads((root / "per_task.json").read_text())
+    per_task["push"]["marker"] = "kept"
+    (root / "per_task.json").write_text(json.dumps(per_task))
+    assert run_model_error(cfg, tmp_path, "again") == 0
+    assert json.loads((root / "results.json").read_text())["tasks"]["push"]["marker"] == "kept"
