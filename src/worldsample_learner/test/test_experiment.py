@@ -91,11 +91,11 @@ def test_any_config_field_can_be_set_from_the_command_line():
     args = parser.parse_args(["policy", "--config", "rl", "--out", "x", "--set", "wm_judge=false",
                               "--set", "synthetic_branches=64", "--set", "cameras=front,wrist",
                               "--set", "ppl.naive_horizon=3", "--set", "ppl.horizon_max=5", "--set", "oracle_object_noise=0.006",
-                              "--set", "wm_mlp.probabilistic=true"])
+                              "--set", "wm_mlp.probabilistic=true", "--set", "wm_source.uncertainty_over=branch_mean"])
     cfg = config_from_args(args)
     assert cfg.wm_judge is False and cfg.synthetic_branches == 64 and cfg.cameras == ("front", "wrist")
     assert cfg.ppl == {"naive_horizon": 3, "horizon_max": 5} and cfg.oracle_object_noise == 0.006
-    assert cfg.wm_mlp == {"probabilistic": True}
+    assert cfg.wm_mlp == {"probabilistic": True} and cfg.wm_source == {"uncertainty_over": "branch_mean"}
     assert cfg.env_steps == 20_000  # the rest is the config's
     assert "--set wm_judge=false" in command_line(args)
     # the "mbpo" preset is the fifth sitting's runs: 64 branches every 100 steps, UTD 4 named in every variant
@@ -106,7 +106,9 @@ def test_any_config_field_can_be_set_from_the_command_line():
                      ("synthetic_branches=lots", "takes a int"), ("wm_judge", "FIELD=VALUE"),
                      ("ppl.nope=1", "FIELD=VALUE"), ("ppl.mode=naive", "FIELD=VALUE"), ("ppl=1", "FIELD=VALUE"),
                      ("ppl.horizon_max=long", "takes a int"), ("wm_mlp.seed=3", "FIELD=VALUE"),
-                     ("wm_mlp=1", "FIELD=VALUE"), ("wm_mlp.min_logvar=2", "must be below max_logvar")):
+                     ("wm_mlp=1", "FIELD=VALUE"), ("wm_mlp.min_logvar=2", "must be below max_logvar"),
+                     ("wm_source.uncertainty_over=sum", "uncertainty_over must be one of"),
+                     ("wm_source.seed=1", "FIELD=VALUE"), ("wm_source.service=x", "FIELD=VALUE")):
         with pytest.raises(ValueError, match=why):
             config_from_args(parser.parse_args(["policy", "--out", "x", "--set", bad]))
 

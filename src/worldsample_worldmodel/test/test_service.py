@@ -192,6 +192,20 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
             o = out["next_obs"]
             np.testing.assert_allclose(np.concatenate([e.proprio[k + 1], e.states[k + 1]]), o[0], rtol=1e-5, atol=1e-5)
             assert e.uncertainty[k] == pytest.approx(out["disagreement"][0] / src.mlp_uncertainty_ref, rel=1e-4)
+    # uncertainty_over "branch_mean": a step's uncertainty is the mean of its branch's steps up to it
+    src.cfg.uncertainty_over = "branch_mean"
+    varied = 0
+    for e in src.generate(StatePolicy(), 8, 5):
+        o, per_step = np.concatenate([e.proprio[:1], e.states[:1]], 1), []
+        for k in range(e.length):
+            out = src.mlp.predict(o, e.actions[k:k + 1])
+            o = out["next_obs"]
+            per_step.append(out["disagreement"][0] / src.mlp_uncertainty_ref)
+        varied += np.ptp(per_step) > 0  # a branch where the mean differs from the step's own
+        np.testing.assert_allclose(e.uncertainty, np.cumsum(per_step) / np.arange(1, e.length + 1), rtol=1e-4)
+    assert varied
+    with pytest.raises(ValueError, match="uncertainty_over must be one of"):
+        VideoSourceConfig(uncertainty_over="sum").validate()
     with pytest.raises(ValueError, match="state_model must be one of"):
         VideoSourceConfig(state_model="lstm").validate()
     with pytest.raises(ValueError, match="needs state_in_proprio"):

@@ -144,7 +144,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
                                                          state_in_proprio=True, state_model=cfg.wm_state_model,
-                                                         mlp=MLPDynamicsConfig(**cfg.wm_mlp), seed=seed), judge=judge)
+                                                         mlp=MLPDynamicsConfig(**cfg.wm_mlp), seed=seed, **cfg.wm_source),
+                                        judge=judge)
         source.add_demos(demos)
         if cfg.audit_synthetic:
             source = SyntheticAudit(source, make_env(task, replace(env_config(cfg, render=False), seed=seed)),

@@ -88,6 +88,8 @@ class ExperimentConfig:
     ppl: dict[str, Any] = field(default_factory=dict)  # PPLConfig fields for every run (`--set ppl.FIELD=VALUE`)
     # MLPDynamicsConfig fields of the MLP state model (wm_state_model "mlp"; `--set wm_mlp.FIELD=VALUE`)
     wm_mlp: dict[str, Any] = field(default_factory=dict)
+    # VideoSourceConfig fields (`--set wm_source.FIELD=VALUE`, e.g. uncertainty_over=branch_mean)
+    wm_source: dict[str, Any] = field(default_factory=dict)
     wm_proprio_step_scaled: bool = False  # WorldModelConfig.proprio_step_scaled (the measured trade-off is documented there)
     wm_real_episodes: int = 20  # worldmodel experiment: "real" rollouts (noisy expert) arriving during the loop
     wm_real_noise: float = 0.6  # their action noise (std on dx, dy, dz)
@@ -187,16 +189,22 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 def _sub_configs() -> dict[str, type]:
     """The ExperimentConfig dict fields that hold another config's fields (``--set GROUP.FIELD=VALUE``)."""
     from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
+    from worldsample_worldmodel.core.source import VideoSourceConfig
 
     from worldsample_learner.core.config import PPLConfig
 
-    return {"ppl": PPLConfig, "wm_mlp": MLPDynamicsConfig}
+    return {"ppl": PPLConfig, "wm_mlp": MLPDynamicsConfig, "wm_source": VideoSourceConfig}
+
+
+# sub-config fields the run sets itself (its variant, seed, the fields with their own ExperimentConfig entry)
+_RUN_OWN = {("ppl", "mode"), ("wm_mlp", "seed"), ("wm_source", "seed"), ("wm_source", "state_model"),
+            ("wm_source", "state_in_proprio")}
 
 
 def parse_override(item: str) -> tuple[str, Any]:
     """``FIELD=VALUE`` -> (field, value typed like the field's default in `ExperimentConfig`); ``GROUP.FIELD=VALUE``
-    (``ppl.``: a `PPLConfig` field, ``wm_mlp.``: an `MLPDynamicsConfig` one) -> ("GROUP.FIELD", value typed like
-    that config's default)."""
+    (``ppl.``: a `PPLConfig` field, ``wm_mlp.``: an `MLPDynamicsConfig` one, ``wm_source.``: a
+    `VideoSourceConfig` one) -> ("GROUP.FIELD", value typed like that config's default)."""
     from dataclasses import fields
 
     subs = _sub_configs()
@@ -205,7 +213,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     kinds = {f.name: type(getattr(ExperimentConfig(), f.name)) for f in fields(ExperimentConfig) if f.name not in subs}
     for group, make in subs.items():
         kinds.update({f"{group}.{f.name}": type(getattr(make(), f.name)) for f in fields(make)
-                      if (group, f.name) not in (("ppl", "mode"), ("wm_mlp", "seed"))})  # the run's own
+                      if (group, f.name) not in _RUN_OWN and type(getattr(make(), f.name)) in (bool, int, float, str)})
     if not sep or key not in kinds:
         raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(kinds)}")
     kind = kinds[key]

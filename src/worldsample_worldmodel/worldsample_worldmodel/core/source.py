@@ -71,6 +71,10 @@ class VideoSourceConfig:
     state_model: str = "video"  # with state_in_proprio: "video" | "mlp" (see the module docstring)
     mlp: MLPDynamicsConfig = field(default_factory=MLPDynamicsConfig)  # state_model "mlp"
     state_model_every: int = 5  # state_model "mlp": re-fit before a generation after this many new real episodes
+    # a synthetic step's uncertainty (what PPL's trust reads): "step", the model's on that step alone, or
+    # "branch_mean", the mean of its branch's steps up to it (an error made early carries into later steps; same
+    # scale as "step", so PPL's uncertainty_scale keeps its meaning)
+    uncertainty_over: str = "step"
     seed: int = 0
 
     def validate(self) -> None:
@@ -81,9 +85,21 @@ class VideoSourceConfig:
         self.mlp.validate()
         if not isinstance(self.state_model_every, int) or self.state_model_every < 1:
             raise ValueError(f"VideoSourceConfig.state_model_every must be an int >= 1, got {self.state_model_every!r}")
+        if self.uncertainty_over not in UNCERTAINTY_OVER:
+            raise ValueError(f"VideoSourceConfig.uncertainty_over must be one of {UNCERTAINTY_OVER}, got "
+                             f"{self.uncertainty_over!r}")
 
 
 STATE_MODELS = ("video", "mlp")
+UNCERTAINTY_OVER = ("step", "branch_mean")
+
+
+def branch_mean(uncertainty: np.ndarray | None) -> np.ndarray | None:
+    """Per step, the mean of a branch's uncertainties up to and including that step (NaN stays NaN from there on)."""
+    if uncertainty is None:
+        return None
+    u = np.asarray(uncertainty, np.float64)
+    return (np.cumsum(u) / np.arange(1, len(u) + 1)).astype(np.float32)
 
 
 STATIC_TOLERANCE = 1e-6  # a state dimension whose range within every episode stays below this is static
@@ -261,7 +277,10 @@ class VideoWorldModelSource:
         eps, _ = self.service.generate(policy, num_branches, horizon, self.cfg.action_noise,
                                        seed=int(self.rng.integers(1 << 31)), write_bag=self.cfg.write_bags,
                                        state_model=state_model)
-        return [self._from_model(e) for e in eps]
+        eps = [self._from_model(e) for e in eps]
+        if self.cfg.uncertainty_over == "branch_mean":
+            eps = [replace(e, uncertainty=branch_mean(e.uncertainty)) for e in eps]
+        return eps
 
 
 class _StateFromProprio:
