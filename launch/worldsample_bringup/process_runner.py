@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .graph import NodeSpec
 
@@ -74,6 +75,23 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _stop_signals_handled_by(handler: Callable[[int, Any], None]) -> Iterator[dict[int, Any]]:
+    """Within the block Ctrl-C / SIGTERM / SIGHUP go to ``handler`` (main thread only; elsewhere nothing changes);
+    yields the handlers they had, which are put back at the end."""
+    old: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield old
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Ctrl-C / SIGTERM / SIGHUP arriving within the block are raised when it ends (main thread only).
 
@@ -84,27 +102,14 @@ def signals_deferred() -> Iterator[None]:
     given to the handler that was installed before (KeyboardInterrupt, `StopSignal`) outside rclpy.
     """
     pending: list[int] = []
-
-    def note(signum, _frame):
-        pending.append(signum)
-
-    old = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            old[sig] = signal.signal(sig, note)
-    except ValueError:  # not the main thread: nothing to defer
-        pass
-    try:
+    with _stop_signals_handled_by(lambda signum, _frame: pending.append(signum)) as old:
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        if pending:
-            handler = old.get(pending[0])
-            if callable(handler):
-                handler(pending[0], None)
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), pending[0])
+    if pending:
+        handler = old.get(pending[0])
+        if callable(handler):
+            handler(pending[0], None)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), pending[0])
 
 
 @contextlib.contextmanager
@@ -115,17 +120,8 @@ def signals_reported(what: str) -> Iterator[None]:
         print(f"{signal.Signals(signum).name} while {what}; finishing that first (SIGKILL abandons it)",
               file=sys.stderr, flush=True)
 
-    old = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            old[sig] = signal.signal(sig, note)
-    except ValueError:  # not the main thread: nothing to guard
-        pass
-    try:
+    with _stop_signals_handled_by(note):
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def pid_alive(pid: int) -> bool:
