@@ -141,6 +141,7 @@ def receive_demonstrations(settings: dict, out: Path) -> None:
     from rclpy.parameter import Parameter
 
     from .payload_link import PayloadLinkNode
+    from .process_runner import signals_deferred
 
     need = int(settings["demos"])
     demos = out / "demos"
@@ -161,7 +162,8 @@ def receive_demonstrations(settings: dict, out: Path) -> None:
     last = time.monotonic()
     try:
         while _bag_count(demos) < need:
-            ex.spin_once(timeout_sec=0.2)
+            with signals_deferred():  # Ctrl-C raised after rclpy's call, never inside it
+                ex.spin_once(timeout_sec=0.2)
             if time.monotonic() - last > WAIT_REPORT_S:
                 last = time.monotonic()
                 print(f"loop: {_bag_count(demos)}/{need} demonstration(s) received", flush=True)
