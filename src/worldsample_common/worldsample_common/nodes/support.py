@@ -277,22 +277,20 @@ def _bound_teardown(name: str, code: Callable[[], int]) -> None:
     import faulthandler
     import threading
 
-    limit = TEARDOWN_LIMIT_S
-
     def give_up() -> None:
         c = code()
         try:
             print(f"{name}: the teardown after on_shutdown (destroy_node, rclpy.shutdown, exit hooks) did not finish in "
-                  f"{limit:.0f} s; the node's data was saved before it: exiting with {c}", file=sys.stderr, flush=True)
+                  f"{TEARDOWN_LIMIT_S:.0f} s; the node's data was saved before it: exiting with {c}", file=sys.stderr, flush=True)
         except (OSError, ValueError):
             pass
         os._exit(c if isinstance(c, int) and 0 <= c <= 255 else 1)
 
-    timer = threading.Timer(limit, give_up)
+    timer = threading.Timer(TEARDOWN_LIMIT_S, give_up)
     timer.daemon = True
     timer.start()
     try:
-        faulthandler.dump_traceback_later(2 * limit, exit=True, file=sys.stderr)
+        faulthandler.dump_traceback_later(2 * TEARDOWN_LIMIT_S, exit=True, file=sys.stderr)
     except (OSError, ValueError, RuntimeError):  # no usable stderr: the Python timer alone
         pass
 

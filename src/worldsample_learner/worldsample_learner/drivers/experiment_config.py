@@ -210,10 +210,13 @@ def parse_override(item: str) -> tuple[str, Any]:
     subs = _sub_configs()
     key, sep, raw = item.partition("=")
     key, raw = key.strip(), raw.strip()
-    kinds = {f.name: type(getattr(ExperimentConfig(), f.name)) for f in fields(ExperimentConfig) if f.name not in subs}
+    base = ExperimentConfig()
+    kinds = {f.name: type(getattr(base, f.name)) for f in fields(base) if f.name not in subs}
     for group, make in subs.items():
-        kinds.update({f"{group}.{f.name}": type(getattr(make(), f.name)) for f in fields(make)
-                      if (group, f.name) not in _RUN_OWN and type(getattr(make(), f.name)) in (bool, int, float, str)})
+        defaults = make()
+        sub_kinds = {f.name: type(getattr(defaults, f.name)) for f in fields(defaults)}
+        kinds.update({f"{group}.{name}": kind for name, kind in sub_kinds.items()
+                      if (group, name) not in _RUN_OWN and kind in (bool, int, float, str)})
     if not sep or key not in kinds:
         raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(kinds)}")
     kind = kinds[key]
