@@ -204,6 +204,41 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
         varied += np.ptp(per_step) > 0  # a branch where the mean differs from the step's own
         np.testing.assert_allclose(e.uncertainty, np.cumsum(per_step) / np.arange(1, e.length + 1), rtol=1e-4)
     assert varied
+    # success_agreement: a branch ends in success only where every member's own step from the branch's state and
+    # action is a success too; where the mean state alone would have ended it, the lowest member reward is paid
+    from worldsample_worldmodel.core.source import agreed_success
+
+    def judge(task, states):
+        ok = states[:, 0] > level
+        return ok, np.where(ok, 1.0, -1.0).astype(np.float32)
+
+    src.cfg.uncertainty_over = "step"
+    src.rng = np.random.default_rng(3)
+    plain = src.generate(StatePolicy(), 16, 6)
+    level = float(np.median([e.states[1:, 0].max() for e in plain]))  # about half the branches reach it
+    src.judge, src.rng = judge, np.random.default_rng(3)
+    mean_judged = src.generate(StatePolicy(), 16, 6)
+    src.cfg.success_agreement, src.rng = 1.0, np.random.default_rng(3)
+    agreed = src.generate(StatePolicy(), 16, 6)
+    refused = 0
+    for m, a in zip(mean_judged, agreed, strict=True):
+        assert a.length >= m.length  # refusing a success can only make a branch longer
+        o = np.concatenate([a.proprio[:-1], a.states[:-1]], 1)
+        member_states = src.mlp.predict(o, a.actions, members=True)["member_next_obs"][..., 4:]
+        ok, rew = agreed_success(judge, a.task, a.states[1:], member_states, 1.0)
+        assert a.successes.tolist() == ok.tolist() and a.terminated[-1] == ok[-1]
+        np.testing.assert_allclose(a.rewards, rew, atol=1e-6)
+        if a.successes.any():
+            assert (member_states[:, -1, 0] > level).all()
+        refused += int(m.successes.any() and not (a.length == m.length and a.successes.any()))
+    assert any(e.successes.any() for e in mean_judged) and refused, "the members should disagree somewhere"
+    with pytest.raises(ValueError, match="success_agreement must be in"):
+        VideoSourceConfig(state_in_proprio=True, state_model="mlp", success_agreement=1.5).validate()
+    with pytest.raises(ValueError, match="needs state_model 'mlp'"):
+        VideoSourceConfig(state_in_proprio=True, success_agreement=0.5).validate()
+    with pytest.raises(ValueError, match="needs a judge"):
+        VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True, state_model="mlp",
+                                                success_agreement=0.5))
     with pytest.raises(ValueError, match="uncertainty_over must be one of"):
         VideoSourceConfig(uncertainty_over="sum").validate()
     with pytest.raises(ValueError, match="state_model must be one of"):

@@ -394,6 +394,33 @@ def test_judged_branch_ends_at_its_first_successful_state():
         VideoWorldModelSource(VideoSourceConfig(state_in_proprio=False), judge=judge)
 
 
+def test_agreed_success_keeps_a_success_only_where_enough_members_predict_one():
+    """`agreed_success`: the judge on the mean state, with each success checked against the members' own states;
+    a refused step is no success and earns the lowest member reward; agreement 0 is the mean state alone."""
+    from worldsample_worldmodel.core.source import agreed_success
+
+    def judge(task, states):  # success where the first dimension passes 1; reward grows with it below that
+        ok = states[:, 0] > 1.0
+        return ok, np.where(ok, 1.0, 0.5 * states[:, 0]).astype(np.float32)
+
+    mean = np.array([[0.4], [1.2], [1.5], [2.0]], np.float32)
+    members = np.array([[[0.4], [1.1], [1.4], [2.0]],
+                        [[0.2], [0.9], [1.6], [1.9]],
+                        [[0.6], [0.6], [1.2], [2.1]],
+                        [[0.4], [1.3], [0.8], [2.0]]], np.float32)  # (E=4, T=4, S=1)
+    ok, rew = agreed_success(judge, "toy", mean)
+    assert ok.tolist() == [False, True, True, True]
+    for agreement, want_ok, want_rew in [(1.0, [False, False, False, True], [0.2, 0.3, 0.4, 1.0]),
+                                         (0.75, [False, False, True, True], [0.2, 0.3, 1.0, 1.0]),
+                                         (0.5, [False, True, True, True], [0.2, 1.0, 1.0, 1.0]),
+                                         (0.0, [False, True, True, True], [0.2, 1.0, 1.0, 1.0])]:
+        ok, rew = agreed_success(judge, "toy", mean, members, agreement)
+        assert ok.tolist() == want_ok, agreement
+        np.testing.assert_allclose(rew, want_rew, atol=1e-6)
+    # no member states: the mean state alone, whatever the agreement asked
+    assert agreed_success(judge, "toy", mean, None, 1.0)[0].tolist() == [False, True, True, True]
+
+
 def test_judged_predictor_labels_by_the_predicted_state():
     """`JudgedPredictor`: reward and termination come from the judge on the predicted state; with the real
     future as the prediction and the toy's own success rule as the judge, termination is exact."""

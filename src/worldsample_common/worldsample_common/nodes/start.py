@@ -13,6 +13,7 @@ Standard library only: importing this module is as fast as Python's own start.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import os
 import signal
@@ -36,6 +37,7 @@ def quiet_start(name: str) -> None:
 
 def start_node(module: str, args: list[str] | None = None) -> int:
     """Import the node module ``module`` under `quiet_start` and run its ``main(args)``."""
+    faulthandler.enable()  # a crash in native code (rclpy, torch, MuJoCo) prints every thread's Python stack to the log
     quiet_start(module.rsplit(".", 1)[-1])
     return importlib.import_module(module).main(args)
 

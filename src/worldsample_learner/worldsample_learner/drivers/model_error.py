@@ -153,7 +153,8 @@ def evaluate_task(task: str, cfg: ExperimentConfig, tdir: Path) -> dict[str, Any
                                       static=static_state_dims(train_eps))]
     # reward and termination by the task's success detector on the predicted state (`source.judged`)
     judge = partial(judge_states, reward=env_config(cfg, render=False).reward)
-    predictors += [JudgedPredictor(predictors[1], judge), JudgedPredictor(predictors[-1], judge)]
+    predictors += [JudgedPredictor(predictors[1], judge), JudgedPredictor(predictors[1], judge, agreement=1.0),
+                   JudgedPredictor(predictors[-1], judge)]
     res = evaluate_state_error(predictors, held, TASK_CLASSES[task].state_labels, cfg.horizons)
     res.update(task=task, mlp=mlp_metrics, probabilistic_mlp=pmlp_metrics,
                world_model={"pretrained": pre.version, "posttrained": post.version},

@@ -170,9 +170,10 @@ class MLPDynamics:
         x = torch.cat([(o - self.net.obs_mean) / self.net.obs_std, a], -1)
         return o, x.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
 
-    def predict(self, obs: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, obs: np.ndarray, actions: np.ndarray, members: bool = False) -> dict[str, np.ndarray]:
         """One step for a batch: ``next_obs`` (B, O), ``reward`` (B,), ``terminated_prob`` (B,) (member means) and
-        ``disagreement`` (B,): the members' variance of the standardised change, averaged over dimensions."""
+        ``disagreement`` (B,): the members' variance of the standardised change, averaged over dimensions. With
+        ``members``, also ``member_next_obs`` (E, B, O): each member's own prediction of the next observation."""
         import torch
 
         with torch.no_grad():
@@ -185,8 +186,11 @@ class MLPDynamics:
             dis = d.var(0, unbiased=False).mean(-1) if self.cfg.ensemble_size > 1 else torch.zeros(len(o))
             if self.cfg.probabilistic:  # + the members' mean predicted variance of the standardised delta
                 dis = dis + self.net.logvar(y)[..., :self.obs_dim].exp().mean(0).mean(-1)
-        return {"next_obs": nxt.numpy(), "reward": rew.numpy(), "terminated_prob": term.numpy(),
-                "disagreement": dis.numpy()}
+            out = {"next_obs": nxt.numpy(), "reward": rew.numpy(), "terminated_prob": term.numpy(),
+                   "disagreement": dis.numpy()}
+            if members:
+                out["member_next_obs"] = (o + d * self.net.delta_std + self.net.delta_mean).numpy()
+        return out
 
 
 def _std(x: np.ndarray) -> np.ndarray:

@@ -41,6 +41,8 @@ rule that labels every real step, not the model's outcome head: a branch ends at
 counts as success (terminated there, reward 0), and a branch the head ended without a successful state
 is only truncated (bootstrapped). Measured in docs/results.md: the head predicted almost no terminations
 (F1 0-0.4), so imagined branches never paid the success reward their states had reached.
+``success_agreement`` (state model "mlp"): such a success stands only where enough of the ensemble's members
+predict a successful state too (`agreed_success`).
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ class VideoSourceConfig:
     # "branch_mean", the mean of its branch's steps up to it (an error made early carries into later steps; same
     # scale as "step", so PPL's uncertainty_scale keeps its meaning)
     uncertainty_over: str = "step"
+    # with a judge and state_model "mlp": an imagined step whose predicted (member-mean) state counts as success
+    # keeps that success only if at least this fraction of the ensemble's members, each stepped from the same state
+    # and action, predict a successful state too; a refused step is not terminal and earns the lowest of the
+    # members' judged rewards (`agreed_success`). 0: the mean state alone decides
+    success_agreement: float = 0.0
     seed: int = 0
 
     def validate(self) -> None:
@@ -85,6 +92,10 @@ class VideoSourceConfig:
         self.mlp.validate()
         if not isinstance(self.state_model_every, int) or self.state_model_every < 1:
             raise ValueError(f"VideoSourceConfig.state_model_every must be an int >= 1, got {self.state_model_every!r}")
+        if not 0.0 <= self.success_agreement <= 1.0:
+            raise ValueError(f"VideoSourceConfig.success_agreement must be in [0, 1], got {self.success_agreement!r}")
+        if self.success_agreement > 0 and self.state_model != "mlp":
+            raise ValueError("VideoSourceConfig.success_agreement needs state_model 'mlp' (the members it asks)")
         if self.uncertainty_over not in UNCERTAINTY_OVER:
             raise ValueError(f"VideoSourceConfig.uncertainty_over must be one of {UNCERTAINTY_OVER}, got "
                              f"{self.uncertainty_over!r}")
@@ -129,11 +140,32 @@ def carry_static(states: np.ndarray, start: np.ndarray, static: np.ndarray | Non
 Judge = Callable[[str, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def judged(ep: Episode, judge: Judge) -> Episode:
-    """``ep`` (with ``states``) relabelled by ``judge`` on its next states: cut after the first success step
-    (terminated there), truncated at its last step otherwise."""
-    success, reward = judge(ep.task, ep.states[1:])
-    success = np.asarray(success, bool)
+def agreed_success(judge: Judge, task: str, states: np.ndarray, member_states: np.ndarray | None = None,
+                   agreement: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``judge`` on the predicted next ``states`` (T, S) -> (success (T,), reward (T,)), where a success stands only
+    if at least ``agreement`` of the ensemble members' own predictions ``member_states`` (E, T, S) of the same steps
+    count as success too. A refused step is not a success and earns the lowest of the members' judged rewards (the
+    most pessimistic member). Measured in docs/results.md: on peg insertion 3 of 4 imagined successes of the MLP
+    ensemble's mean state at h = 1 were not real ones (precision 0.24)."""
+    success, reward = judge(task, states)
+    success, reward = np.asarray(success, bool).copy(), np.asarray(reward, np.float32).copy()
+    if agreement <= 0 or member_states is None or not success.any():
+        return success, reward
+    idx = np.flatnonzero(success)
+    m = np.asarray(member_states)[:, idx]
+    ok, rew = judge(task, m.reshape(-1, m.shape[-1]))
+    ok, rew = np.asarray(ok, bool).reshape(m.shape[:2]), np.asarray(rew, np.float32).reshape(m.shape[:2])
+    refused = ok.mean(0) < agreement - 1e-9
+    success[idx[refused]] = False
+    reward[idx[refused]] = rew.min(0)[refused]
+    return success, reward
+
+
+def judged(ep: Episode, judge: Judge, member_states: np.ndarray | None = None, agreement: float = 0.0) -> Episode:
+    """``ep`` (with ``states``) relabelled by ``judge`` on its next states (with ``member_states`` (E, T, S) and
+    ``agreement``: `agreed_success`): cut after the first success step (terminated there), truncated at its last
+    step otherwise."""
+    success, reward = agreed_success(judge, ep.task, ep.states[1:], member_states, agreement)
     n = int(np.argmax(success)) + 1 if success.any() else ep.length
     terminated = np.zeros(n, bool)
     terminated[-1] = bool(success[n - 1])
@@ -153,6 +185,8 @@ class VideoWorldModelSource:
         self.cfg.validate()
         if judge is not None and not self.cfg.state_in_proprio:
             raise ValueError("VideoWorldModelSource: judge needs state_in_proprio (it judges the predicted state)")
+        if self.cfg.success_agreement > 0 and judge is None:
+            raise ValueError("VideoWorldModelSource: success_agreement needs a judge (it qualifies the judge's success)")
         self.judge = judge
         self.service = WorldModelService(self.cfg.service)
         self.rng = np.random.default_rng(self.cfg.seed)
@@ -182,10 +216,18 @@ class VideoWorldModelSource:
             return ep
         p = self._proprio_dim
         states = ep.proprio[:, p:]
+        members = None
+        if self.judge is not None and self.cfg.success_agreement > 0 and ep.length:
+            # each member from the branch's own (member-mean) states and actions, as the rollout stepped them
+            members = self.mlp.predict(ep.proprio[:-1], ep.actions, members=True)["member_next_obs"][..., p:]
         if self.cfg.carry_static_state:
+            if members is not None:
+                members = carry_static(members, states[0], self._static)
             states = carry_static(states, states[0], self._static)
         ep = replace(ep, proprio=ep.proprio[:, :p], states=states)
-        return judged(ep, self.judge) if self.judge is not None else ep
+        if self.judge is None:
+            return ep
+        return judged(ep, self.judge, members, self.cfg.success_agreement)
 
     def add_demos(self, episodes: list[Episode]) -> None:
         """Demonstrations for pre-training and for staying in the mix (in-process; the node reads demos_dir)."""

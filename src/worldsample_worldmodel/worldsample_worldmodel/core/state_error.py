@@ -78,6 +78,8 @@ class OpenLoop:
     reward: np.ndarray
     terminated_prob: np.ndarray
     uncertainty: np.ndarray | None = None
+    member_state: np.ndarray | None = None  # (E, B, H, S): each ensemble member's own step from the rolled state
+
 
 
 class Predictor(Protocol):
@@ -135,17 +137,18 @@ class MLPPredictor:
         from .mlp_dynamics import episode_vectors
 
         o = np.stack([episode_vectors(episodes[i])[s] for i, s in zip(ep_idx, t, strict=True)])
-        obs, rew, term, dis = [], [], [], []
+        obs, rew, term, dis, mem = [], [], [], [], []
         for k in range(actions.shape[1]):
-            out = self.model.predict(o, actions[:, k])
+            out = self.model.predict(o, actions[:, k], members=True)
             o = out["next_obs"]
             obs.append(o)
             rew.append(out["reward"])
             term.append(out["terminated_prob"])
             dis.append(out["disagreement"])
+            mem.append(out["member_next_obs"][..., self.p:])
         obs_a = np.stack(obs, 1)
         return OpenLoop(obs_a[..., :self.p], obs_a[..., self.p:], np.stack(rew, 1), np.stack(term, 1),
-                        np.stack(dis, 1))
+                        np.stack(dis, 1), np.stack(mem, 2))
 
 
 class VideoModelPredictor:
@@ -198,16 +201,23 @@ class VideoModelPredictor:
 class JudgedPredictor:
     """Another predictor whose reward and termination are the task's success detector and reward on its
     *predicted state* (``judge(task, states (N, S)) -> (success, reward)``, `source.judged`'s labelling)
-    instead of its own outcome head; termination probability 1 where the state counts as success."""
+    instead of its own outcome head; termination probability 1 where the state counts as success. With
+    ``agreement`` > 0 (an inner predictor that reports its members' states), `source.agreed_success`: a success
+    stands only where that fraction of the members predict one too."""
 
-    def __init__(self, inner: Predictor, judge, name: str | None = None) -> None:
-        self.inner, self.judge = inner, judge
-        self.name = name or f"{inner.name}, judged"
+    def __init__(self, inner: Predictor, judge, name: str | None = None, agreement: float = 0.0) -> None:
+        self.inner, self.judge, self.agreement = inner, judge, float(agreement)
+        self.name = name or (f"{inner.name}, judged" + (f", {self.agreement:g} of members agree" if agreement else ""))
 
     def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
+        from .source import agreed_success
+
         ol = self.inner.predict(episodes, ep_idx, t, actions)
         b, h, s = ol.state.shape
-        ok, rew = self.judge(episodes[0].task, ol.state.reshape(-1, s))
+        if self.agreement > 0 and ol.member_state is None:
+            raise ValueError(f"JudgedPredictor: agreement needs member states, {self.inner.name} reports none")
+        members = None if ol.member_state is None else ol.member_state.reshape(ol.member_state.shape[0], -1, s)
+        ok, rew = agreed_success(self.judge, episodes[0].task, ol.state.reshape(-1, s), members, self.agreement)
         return replace(ol, reward=np.asarray(rew, np.float32).reshape(b, h),
                        terminated_prob=np.asarray(ok, np.float32).reshape(b, h))
 
@@ -418,7 +428,7 @@ def state_error_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                 cells = [_fmt(r["rmse"].get(key, float("nan")) * scale) for key, _, scale in TABLE_COLUMNS]
                 term = r["termination"]
                 lines.append(f"| {task} | {h} | {name} | " + " | ".join(cells)
-                             + f" | {_fmt(r['reward_mae'], 3)} | {_fmt(term['f1'], 2)} ({term['positives']} real)"
+                             + f" | {_fmt(r['reward_mae'], 3)} | {_fmt(term['f1'], 2)} ({term['positives']} real, {term.get('predicted', '-')} predicted)"
                              f" | {_fmt(term['brier'], 3)} | {res['num_starts'][j]} ({r['object_moving_starts']}) |"
                              f" {_fmt(r.get('object_motion_gain', float('nan')), 2)} |"
                              f" {_fmt(r.get('object_motion_calibration', float('nan')), 2)} |"
