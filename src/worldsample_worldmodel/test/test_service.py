@@ -232,6 +232,14 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
             assert (member_states[:, -1, 0] > level).all()
         refused += int(m.successes.any() and not (a.length == m.length and a.successes.any()))
     assert any(e.successes.any() for e in mean_judged) and refused, "the members should disagree somewhere"
+    # imagined_success "bootstrap": the same branches, each success only truncated (the learner bootstraps there)
+    src.cfg.success_agreement, src.cfg.imagined_success, src.rng = 0.0, "bootstrap", np.random.default_rng(3)
+    boot = src.generate(StatePolicy(), 16, 6)
+    for m, b in zip(mean_judged, boot, strict=True):
+        assert b.length == m.length and b.successes.tolist() == m.successes.tolist()
+        assert not b.terminated.any() and b.truncated[-1]
+        np.testing.assert_allclose(b.rewards, m.rewards)
+    src.cfg.imagined_success = "terminal"
     with pytest.raises(ValueError, match="success_agreement must be in"):
         VideoSourceConfig(state_in_proprio=True, state_model="mlp", success_agreement=1.5).validate()
     with pytest.raises(ValueError, match="needs state_model 'mlp'"):

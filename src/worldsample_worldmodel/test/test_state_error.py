@@ -387,11 +387,18 @@ def test_judged_branch_ends_at_its_first_successful_state():
     assert out.images["front"].shape[0] == 4 and out.states.shape[0] == 4 and out.proprio.shape[0] == 4
     np.testing.assert_array_equal(out.uncertainty, [0, 1, 2])
     out.validate()
+    boot = judged(ep(s), judge, success_terminates=False)  # imagined_success "bootstrap": the same cut and reward,
+    assert boot.length == 3 and not boot.terminated.any() and boot.truncated.tolist() == [False, False, True]
+    assert boot.successes.tolist() == [False, False, True]  # truncated only: the learner bootstraps there
+    np.testing.assert_allclose(boot.rewards, out.rewards)
+    boot.validate()
     s[:, 0] = 0.5  # never a success: the head's termination is dropped, the branch is truncated (bootstrapped)
     out = judged(ep(s), judge)
     assert out.length == t and not out.terminated.any() and out.truncated[-1] and not out.successes.any()
     with pytest.raises(ValueError, match="state_in_proprio"):
         VideoWorldModelSource(VideoSourceConfig(state_in_proprio=False), judge=judge)
+    with pytest.raises(ValueError, match="imagined_success must be one of"):
+        VideoSourceConfig(imagined_success="never").validate()
 
 
 def test_agreed_success_keeps_a_success_only_where_enough_members_predict_one():

@@ -42,7 +42,8 @@ counts as success (terminated there, reward 0), and a branch the head ended with
 is only truncated (bootstrapped). Measured in docs/results.md: the head predicted almost no terminations
 (F1 0-0.4), so imagined branches never paid the success reward their states had reached.
 ``success_agreement`` (state model "mlp"): such a success stands only where enough of the ensemble's members
-predict a successful state too (`agreed_success`).
+predict a successful state too (`agreed_success`); ``imagined_success`` "bootstrap": a branch's success ends it
+without terminating it (the learner bootstraps from its critic there instead of trusting the model's success).
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ class VideoSourceConfig:
     # and action, predict a successful state too; a refused step is not terminal and earns the lowest of the
     # members' judged rewards (`agreed_success`). 0: the mean state alone decides
     success_agreement: float = 0.0
+    # with a judge: what an imagined success is to the learner. "terminal": the branch ends there, terminated (its
+    # value is the success reward alone); "bootstrap": the branch ends there too, with the success reward, but only
+    # truncated, so the learner bootstraps from its critic at the predicted state. Measured in docs/results.md: on
+    # peg insertion most imagined successes are a peg the model pushes on down where the real one is jammed at
+    # 23-25 mm, just short of the 25 mm success depth; as a terminal they teach that pushing on there succeeds
+    imagined_success: str = "terminal"
     seed: int = 0
 
     def validate(self) -> None:
@@ -96,6 +103,9 @@ class VideoSourceConfig:
             raise ValueError(f"VideoSourceConfig.success_agreement must be in [0, 1], got {self.success_agreement!r}")
         if self.success_agreement > 0 and self.state_model != "mlp":
             raise ValueError("VideoSourceConfig.success_agreement needs state_model 'mlp' (the members it asks)")
+        if self.imagined_success not in IMAGINED_SUCCESS:
+            raise ValueError(f"VideoSourceConfig.imagined_success must be one of {IMAGINED_SUCCESS}, got "
+                             f"{self.imagined_success!r}")
         if self.uncertainty_over not in UNCERTAINTY_OVER:
             raise ValueError(f"VideoSourceConfig.uncertainty_over must be one of {UNCERTAINTY_OVER}, got "
                              f"{self.uncertainty_over!r}")
@@ -103,6 +113,7 @@ class VideoSourceConfig:
 
 STATE_MODELS = ("video", "mlp")
 UNCERTAINTY_OVER = ("step", "branch_mean")
+IMAGINED_SUCCESS = ("terminal", "bootstrap")
 
 
 def branch_mean(uncertainty: np.ndarray | None) -> np.ndarray | None:
@@ -161,14 +172,15 @@ def agreed_success(judge: Judge, task: str, states: np.ndarray, member_states: n
     return success, reward
 
 
-def judged(ep: Episode, judge: Judge, member_states: np.ndarray | None = None, agreement: float = 0.0) -> Episode:
+def judged(ep: Episode, judge: Judge, member_states: np.ndarray | None = None, agreement: float = 0.0,
+           success_terminates: bool = True) -> Episode:
     """``ep`` (with ``states``) relabelled by ``judge`` on its next states (with ``member_states`` (E, T, S) and
-    ``agreement``: `agreed_success`): cut after the first success step (terminated there), truncated at its last
-    step otherwise."""
+    ``agreement``: `agreed_success`): cut after the first success step (terminated there, or with
+    ``success_terminates`` False only truncated), truncated at its last step otherwise."""
     success, reward = agreed_success(judge, ep.task, ep.states[1:], member_states, agreement)
     n = int(np.argmax(success)) + 1 if success.any() else ep.length
     terminated = np.zeros(n, bool)
-    terminated[-1] = bool(success[n - 1])
+    terminated[-1] = bool(success[n - 1]) and success_terminates
     truncated = np.zeros(n, bool)
     truncated[-1] = not terminated[-1]
     return replace(ep, images={c: v[: n + 1] for c, v in ep.images.items()}, proprio=ep.proprio[: n + 1],
@@ -227,7 +239,8 @@ class VideoWorldModelSource:
         ep = replace(ep, proprio=ep.proprio[:, :p], states=states)
         if self.judge is None:
             return ep
-        return judged(ep, self.judge, members, self.cfg.success_agreement)
+        return judged(ep, self.judge, members, self.cfg.success_agreement,
+                      success_terminates=self.cfg.imagined_success == "terminal")
 
     def add_demos(self, episodes: list[Episode]) -> None:
         """Demonstrations for pre-training and for staying in the mix (in-process; the node reads demos_dir)."""
