@@ -207,7 +207,7 @@ class JudgedPredictor:
 
     def __init__(self, inner: Predictor, judge, name: str | None = None, agreement: float = 0.0) -> None:
         self.inner, self.judge, self.agreement = inner, judge, float(agreement)
-        self.name = name or (f"{inner.name}, judged" + (f", {self.agreement:g} of members agree" if agreement else ""))
+        self.name = name or (f"{inner.name}, judged" + (f", {self.agreement:.0%} of members agree" if agreement else ""))
 
     def predict(self, episodes, ep_idx, t, actions) -> OpenLoop:
         from .source import agreed_success
