@@ -239,6 +239,28 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
         assert b.length == m.length and b.successes.tolist() == m.successes.tolist()
         assert not b.terminated.any() and b.truncated[-1]
         np.testing.assert_allclose(b.rewards, m.rewards)
+    # imagined_success "precision": terminal with the held-out precision of the judged successes (Laplace's prior)
+    from worldsample_worldmodel.core.state_error import MLPPredictor, success_counts
+
+    held_split = [replace(e, proprio=e.proprio[:, :4], states=e.proprio[:, 4:]) for e in src.service.heldout]
+    held_level = float(np.median(np.concatenate([e.states[1:, 0] for e in held_split])))
+
+    def held_judge(task, states):  # about half the held-out states count as success
+        ok = states[:, 0] > held_level
+        return ok, np.where(ok, 1.0, -1.0).astype(np.float32)
+
+    hit, total = success_counts(MLPPredictor(src.mlp, 4), held_judge, held_split, (1,))
+    assert total > 0 and 0 <= hit <= total
+    src.judge, src._trust = held_judge, None
+    assert src.success_trust() == pytest.approx((hit + 1) / (total + 2))
+    assert src.success_trust_log[-1]["imagined"] == total
+    src.judge = judge
+    src.cfg.imagined_success, src.rng = "precision", np.random.default_rng(3)
+    for trust, want in ((0.0, False), (1.0, True)):  # the measured trust decides each branch's success
+        src._trust = ((src.version, len(src.mlp_metrics), len(src.service.heldout)), trust)
+        eps = src.generate(StatePolicy(), 16, 6)
+        ends = [bool(e.terminated[-1]) for e in eps if e.successes.any()]
+        assert ends and all(end == want for end in ends)
     src.cfg.imagined_success = "terminal"
     with pytest.raises(ValueError, match="success_agreement must be in"):
         VideoSourceConfig(state_in_proprio=True, state_model="mlp", success_agreement=1.5).validate()

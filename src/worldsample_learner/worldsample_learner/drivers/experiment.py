@@ -171,7 +171,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     if video:
         res["world_model"] = {"version": source.version, "rejected": len(source.rejected),
                               "fidelity": source.service.fidelity, "state_model": cfg.wm_state_model,
-                              "state_model_trainings": source.mlp_metrics, "train_failures": source.train_failures}
+                              "state_model_trainings": source.mlp_metrics, "train_failures": source.train_failures,
+                              "success_trust": source.success_trust_log}
     if isinstance(source, SyntheticAudit):
         res["synthetic_audit"] = source.summary()
     (out / "results.json").write_text(json.dumps(res, indent=2, default=float))

@@ -87,7 +87,9 @@ class VideoSourceConfig:
     # value is the success reward alone); "bootstrap": the branch ends there too, with the success reward, but only
     # truncated, so the learner bootstraps from its critic at the predicted state. Measured in docs/results.md: on
     # peg insertion most imagined successes are a peg the model pushes on down where the real one is jammed at
-    # 23-25 mm, just short of the 25 mm success depth; as a terminal they teach that pushing on there succeeds
+    # 23-25 mm, just short of the 25 mm success depth; as a terminal they teach that pushing on there succeeds.
+    # "precision": terminal with the probability that such a success is a real one, measured on the held-out real
+    # episodes (`VideoWorldModelSource.success_trust`), truncated otherwise
     imagined_success: str = "terminal"
     seed: int = 0
 
@@ -113,7 +115,7 @@ class VideoSourceConfig:
 
 STATE_MODELS = ("video", "mlp")
 UNCERTAINTY_OVER = ("step", "branch_mean")
-IMAGINED_SUCCESS = ("terminal", "bootstrap")
+IMAGINED_SUCCESS = ("terminal", "bootstrap", "precision")
 
 
 def branch_mean(uncertainty: np.ndarray | None) -> np.ndarray | None:
@@ -212,6 +214,8 @@ class VideoWorldModelSource:
         self.mlp_metrics: list[dict[str, Any]] = []
         self.train_failures: list[str] = []  # world-model trainings that diverged (`train.TrainingDiverged`)
         self._state_fid: tuple[tuple, float | None] | None = None  # (what it was measured on, `_state_fidelity`)
+        self._trust: tuple[tuple, float] | None = None  # (what it was measured on, `success_trust`)
+        self.success_trust_log: list[dict[str, Any]] = []  # every new `success_trust` measurement
 
     def to_model(self, ep: Episode) -> Episode:
         """The episode as the world model sees it (with ``state_in_proprio``: state appended to proprio)."""
@@ -239,8 +243,9 @@ class VideoWorldModelSource:
         ep = replace(ep, proprio=ep.proprio[:, :p], states=states)
         if self.judge is None:
             return ep
-        return judged(ep, self.judge, members, self.cfg.success_agreement,
-                      success_terminates=self.cfg.imagined_success == "terminal")
+        mode = self.cfg.imagined_success
+        terminates = mode == "terminal" or (mode == "precision" and self.rng.random() < self.success_trust())
+        return judged(ep, self.judge, members, self.cfg.success_agreement, success_terminates=terminates)
 
     def add_demos(self, episodes: list[Episode]) -> None:
         """Demonstrations for pre-training and for staying in the mix (in-process; the node reads demos_dir)."""
@@ -313,6 +318,30 @@ class VideoWorldModelSource:
         skill = np.asarray(state_skill(predictor, split, self.service.cfg.fidelity_horizons), float)
         value = float(np.mean(np.clip(skill[np.isfinite(skill)], 0.0, 1.0))) if np.isfinite(skill).any() else None
         self._state_fid = (key, value)
+        return value
+
+    def success_trust(self) -> float:
+        """How likely a success the state model's prediction is judged to reach is a real one: on the held-out real
+        episodes, (imagined successes that were real + 1) / (imagined successes + 2) (`state_error.success_counts`
+        with Laplace's prior: 0.5 before any imagined success). Needs a judge and the "mlp" state model (or the video
+        model's proprio head); cached per model version, re-fit and held-out pool."""
+        from .state_error import MLPPredictor, VideoModelPredictor, success_counts
+
+        held = list(self.service.heldout)
+        mlp = self.cfg.state_model == "mlp"
+        if self.judge is None or not held or (mlp and self.mlp is None) or (not mlp and self.service.model is None):
+            return 0.5
+        key = (self.version, len(self.mlp_metrics), len(held))
+        if self._trust is not None and self._trust[0] == key:
+            return self._trust[1]
+        p = self._proprio_dim
+        split = [replace(e, proprio=e.proprio[:, :p], states=e.proprio[:, p:]) for e in held]
+        predictor = MLPPredictor(self.mlp, p) if mlp else VideoModelPredictor(
+            self.service.model, p, static=self._static if self.cfg.carry_static_state else None)
+        hit, total = success_counts(predictor, self.judge, split, self.service.cfg.fidelity_horizons)
+        value = (hit + 1) / (total + 2)
+        self._trust = (key, value)
+        self.success_trust_log.append({"key": list(map(str, key)), "hit": hit, "imagined": total, "trust": value})
         return value
 
     def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:

@@ -278,6 +278,32 @@ def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8
     return out
 
 
+def success_counts(predictor: Predictor, judge, episodes: list[Episode], horizons=(1, 4, 8), stride: int = 2,
+                   max_starts: int = 512, seed: int = 0) -> tuple[int, int]:
+    """(imagined successes that were real ones, imagined successes): ``predictor``'s states judged by ``judge``
+    (`JudgedPredictor`) at each horizon, open loop under the recorded actions from starts on ``episodes`` (with
+    states; the starts of `state_skill`), against the real step's termination (a success in simulation)."""
+    horizons = tuple(sorted({int(h) for h in horizons}))
+    if not episodes or not horizons or horizons[0] < 1:
+        raise ValueError(f"success_counts: needs episodes and positive horizons, got {len(episodes)}, {horizons}")
+    ep_idx, ts = open_loop_starts(episodes, stride, first=0)
+    if len(ts) > max_starts:
+        keep = np.sort(np.random.default_rng(seed).choice(len(ts), max_starts, replace=False))
+        ep_idx, ts = ep_idx[keep], ts[keep]
+    hmax = horizons[-1]
+    actions = recorded_actions(episodes, ep_idx, ts, hmax)
+    real = real_future(episodes, ep_idx, ts, hmax)
+    ol = JudgedPredictor(predictor, judge).predict(episodes, ep_idx, ts, actions)
+    lengths = np.array([episodes[i].length for i in ep_idx])
+    hit = total = 0
+    for h in horizons:
+        ok, k = ts + h <= lengths, h - 1
+        imagined = ol.terminated_prob[ok, k] > 0.5
+        hit += int((imagined & (real.terminated_prob[ok, k] > 0.5)).sum())
+        total += int(imagined.sum())
+    return hit, total
+
+
 # --------------------------------------------------------------------------- metrics
 def termination_metrics(real: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision, recall, F1 (0 when there is nothing to find and nothing found is NaN) and Brier score."""
