@@ -152,16 +152,18 @@ def test_either_end_killed_mid_transfer_resumes_where_it_stopped(tmp_path):
             time.sleep(0.01)
 
     sizes = {}
+    later = tmp_path / "later"  # the second bag joins the send directory once the first has crossed
     try:
         for i, n in enumerate(["ep-000", "ep-001"]):
-            bag_io.write_episode_bag(random_episode(n, steps=100, size=64, seed=i), a / "bags" / n)
-            sizes[n] = sum(p.stat().st_size for p in (a / "bags" / n).rglob("*") if p.is_file())
+            where = (a / "bags" if i == 0 else later) / n
+            bag_io.write_episode_bag(random_episode(n, steps=100, size=64, seed=i), where)
+            sizes[n] = sum(p.stat().st_size for p in where.rglob("*") if p.is_file())
         start("recv", "learning_link", recv_params)
         start("send", "robot_link", send_params)
-        # the receiver dies in the middle of the first bag; a new one takes over
-        wait("a part file", lambda: _part_bytes(partial) > 0)
+        # the receiver dies in the middle of the first bag (the only one offered yet); a new one takes over
+        wait("a part file", lambda: _part_bytes(partial / "bag" / "ep-000") > 0)
         _kill(procs.pop("recv"))
-        have = _part_bytes(partial)
+        have = _part_bytes(partial / "bag" / "ep-000")
         assert not (b / "bags" / "ep-000").exists() and 0 < have
         start("recv", "learning_link", recv_params)
         # the node renames the bag into place, then logs it (then acknowledges it): wait for the log line, not
@@ -170,7 +172,9 @@ def test_either_end_killed_mid_transfer_resumes_where_it_stopped(tmp_path):
         fetched = _received(logs[-1], "ep-000")
         assert (b / "bags" / "ep-000").exists() and len(fetched) == 1 and fetched[0] <= sizes["ep-000"] - have, \
             (fetched, have, sizes)
-        # the sender dies in the middle of the second bag; a new one takes over
+        # the sender dies in the middle of the second bag (its periodic scan finds it); a new one takes over
+        (a / "bags").mkdir(parents=True, exist_ok=True)
+        os.replace(later / "ep-001", a / "bags" / "ep-001")
         wait("a part file of the second bag", lambda: _part_bytes(partial / "bag" / "ep-001") > 0)
         _kill(procs.pop("send"))
         have = _part_bytes(partial / "bag" / "ep-001")

@@ -149,7 +149,8 @@ def test_flooding_policy_action_does_not_get_into_the_arm_or_the_bags(tmp_path):
     from worldsample_msgs.msg import EpisodeInfo, PolicyAction
 
     episodes, steps = 2, 20
-    sim = _sim(tmp_path / "run", domain, episodes=episodes, steps=steps)
+    # the intruder is up and subscribed before the graph starts, so it sees the first episode's START even when
+    # discovery is slow (on a loaded machine the graph once ran both episodes before the intruder matched)
     rclpy.init()
     node = rclpy.create_node("intruder")
     q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -161,6 +162,7 @@ def test_flooding_policy_action_does_not_get_into_the_arm_or_the_bags(tmp_path):
     ex.add_node(node)
     spinner = threading.Thread(target=lambda: ex.spin(), daemon=True)
     spinner.start()
+    sim = _sim(tmp_path / "run", domain, episodes=episodes, steps=steps)
     sent = 0
     rng = np.random.default_rng(0)
     try:
