@@ -301,8 +301,19 @@ class VideoWorldModelSource:
             return self._state_fidelity()
         return fidelity_skill(fid["ssim"], fid["copy"]["ssim"], fid["psnr"], fid["copy"]["psnr"], fid.get("feature_skill"))
 
+    def _held_out_state_predictor(self, held: list[Episode]):
+        """(the predictor of [proprio, state] that rolls the branches: the MLP ensemble or the video model's proprio
+        head, ``held`` split back into proprio and states) for scoring it on the held-out real episodes."""
+        from .state_error import MLPPredictor, VideoModelPredictor
+
+        p = self._proprio_dim
+        split = [replace(e, proprio=e.proprio[:, :p], states=e.proprio[:, p:]) for e in held]
+        predictor = MLPPredictor(self.mlp, p) if self.cfg.state_model == "mlp" else VideoModelPredictor(
+            self.service.model, p, static=self._static if self.cfg.carry_static_state else None)
+        return predictor, split
+
     def _state_fidelity(self) -> float | None:
-        from .state_error import MLPPredictor, VideoModelPredictor, state_skill
+        from .state_error import state_skill
 
         held = list(self.service.heldout)
         mlp = self.cfg.state_model == "mlp"
@@ -311,10 +322,7 @@ class VideoWorldModelSource:
         key = (self.version, len(self.mlp_metrics), len(held))  # a new version, a re-fit or another held-out episode
         if self._state_fid is not None and self._state_fid[0] == key:
             return self._state_fid[1]
-        p = self._proprio_dim
-        split = [replace(e, proprio=e.proprio[:, :p], states=e.proprio[:, p:]) for e in held]
-        predictor = MLPPredictor(self.mlp, p) if mlp else VideoModelPredictor(
-            self.service.model, p, static=self._static if self.cfg.carry_static_state else None)
+        predictor, split = self._held_out_state_predictor(held)
         skill = np.asarray(state_skill(predictor, split, self.service.cfg.fidelity_horizons), float)
         value = float(np.mean(np.clip(skill[np.isfinite(skill)], 0.0, 1.0))) if np.isfinite(skill).any() else None
         self._state_fid = (key, value)
@@ -325,7 +333,7 @@ class VideoWorldModelSource:
         episodes, (imagined successes that were real + 1) / (imagined successes + 2) (`state_error.success_counts`
         with Laplace's prior: 0.5 before any imagined success). Needs a judge and the "mlp" state model (or the video
         model's proprio head); cached per model version, re-fit and held-out pool."""
-        from .state_error import MLPPredictor, VideoModelPredictor, success_counts
+        from .state_error import success_counts
 
         held = list(self.service.heldout)
         mlp = self.cfg.state_model == "mlp"
@@ -334,10 +342,7 @@ class VideoWorldModelSource:
         key = (self.version, len(self.mlp_metrics), len(held))
         if self._trust is not None and self._trust[0] == key:
             return self._trust[1]
-        p = self._proprio_dim
-        split = [replace(e, proprio=e.proprio[:, :p], states=e.proprio[:, p:]) for e in held]
-        predictor = MLPPredictor(self.mlp, p) if mlp else VideoModelPredictor(
-            self.service.model, p, static=self._static if self.cfg.carry_static_state else None)
+        predictor, split = self._held_out_state_predictor(held)
         hit, total = success_counts(predictor, self.judge, split, self.service.cfg.fidelity_horizons)
         value = (hit + 1) / (total + 2)
         self._trust = (key, value)

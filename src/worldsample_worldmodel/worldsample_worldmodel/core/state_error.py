@@ -246,6 +246,21 @@ def entry_spread(episodes: list[Episode]) -> np.ndarray:
     return np.concatenate([np.concatenate([e.proprio, e.states], 1) for e in episodes]).std(0) + 1e-6
 
 
+def _sampled_starts(who: str, episodes: list[Episode], horizons, stride: int, max_starts: int, seed: int):
+    """(sorted horizons, episode index, step, recorded actions (B, H, A), `real_future`, episode lengths) of at most
+    ``max_starts`` starts (every ``stride``-th step, a seeded sample of them), for `state_skill` and `success_counts`."""
+    horizons = tuple(sorted({int(h) for h in horizons}))
+    if not episodes or not horizons or horizons[0] < 1:
+        raise ValueError(f"{who}: needs episodes and positive horizons, got {len(episodes)} episodes, {horizons}")
+    ep_idx, ts = open_loop_starts(episodes, stride, first=0)
+    if len(ts) > max_starts:
+        keep = np.sort(np.random.default_rng(seed).choice(len(ts), max_starts, replace=False))
+        ep_idx, ts = ep_idx[keep], ts[keep]
+    hmax = horizons[-1]
+    return (horizons, ep_idx, ts, recorded_actions(episodes, ep_idx, ts, hmax), real_future(episodes, ep_idx, ts, hmax),
+            np.array([episodes[i].length for i in ep_idx]))
+
+
 def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8), stride: int = 2,
                 max_starts: int = 512, seed: int = 0) -> list[float]:
     """Per horizon, ``1 - RMSE(predictor) / RMSE(copy-state)`` of the predicted [proprio, state] against what
@@ -253,19 +268,10 @@ def state_skill(predictor: Predictor, episodes: list[Episode], horizons=(1, 4, 8
     divided by its spread over the episodes (metres and metres per second in one number): 1 = exact, 0 = no better
     than predicting no motion, < 0 = worse. What a state learner eats, scored like `fidelity.feature_skill` scores
     what a pixel learner reads; NaN at a horizon without a start."""
-    horizons = tuple(sorted({int(h) for h in horizons}))
-    if not episodes or not horizons or horizons[0] < 1:
-        raise ValueError(f"state_skill: needs episodes and positive horizons, got {len(episodes)} episodes, {horizons}")
-    ep_idx, ts = open_loop_starts(episodes, stride, first=0)
-    if len(ts) > max_starts:
-        keep = np.sort(np.random.default_rng(seed).choice(len(ts), max_starts, replace=False))
-        ep_idx, ts = ep_idx[keep], ts[keep]
-    hmax = horizons[-1]
-    actions = recorded_actions(episodes, ep_idx, ts, hmax)
-    real = real_future(episodes, ep_idx, ts, hmax)
+    horizons, ep_idx, ts, actions, real, lengths = _sampled_starts("state_skill", episodes, horizons, stride,
+                                                                   max_starts, seed)
     ol, copy = predictor.predict(episodes, ep_idx, ts, actions), CopyState().predict(episodes, ep_idx, ts, actions)
     scale = entry_spread(episodes)
-    lengths = np.array([episodes[i].length for i in ep_idx])
     out = []
     for h in horizons:
         ok, k = ts + h <= lengths, h - 1
@@ -283,18 +289,9 @@ def success_counts(predictor: Predictor, judge, episodes: list[Episode], horizon
     """(imagined successes that were real ones, imagined successes): ``predictor``'s states judged by ``judge``
     (`JudgedPredictor`) at each horizon, open loop under the recorded actions from starts on ``episodes`` (with
     states; the starts of `state_skill`), against the real step's termination (a success in simulation)."""
-    horizons = tuple(sorted({int(h) for h in horizons}))
-    if not episodes or not horizons or horizons[0] < 1:
-        raise ValueError(f"success_counts: needs episodes and positive horizons, got {len(episodes)}, {horizons}")
-    ep_idx, ts = open_loop_starts(episodes, stride, first=0)
-    if len(ts) > max_starts:
-        keep = np.sort(np.random.default_rng(seed).choice(len(ts), max_starts, replace=False))
-        ep_idx, ts = ep_idx[keep], ts[keep]
-    hmax = horizons[-1]
-    actions = recorded_actions(episodes, ep_idx, ts, hmax)
-    real = real_future(episodes, ep_idx, ts, hmax)
+    horizons, ep_idx, ts, actions, real, lengths = _sampled_starts("success_counts", episodes, horizons, stride,
+                                                                   max_starts, seed)
     ol = JudgedPredictor(predictor, judge).predict(episodes, ep_idx, ts, actions)
-    lengths = np.array([episodes[i].length for i in ep_idx])
     hit = total = 0
     for h in horizons:
         ok, k = ts + h <= lengths, h - 1
