@@ -367,7 +367,7 @@ def _run_graph(specs, settings: dict, out: Path, done: int, timeout: float) -> i
         print(f"worldsample loop: node(s) {', '.join(bad)} failed (exit codes {bad}); logs in {out / 'logs'}",
               file=sys.stderr)
         for name in bad:
-            print(graph.log_tail(name, lines=10), file=sys.stderr)
+            print(graph.log_tail(name, lines=30), file=sys.stderr)
         code = 1
     total = recorded_real_episodes(out / "bags")
     summary = monitor.summary(total)

@@ -259,6 +259,8 @@ def run_part(specs: list, settings: dict, out: Path, done: int, timeout: float, 
     if bad:
         print(f"worldsample {command}: node(s) {', '.join(bad)} failed (exit codes {bad}); logs in {out / 'logs'}",
               file=sys.stderr)
+        for name in bad:  # the reason, where the node wrote it (a traceback, faulthandler's stacks)
+            print(graph.log_tail(name, lines=30), file=sys.stderr)
         code = 1
     print(f"{command}[{part}]: {_bag_count(out / 'bags')}/{total} real episode bag(s) in {out / 'bags'}; "
           f"{time.monotonic() - t0:.0f} s", flush=True)

@@ -267,13 +267,53 @@ def take_pending(node: Node, limit_s: float = 1.0) -> int:
 TEARDOWN_LIMIT_S = 3.0  # destroy_node + rclpy.shutdown + exit hooks after on_shutdown; then the process ends anyway
 
 
-def _bound_teardown(name: str, code: Callable[[], int]) -> None:
-    """End the process if the teardown after ``on_shutdown`` hangs (seen once in the test suite on a loaded machine:
-    arm_control logged its shutdown line, then sat in the DDS teardown through SIGINT and SIGTERM until SIGKILL).
+def _exit_from_c_after(seconds: float, code: int) -> bool:
+    """Arm a POSIX timer whose expiry calls libc's ``_exit(code)`` on a thread of its own (``SIGEV_THREAD``): it ends
+    the process with ``code`` even while a C call holds the GIL and no Python thread can run. False where this libc
+    offers no such timer (then only faulthandler's watchdog, whose exit code is always 1, can end a GIL-bound hang)."""
+    import ctypes
+    import ctypes.util
 
-    After `TEARDOWN_LIMIT_S` a daemon thread exits with the node's code (everything it keeps was saved by ``on_shutdown``);
-    should a C call hold the GIL so that no Python thread runs, faulthandler's watchdog (a C thread) prints every
-    thread's stack to the node's log and exits 1 at twice the limit, still inside launch's SIGTERM grace."""
+    class Sigevent(ctypes.Structure):  # glibc / musl `struct sigevent` (64 bytes) with the SIGEV_THREAD members
+        _fields_ = [("value", ctypes.c_void_p), ("signo", ctypes.c_int), ("notify", ctypes.c_int),
+                    ("function", ctypes.c_void_p), ("attribute", ctypes.c_void_p), ("pad", ctypes.c_int * 8)]
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+    class Itimerspec(ctypes.Structure):
+        _fields_ = [("interval", Timespec), ("value", Timespec)]
+
+    sigev_thread, clock_monotonic = 2, 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        create = getattr(libc, "timer_create", None)
+        if create is None:  # glibc < 2.34 keeps the POSIX timers in librt
+            rt = ctypes.CDLL(ctypes.util.find_library("rt") or "librt.so.1", use_errno=True)
+            create, settime = rt.timer_create, rt.timer_settime
+        else:
+            settime = libc.timer_settime
+        ev = Sigevent(value=int(code), notify=sigev_thread,
+                      function=ctypes.cast(libc._exit, ctypes.c_void_p).value)  # _exit(int) gets sigev_value's int
+        timer_id = ctypes.c_void_p()
+        if create(clock_monotonic, ctypes.byref(ev), ctypes.byref(timer_id)) != 0:
+            return False
+        whole = int(seconds)
+        spec = Itimerspec(value=Timespec(whole, int((seconds - whole) * 1e9)))
+        return settime(timer_id, 0, ctypes.byref(spec), None) == 0
+    except (OSError, AttributeError, ValueError, TypeError):
+        return False
+
+
+def _bound_teardown(name: str, code: Callable[[], int]) -> None:
+    """End the process if the teardown after ``on_shutdown`` hangs (seen in the test suite on a loaded machine:
+    arm_control logged its shutdown line, then sat in the DDS teardown through SIGINT and SIGTERM until SIGKILL; and in
+    CI: world_model held the GIL in rclpy's ``destroy_node`` for over 6 s after a network link came back up).
+
+    Everything the node keeps was saved by ``on_shutdown``, so the process ends with the node's code either way:
+    after `TEARDOWN_LIMIT_S` a daemon thread exits with it. Should a C call hold the GIL so that no Python thread runs,
+    faulthandler's watchdog (a C thread) prints every thread's stack to the node's log at twice the limit, and a POSIX
+    timer (`_exit_from_c_after`) ends the process half a second later, still inside launch's SIGTERM grace."""
     import faulthandler
     import threading
 
@@ -289,9 +329,11 @@ def _bound_teardown(name: str, code: Callable[[], int]) -> None:
     timer = threading.Timer(TEARDOWN_LIMIT_S, give_up)
     timer.daemon = True
     timer.start()
-    try:
-        faulthandler.dump_traceback_later(2 * TEARDOWN_LIMIT_S, exit=True, file=sys.stderr)
-    except (OSError, ValueError, RuntimeError):  # no usable stderr: the Python timer alone
+    c = code()
+    in_c = _exit_from_c_after(2 * TEARDOWN_LIMIT_S + 0.5, c if isinstance(c, int) and 0 <= c <= 255 else 1)
+    try:  # without the POSIX timer faulthandler ends the process itself (exit code 1)
+        faulthandler.dump_traceback_later(2 * TEARDOWN_LIMIT_S, exit=not in_c, file=sys.stderr)
+    except (OSError, ValueError, RuntimeError):  # no usable stderr: the timers alone
         pass
 
 
