@@ -111,6 +111,37 @@ def test_any_config_field_can_be_set_from_the_command_line():
                      ("wm_source.seed=1", "FIELD=VALUE"), ("wm_source.service=x", "FIELD=VALUE")):
         with pytest.raises(ValueError, match=why):
             config_from_args(parser.parse_args(["policy", "--out", "x", "--set", bad]))
+    # wm_source is checked as the runs build it: frames=false needs the MLP state model (its own field) and the judge
+    frameless = ["policy", "--out", "x", "--set", "wm_source.frames=false"]
+    with pytest.raises(ValueError, match="frames=False needs state_model 'mlp'"):
+        config_from_args(parser.parse_args(frameless))
+    assert config_from_args(parser.parse_args([*frameless, "--set", "wm_state_model=mlp"])).wm_source == {"frames": False}
+    with pytest.raises(ValueError, match="needs wm_judge"):
+        config_from_args(parser.parse_args([*frameless, "--set", "wm_state_model=mlp", "--set", "wm_judge=false"]))
+
+
+@pytest.mark.slow
+def test_a_policy_experiment_without_frames_uses_the_state_model_alone(tmp_path):
+    """``wm_source.frames=false``: no video model is pre-trained or copied, the PPL run's branches come from the MLP
+    ensemble (its versions ``mlp-NNN``) and PPL admits them."""
+    import csv
+    import json
+
+    from worldsample_learner.drivers.experiment import ExperimentConfig, run_policy
+
+    cfg = ExperimentConfig(tasks=("push",), modes=("ppl",), seeds=(0,), env_steps=120, eval_every=120,
+                           eval_episodes=1, demos=2, max_steps=20, batch_size=16, hidden_dim=32, synthetic_every=20,
+                           synthetic_branches=8, jobs=1, wm_state_model="mlp", wm_source={"frames": False},
+                           wm_mlp={"steps": 30, "eval_every": 10})
+    assert run_policy(cfg, tmp_path, "frameless") == 0
+    run = tmp_path / "policy" / "push" / "ppl_s0"
+    res = json.loads((run / "results.json").read_text())
+    assert not (tmp_path / "policy" / "push" / "wm_pretrained").exists() and not (run / "world_model").exists()
+    assert res["synthetic_calls"] >= 1 and res["world_model"]["version"].startswith("mlp-")
+    assert res["world_model"]["state_model_trainings"]
+    with (run / "ppl_decisions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows and sum(int(float(r["admitted"])) for r in rows) > 0
 
 
 @pytest.mark.slow

@@ -277,6 +277,80 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
         VideoWorldModelSource(VideoSourceConfig(service=scfg, state_model="mlp"))
 
 
+def test_source_without_frames_rolls_the_state_model_alone(tmp_path):
+    """``frames=False``: no video model is trained or rolled; every branch is the MLP ensemble's rollout from a real
+    [proprio, state] under the policy, judged on its predicted states like the video model's branches."""
+    from dataclasses import replace
+
+    from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
+    from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
+
+    class StatePolicy:
+        version = "policy-000007"
+
+        def act_batch(self, images, proprio, noise_std=0.0, rng=None, state=None):
+            assert images == {} and state is not None and state.shape == (len(proprio), 3)
+            return np.tile(np.float32([0.5, -0.2, 0.0, 0.0]), (len(proprio), 1))
+
+    def with_state(ep):
+        return replace(ep, states=(2.0 * ep.proprio[:, :3]).astype(np.float32))
+
+    def judge(task, states):
+        ok = states[:, 0] > level
+        return ok, np.where(ok, 1.0, -1.0).astype(np.float32)
+
+    level = np.inf
+    scfg = WorldModelServiceConfig(run_dir=str(tmp_path / "run"), min_new_episodes=2, pretrain_steps=5,
+                                   posttrain_steps=3, heldout_every=3, fidelity_horizons=(1,), device="cpu",
+                                   model=small_model_cfg())
+    src = VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True, state_model="mlp", frames=False,
+                                                  mlp=MLPDynamicsConfig(steps=30, eval_every=10), state_model_every=2),
+                                judge=judge)
+    demos = [with_state(toy_episode(50 + i, steps=8)) for i in range(2)]
+    src.add_demos(demos)
+    assert src.generate(StatePolicy(), 2, 3) and src.version == "mlp-001"  # from the demos before any real episode
+    for i in range(6):
+        src.observe_real(with_state(toy_episode(60 + i, steps=8, source=Source.REAL, policy="random")))
+    assert src.service.model is None and not (tmp_path / "run" / "versions").exists()  # the video model: never
+    eps = src.generate(StatePolicy(), 6, 4)
+    assert src.version == "mlp-002" and [m["episodes"] for m in src.mlp_metrics] == [2, 8]
+    starts = {e.episode_id: e for e in src.service.train_pool + src.service.heldout}
+    for e in eps:
+        assert e.images == {} and e.length == 4 and e.truncated[-1] and not e.terminated.any()
+        assert e.source == Source.SYNTHETIC and e.world_model_version == "mlp-002" and e.policy_version == "policy-000007"
+        real = starts[e.extras["start_episode"]]
+        t = int(e.extras["start_step"])
+        np.testing.assert_allclose(e.proprio[0], real.proprio[t, :4])
+        np.testing.assert_allclose(e.states[0], real.proprio[t, 4:])  # the start is a real [proprio, state]
+        o = real.proprio[t:t + 1]
+        for k in range(e.length):
+            np.testing.assert_allclose(e.actions[k], np.clip(e.actions[k], -1, 1))
+            out = src.mlp.predict(o, e.actions[k:k + 1])
+            o = out["next_obs"]
+            np.testing.assert_allclose(np.concatenate([e.proprio[k + 1], e.states[k + 1]]), o[0], rtol=1e-5, atol=1e-5)
+            assert e.uncertainty[k] == pytest.approx(out["disagreement"][0] / src.mlp_uncertainty_ref, rel=1e-4)
+        np.testing.assert_allclose(e.rewards, -1.0)  # judged: no state reached the level
+    # the policy's noise: actions differ from its constant output
+    assert np.ptp(np.concatenate([e.actions for e in eps])[:, 0]) > 0
+    # judged like the video model's branches: cut and terminated at the first successful predicted state
+    level = float(np.median(np.concatenate([e.states[1:, 0] for e in eps])))
+    cut = src.generate(StatePolicy(), 16, 4)
+    assert any(e.terminated[-1] and e.successes[-1] and e.rewards[-1] == 1.0 for e in cut)
+    assert all(e.successes.sum() == e.terminated.sum() for e in cut)
+    # PPL's fidelity: the state model's skill over copy-state on the held-out episodes
+    from worldsample_worldmodel.core.state_error import MLPPredictor, state_skill
+
+    held = [replace(e, proprio=e.proprio[:, :4], states=e.proprio[:, 4:]) for e in src.service.heldout]
+    want = state_skill(MLPPredictor(src.mlp, 4), held, (1,))
+    assert src.fidelity() == pytest.approx(float(np.clip(want[0], 0.0, 1.0)))
+    with pytest.raises(ValueError, match="frames=False needs state_model 'mlp'"):
+        VideoSourceConfig(state_in_proprio=True, frames=False).validate()
+    with pytest.raises(ValueError, match="write_bags has none"):
+        VideoSourceConfig(state_in_proprio=True, state_model="mlp", frames=False, write_bags=True).validate()
+    with pytest.raises(ValueError, match="frames=False needs a judge"):
+        VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True, state_model="mlp", frames=False))
+
+
 class _StopAfter:
     """A stop flag that turns true after ``n`` looks: training finishes, then the node is stopping."""
 

@@ -140,7 +140,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                                                     object_motion_scale=cfg.oracle_motion_scale), seed=seed)
     elif uses_synthetic(mode):
         wm_dir = out / "world_model"
-        shutil.copytree(spec["wm_init"], wm_dir)
+        if Path(spec["wm_init"]).is_dir():  # absent with wm_source.frames=False: no video model to start from
+            shutil.copytree(spec["wm_init"], wm_dir)
         judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
                                                          state_in_proprio=True, state_model=cfg.wm_state_model,
@@ -224,7 +225,7 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
             print(f"[experiment] {task}: recording {cfg.demos} expert demonstrations", flush=True)
             _save_pickle(expert_demos(task, cfg, cfg.demos), demo_file)
         wm_init = root / task / "wm_pretrained"
-        if not report_only and any(uses_video_model(m) for m in cfg.modes):
+        if not report_only and any(uses_video_model(m) for m in cfg.modes) and cfg.wm_source.get("frames", True):
             print(f"[experiment] {task}: pre-training the world model on the demos ({cfg.wm_pretrain_steps} steps)",
                   flush=True)
             pretrain_world_model(task, cfg, _load_pickle(demo_file), wm_init)

@@ -180,9 +180,12 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         else:
             over[key] = value
     out = replace(cfg, **over)
+    own = {"wm_source": {"state_model": out.wm_state_model, "state_in_proprio": True}}  # as `run_one` builds it
     for group, make in _sub_configs().items():  # a bad value fails here, not in every run
         if getattr(out, group):
-            make(**getattr(out, group)).validate()
+            make(**{**getattr(out, group), **own.get(group, {})}).validate()
+    if out.wm_source.get("frames", True) is False and not out.wm_judge:
+        raise ValueError("--set wm_source.frames=false needs wm_judge (the state model predicts no reward)")
     return out
 
 

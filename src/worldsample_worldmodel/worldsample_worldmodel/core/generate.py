@@ -193,6 +193,71 @@ def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng
     return eps
 
 
+def generate_state_branches(
+    start_episodes: list[Episode],
+    policy: BatchPolicy,
+    num_branches: int,
+    horizon: int,
+    state_model: StateModel,
+    action_noise: float = 0.1,
+    rng: np.random.Generator | None = None,
+    policy_version: str | None = None,
+    model_version: str = "",
+) -> list[Episode]:
+    """MBPO's model rollouts, without frames: ``num_branches`` synthetic episodes of ``horizon`` steps, each from a
+    real [proprio, state] (``proprio`` of ``start_episodes``, uniform over their steps) stepped by ``state_model``
+    alone, under ``policy`` (acting on that vector, ``images`` empty) with Gaussian ``action_noise``.
+
+    For a state learner the frames of `generate_branches` feed nothing it eats (`source.VideoSourceConfig.frames`).
+    The episodes have no images, zero rewards and no success (the caller judges the predicted states:
+    `source.judged`), ``uncertainty`` = the state model's, and every branch runs the whole horizon (truncated).
+    """
+    for name, v in (("num_branches", num_branches), ("horizon", horizon)):
+        if not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not (np.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise!r}")
+    starts = [e for e in start_episodes if e.length >= 1]
+    if not starts:
+        raise ValueError("no start episodes with a step for synthetic rollouts")
+    rng = rng if rng is not None else np.random.default_rng()
+    pver = policy_version if policy_version is not None else str(getattr(policy, "version", ""))
+    lengths = np.array([e.length for e in starts])
+    flat = rng.integers(0, int(lengths.sum()), size=num_branches)  # uniform over every step of every start episode
+    ep_of = np.searchsorted(np.cumsum(lengths), flat, side="right")
+    t_of = flat - np.concatenate([[0], np.cumsum(lengths)[:-1]])[ep_of]
+    obs = np.stack([starts[e].proprio[t] for e, t in zip(ep_of, t_of, strict=True)]).astype(np.float32)
+    traj, acts, uncs = [obs], [], []
+    for _ in range(horizon):
+        a = np.asarray(policy.act_batch({}, obs, noise_std=0.0, rng=rng), dtype=np.float32)
+        if a.shape != (num_branches, ACTION_DIM) or not np.isfinite(a).all():
+            raise ValueError(f"policy.act_batch returned {a.shape} (finite={np.isfinite(a).all()}), "
+                             f"expected finite ({num_branches}, {ACTION_DIM})")
+        if action_noise > 0:
+            a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
+        a = np.clip(a, -1.0, 1.0)
+        nxt, unc = state_model(obs, a)
+        obs = np.asarray(nxt, np.float32)
+        traj.append(obs)
+        acts.append(a)
+        uncs.append(np.full(num_branches, np.nan, np.float32) if unc is None else np.asarray(unc, np.float32))
+    traj_a, acts_a, uncs_a = np.stack(traj, 1), np.stack(acts, 1), np.stack(uncs, 1)
+    truncated = np.zeros(horizon, bool)
+    truncated[-1] = True
+    eps = []
+    for b in range(num_branches):
+        src = starts[int(ep_of[b])]
+        eps.append(Episode(
+            episode_id=f"{src.task}-syn-{model_version or 'state'}-{uuid.uuid4().hex[:10]}", task=src.task,
+            source=Source.SYNTHETIC, images={}, proprio=traj_a[b], actions=acts_a[b],
+            rewards=np.zeros(horizon, np.float32), terminated=np.zeros(horizon, bool), truncated=truncated.copy(),
+            successes=np.zeros(horizon, bool), uncertainty=uncs_a[b], policy_version=pver,
+            world_model_version=model_version,
+            extras={"start_episode": src.episode_id, "start_step": str(int(t_of[b])),
+                    "start_bag": src.extras.get("bag", "") if src.extras else ""}))
+    return eps
+
+
 def write_synthetic_bags(episodes: list[Episode], out_dir: Path | str, name: str | None = None) -> Path:
     """Write synthetic episodes as one rosbag2 (MCAP) directory ``out_dir/name``; returns its path."""
     from worldsample_common.core.bag_io import write_episodes_bag

@@ -34,6 +34,10 @@ data hurt, and a state model that fixes it"): on the learning policy's own branc
 erred 11.5 / 48 mm on the object at 1 / 8 steps (it moved blocks that did not move), this state model 4-5 /
 25-26 mm.
 
+``frames`` False (state model "mlp" and a judge): the video model is left out: not post-trained, and the branches
+are the MLP ensemble's alone, without frames (MBPO's model rollouts, `generate.generate_state_branches`), from the
+same starts; what a state learner eats is unchanged, and the run takes about half the time.
+
 ``judge`` (with ``state_in_proprio``): a function ``(task, states (T, S)) -> (success (T,), reward (T,))``, the
 task's own success detector and reward (in simulation `worldsample_control.core.sim.tasks.judge_states`).
 When given, an imagined step's reward, success and termination are those of its *predicted state* by the
@@ -91,6 +95,12 @@ class VideoSourceConfig:
     # "precision": terminal with the probability that such a success is a real one, measured on the held-out real
     # episodes (`VideoWorldModelSource.success_trust`), truncated otherwise
     imagined_success: str = "terminal"
+    # False (state_model "mlp" with a judge: a state learner): the video model is neither post-trained nor rolled;
+    # the branches are the MLP ensemble's alone, without frames (MBPO's model rollouts, `generate_state_branches`).
+    # Everything the state learner eats is then the same as with True (state, judged reward and success, the
+    # ensemble's uncertainty, the state model's fidelity); only the predicted frames and the video model's
+    # termination head (it ends almost no branch: F1 0-0.4) are gone, and with them half a run's time
+    frames: bool = True
     seed: int = 0
 
     def validate(self) -> None:
@@ -108,6 +118,10 @@ class VideoSourceConfig:
         if self.imagined_success not in IMAGINED_SUCCESS:
             raise ValueError(f"VideoSourceConfig.imagined_success must be one of {IMAGINED_SUCCESS}, got "
                              f"{self.imagined_success!r}")
+        if not self.frames and self.state_model != "mlp":
+            raise ValueError("VideoSourceConfig.frames=False needs state_model 'mlp' (the model that rolls the state)")
+        if not self.frames and self.write_bags:
+            raise ValueError("VideoSourceConfig.frames=False makes branches without frames: write_bags has none to write")
         if self.uncertainty_over not in UNCERTAINTY_OVER:
             raise ValueError(f"VideoSourceConfig.uncertainty_over must be one of {UNCERTAINTY_OVER}, got "
                              f"{self.uncertainty_over!r}")
@@ -199,6 +213,8 @@ class VideoWorldModelSource:
         self.cfg.validate()
         if judge is not None and not self.cfg.state_in_proprio:
             raise ValueError("VideoWorldModelSource: judge needs state_in_proprio (it judges the predicted state)")
+        if not self.cfg.frames and judge is None:
+            raise ValueError("VideoWorldModelSource: frames=False needs a judge (the state model predicts no reward)")
         if self.cfg.success_agreement > 0 and judge is None:
             raise ValueError("VideoWorldModelSource: success_agreement needs a judge (it qualifies the judge's success)")
         self.judge = judge
@@ -255,6 +271,10 @@ class VideoWorldModelSource:
 
     @property
     def version(self) -> str:
+        """The world-model version that makes the branches: the video model's, or with ``frames`` False the MLP
+        ensemble's fit count (``mlp-NNN``)."""
+        if not self.cfg.frames:
+            return f"mlp-{len(self.mlp_metrics):03d}" if self.mlp_metrics else ""
         m = self.service.model
         return m.version if m is not None else ""
 
@@ -265,7 +285,7 @@ class VideoWorldModelSource:
         elif self.cfg.state_model == "mlp":
             self._seen.append(episode)
             self._new_for_mlp += 1
-        if self.service.should_train():
+        if self.cfg.frames and self.service.should_train():
             try:
                 self.service.train()
             except TrainingDiverged as exc:  # the previous version keeps generating
@@ -294,6 +314,8 @@ class VideoWorldModelSource:
         ``state_in_proprio`` (a state learner) the predicted [proprio, state] of the model that rolls it (the
         MLP ensemble or the video model's proprio head) against copy-state (`state_error.state_skill`), each
         horizon clipped to [0, 1], averaged. None before there is a model and a held-out episode."""
+        if not self.cfg.frames:
+            return self._state_fidelity()
         fid = self.service.fidelity
         if not fid or not fid.get("ssim"):
             return None
@@ -350,6 +372,8 @@ class VideoWorldModelSource:
         return value
 
     def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
+        if not self.cfg.frames:
+            return self._generate_state(policy, num_branches, horizon)
         if self.service.model is None:
             return []
         if self.cfg.state_in_proprio:
@@ -366,6 +390,32 @@ class VideoWorldModelSource:
         eps, _ = self.service.generate(policy, num_branches, horizon, self.cfg.action_noise,
                                        seed=int(self.rng.integers(1 << 31)), write_bag=self.cfg.write_bags,
                                        state_model=state_model)
+        eps = [self._from_model(e) for e in eps]
+        if self.cfg.uncertainty_over == "branch_mean":
+            eps = [replace(e, uncertainty=branch_mean(e.uncertainty)) for e in eps]
+        return eps
+
+
+    def _generate_state(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
+        """``frames`` False: the MLP ensemble's branches from the same starts the service would branch from (the
+        most recent real episodes, the demos before any), judged like the video model's."""
+        from .generate import generate_state_branches
+
+        with self.service.lock:
+            recent = self.service.cfg.recent_episodes
+            starts = (self.service.train_pool + self.service.heldout)[-recent:] or self.service.demos[-recent:]
+        if not starts or not self._seen:
+            return []
+        if self.mlp is None or self._new_for_mlp >= self.cfg.state_model_every:
+            self.train_state_model()
+        mlp, ref = self.mlp, self.mlp_uncertainty_ref
+
+        def state_model(p: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = mlp.predict(p, a)
+            return out["next_obs"], out["disagreement"] / ref
+
+        eps = generate_state_branches(starts, _StateFromProprio(policy, self._proprio_dim), num_branches, horizon,
+                                      state_model, self.cfg.action_noise, rng=self.rng, model_version=self.version)
         eps = [self._from_model(e) for e in eps]
         if self.cfg.uncertainty_over == "branch_mean":
             eps = [replace(e, uncertainty=branch_mean(e.uncertainty)) for e in eps]
