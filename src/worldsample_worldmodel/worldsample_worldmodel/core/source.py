@@ -378,23 +378,31 @@ class VideoWorldModelSource:
             return []
         if self.cfg.state_in_proprio:
             policy = _StateFromProprio(policy, self._proprio_dim)
-        state_model = None
-        if self.cfg.state_model == "mlp":
-            if self.mlp is None or self._new_for_mlp >= self.cfg.state_model_every:
-                self.train_state_model()
-            mlp, ref = self.mlp, self.mlp_uncertainty_ref
-
-            def state_model(p: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                out = mlp.predict(p, a)
-                return out["next_obs"], out["disagreement"] / ref
+        state_model = self._fitted_state_model() if self.cfg.state_model == "mlp" else None
         eps, _ = self.service.generate(policy, num_branches, horizon, self.cfg.action_noise,
                                        seed=int(self.rng.integers(1 << 31)), write_bag=self.cfg.write_bags,
                                        state_model=state_model)
+        return self._as_learner_sees(eps)
+
+    def _fitted_state_model(self) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The MLP ensemble as a ``generate.StateModel`` (re-fitted first when ``state_model_every`` new real episodes
+        arrived since the last fit, or never fitted): next [proprio, state] and its disagreement over the reference."""
+        if self.mlp is None or self._new_for_mlp >= self.cfg.state_model_every:
+            self.train_state_model()
+        mlp, ref = self.mlp, self.mlp_uncertainty_ref
+
+        def state_model(p: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = mlp.predict(p, a)
+            return out["next_obs"], out["disagreement"] / ref
+
+        return state_model
+
+    def _as_learner_sees(self, eps: list[Episode]) -> list[Episode]:
+        """Generated branches split back into proprio and state, judged (`_from_model`), uncertainty as configured."""
         eps = [self._from_model(e) for e in eps]
         if self.cfg.uncertainty_over == "branch_mean":
             eps = [replace(e, uncertainty=branch_mean(e.uncertainty)) for e in eps]
         return eps
-
 
     def _generate_state(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
         """``frames`` False: the MLP ensemble's branches from the same starts the service would branch from (the
@@ -406,20 +414,10 @@ class VideoWorldModelSource:
             starts = (self.service.train_pool + self.service.heldout)[-recent:] or self.service.demos[-recent:]
         if not starts or not self._seen:
             return []
-        if self.mlp is None or self._new_for_mlp >= self.cfg.state_model_every:
-            self.train_state_model()
-        mlp, ref = self.mlp, self.mlp_uncertainty_ref
-
-        def state_model(p: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = mlp.predict(p, a)
-            return out["next_obs"], out["disagreement"] / ref
-
+        state_model = self._fitted_state_model()
         eps = generate_state_branches(starts, _StateFromProprio(policy, self._proprio_dim), num_branches, horizon,
                                       state_model, self.cfg.action_noise, rng=self.rng, model_version=self.version)
-        eps = [self._from_model(e) for e in eps]
-        if self.cfg.uncertainty_over == "branch_mean":
-            eps = [replace(e, uncertainty=branch_mean(e.uncertainty)) for e in eps]
-        return eps
+        return self._as_learner_sees(eps)
 
 
 class _StateFromProprio:
