@@ -267,6 +267,11 @@ def take_pending(node: Node, limit_s: float = 1.0) -> int:
 TEARDOWN_LIMIT_S = 3.0  # destroy_node + rclpy.shutdown + exit hooks after on_shutdown; then the process ends anyway
 
 
+def _exit_status(code: Any) -> int:
+    """``code`` as a process exit status: itself when an int in 0..255, else 1."""
+    return code if isinstance(code, int) and 0 <= code <= 255 else 1
+
+
 def _exit_from_c_after(seconds: float, code: int) -> bool:
     """Arm a POSIX timer whose expiry calls libc's ``_exit(code)`` on a thread of its own (``SIGEV_THREAD``): it ends
     the process with ``code`` even while a C call holds the GIL and no Python thread can run. False where this libc
@@ -324,13 +329,12 @@ def _bound_teardown(name: str, code: Callable[[], int]) -> None:
                   f"{TEARDOWN_LIMIT_S:.0f} s; the node's data was saved before it: exiting with {c}", file=sys.stderr, flush=True)
         except (OSError, ValueError):
             pass
-        os._exit(c if isinstance(c, int) and 0 <= c <= 255 else 1)
+        os._exit(_exit_status(c))
 
     timer = threading.Timer(TEARDOWN_LIMIT_S, give_up)
     timer.daemon = True
     timer.start()
-    c = code()
-    in_c = _exit_from_c_after(2 * TEARDOWN_LIMIT_S + 0.5, c if isinstance(c, int) and 0 <= c <= 255 else 1)
+    in_c = _exit_from_c_after(2 * TEARDOWN_LIMIT_S + 0.5, _exit_status(code()))
     try:  # without the POSIX timer faulthandler ends the process itself (exit code 1)
         faulthandler.dump_traceback_later(2 * TEARDOWN_LIMIT_S, exit=not in_c, file=sys.stderr)
     except (OSError, ValueError, RuntimeError):  # no usable stderr: the timers alone
@@ -349,4 +353,4 @@ def _exit_now(code: int) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code if isinstance(code, int) and 0 <= code <= 255 else 1)
+    os._exit(_exit_status(code))

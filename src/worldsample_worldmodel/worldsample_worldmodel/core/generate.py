@@ -80,13 +80,7 @@ def generate_branches(
     """
     import torch
 
-    if not hasattr(policy, "act_batch"):
-        raise ValueError(f"policy must have act_batch(images, proprio, ...), got {type(policy).__name__}")
-    for name, v in (("num_branches", num_branches), ("horizon", horizon), ("batch_size", batch_size)):
-        if not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not (np.isfinite(action_noise) and action_noise >= 0):
-        raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise!r}")
+    _check_rollout_args(policy, action_noise, num_branches=num_branches, horizon=horizon, batch_size=batch_size)
     rng = rng if rng is not None else np.random.default_rng()
     cfg = model.cfg
     kept, rejected = filter_episodes(list(start_episodes), model.cameras, cfg.image_size, model.proprio_dim)
@@ -104,6 +98,30 @@ def generate_branches(
         out.extend(_rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver,
                                   state_model))
     return out
+
+
+def _check_rollout_args(policy: Any, action_noise: float, **counts: Any) -> None:
+    """ValueError naming what is wrong: a policy without ``act_batch``, a count (``counts``) that is not a positive int,
+    a negative or non-finite ``action_noise``."""
+    if not hasattr(policy, "act_batch"):
+        raise ValueError(f"policy must have act_batch(images, proprio, ...), got {type(policy).__name__}")
+    for name, v in counts.items():
+        if not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not (np.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise!r}")
+
+
+def _noisy_actions(policy: Any, images: dict[str, np.ndarray], proprio: np.ndarray, action_noise: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """The policy's actions (B, A) for a batch, checked, plus Gaussian ``action_noise``, clipped to [-1, 1]."""
+    a = np.asarray(policy.act_batch(images, proprio, noise_std=0.0, rng=rng), dtype=np.float32)
+    if a.shape != (len(proprio), ACTION_DIM) or not np.isfinite(a).all():
+        raise ValueError(f"policy.act_batch returned {a.shape} (finite={np.isfinite(a).all()}), "
+                         f"expected finite ({len(proprio)}, {ACTION_DIM})")
+    if action_noise > 0:
+        a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
+    return np.clip(a, -1.0, 1.0)
 
 
 def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng, gen, pver,
@@ -129,14 +147,7 @@ def _rollout_batch(model, kept, sampler, idx, policy, horizon, action_noise, rng
     ended = np.zeros(nb, bool)
     alive = np.arange(nb)  # the branches still running, in batch order
     for _ in range(horizon):
-        a = np.asarray(policy.act_batch(cur_images, proprio.cpu().numpy().astype(np.float32), noise_std=0.0, rng=rng),
-                       dtype=np.float32)
-        if a.shape != (len(alive), ACTION_DIM) or not np.isfinite(a).all():
-            raise ValueError(f"policy.act_batch returned {a.shape} (finite={np.isfinite(a).all()}), "
-                             f"expected finite ({len(alive)}, {ACTION_DIM})")
-        if action_noise > 0:
-            a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
-        a = np.clip(a, -1.0, 1.0)
+        a = _noisy_actions(policy, cur_images, proprio.cpu().numpy().astype(np.float32), action_noise, rng)
         nxt, s_unc = (None, None) if state_model is None else state_model(proprio.cpu().numpy(), a)
         res = model.step(hist, proprio, a, generator=gen,
                          next_proprio=None if nxt is None else np.asarray(nxt, np.float32))
@@ -212,11 +223,7 @@ def generate_state_branches(
     The episodes have no images, zero rewards and no success (the caller judges the predicted states:
     `source.judged`), ``uncertainty`` = the state model's, and every branch runs the whole horizon (truncated).
     """
-    for name, v in (("num_branches", num_branches), ("horizon", horizon)):
-        if not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not (np.isfinite(action_noise) and action_noise >= 0):
-        raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise!r}")
+    _check_rollout_args(policy, action_noise, num_branches=num_branches, horizon=horizon)
     starts = [e for e in start_episodes if e.length >= 1]
     if not starts:
         raise ValueError("no start episodes with a step for synthetic rollouts")
@@ -229,13 +236,7 @@ def generate_state_branches(
     obs = np.stack([starts[e].proprio[t] for e, t in zip(ep_of, t_of, strict=True)]).astype(np.float32)
     traj, acts, uncs = [obs], [], []
     for _ in range(horizon):
-        a = np.asarray(policy.act_batch({}, obs, noise_std=0.0, rng=rng), dtype=np.float32)
-        if a.shape != (num_branches, ACTION_DIM) or not np.isfinite(a).all():
-            raise ValueError(f"policy.act_batch returned {a.shape} (finite={np.isfinite(a).all()}), "
-                             f"expected finite ({num_branches}, {ACTION_DIM})")
-        if action_noise > 0:
-            a = a + rng.normal(0.0, action_noise, size=a.shape).astype(np.float32)
-        a = np.clip(a, -1.0, 1.0)
+        a = _noisy_actions(policy, {}, obs, action_noise, rng)
         nxt, unc = state_model(obs, a)
         obs = np.asarray(nxt, np.float32)
         traj.append(obs)

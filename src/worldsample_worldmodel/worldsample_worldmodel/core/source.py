@@ -36,7 +36,9 @@ erred 11.5 / 48 mm on the object at 1 / 8 steps (it moved blocks that did not mo
 
 ``frames`` False (state model "mlp" and a judge): the video model is left out: not post-trained, and the branches
 are the MLP ensemble's alone, without frames (MBPO's model rollouts, `generate.generate_state_branches`), from the
-same starts; what a state learner eats is unchanged, and the run takes about half the time.
+same starts. The video model's training (a quarter to a third of a PPL run) is saved, but the branches are not
+the same: the video model's termination head no longer ends some early, and on push this learned slower early
+(docs/results.md, "Where a state learner's PPL run spends its time").
 
 ``judge`` (with ``state_in_proprio``): a function ``(task, states (T, S)) -> (success (T,), reward (T,))``, the
 task's own success detector and reward (in simulation `worldsample_control.core.sim.tasks.judge_states`).
@@ -97,9 +99,10 @@ class VideoSourceConfig:
     imagined_success: str = "terminal"
     # False (state_model "mlp" with a judge: a state learner): the video model is neither post-trained nor rolled;
     # the branches are the MLP ensemble's alone, without frames (MBPO's model rollouts, `generate_state_branches`).
-    # Everything the state learner eats is then the same as with True (state, judged reward and success, the
-    # ensemble's uncertainty, the state model's fidelity); only the predicted frames and the video model's
-    # termination head (it ends almost no branch: F1 0-0.4) are gone, and with them half a run's time
+    # The state learner's inputs come from the same parts as with True (state, judged reward and success, the
+    # ensemble's uncertainty, the state model's fidelity); gone are the predicted frames, the video model's training
+    # (a quarter to a third of a run) and its termination head, which ended some branches early: without it push
+    # learned slower early (0.43 against 0.70 at 5k, 3 seeds; docs/results.md), so True stays the default
     frames: bool = True
     seed: int = 0
 
