@@ -181,6 +181,66 @@ def test_an_interrupted_policy_experiment_resumes(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_video_run_killed_part_way_goes_on_from_its_snapshot_as_if_never_stopped(tmp_path):
+    """A PPL run on the video world model (MLP state, the audit's simulator replay) killed with SIGKILL in the middle
+    of a run: started again, it goes on from its last snapshot and ends with the same curves, PPL decisions, audit
+    rows, world-model versions and policy weights as a run that was never stopped. A second process on a run that
+    is being written is refused."""
+    import csv
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from dataclasses import asdict
+
+    import torch
+    from worldsample_learner.drivers.experiment import ExperimentConfig, _lock_run, run_policy
+
+    cfg = ExperimentConfig(tasks=("push",), modes=("ppl",), seeds=(0,), env_steps=200, eval_every=40, eval_episodes=1,
+                           demos=2, max_steps=20, batch_size=16, hidden_dim=32, synthetic_every=20,
+                           synthetic_branches=4, jobs=1, wm_state_model="mlp", wm_mlp={"steps": 30, "eval_every": 10},
+                           wm_pretrain_steps=2, wm_posttrain_steps=2, wm_min_new_episodes=2, wm_batch_size=2,
+                           wm_rollout_steps=2, audit_synthetic=True, snapshot_every=40)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_policy(cfg, whole, "whole") == 0
+    script = ("import sys; from worldsample_learner.drivers.experiment import ExperimentConfig, run_policy; "
+              f"run_policy(ExperimentConfig(**{asdict(cfg)!r}), __import__('pathlib').Path(sys.argv[1]), 'cut')")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(cut)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = cut / "policy" / "push" / "ppl_s0"
+    deadline = time.time() + 600
+    while not ((run / "snapshot.pt").exists() and (run / "eval.csv").exists()
+               and len((run / "eval.csv").read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed part-way"
+        time.sleep(0.1)
+    with pytest.raises(RuntimeError, match="being written by another process"):
+        _lock_run(run)
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker, as a sitting's end stops them
+    proc.wait()
+    assert not (run / "results.json").exists()
+    assert run_policy(cfg, cut, "resumed") == 0
+
+    def rows(path):
+        with open(path) as f:
+            return [{k: v for k, v in r.items() if k not in ("wall_s", "scored_at", "episode_id")}
+                    for r in csv.DictReader(f)]
+
+    ref = whole / "policy" / "push" / "ppl_s0"
+    for name in ("eval.csv", "metrics.csv", "ppl.csv", "ppl_decisions.csv", "synthetic_audit.csv"):
+        assert rows(run / name) == rows(ref / name), name
+    a, b = (json.loads((d / "results.json").read_text()) for d in (ref, run))
+    assert a["success_curve"] == b["success_curve"] and a["world_model"]["version"] == b["world_model"]["version"]
+    assert len(a["world_model"]["state_model_trainings"]) == len(b["world_model"]["state_model_trainings"])
+    assert sorted(p.name for p in (run / "world_model" / "versions").iterdir()) == \
+        sorted(p.name for p in (ref / "world_model" / "versions").iterdir())
+    wa, wb = (torch.load(r["checkpoint"], weights_only=False)["actor"] for r in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not (run / "snapshot.pt").exists()
+
+
+@pytest.mark.slow
 def test_modelerror_scores_every_predictor_and_resumes_per_task(tmp_path):
     """`experiment modelerror` at a toy size: the held-out table has copy-state, both MLP ensembles and the video
     models at every horizon; copy-state has no predicted motion and no uncertainty, the MLP ensembles an

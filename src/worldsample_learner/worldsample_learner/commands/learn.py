@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in the simulator from exact real states (`worldsample experiment policy` runs the "
                              "learner with the live video world model)")
     parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from --out's last snapshot (snapshot.pt, written every "
+                             "LearnConfig.snapshot_every_env_steps env steps) with the stopped run's other flags")
     parser.add_argument("--env-steps", type=int, default=20_000, help="real environment steps (default 20000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--obs", default="state", choices=("state", "pixels"), help="observation mode (default state)")
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
     from worldsample_learner.drivers.learn import StaticSyntheticSource, train_in_process
+    from worldsample_learner.drivers.snapshot import SnapshotMismatch
 
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -117,7 +121,15 @@ def run(args: argparse.Namespace) -> int:
     if args.demos and not demos:
         print(f"learn: no readable {args.task!r} episodes in --demos {args.demos!r}", file=sys.stderr)
         return 2
-    if args.expert_demos > 0:
+    from worldsample_learner.drivers.snapshot import SNAPSHOT
+
+    resuming = args.resume and (Path(args.out) / SNAPSHOT).exists()
+    if args.resume and not resuming:
+        print(f"learn: --resume: no {SNAPSHOT} in {args.out}; starting the run at step 1", file=sys.stderr)
+    elif (Path(args.out) / SNAPSHOT).exists() and not args.resume:
+        print(f"learn: {args.out} holds a stopped run's {SNAPSHOT}; starting over (--resume goes on from it)",
+              file=sys.stderr)
+    if args.expert_demos > 0 and not resuming:  # a resumed run's demos are in its snapshot's replay
         from worldsample_control.core.demos import expert_episodes
 
         demos += expert_episodes(args.task, args.expert_demos, render=args.obs == "pixels")
@@ -156,8 +168,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"learn: {e}", file=sys.stderr)
         return 2
-    r = train_in_process(make_task_env(args.task, cfg), cfg, demos, source, args.out,
-                         eval_env=make_task_env(args.task, cfg))
+    try:
+        r = train_in_process(make_task_env(args.task, cfg), cfg, demos, source, args.out,
+                             eval_env=make_task_env(args.task, cfg), resume=resuming)
+    except SnapshotMismatch as e:
+        print(f"learn: --resume: {e}", file=sys.stderr)
+        return 2
     print(f"learn: mode={r['mode']} final success={r['final_success_rate']:.2f} best={r['best_success_rate']:.2f} "
           f"updates={r['updates']} wall={r['wall_s']:.0f}s -> {args.out}/plots.png, {r['checkpoint']}")
     return 0

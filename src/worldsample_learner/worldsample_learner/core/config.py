@@ -231,6 +231,9 @@ class LearnConfig:
     synthetic_noise: float = 0.1  # action noise for synthetic branches
     checkpoint_every_env_steps: int = 5_000  # environment steps between policy checkpoints; 0 = only at the end
     log_every: int = 500  # env steps between metric rows / PPL windows
+    # env steps between snapshots of the whole run (at the next episode end; `drivers.snapshot`), which
+    # ``worldsample learn --resume`` and a resumed experiment go on from; 0 = none
+    snapshot_every_env_steps: int = 2_000
     seed: int = 0
 
     def validate(self) -> None:
@@ -240,7 +243,7 @@ class LearnConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"LearnConfig.{name} must be an int >= 1, got {v!r}")
-        for name in ("warmup_steps", "checkpoint_every_env_steps"):
+        for name in ("warmup_steps", "checkpoint_every_env_steps", "snapshot_every_env_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"LearnConfig.{name} must be an int >= 0, got {v!r}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -63,6 +64,7 @@ from .experiment_report import (
     worldmodel_table,
     write_section,
 )
+from .snapshot import SNAPSHOT
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -128,9 +130,11 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     out = Path(spec["out"])
     if (out / "results.json").exists():  # finished before (a resumed experiment)
         return json.loads((out / "results.json").read_text())
-    if out.exists():
+    lock = _lock_run(out)  # noqa: F841 - held until this function returns
+    resume = (out / SNAPSHOT).exists()  # stopped part-way: go on from its last snapshot
+    if out.exists() and not resume:  # stopped before its first snapshot: start over
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     demos = _load_pickle(Path(spec["demos"]))
     source = None
     if uses_synthetic(mode) and source_kind == "oracle":
@@ -140,7 +144,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                                                     object_motion_scale=cfg.oracle_motion_scale), seed=seed)
     elif uses_synthetic(mode):
         wm_dir = out / "world_model"
-        if Path(spec["wm_init"]).is_dir():  # absent with wm_source.frames=False: no video model to start from
+        if Path(spec["wm_init"]).is_dir() and not resume:  # absent with wm_source.frames=False: no video model
             shutil.copytree(spec["wm_init"], wm_dir)
         judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
@@ -157,13 +161,13 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     lcfg = LearnConfig(agent=agent, ppl=PPLConfig(mode=mode, **cfg.ppl), env_steps=cfg.env_steps, warmup_steps=0,
                        eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
                        synthetic_every=cfg.synthetic_every, synthetic_branches=cfg.synthetic_branches,
-                       checkpoint_every_env_steps=0, log_every=min(250, cfg.env_steps), seed=seed)
+                       checkpoint_every_env_steps=0, log_every=min(250, cfg.env_steps),
+                       snapshot_every_env_steps=cfg.snapshot_every, seed=seed)
     video = isinstance(getattr(source, "inner", source), VideoWorldModelSource)
     env = make_env(task, replace(env_config(cfg, render=video), seed=seed))
     eval_env = make_env(task, replace(env_config(cfg, render=False), seed=seed))
-    t0 = time.time()
-    res = train_in_process(env, lcfg, demos, source, out, eval_env=eval_env, progress=False)
-    res.update(task=task, seed=seed, wall_s=time.time() - t0, mode=variant, ppl_mode=mode, synthetic=source_kind,
+    res = train_in_process(env, lcfg, demos, source, out, eval_env=eval_env, progress=False, resume=resume)
+    res.update(task=task, seed=seed, mode=variant, ppl_mode=mode, synthetic=source_kind,
                utd_ratio=agent.utd_ratio)
     with (out / "eval.csv").open() as f:
         import csv
@@ -180,6 +184,35 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     env.close()
     eval_env.close()
     return res
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initializer (Linux): the kernel kills the worker when the experiment's process dies, so a killed
+    experiment leaves no run writing on (the run goes on from its snapshot when the experiment is started again)."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+
+def _lock_run(out: Path) -> Any:
+    """An exclusive lock on the run directory ``out`` for as long as the returned file stays open: a second process
+    on the same run (an experiment started twice, or a worker left running by a killed parent) fails with a clear
+    error instead of writing into the same files."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    f = open(out.parent / f".{out.name}.lock", "a+")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise RuntimeError(f"run {out} is being written by another process (an experiment started twice on the "
+                           "same --out, or a worker of a killed one still running); stop it first") from None
+    return f
 
 
 def _save_pickle(obj: Any, path: Path) -> None:
@@ -246,7 +279,8 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
           f"[experiment] {len(specs)} runs ({cfg.env_steps} real steps each), {cfg.jobs} in parallel", flush=True)
     results = [at_budget(json.loads((Path(sp["out"]) / "results.json").read_text()), cfg.env_steps)
                for sp in specs] if report_only else []
-    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = {} if report_only else {pool.submit(run_one, s): s for s in specs}
         for i, fut in enumerate(futures, 1):
             s = futures[fut]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..core.config import LearnConfig
+
 MODES = ("rl-only", "naive", "ppl")  # the default comparison (any of worldsample_learner's PPL_MODES may be asked for)
 BASELINE = MODES[0]  # what the others are compared against (the paper's RL-only baseline)
 ORACLE_PREFIX = "oracle-"  # a run variant "oracle-ppl": synthetic data from the perfect world model
@@ -96,6 +98,9 @@ class ExperimentConfig:
     wm_heldout_noise: float = 0.3  # the held-out policy's action noise (a policy neither model trained on)
     heldout_episodes: int = 8  # held-out rollouts the world models are scored on
     horizons: tuple[int, ...] = (1, 4, 8)  # fidelity / state-error horizons [steps]
+    # real steps between snapshots of a run (`drivers.snapshot`): a run stopped part-way (a sitting's end) goes on
+    # from its last one when the experiment is started again; 0: a stopped run starts over
+    snapshot_every: int = LearnConfig.snapshot_every_env_steps
     jobs: int = 2  # runs in parallel (processes, one torch thread each)
     device: str = "cpu"
 

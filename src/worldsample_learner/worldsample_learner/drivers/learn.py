@@ -5,6 +5,8 @@ critic updates; timed per phase into ``results.json["time_s"]``), evaluates the 
 synthetic source for branches every ``synthetic_every`` env steps (horizon and admission per
 PPL), and writes ``metrics.csv``, ``eval.csv``, ``ppl.csv``, ``ppl_decisions.csv`` (PPL's decision on every
 synthetic transition; ``bag`` names the generation call), ``plots.png`` and policy checkpoints under ``out_dir``.
+Every ``snapshot_every_env_steps`` it snapshots the whole run (`snapshot`), and ``resume=True`` goes on from the
+last snapshot, step for step as if the run had never stopped.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from typing import Any
 import numpy as np
 from worldsample_common.core.env_protocol import Env, Observation
 from worldsample_common.core.episode import Episode, Source
-from worldsample_common.core.files import json_dumps
+from worldsample_common.core.files import json_dumps, json_safe
 from worldsample_control.core.rollout import evaluate
 
 from ..core.config import LearnConfig
 from ..core.learner import DECISIONS, Learner, SyntheticSource, log_decisions
 from ..core.policy import checkpoint_path, policy_from_agent, save_policy
 from ..core.ppl import CsvLog, flat_status
+from .snapshot import load_snapshot, remove_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +97,13 @@ def _obs_batch(obs: Observation, cams: tuple[str, ...], state: bool) -> dict[str
 
 def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
                      synthetic_source: SyntheticSource | None, out_dir: str | Path,
-                     eval_env: Env | None = None, progress: bool = True) -> dict[str, Any]:
+                     eval_env: Env | None = None, progress: bool = True, resume: bool = False) -> dict[str, Any]:
     """Train a policy on ``env`` (evaluated on ``eval_env``, default ``env``); returns final/best success,
-    curves and paths. The driver chooses the environments (`commands.learn.make_task_env` for a sim task)."""
+    curves and paths. The driver chooses the environments (`commands.learn.make_task_env` for a sim task).
+
+    ``resume``: go on from ``out_dir``'s snapshot (`snapshot`) when it has one (``synthetic_source`` is then
+    filled with its state at the snapshot, in place, and ``demos`` are already in the restored replay); without
+    a snapshot, or without ``resume``, the run starts at step 1 (a stale snapshot is removed)."""
     cfg.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,13 +124,18 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
         a.image_size = int(obs.images[a.cameras[0]].shape[0])
     a.seed = cfg.seed
     (out / "config.json").write_text(json_dumps(asdict(cfg), indent=2))
-    learner = Learner(a, cfg.ppl, cfg.replay, None)
-    for ep in demos:
-        rep = learner.add_demo_episode(ep)
-        if rep.rejected:
-            log.warning("demo %s: %s", ep.episode_id, dict(rep.rejected))
-    if demos and len(learner.demo) == 0:
-        raise ValueError("none of the demo episodes could be used (see the warnings above for reasons)")
+    snap = load_snapshot(out, synthetic_source, json_safe(asdict(cfg))) if resume else None
+    if snap is None:
+        remove_snapshot(out)
+        learner = Learner(a, cfg.ppl, cfg.replay, None)
+        for ep in demos:
+            rep = learner.add_demo_episode(ep)
+            if rep.rejected:
+                log.warning("demo %s: %s", ep.episode_id, dict(rep.rejected))
+        if demos and len(learner.demo) == 0:
+            raise ValueError("none of the demo episodes could be used (see the warnings above for reasons)")
+    else:
+        learner = snap["learner"]
     pixels = a.obs_mode == "pixels"
     cams = tuple(a.cameras) if pixels else ()
     # real episodes keep every frame the env renders (a world model learns from them even when the
@@ -140,8 +152,6 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
     rng = np.random.default_rng(cfg.seed)
     policy = policy_from_agent(learner.agent, 0)
     ep_seed = cfg.seed * 100_000
-    obs = env.reset(seed=ep_seed)
-    buf = _new_buffer(obs, record_cams, env, keep_sim_state)
     ep_returns: list[float] = []
     ep_return = 0.0
     version = 0
@@ -167,7 +177,24 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
     frozen = learner.agent.encoder.frozen
     if frozen:  # the frozen pixel encoder's one pre-training, before the first update
         timers["encoder_pretrain"] = 0.0
-    for step in range(1, cfg.env_steps + 1):
+    every = cfg.snapshot_every_env_steps
+    if every:
+        timers["snapshot"] = 0.0
+    first = 1
+    if snap is not None:  # the loop's own state at the snapshot (taken at an episode's end)
+        loop = snap["loop"]
+        policy = snap["policy"]
+        first, ep_seed, ep_returns, version = loop["step"] + 1, loop["ep_seed"], loop["ep_returns"], loop["version"]
+        synthetic_calls, timers, rng = loop["synthetic_calls"], loop["timers"], loop["rng"]
+        metrics, evals, ppl_log = loop["logs"]
+        t_start = time.time() - loop["elapsed_s"]
+        if progress:
+            print(f"[learn {cfg.ppl.mode}] resuming from {out / 'snapshot.pt'} after env step {loop['step']}",
+                  flush=True)
+    obs = env.reset(seed=ep_seed)
+    buf = _new_buffer(obs, record_cams, env, keep_sim_state)
+    for step in range(first, cfg.env_steps + 1):
+        ended = False
         t0 = time.perf_counter()
         if step <= cfg.warmup_steps and not demos:
             action = rng.uniform(-1, 1, size=a.action_dim).astype(np.float32)
@@ -204,6 +231,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             ep_returns.append(ep_return)
             ep_return = 0.0
             ep_seed += 1
+            ended = True
             obs = env.reset(seed=ep_seed)
             buf = _new_buffer(obs, record_cams, env, keep_sim_state)
         if step > cfg.warmup_steps and learner.can_train():
@@ -257,6 +285,16 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
         if cfg.checkpoint_every_env_steps and step % cfg.checkpoint_every_env_steps == 0:
             version += 1
             save_policy(learner.agent, out / "checkpoints", version, {"env_steps": step, "mode": cfg.ppl.mode})
+        if every and ended and step < cfg.env_steps and step // every > (first - 1) // every:
+            # the first episode end past a multiple of ``every`` since the run (or its resume) began
+            t1 = time.perf_counter()
+            loop = {"step": step, "ep_seed": ep_seed, "ep_returns": ep_returns, "version": version,
+                    "synthetic_calls": synthetic_calls, "timers": timers, "rng": rng,
+                    "logs": (metrics, evals, ppl_log), "elapsed_s": time.time() - t_start,
+                    "config": json_safe(asdict(cfg))}
+            save_snapshot(out, loop, learner, policy, synthetic_source)
+            first = step + 1
+            timers["snapshot"] += time.perf_counter() - t1
     if cfg.env_steps % cfg.eval_every != 0:
         run_eval(cfg.env_steps)
     version += 1
@@ -276,6 +314,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
     if frozen:
         results["encoder_pretrain"] = learner.pretrain_info
     (out / "results.json").write_text(json_dumps(results, indent=2))
+    remove_snapshot(out)
     assert checkpoint_path(out / "checkpoints", version) == final_ckpt
     return results
 

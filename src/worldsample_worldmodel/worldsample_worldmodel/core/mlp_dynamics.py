@@ -28,7 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 from worldsample_common.core.episode import Episode
+
+from .model import EnsembleLinear
 
 
 @dataclass
@@ -119,38 +123,33 @@ def transitions_from_episodes(episodes: list[Episode], with_states: bool = True)
                        np.concatenate(rew).astype(np.float32), np.concatenate(term).astype(np.float32))
 
 
-def _net(obs_dim: int, action_dim: int, cfg: MLPDynamicsConfig):
-    import torch
-    from torch import nn
+class DynamicsNet(nn.Module):
+    """The ensemble (a module-level class, so that a run snapshot can pickle it)."""
 
-    from .model import EnsembleLinear
+    def __init__(self, obs_dim: int, action_dim: int, cfg: MLPDynamicsConfig) -> None:
+        super().__init__()
+        self.obs_dim, self.cfg = obs_dim, cfg
+        n, hd = cfg.ensemble_size, cfg.hidden_dim
+        dims = [obs_dim + action_dim] + [hd] * cfg.num_layers
+        self.hidden = nn.ModuleList([EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:], strict=True)])
+        # delta, reward, termination logit (+ the log-variance of delta and reward: ``probabilistic``)
+        self.out = EnsembleLinear(n, hd, obs_dim + 2 + (obs_dim + 1 if cfg.probabilistic else 0))
+        for name in ("obs_mean", "obs_std", "delta_mean", "delta_std"):
+            self.register_buffer(name, torch.zeros(obs_dim) if "mean" in name else torch.ones(obs_dim))
+        self.register_buffer("rew_mean", torch.zeros(()))
+        self.register_buffer("rew_std", torch.ones(()))
 
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            n, hd = cfg.ensemble_size, cfg.hidden_dim
-            dims = [obs_dim + action_dim] + [hd] * cfg.num_layers
-            self.hidden = nn.ModuleList([EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:], strict=True)])
-            # delta, reward, termination logit (+ the log-variance of delta and reward: ``probabilistic``)
-            self.out = EnsembleLinear(n, hd, obs_dim + 2 + (obs_dim + 1 if cfg.probabilistic else 0))
-            for name in ("obs_mean", "obs_std", "delta_mean", "delta_std"):
-                self.register_buffer(name, torch.zeros(obs_dim) if "mean" in name else torch.ones(obs_dim))
-            self.register_buffer("rew_mean", torch.zeros(()))
-            self.register_buffer("rew_std", torch.ones(()))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, B, O + A) standardised -> (N, B, O + 2): delta, reward (standardised), termination logit."""
+        for layer in self.hidden:
+            x = torch.nn.functional.silu(layer(x))
+        return self.out(x)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """x (N, B, O + A) standardised -> (N, B, O + 2): delta, reward (standardised), termination logit."""
-            for layer in self.hidden:
-                x = torch.nn.functional.silu(layer(x))
-            return self.out(x)
-
-        def logvar(self, out: torch.Tensor) -> torch.Tensor:
-            """The soft-bounded log-variance (N, B, O + 1) of the standardised delta and reward in ``out``."""
-            sp = torch.nn.functional.softplus
-            lv = cfg.max_logvar - sp(cfg.max_logvar - out[..., obs_dim + 2:])
-            return cfg.min_logvar + sp(lv - cfg.min_logvar)
-
-    return Net()
+    def logvar(self, out: torch.Tensor) -> torch.Tensor:
+        """The soft-bounded log-variance (N, B, O + 1) of the standardised delta and reward in ``out``."""
+        sp = torch.nn.functional.softplus
+        lv = self.cfg.max_logvar - sp(self.cfg.max_logvar - out[..., self.obs_dim + 2:])
+        return self.cfg.min_logvar + sp(lv - self.cfg.min_logvar)
 
 
 class MLPDynamics:
@@ -224,7 +223,7 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
         raise ValueError("train_mlp_dynamics: transitions contain NaN or inf")
     torch.manual_seed(cfg.seed)
     obs_dim, action_dim = data.obs.shape[1], data.actions.shape[1]
-    net = _net(obs_dim, action_dim, cfg)
+    net = DynamicsNet(obs_dim, action_dim, cfg)
     if init is not None:
         shape = (init.obs_dim, init.action_dim, init.cfg.ensemble_size, init.cfg.hidden_dim, init.cfg.num_layers,
                  init.cfg.probabilistic)

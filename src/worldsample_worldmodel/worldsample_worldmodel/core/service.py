@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -118,6 +119,31 @@ class WorldModelService:
             for bag, reason in rep.skipped:
                 self.rejected.append((str(bag), reason))
             self.demos = rep.episodes
+
+    # ------------------------------------------------------------------ snapshots of an in-process run
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the lock and the stop event (`worldsample_learner.drivers.snapshot`), and the versions
+        on disk at this moment, which `after_resume` returns the store to."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("lock", "stop_event")}
+        state["_versions_at_snapshot"] = self.store.versions()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+
+    def after_resume(self) -> None:
+        """After `__setstate__` from a snapshot: remove the versions saved after it (the resumed run saves them
+        again, under the same names) and a training's leftover train state, so the store is what it was then."""
+        from .train import clear_train_state
+
+        keep = set(self.__dict__.pop("_versions_at_snapshot", self.store.versions()))
+        for name in self.store.versions():
+            if name not in keep:
+                shutil.rmtree(self.store.path(name))
+        self.store.cleanup()
+        clear_train_state(self.cfg.run_dir)
 
     # ------------------------------------------------------------------ ingest
     def add_episode(self, ep: Episode) -> str | None:

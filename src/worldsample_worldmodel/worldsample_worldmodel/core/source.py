@@ -281,6 +281,11 @@ class VideoWorldModelSource:
         m = self.service.model
         return m.version if m is not None else ""
 
+    def after_resume(self) -> None:
+        """Restored from a run snapshot (`worldsample_learner.drivers.snapshot`): the service drops the world-model
+        versions saved after it."""
+        self.service.after_resume()
+
     def observe_real(self, episode: Episode) -> None:
         reason = self.service.add_episode(self.to_model(episode))
         if reason:

@@ -339,6 +339,16 @@ class FrankaTaskEnv:
             self.data.ctrl[self._grip_act] = self._gripper_ctrl(float(gripper_width))
 
     # ------------------------------------------------------------------ full state (the oracle world model)
+    def __getstate__(self) -> dict:
+        """For a pickled run snapshot (the oracle and the audit hold an env): the task, the config and everything
+        the next step and reset depend on; MuJoCo's model, data and renderer are rebuilt, not pickled."""
+        return {"task": self.task, "cfg": self.cfg, "sim_state": self.sim_state(), "rng": self._rng}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["task"], state["cfg"])
+        self.set_sim_state(state["sim_state"])
+        self._rng = state["rng"]
+
     def sim_state(self) -> np.ndarray:
         """Everything the next `step` depends on, as one float64 vector: MuJoCo's integration state
         (time, qpos, qvel, actuator activations, warm start, ctrl, mocap poses, applied forces) and the

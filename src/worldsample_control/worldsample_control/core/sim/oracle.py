@@ -204,6 +204,8 @@ class SyntheticAudit:
         self.rows: list[dict[str, float]] = []
 
     def __getattr__(self, name: str) -> Any:  # version, service, rejected, ... of the wrapped source
+        if name == "inner":  # not set yet (an instance being restored): no forwarding to itself
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def observe_real(self, episode: Episode) -> None:

@@ -1,0 +1,107 @@
+"""A training run stopped part-way goes on from its last snapshot as if it had never stopped (`drivers.snapshot`)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from point_env import PointEnv
+from worldsample_common.core.episode import Source
+from worldsample_control.core.rollout import run_episode
+from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
+from worldsample_learner.drivers.learn import StaticSyntheticSource, train_in_process
+from worldsample_learner.drivers.snapshot import SNAPSHOT, SnapshotMismatch
+
+
+class Stopped(Exception):
+    pass
+
+
+class StopsAt(PointEnv):
+    """PointEnv that raises at its ``at``-th step, as a run killed there would stop."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.steps = at, 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == self.at:
+            raise Stopped(f"stopped at step {self.at}")
+        return super().step(action)
+
+
+def _cfg() -> LearnConfig:
+    agent = AgentConfig(obs_mode="state", hidden_dim=32, num_critics=2, batch_size=32, utd_ratio=1)
+    return LearnConfig(agent=agent, ppl=PPLConfig(mode="naive"), env_steps=900, warmup_steps=100, eval_every=150,
+                       eval_episodes=3, synthetic_every=50, synthetic_branches=4, log_every=100,
+                       checkpoint_every_env_steps=300, snapshot_every_env_steps=250)
+
+
+def _pool() -> StaticSyntheticSource:
+    """A synthetic source with a state of its own (its position in the pool)."""
+    rng = np.random.default_rng(5)
+    return StaticSyntheticSource([run_episode(PointEnv(), lambda obs: rng.uniform(-1, 1, 4), seed=100 + i,
+                                              source=Source.SYNTHETIC) for i in range(7)])
+
+
+def _rows(path, drop=("wall_s", "scored_at", "episode_id")):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
+
+
+def _weights(path):
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return {f"{part}.{k}": v for part in ("actor", "encoder") for k, v in state[part].items()}
+
+
+def test_a_stopped_run_resumes_from_its_snapshot_as_if_it_never_stopped(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    torch.manual_seed(0)
+    ref = train_in_process(PointEnv(), _cfg(), [], _pool(), whole, eval_env=PointEnv(), progress=False)
+    assert not (whole / SNAPSHOT).exists()  # a finished run keeps no snapshot
+    torch.manual_seed(0)
+    with pytest.raises(Stopped):
+        train_in_process(StopsAt(620), _cfg(), [], _pool(), cut, eval_env=PointEnv(), progress=False)
+    assert (cut / SNAPSHOT).exists()
+    stopped_rows = len(_rows(cut / "eval.csv"))
+    assert stopped_rows == 620 // 150  # rows after the last snapshot are there until the resume cuts them
+    source = _pool()  # a fresh object, as a new process builds it: the resume fills it in
+    torch.manual_seed(123)  # the resume restores the process's generators too
+    res = train_in_process(PointEnv(), _cfg(), [], source, cut, eval_env=PointEnv(), progress=False, resume=True)
+    assert source._next == 4 * res["synthetic_calls"]  # the pool position carried over and went on
+    assert not (cut / SNAPSHOT).exists()
+    for name in ("eval.csv", "metrics.csv", "ppl.csv", "ppl_decisions.csv"):
+        assert _rows(cut / name) == _rows(whole / name), name
+    assert res["success_curve"] == ref["success_curve"] and res["updates"] == ref["updates"]
+    assert res["synthetic_calls"] == ref["synthetic_calls"]
+    a, b = _weights(ref["checkpoint"]), _weights(res["checkpoint"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == \
+        sorted(p.name for p in (whole / "checkpoints").iterdir())
+
+
+def test_without_resume_a_stale_snapshot_is_dropped_and_a_damaged_one_is_named(tmp_path):
+    cfg = _cfg()
+    with pytest.raises(Stopped):
+        train_in_process(StopsAt(400), cfg, [], _pool(), tmp_path, eval_env=PointEnv(), progress=False)
+    assert (tmp_path / SNAPSHOT).exists()
+    before = (tmp_path / "eval.csv").read_text()
+    other = _cfg()
+    other.agent.batch_size = 64
+    with pytest.raises(SnapshotMismatch, match=r"another configuration: agent.batch_size: 32 in the snapshot, 64 now"):
+        train_in_process(PointEnv(), other, [], _pool(), tmp_path, eval_env=PointEnv(), progress=False, resume=True)
+    assert (tmp_path / "eval.csv").read_text() == before and (tmp_path / SNAPSHOT).exists()  # nothing touched
+    (tmp_path / SNAPSHOT).write_bytes(b"not a snapshot")
+    with pytest.raises(ValueError, match="cannot read the run snapshot .*delete it to start the run afresh"):
+        train_in_process(PointEnv(), cfg, [], _pool(), tmp_path, eval_env=PointEnv(), progress=False, resume=True)
+    with pytest.raises(Stopped):
+        train_in_process(StopsAt(400), cfg, [], None, tmp_path / "bare", eval_env=PointEnv(), progress=False)
+    with pytest.raises(ValueError, match="without a synthetic source; this run has one"):
+        train_in_process(PointEnv(), cfg, [], _pool(), tmp_path / "bare", eval_env=PointEnv(), progress=False, resume=True)
+    # not resuming: the stale snapshot goes, the run starts at step 1 and finishes
+    res = train_in_process(PointEnv(), cfg, [], _pool(), tmp_path, eval_env=PointEnv(), progress=False)
+    assert res["env_steps"] == 900 and not (tmp_path / SNAPSHOT).exists()
+    assert [int(r["env_steps"]) for r in _rows(tmp_path / "eval.csv")] == list(range(150, 901, 150))
