@@ -247,7 +247,8 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     held = held_out(n_all, cfg.holdout_fraction) if n_all >= 20 else np.zeros(n_all, bool)
     hold, train = np.flatnonzero(held), np.flatnonzero(~held)
     n_hold = len(hold)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for every parameter instead of ~8 small ops each (a fifth of a training step's time here)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     m = cfg.ensemble_size
 
     def loss_of(idx: torch.Tensor, nll: bool = False) -> torch.Tensor:
