@@ -129,3 +129,28 @@ def test_n_step_sampling_stops_at_episode_ends_and_overwritten_slots():
     one = store.gather(np.arange(8), n_step=1, discount=0.9)  # plain one-step targets
     np.testing.assert_allclose(one["reward"], -1.0)
     np.testing.assert_allclose(one["discount"], [0.9, 0.9, 0.9, 0.9, 0, 0.9, 0.9, 0.9], rtol=1e-6)
+
+
+def test_pickled_store_keeps_only_the_rows_it_holds_and_samples_alike():
+    """A run snapshot pickles the replay: a store not yet full is pickled without its empty capacity, and the
+    unpickled store (full capacity again) samples the same batches and keeps filling, wrapping as before."""
+    import pickle
+
+    store = ReplayStore("real", SPEC, capacity=1000)
+    for i in range(4):
+        store.add_episode(make_episode(f"ep{i}", t=7, seed=i))
+    blob = pickle.dumps(store)
+    empty = pickle.dumps(ReplayStore("real", SPEC, capacity=1000))
+    assert len(blob) < 0.2 * len(pickle.dumps(store.__dict__["_data"]))  # not the 1000-row arrays
+    again = pickle.loads(blob)
+    assert len(again) == 28 and again.capacity == 1000 and again.keys() == store.keys()
+    assert all(v.shape[0] == 1000 for v in again._data.values()) and len(again._ids) == 1000
+    a = store.sample(16, np.random.default_rng(3), n_step=3, discount=0.9)
+    b = again.sample(16, np.random.default_rng(3), n_step=3, discount=0.9)
+    np.testing.assert_array_equal(a["reward"], b["reward"])
+    np.testing.assert_array_equal(a["next_obs"]["images"]["front"], b["next_obs"]["images"]["front"])
+    assert len(pickle.loads(empty)) == 0
+    small = ReplayStore("real", SPEC, capacity=10)
+    small.add_episode(make_episode("a", t=7, seed=1))
+    small = pickle.loads(pickle.dumps(small))
+    assert small.add_episode(make_episode("b", t=7, seed=2)).added == 7 and len(small) == 10  # wraps as before

@@ -186,6 +186,31 @@ class ReplayStore:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._load_chunks()
 
+    # ------------------------------------------------------------------ pickling (a run snapshot)
+    def __getstate__(self) -> dict[str, Any]:
+        """The store as pickled for a run snapshot: while not full, only the rows held (a store is allocated at its
+        capacity, mostly empty early in a run); `__setstate__` allocates the rest again."""
+        state = dict(self.__dict__)
+        if self._size < self.capacity:  # not wrapped yet: rows [0, size) are the data
+            n = self._size
+            state["_data"] = {k: v[:n].copy() for k, v in self._data.items()}
+            state["_eid"] = self._eid[:n].copy()
+            state["_ids"] = self._ids[:n]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        n, cap = len(self._eid), self.capacity
+        if n < cap:
+            def grown(v: np.ndarray) -> np.ndarray:
+                out = np.zeros((cap, *v.shape[1:]), v.dtype)
+                out[:n] = v
+                return out
+
+            self._data = {k: grown(v) for k, v in self._data.items()}
+            self._eid = grown(self._eid)
+            self._ids = self._ids + [""] * (cap - n)
+
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
         return self._size
