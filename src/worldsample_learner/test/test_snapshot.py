@@ -47,6 +47,13 @@ def _pool() -> StaticSyntheticSource:
                                               source=Source.SYNTHETIC) for i in range(7)])
 
 
+def _demos() -> list:
+    def expert(o):
+        return np.concatenate([np.clip((o.state - o.proprio[:2]) / 0.15, -1, 1), [0.0, 0.0]]).astype(np.float32)
+
+    return [run_episode(PointEnv(), expert, seed=i, source=Source.DEMO) for i in range(3)]
+
+
 def _rows(path, drop=("wall_s", "scored_at", "episode_id")):
     with open(path) as f:
         return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
@@ -60,23 +67,24 @@ def _weights(path):
 def test_a_stopped_run_resumes_from_its_snapshot_as_if_it_never_stopped(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     torch.manual_seed(0)
-    ref = train_in_process(PointEnv(), _cfg(), [], _pool(), whole, eval_env=PointEnv(), progress=False)
+    ref = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), whole, eval_env=PointEnv(), progress=False)
     assert not (whole / SNAPSHOT).exists()  # a finished run keeps no snapshot
     torch.manual_seed(0)
     with pytest.raises(Stopped):
-        train_in_process(StopsAt(620), _cfg(), [], _pool(), cut, eval_env=PointEnv(), progress=False)
+        train_in_process(StopsAt(620), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False)
     assert (cut / SNAPSHOT).exists()
     stopped_rows = len(_rows(cut / "eval.csv"))
     assert stopped_rows == 620 // 150  # rows after the last snapshot are there until the resume cuts them
     source = _pool()  # a fresh object, as a new process builds it: the resume fills it in
     torch.manual_seed(123)  # the resume restores the process's generators too
+    # no demos given, as `worldsample learn --resume` gives none: the snapshot's replay and demos are the run's
     res = train_in_process(PointEnv(), _cfg(), [], source, cut, eval_env=PointEnv(), progress=False, resume=True)
     assert source._next == 4 * res["synthetic_calls"]  # the pool position carried over and went on
     assert not (cut / SNAPSHOT).exists()
     for name in ("eval.csv", "metrics.csv", "ppl.csv", "ppl_decisions.csv"):
         assert _rows(cut / name) == _rows(whole / name), name
     assert res["success_curve"] == ref["success_curve"] and res["updates"] == ref["updates"]
-    assert res["synthetic_calls"] == ref["synthetic_calls"]
+    assert res["synthetic_calls"] == ref["synthetic_calls"] and res["replay"] == ref["replay"]
     a, b = _weights(ref["checkpoint"]), _weights(res["checkpoint"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == \

@@ -102,7 +102,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
     curves and paths. The driver chooses the environments (`commands.learn.make_task_env` for a sim task).
 
     ``resume``: go on from ``out_dir``'s snapshot (`snapshot`) when it has one (``synthetic_source`` is then
-    filled with its state at the snapshot, in place, and ``demos`` are already in the restored replay); without
+    filled with its state at the snapshot, in place, and the snapshot's ``demos`` replace the ones given); without
     a snapshot, or without ``resume``, the run starts at step 1 (a stale snapshot is removed)."""
     cfg.validate()
     out = Path(out_dir)
@@ -186,6 +186,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
         policy = snap["policy"]
         first, ep_seed, ep_returns, version = loop["step"] + 1, loop["ep_seed"], loop["ep_returns"], loop["version"]
         synthetic_calls, timers, rng = loop["synthetic_calls"], loop["timers"], loop["rng"]
+        demos = loop["demos"]  # the run's own (a resumed command need not record or load them again)
         metrics, evals, ppl_log = loop["logs"]
         t_start = time.time() - loop["elapsed_s"]
         if progress:
@@ -291,7 +292,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             loop = {"step": step, "ep_seed": ep_seed, "ep_returns": ep_returns, "version": version,
                     "synthetic_calls": synthetic_calls, "timers": timers, "rng": rng,
                     "logs": (metrics, evals, ppl_log), "elapsed_s": time.time() - t_start,
-                    "config": json_safe(asdict(cfg))}
+                    "config": json_safe(asdict(cfg)), "demos": demos}
             save_snapshot(out, loop, learner, policy, synthetic_source)
             first = step + 1
             timers["snapshot"] += time.perf_counter() - t1
