@@ -170,6 +170,14 @@ def test_an_interrupted_policy_experiment_resumes(tmp_path):
     assert not (cut / "results.json").exists()
     assert "left out (`--report` of an experiment in progress): push oracle-naive seed 0" in \
         (tmp_path / "results.md").read_text()
+    # the same experiment run as several commands (e.g. one per seed): --report-from takes the finished runs there
+    other = tmp_path / "other"
+    assert run_policy(cfg, other, "report", report_only=True) == 1  # nothing finished under it
+    assert run_policy(replace(cfg, modes=("rl-only", "oracle-naive")), other, "report", report_only=True,
+                      report_from=(tmp_path,)) == 0
+    assert set(json.loads((other / "policy" / "results.json").read_text())["summary"]["push"]) == {"rl-only"}
+    assert "left out (`--report` of an experiment in progress): push oracle-naive seed 0" in \
+        (other / "results.md").read_text()
     assert run_policy(replace(cfg, modes=("rl-only", "oracle-naive")), tmp_path, "second sitting") == 0
     assert json.loads(kept.read_text())["marker"] == "finished in the first sitting"  # skipped, not redone
     oracle = json.loads((cut / "results.json").read_text())

@@ -241,9 +241,11 @@ def _load_pickle(path: Path) -> Any:
 
 
 # --------------------------------------------------------------------------- the policy comparison
-def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = False) -> int:
+def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = False,
+               report_from: tuple[Path, ...] = ()) -> int:
     """Run every task x variant x seed not finished before (seed-major), then write the tables and plots.
-    ``report_only``: run nothing; report the runs finished so far and list the others."""
+    ``report_only``: run nothing; report the runs finished so far and list the others; a run not finished under
+    ``out`` is taken from the first of ``report_from`` (other experiment directories) where it finished."""
     root = out / "policy"
     root.mkdir(parents=True, exist_ok=True)
     if not report_only:
@@ -269,6 +271,11 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
     fresh = any(not (Path(sp["out"]) / "results.json").exists() for sp in specs)
     missing = []
     if report_only:
+        for sp in specs:
+            if not (Path(sp["out"]) / "results.json").exists():
+                rel = Path(sp["out"]).relative_to(root)
+                sp["out"] = next((str(d / "policy" / rel) for d in report_from
+                                  if (d / "policy" / rel / "results.json").exists()), sp["out"])
         missing = [f"{sp['task']} {sp['mode']} seed {sp['seed']}" for sp in specs
                    if not (Path(sp["out"]) / "results.json").exists()]
         specs = [sp for sp in specs if (Path(sp["out"]) / "results.json").exists()]
@@ -431,7 +438,11 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out.resolve()
     cmd = command_line(args)
     if args.which == "policy":
-        return run_policy(cfg, out, cmd, report_only=args.report)
+        if args.report_from and not args.report:
+            print("worldsample experiment: --report-from needs --report", file=sys.stderr)
+            return 2
+        return run_policy(cfg, out, cmd, report_only=args.report,
+                          report_from=tuple(d.resolve() for d in args.report_from))
     if args.which == "modelerror":
         from .model_error import run_model_error
 

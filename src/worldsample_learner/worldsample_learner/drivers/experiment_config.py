@@ -156,6 +156,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", action="store_true",
                         help="policy: only render the tables and plots from the runs finished so far (an experiment "
                              "spanning several sittings; unfinished runs are listed, not run)")
+    parser.add_argument("--report-from", action="append", default=[], type=Path, metavar="DIR",
+                        help="with --report: a run not finished under --out is taken from this experiment directory "
+                             "when it finished there (the same experiment run as several commands, e.g. one per "
+                             "seed; repeatable)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -250,4 +254,6 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--set", item]
     if getattr(args, "report", False):
         parts.append("--report")
+    for d in getattr(args, "report_from", None) or []:
+        parts += ["--report-from", str(d)]
     return " ".join(parts)
