@@ -102,6 +102,7 @@ def test_without_resume_a_stale_snapshot_is_dropped_and_a_damaged_one_is_named(t
     with pytest.raises(SnapshotMismatch, match=r"another configuration: agent.batch_size: 32 in the snapshot, 64 now"):
         train_in_process(PointEnv(), other, [], _pool(), tmp_path, eval_env=PointEnv(), progress=False, resume=True)
     assert (tmp_path / "eval.csv").read_text() == before and (tmp_path / SNAPSHOT).exists()  # nothing touched
+    assert '"batch_size": 32' in (tmp_path / "config.json").read_text()
     (tmp_path / SNAPSHOT).write_bytes(b"not a snapshot")
     with pytest.raises(ValueError, match="cannot read the run snapshot .*delete it to start the run afresh"):
         train_in_process(PointEnv(), cfg, [], _pool(), tmp_path, eval_env=PointEnv(), progress=False, resume=True)
