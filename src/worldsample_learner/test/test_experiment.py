@@ -7,6 +7,7 @@ from worldsample_learner.drivers.experiment_report import (
     at_budget,
     mean_curve,
     policy_table,
+    smoothed,
     steps_to_reach,
     summarize_policy,
     synthetic_table,
@@ -30,8 +31,12 @@ def test_policy_summary_success_difference_and_steps_fraction():
     assert s["ppl"]["delta_vs_baseline"] == pytest.approx(0.3)
     assert s["rl-only"]["steps_to_baseline_final"] == 300 and s["ppl"]["steps_to_baseline_final"] == 200
     assert s["ppl"]["fraction_of_baseline_steps"] == pytest.approx(2 / 3)
+    # smoothed over 3 evaluations: rl-only 0.15, 0.23, 0.35 (its smoothed final); ppl 0.45, 0.53, 0.65
+    assert [v for _, v in smoothed(s["rl-only"]["curve"])] == pytest.approx([0.15, 0.7 / 3, 0.35])
+    assert s["ppl"]["fraction_of_baseline_steps_smoothed"] == pytest.approx(100 / 300)
+    assert s["rl-only"]["fraction_of_baseline_steps_smoothed"] == pytest.approx(1.0)
     table = policy_table(summarize_policy(results))
-    assert "| push | ppl | 0.70 |" in table and "0.67" in table
+    assert "| push | ppl | 0.70 |" in table and "| 0.67 | 0.33 |" in table
     assert s["ppl"]["final_return"] != s["ppl"]["final_return"]  # no return curves given: NaN, not invented
     assert s["rl-only"]["synthetic"] is None  # no synthetic data, no row
 
