@@ -134,6 +134,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     resume = (out / SNAPSHOT).exists()  # stopped part-way: go on from its last snapshot
     if out.exists() and not resume:  # stopped before its first snapshot: start over
         shutil.rmtree(out)
+    if resume:
+        print(f"[experiment] {task} {variant} seed {seed}: going on from its snapshot ({out / SNAPSHOT})", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     demos = _load_pickle(Path(spec["demos"]))
     source = None
