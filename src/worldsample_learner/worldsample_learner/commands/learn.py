@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from worldsample_learner.core.config import AgentConfig, LearnConfig, PPLConfig
     from worldsample_learner.drivers.learn import StaticSyntheticSource, train_in_process
-    from worldsample_learner.drivers.snapshot import SnapshotMismatch
+    from worldsample_learner.drivers.snapshot import SNAPSHOT, SnapshotMismatch
 
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -121,12 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if args.demos and not demos:
         print(f"learn: no readable {args.task!r} episodes in --demos {args.demos!r}", file=sys.stderr)
         return 2
-    from worldsample_learner.drivers.snapshot import SNAPSHOT
-
-    resuming = args.resume and (Path(args.out) / SNAPSHOT).exists()
-    if args.resume and not resuming:
+    stopped = (Path(args.out) / SNAPSHOT).exists()
+    resuming = args.resume and stopped
+    if args.resume and not stopped:
         print(f"learn: --resume: no {SNAPSHOT} in {args.out}; starting the run at step 1", file=sys.stderr)
-    elif (Path(args.out) / SNAPSHOT).exists() and not args.resume:
+    elif stopped and not args.resume:
         print(f"learn: {args.out} holds a stopped run's {SNAPSHOT}; starting over (--resume goes on from it)",
               file=sys.stderr)
     if args.expert_demos > 0 and not resuming:  # a resumed run's demos are in its snapshot's replay

@@ -33,7 +33,11 @@ def smoothed(curve: list[tuple[int, float]], window: int = 3) -> list[tuple[int,
     one such point, the smoothed curve's by three."""
     h = window // 2
     vals = [v for _, v in curve]
-    return [(s, sum(vals[max(0, i - h):i + h + 1]) / len(vals[max(0, i - h):i + h + 1])) for i, (s, _) in enumerate(curve)]
+    out = []
+    for i, (s, _) in enumerate(curve):
+        near = vals[max(0, i - h):i + h + 1]
+        out.append((s, sum(near) / len(near)))
+    return out
 
 
 def at_budget(res: dict[str, Any], env_steps: int) -> dict[str, Any]:

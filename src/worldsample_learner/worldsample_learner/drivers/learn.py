@@ -29,7 +29,7 @@ from ..core.config import LearnConfig
 from ..core.learner import DECISIONS, Learner, SyntheticSource, log_decisions
 from ..core.policy import checkpoint_path, policy_from_agent, save_policy
 from ..core.ppl import CsvLog, flat_status
-from .snapshot import load_snapshot, remove_snapshot, save_snapshot
+from .snapshot import SNAPSHOT, load_snapshot, remove_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
         metrics, evals, ppl_log = loop["logs"]
         t_start = time.time() - loop["elapsed_s"]
         if progress:
-            print(f"[learn {cfg.ppl.mode}] resuming from {out / 'snapshot.pt'} after env step {loop['step']}",
+            print(f"[learn {cfg.ppl.mode}] resuming from {out / SNAPSHOT} after env step {loop['step']}",
                   flush=True)
     obs = env.reset(seed=ep_seed)
     buf = _new_buffer(obs, record_cams, env, keep_sim_state)

@@ -53,13 +53,9 @@ def rewind_files(out: Path, sizes: dict[str, int]) -> None:
                 f.truncate(sizes[p.name])
 
 
-def state_of(obj: Any) -> Any:
-    """What pickling ``obj`` would keep of it (its ``__getstate__``, by default its attributes)."""
-    return obj.__getstate__()
-
-
 def restore_into(obj: Any, state: Any) -> None:
-    """Put ``state`` (from `state_of`) back into ``obj``, in place, so that the caller's references see it."""
+    """Put ``state`` (``obj.__getstate__()``, what pickling it keeps) back into ``obj``, in place, so that the
+    caller's references see it."""
     setstate = getattr(type(obj), "__setstate__", None)
     if setstate is not None:
         setstate(obj, state)
@@ -73,7 +69,7 @@ def save_snapshot(out: Path, loop: dict[str, Any], learner: Any, policy: Any, so
     import torch
 
     blob = {"format": FORMAT, "loop": loop, "learner": learner, "policy": policy,
-            "source": None if source is None else state_of(source), "files": appended_files(out),
+            "source": None if source is None else source.__getstate__(), "files": appended_files(out),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}
     path = out / SNAPSHOT
     tmp = out / (SNAPSHOT + ".tmp")
