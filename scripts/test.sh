@@ -11,7 +11,7 @@ source scripts/env.sh || exit 1
 set -u
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 100) + 1 ))}
 ruff check src launch scripts || { echo "test.sh: ruff found problems" >&2; exit 1; }
-python -m pytest "$@"
+python -m pytest --durations=25 "$@"
 rc=$?
 if [ "$rc" = 5 ]; then
   echo "test.sh: pytest collected no tests; that is a failure" >&2

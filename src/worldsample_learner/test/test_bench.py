@@ -29,13 +29,13 @@ def test_bench_learner_prints_ours_and_the_peer_side_by_side(capsys, tmp_path):
 def test_bench_learner_pixels_prints_ours_pixels_and_state_beside_sb3s_cnn_policy(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    args = parser.parse_args(["--obs", "pixels", "--task", "push", "--steps", "24", "--eval-every", "12",
+    args = parser.parse_args(["--obs", "pixels", "--task", "push", "--steps", "8", "--eval-every", "4",
                               "--eval-episodes", "1", "--demos", "1", "--pretrain-steps", "3", "--scaling-calls", "1",
                               "--out", str(tmp_path)])
     assert bench.run(args) == 0
     out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("12", "24")]
-    assert [r[0] for r in rows] == ["12", "24"] and all(len(r) == 4 for r in rows)  # step, pixels, state, sb3
+    rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("4", "8")]
+    assert [r[0] for r in rows] == ["4", "8"] and all(len(r) == 4 for r in rows)  # step, pixels, state, sb3
     for name in ("ours pixels:", "ours state:", "sb3 pixels:"):
         assert name in out
     assert "encoder_pretrain" in out and "ours pixels / ours state" in out and "ours pixels / sb3 pixels" in out

@@ -211,7 +211,7 @@ def test_a_video_run_killed_part_way_goes_on_from_its_snapshot_as_if_never_stopp
     import torch
     from worldsample_learner.drivers.experiment import ExperimentConfig, _lock_run, run_policy
 
-    cfg = ExperimentConfig(tasks=("push",), modes=("ppl",), seeds=(0,), env_steps=200, eval_every=40, eval_episodes=1,
+    cfg = ExperimentConfig(tasks=("push",), modes=("ppl",), seeds=(0,), env_steps=120, eval_every=40, eval_episodes=1,
                            demos=2, max_steps=20, batch_size=16, hidden_dim=32, synthetic_every=20,
                            synthetic_branches=4, jobs=1, wm_state_model="mlp", wm_mlp={"steps": 30, "eval_every": 10},
                            wm_pretrain_steps=2, wm_posttrain_steps=2, wm_min_new_episodes=2, wm_batch_size=2,
