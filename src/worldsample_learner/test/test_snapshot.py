@@ -91,6 +91,25 @@ def test_a_stopped_run_resumes_from_its_snapshot_as_if_it_never_stopped(tmp_path
         sorted(p.name for p in (whole / "checkpoints").iterdir())
 
 
+def test_a_snapshot_written_before_demos_were_kept_in_it_resumes_with_the_callers_demos(tmp_path):
+    """Snapshots of the fourteenth sitting's first runs have no ``demos`` in their loop state; an experiment hands
+    the same demos in again, and the run goes on as if it never stopped."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    torch.manual_seed(0)
+    ref = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), whole, eval_env=PointEnv(), progress=False)
+    torch.manual_seed(0)
+    with pytest.raises(Stopped):
+        train_in_process(StopsAt(620), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False)
+    blob = torch.load(cut / SNAPSHOT, weights_only=False)
+    del blob["loop"]["demos"]
+    torch.save(blob, cut / SNAPSHOT)
+    res = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False,
+                           resume=True)
+    for name in ("eval.csv", "metrics.csv", "ppl.csv"):
+        assert _rows(cut / name) == _rows(whole / name), name
+    assert res["success_curve"] == ref["success_curve"] and res["replay"] == ref["replay"]
+
+
 def test_without_resume_a_stale_snapshot_is_dropped_and_a_damaged_one_is_named(tmp_path):
     cfg = _cfg()
     with pytest.raises(Stopped):

@@ -186,7 +186,9 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
         policy = snap["policy"]
         first, ep_seed, ep_returns, version = loop["step"] + 1, loop["ep_seed"], loop["ep_returns"], loop["version"]
         synthetic_calls, timers, rng = loop["synthetic_calls"], loop["timers"], loop["rng"]
-        demos = loop["demos"]  # the run's own (a resumed command need not record or load them again)
+        # the run's own (a resumed command need not record or load them again); a snapshot written before they
+        # were kept in it (2026-12-06) falls back to the caller's, which is what an experiment hands in
+        demos = loop.get("demos", demos)
         metrics, evals, ppl_log = loop["logs"]
         t_start = time.time() - loop["elapsed_s"]
         if progress:
