@@ -150,9 +150,10 @@ def test_a_policy_experiment_without_frames_uses_the_state_model_alone(tmp_path)
 
 
 @pytest.mark.slow
-def test_an_interrupted_policy_experiment_resumes(tmp_path):
+def test_an_interrupted_policy_experiment_resumes(tmp_path, capsys):
     """`experiment policy` again on the same directory: finished runs are kept and skipped, a run cut off
-    before its results.json is redone, and new variants (here the oracle's) join the same table."""
+    before its results.json is redone, and new variants (here the oracle's) join the same table. A run that
+    fails is named when it fails, and the others go on."""
     import json
     from dataclasses import replace
 
@@ -183,6 +184,14 @@ def test_an_interrupted_policy_experiment_resumes(tmp_path):
     assert set(json.loads((other / "policy" / "results.json").read_text())["summary"]["push"]) == {"rl-only"}
     assert "left out (`--report` of an experiment in progress): push oracle-naive seed 0" in \
         (other / "results.md").read_text()
+    # a run that fails (here its snapshot is damaged) is named at once, the others go on, and the command fails
+    (cut / "snapshot.pt").write_bytes(b"not a snapshot")
+    assert run_policy(replace(cfg, modes=("oracle-naive", "rl-only-utd4")), tmp_path, "damaged") == 1
+    err = capsys.readouterr().err
+    assert "1/2 push oracle-naive seed 0: FAILED (ValueError: cannot read the run snapshot" in err
+    assert "1 of 2 runs failed: push oracle-naive seed 0" in err
+    assert (runs / "rl-only-utd4_s0" / "results.json").exists()  # the other run went on and finished
+    (cut / "snapshot.pt").unlink()
     assert run_policy(replace(cfg, modes=("rl-only", "oracle-naive")), tmp_path, "second sitting") == 0
     assert json.loads(kept.read_text())["marker"] == "finished in the first sitting"  # skipped, not redone
     oracle = json.loads((cut / "results.json").read_text())

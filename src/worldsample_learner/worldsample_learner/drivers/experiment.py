@@ -38,6 +38,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from functools import partial
@@ -288,16 +289,29 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
           f"[experiment] {len(specs)} runs ({cfg.env_steps} real steps each), {cfg.jobs} in parallel", flush=True)
     results = [at_budget(json.loads((Path(sp["out"]) / "results.json").read_text()), cfg.env_steps)
                for sp in specs] if report_only else []
+    failed: list[str] = []
     with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
                              initargs=(os.getpid(),)) as pool:
         futures = {} if report_only else {pool.submit(run_one, s): s for s in specs}
         for i, fut in enumerate(futures, 1):
             s = futures[fut]
-            res = at_budget(fut.result(), cfg.env_steps)
+            try:
+                res = at_budget(fut.result(), cfg.env_steps)
+            except Exception as exc:  # noqa: BLE001 - one run's failure is named at once; the others go on
+                traceback.print_exception(exc)
+                failed.append(f"{s['task']} {s['mode']} seed {s['seed']} ({type(exc).__name__}: {exc})")
+                print(f"[experiment] {i}/{len(specs)} {s['task']} {s['mode']} seed {s['seed']}: FAILED "
+                      f"({type(exc).__name__}: {exc}; traceback above); the other runs go on", file=sys.stderr,
+                      flush=True)
+                continue
             results.append(res)
             print(f"[experiment] {i}/{len(specs)} {s['task']} {s['mode']} seed {s['seed']}: final success "
                   f"{res['final_success_rate']:.2f} ({res['wall_s']:.0f} s; {time.time() - t0:.0f} s so far)",
                   flush=True)
+    if failed:  # the finished runs stay on disk; the report waits until every run has finished
+        print(f"[experiment] {len(failed)} of {len(specs)} runs failed: " + "; ".join(failed) + ". Start the same "
+              "command again to retry them (finished runs are kept).", file=sys.stderr, flush=True)
+        return 1
     wall = time.time() - t0
     if report_only:  # the finished runs' own wall times (they ran in other sittings, two at a time)
         wall = sum(float(r.get("wall_s", 0.0)) for r in results) / max(1, cfg.jobs)
