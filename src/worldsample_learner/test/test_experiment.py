@@ -39,6 +39,14 @@ def test_policy_summary_success_difference_and_steps_fraction():
     assert "| push | ppl | 0.70 |" in table and "| 0.67 | 0.33 |" in table
     assert s["ppl"]["final_return"] != s["ppl"]["final_return"]  # no return curves given: NaN, not invented
     assert s["rl-only"]["synthetic"] is None  # no synthetic data, no row
+    # another RL-only variant as the baseline (RL-only at the synthetic modes' UTD): every ratio is against it
+    results += [run("rl-only-utd4", 0, [(100, 0.2), (200, 0.8), (300, 0.8)]),
+                run("rl-only-utd4", 1, [(100, 0.0), (200, 0.4), (300, 0.6)])]
+    u = summarize_policy(results, "rl-only-utd4")["push"]
+    assert u["ppl"]["delta_vs_baseline"] == pytest.approx(0.0) and u["ppl"]["steps_to_baseline_final"] == 300
+    assert u["ppl"]["fraction_of_baseline_steps"] == pytest.approx(1.0) and u["rl-only"]["steps_to_baseline_final"] is None
+    table = policy_table(summarize_policy(results, "rl-only-utd4"), "rl-only-utd4")
+    assert "vs rl-only-utd4 | steps to rl-only-utd4's final" in table and "| push | rl-only | 0.40 |" in table
 
 
 def test_synthetic_table_reports_admission_and_value_inflation():
@@ -123,6 +131,11 @@ def test_any_config_field_can_be_set_from_the_command_line():
     assert config_from_args(parser.parse_args([*frameless, "--set", "wm_state_model=mlp"])).wm_source == {"frames": False}
     with pytest.raises(ValueError, match="needs wm_judge"):
         config_from_args(parser.parse_args([*frameless, "--set", "wm_state_model=mlp", "--set", "wm_judge=false"]))
+    assert config_from_args(parser.parse_args(["policy", "--out", "x", "--set", "baseline=rl-only-utd4"])).baseline == \
+        "rl-only-utd4"
+    for bad in ("ppl", "oracle-naive-utd4", "rl-only-utdx"):
+        with pytest.raises(ValueError, match="RL-only variant|needs an int"):
+            config_from_args(parser.parse_args(["policy", "--out", "x", "--set", f"baseline={bad}"]))
 
 
 @pytest.mark.slow

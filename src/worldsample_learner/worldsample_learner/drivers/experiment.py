@@ -317,16 +317,16 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
         wall = sum(float(r.get("wall_s", 0.0)) for r in results) / max(1, cfg.jobs)
     elif not fresh and (root / "results.json").exists():  # only re-rendered: keep the wall time of the real run
         wall = float(json.loads((root / "results.json").read_text()).get("wall_s", wall))
-    summary = summarize_policy(results)
+    summary = summarize_policy(results, cfg.baseline)
     plot = plot_policy(summary, root / "success_vs_steps.png")
-    if any(BASELINE in per and len(per) > 1 for per in summary.values()):  # something to compare
-        figures = plot_paper_figures(summary, root / "paper_figures.png")
+    if any(cfg.baseline in per and len(per) > 1 for per in summary.values()):  # something to compare
+        figures = plot_paper_figures(summary, root / "paper_figures.png", cfg.baseline)
         plot_note = f"\n\n![the paper's two figures]({figures.relative_to(out)})"
     else:
         plot_note = ""
     (root / "results.json").write_text(json.dumps({"config": asdict(cfg), "command": cmd, "summary": summary,
                                                    "wall_s": wall}, indent=2, default=float))
-    table = policy_table(summary) + "\n\nWhat each mode did with the synthetic data (mean over seeds):\n\n" + \
+    table = policy_table(summary, cfg.baseline) + "\n\nWhat each mode did with the synthetic data (mean over seeds):\n\n" + \
         synthetic_table(summary) + plot_note
     if missing:
         table += "\n\nNot finished yet, left out (`--report` of an experiment in progress): " + ", ".join(missing)

@@ -57,6 +57,9 @@ class ExperimentConfig:
     name: str = "small"
     tasks: tuple[str, ...] = ("push", "peg_insertion")
     modes: tuple[str, ...] = MODES  # run variants [oracle-]MODE[-utdN] (`parse_variant`)
+    # the RL-only variant the report compares every other variant against ("vs RL-only", steps to its final, the
+    # paper's figures): rl-only at the config's UTD, or e.g. rl-only-utd4, RL-only at the synthetic modes' UTD
+    baseline: str = BASELINE
     seeds: tuple[int, ...] = (0, 1, 2)
     env_steps: int = 4000  # real environment steps per run
     eval_every: int = 1000  # real steps between evaluations (deterministic policy)
@@ -189,6 +192,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         else:
             over[key] = value
     out = replace(cfg, **over)
+    if parse_variant(out.baseline)[:2] != (BASELINE, "video"):
+        raise ValueError(f"--set baseline={out.baseline}: the baseline is an RL-only variant ({BASELINE}[-utdN])")
     own = {"wm_source": {"state_model": out.wm_state_model, "state_in_proprio": True}}  # as `run_one` builds it
     for group, make in _sub_configs().items():  # a bad value fails here, not in every run
         if getattr(out, group):

@@ -127,17 +127,17 @@ def synthetic_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def policy_table(summary: dict[str, Any]) -> str:
-    lines = ["| task | mode | final success (mean over seeds) | per seed | vs RL-only | steps to RL-only's final "
-             "| fraction of RL-only's steps | the same, curves smoothed over 3 evaluations "
+def policy_table(summary: dict[str, Any], baseline: str = BASELINE) -> str:
+    lines = [f"| task | mode | final success (mean over seeds) | per seed | vs {baseline} | steps to {baseline}'s final "
+             f"| fraction of {baseline}'s steps | the same, curves smoothed over 3 evaluations "
              "| final eval return (shaped, mean) |", "|---|---|---|---|---|---|---|---|---|"]
     for task, per in summary.items():
-        base_zero = per.get(BASELINE, {}).get("final", 1.0) == 0.0
+        base_zero = per.get(baseline, {}).get("final", 1.0) == 0.0
         for m, d in per.items():
             s = d.get("steps_to_baseline_final")
             f = d.get("fraction_of_baseline_steps")
             fs = d.get("fraction_of_baseline_steps_smoothed")
-            reach = s if s is not None else ("n/a: RL-only ends at 0" if base_zero else "not reached")
+            reach = s if s is not None else (f"n/a: {baseline} ends at 0" if base_zero else "not reached")
             lines.append(f"| {task} | {m} | {d['final']:.2f} | {', '.join(f'{x:.1f}' for x in d['finals'])} "
                          f"| {d.get('delta_vs_baseline', float('nan')):+.2f} | {reach} "
                          f"| {f'{f:.2f}' if f is not None else '-'} | {f'{fs:.2f}' if fs is not None else '-'} "
