@@ -299,10 +299,10 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
                 res = at_budget(fut.result(), cfg.env_steps)
             except Exception as exc:  # noqa: BLE001 - one run's failure is named at once; the others go on
                 traceback.print_exception(exc)
-                failed.append(f"{s['task']} {s['mode']} seed {s['seed']} ({type(exc).__name__}: {exc})")
-                print(f"[experiment] {i}/{len(specs)} {s['task']} {s['mode']} seed {s['seed']}: FAILED "
-                      f"({type(exc).__name__}: {exc}; traceback above); the other runs go on", file=sys.stderr,
-                      flush=True)
+                run, why = f"{s['task']} {s['mode']} seed {s['seed']}", f"{type(exc).__name__}: {exc}"
+                failed.append(f"{run} ({why})")
+                print(f"[experiment] {i}/{len(specs)} {run}: FAILED ({why}; traceback above); the other runs go on",
+                      file=sys.stderr, flush=True)
                 continue
             results.append(res)
             print(f"[experiment] {i}/{len(specs)} {s['task']} {s['mode']} seed {s['seed']}: final success "
