@@ -273,15 +273,17 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
                               "demos": str(demo_file), "wm_init": str(wm_init)})
     fresh = any(not (Path(sp["out"]) / "results.json").exists() for sp in specs)
     missing = []
-    if report_only:
+    if report_only:  # each run from the first directory (``out``, then ``report_from``) where it finished
+        finished = []
         for sp in specs:
-            if not (Path(sp["out"]) / "results.json").exists():
-                rel = Path(sp["out"]).relative_to(root)
-                sp["out"] = next((str(d / "policy" / rel) for d in report_from
-                                  if (d / "policy" / rel / "results.json").exists()), sp["out"])
-        missing = [f"{sp['task']} {sp['mode']} seed {sp['seed']}" for sp in specs
-                   if not (Path(sp["out"]) / "results.json").exists()]
-        specs = [sp for sp in specs if (Path(sp["out"]) / "results.json").exists()]
+            rel = Path(sp["out"]).relative_to(root)
+            found = next((d / rel for d in (root, *(d / "policy" for d in report_from))
+                          if (d / rel / "results.json").exists()), None)
+            if found is None:
+                missing.append(f"{sp['task']} {sp['mode']} seed {sp['seed']}")
+            else:
+                finished.append({**sp, "out": str(found)})
+        specs = finished
         if not specs:
             print(f"[experiment] nothing finished yet under {root}", file=sys.stderr)
             return 1
