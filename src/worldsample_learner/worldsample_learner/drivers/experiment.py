@@ -244,6 +244,11 @@ def _load_pickle(path: Path) -> Any:
 
 
 # --------------------------------------------------------------------------- the policy comparison
+def _run_name(spec: dict[str, Any]) -> str:
+    """How a run is named in progress lines and failure lists: "push ppl seed 0"."""
+    return f"{spec['task']} {spec['mode']} seed {spec['seed']}"
+
+
 def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = False,
                report_from: tuple[Path, ...] = ()) -> int:
     """Run every task x variant x seed not finished before (seed-major), then write the tables and plots.
@@ -280,7 +285,7 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
             found = next((d / rel for d in (root, *(d / "policy" for d in report_from))
                           if (d / rel / "results.json").exists()), None)
             if found is None:
-                missing.append(f"{sp['task']} {sp['mode']} seed {sp['seed']}")
+                missing.append(_run_name(sp))
             else:
                 finished.append({**sp, "out": str(found)})
         specs = finished
@@ -297,17 +302,18 @@ def run_policy(cfg: ExperimentConfig, out: Path, cmd: str, report_only: bool = F
         futures = {} if report_only else {pool.submit(run_one, s): s for s in specs}
         for i, fut in enumerate(futures, 1):
             s = futures[fut]
+            run = _run_name(s)
             try:
                 res = at_budget(fut.result(), cfg.env_steps)
             except Exception as exc:  # noqa: BLE001 - one run's failure is named at once; the others go on
                 traceback.print_exception(exc)
-                run, why = f"{s['task']} {s['mode']} seed {s['seed']}", f"{type(exc).__name__}: {exc}"
+                why = f"{type(exc).__name__}: {exc}"
                 failed.append(f"{run} ({why})")
                 print(f"[experiment] {i}/{len(specs)} {run}: FAILED ({why}; traceback above); the other runs go on",
                       file=sys.stderr, flush=True)
                 continue
             results.append(res)
-            print(f"[experiment] {i}/{len(specs)} {s['task']} {s['mode']} seed {s['seed']}: final success "
+            print(f"[experiment] {i}/{len(specs)} {run}: final success "
                   f"{res['final_success_rate']:.2f} ({res['wall_s']:.0f} s; {time.time() - t0:.0f} s so far)",
                   flush=True)
     if failed:  # the finished runs stay on disk; the report waits until every run has finished
