@@ -23,7 +23,6 @@ from worldsample_worldmodel.core.mlp_dynamics import (
 )
 from worldsample_worldmodel.core.state_error import MLPPredictor, open_loop_starts, recorded_actions
 
-N_TRAIN = int(sys.argv[1]) if len(sys.argv) > 1 else 60
 N_HELD = 20
 TASK = "push"  # one loose object (the block): the first free joint
 
@@ -60,44 +59,55 @@ def rmse_mm(e):
     return 1e3 * math.sqrt(float((e ** 2).mean())) if len(e) else float("nan")
 
 
-env = make_env(TASK, EnvConfig(render=False, max_episode_steps=0))
-posed = WithPose(env)
+def push_data(n_train=60, n_held=N_HELD):
+    """(train, held, state_dim): push episodes whose state carries the pose columns after the first state_dim."""
+    env = make_env(TASK, EnvConfig(render=False, max_episode_steps=0))
+    posed = WithPose(env)
+
+    def episodes(n, noise, seed0):
+        return [run_episode(posed, ExpertPolicy(TASK, env, action_noise=noise, seed=s), seed=s, source=Source.REAL)
+                for s in range(seed0, seed0 + n)]
+
+    train = episodes(10, 0.0, 500) + episodes(n_train, 0.6, 10_000) + episodes(n_train // 2, 1.0, 20_000)
+    held = episodes(n_held, 0.3, 900_000) + episodes(n_held, 0.8, 950_000)
+    return train, held, env.state_dim
 
 
-def episodes(n, noise, seed0):
-    return [run_episode(posed, ExpertPolicy(TASK, env, action_noise=noise, seed=s), seed=s, source=Source.REAL)
-            for s in range(seed0, seed0 + n)]
+def without_pose(episodes, state_dim):
+    return [dataclasses.replace(e, states=e.states[:, :state_dim]) for e in episodes]
 
 
-t0 = time.time()
-train = episodes(10, 0.0, 500) + episodes(N_TRAIN, 0.6, 10_000) + episodes(N_TRAIN // 2, 1.0, 20_000)
-held = episodes(N_HELD, 0.3, 900_000) + episodes(N_HELD, 0.8, 950_000)
-print(f"data {time.time() - t0:.0f} s: {sum(e.length for e in train)} train transitions, "
-      f"{sum(e.length for e in held)} held", flush=True)
-S, P = env.state_dim, held[0].proprio.shape[1]
+def open_loop_errors(model, held, h):
+    """Open loop under the recorded actions, every start with h steps left: (object error (B, 3) [m], the block moved
+    by more than 1 mm (B,), end-effector error (B, 3) [m]) at step h."""
+    ei, ts = open_loop_starts(held)
+    ok = np.array([ts[b] + h <= held[i].length for b, i in enumerate(ei)])
+    i2, t2 = ei[ok], ts[ok]
+    pairs = list(zip(i2, t2, strict=True))
+    ol = MLPPredictor(model, held[0].proprio.shape[1]).predict(held, i2, t2, recorded_actions(held, i2, t2, h))
+    real = np.stack([held[i].states[s + h, :3] for i, s in pairs])
+    moving = np.array([np.linalg.norm(held[i].states[s + h, :3] - held[i].states[s, :3]) > 1e-3 for i, s in pairs])
+    ee = ol.proprio[:, h - 1, :3] - np.stack([held[i].proprio[s + h, :3] for i, s in pairs])
+    return ol.state[:, h - 1, :3] - real, moving, ee
 
 
-def base(e):
-    return dataclasses.replace(e, states=e.states[:, :S])
-
-
-for name, tr, he in (("base state", [base(e) for e in train], [base(e) for e in held]),
-                     ("+ yaw, velocity", train, held)):
+def main():
     t0 = time.time()
-    m, info = train_mlp_dynamics(transitions_from_episodes(tr), MLPDynamicsConfig(seed=0))
-    pred = MLPPredictor(m, P)
-    ei, ts = open_loop_starts(he)
-    out = []
-    for h in (1, 4, 8):
-        ok = np.array([ts[b] + h <= he[i].length for b, i in enumerate(ei)])
-        i2, t2 = ei[ok], ts[ok]
-        pairs = list(zip(i2, t2, strict=True))
-        ol = pred.predict(he, i2, t2, recorded_actions(he, i2, t2, h))
-        real = np.stack([he[i].states[s + h, :3] for i, s in pairs])
-        moving = np.array([np.linalg.norm(he[i].states[s + h, :3] - he[i].states[s, :3]) > 1e-3 for i, s in pairs])
-        err = ol.state[:, h - 1, :3] - real
-        ee = ol.proprio[:, h - 1, :3] - np.stack([he[i].proprio[s + h, :3] for i, s in pairs])
-        out.append(f"h={h}: object {rmse_mm(err):.1f} mm (moving {rmse_mm(err[moving]):.1f}, "
-                   f"n={moving.sum()}/{len(err)}), ee {rmse_mm(ee):.1f}")
-    print(f"{name}: holdout loss {info['holdout_loss']:.3f} train {info['train_loss']:.3f} best {info['best_step']} "
-          f"({time.time() - t0:.0f} s) | " + "; ".join(out), flush=True)
+    train, held, state_dim = push_data(int(sys.argv[1]) if len(sys.argv) > 1 else 60)
+    print(f"data {time.time() - t0:.0f} s: {sum(e.length for e in train)} train transitions, "
+          f"{sum(e.length for e in held)} held", flush=True)
+    for name, tr, he in (("base state", without_pose(train, state_dim), without_pose(held, state_dim)),
+                         ("+ yaw, velocity", train, held)):
+        t0 = time.time()
+        m, info = train_mlp_dynamics(transitions_from_episodes(tr), MLPDynamicsConfig(seed=0))
+        out = []
+        for h in (1, 4, 8):
+            err, moving, ee = open_loop_errors(m, he, h)
+            out.append(f"h={h}: object {rmse_mm(err):.1f} mm (moving {rmse_mm(err[moving]):.1f}, "
+                       f"n={moving.sum()}/{len(err)}), ee {rmse_mm(ee):.1f}")
+        print(f"{name}: holdout loss {info['holdout_loss']:.3f} train {info['train_loss']:.3f} best "
+              f"{info['best_step']} ({time.time() - t0:.0f} s) | " + "; ".join(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
