@@ -1,5 +1,6 @@
 """The MLP state model as the learner re-fits it, on the learner's own data (issue 22, seventeenth sitting).
 
+    python docs/mlpwd22/warm_chain.py ROWS K [EVERY]
     python docs/mlpwd22/warm_chain.py docs/mlpwd22/push_oracle4mm_s1_6k.npz 60
 
 ROWS: the real transitions of a policy run's replay (an ``.npz`` with proprio, next_proprio, state, next_state, action,
@@ -10,8 +11,8 @@ RMSE of the block position and of the end effector after h = 1, 4, 8 steps, besi
 
 Two ways to fit the same data:
 - **cold**: one fit on all K episodes (`train_mlp_dynamics`);
-- **warm chain**: as the policy experiment does (`source.VideoWorldModelSource.train_state_model`), one fit every 6
-  episodes, each continuing from the previous ensemble's weights.
+- **warm chain**: as the policy experiment does (`source.VideoWorldModelSource.train_state_model`), one fit every
+  EVERY episodes (default 6, about the experiment's rhythm), each continuing from the previous ensemble's weights.
 Variants: the default `MLPDynamicsConfig`, weight decay 1e-3 / 1e-2, and "lead": the controller's hidden target (the
 end-effector set-point, `FrankaTaskEnv.step`: the previous target moved by the action, kept within 3 cm of the
 measured end effector and inside the workspace box) as an extra input, recomputed from the actions and the measured
@@ -99,9 +100,10 @@ def line(scores):
 def main():
     torch.set_num_threads(1)
     data, k = Data(sys.argv[1]), int(sys.argv[2])
+    every = int(sys.argv[3]) if len(sys.argv) > 3 else 6
     train, scored = data.episodes[:k], data.episodes[k:k + N_SCORED]
     print(f"{Path(sys.argv[1]).name}: {len(data.episodes)} episodes, {len(data.obs)} rows; train on the first {k}, "
-          f"score the next {len(scored)}; mm at h = {', '.join(map(str, HORIZONS))}", flush=True)
+          f"score the next {len(scored)}; warm fits every {every} episodes; mm at h = {', '.join(map(str, HORIZONS))}", flush=True)
     variants = {"default": MLPDynamicsConfig(), "weight decay 1e-3": MLPDynamicsConfig(weight_decay=1e-3),
                 "weight decay 1e-2": MLPDynamicsConfig(weight_decay=1e-2),
                 "weight decay 1e-3, lead": MLPDynamicsConfig(weight_decay=1e-3)}
@@ -113,7 +115,7 @@ def main():
               flush=True)
     for name, cfg in variants.items():
         with_lead, t0, model, steps = "lead" in name, time.time(), None, 0
-        for upto in range(6, k + 1, 6):
+        for upto in range(every, k + 1, every):
             model, info = train_mlp_dynamics(data.transitions(data.episodes[:upto], with_lead), cfg, init=model)
             steps += info["steps"]
         print(f"warm chain, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, "
