@@ -1,6 +1,6 @@
 """The MLP state model as the learner re-fits it, on the learner's own data (issue 22, seventeenth sitting).
 
-    python docs/mlpwd22/warm_chain.py ROWS K [EVERY]
+    python docs/mlpwd22/warm_chain.py ROWS K [EVERY ["VARIANT;VARIANT..."]]
     python docs/mlpwd22/warm_chain.py docs/mlpwd22/push_oracle4mm_s1_6k.npz 60
 
 ROWS: the real transitions of a policy run's replay (an ``.npz`` with proprio, next_proprio, state, next_state, action,
@@ -13,7 +13,7 @@ Two ways to fit the same data:
 - **cold**: one fit on all K episodes (`train_mlp_dynamics`);
 - **warm chain**: as the policy experiment does (`source.VideoWorldModelSource.train_state_model`), one fit every
   EVERY episodes (default 6, about the experiment's rhythm), each continuing from the previous ensemble's weights.
-Variants: the default `MLPDynamicsConfig`, weight decay 1e-3 / 1e-2, and "lead": the controller's hidden target (the
+Variants: the default `MLPDynamicsConfig`, weight decay 1e-3 / 1e-2, the 4-step loss (``rollout_steps``), and "lead": the controller's hidden target (the
 end-effector set-point, `FrankaTaskEnv.step`: the previous target moved by the action, kept within 3 cm of the
 measured end effector and inside the workspace box) as an extra input, recomputed from the actions and the measured
 (or predicted) end effector.
@@ -106,14 +106,17 @@ def main():
           f"score the next {len(scored)}; warm fits every {every} episodes; mm at h = {', '.join(map(str, HORIZONS))}", flush=True)
     variants = {"default": MLPDynamicsConfig(), "weight decay 1e-3": MLPDynamicsConfig(weight_decay=1e-3),
                 "weight decay 1e-2": MLPDynamicsConfig(weight_decay=1e-2),
-                "weight decay 1e-3, lead": MLPDynamicsConfig(weight_decay=1e-3)}
-    for name in ("default", "weight decay 1e-3"):
+                "weight decay 1e-3, lead": MLPDynamicsConfig(weight_decay=1e-3),
+                "4-step loss": MLPDynamicsConfig(rollout_steps=4),
+                "4-step loss, weight decay 1e-3": MLPDynamicsConfig(rollout_steps=4, weight_decay=1e-3)}
+    only = sys.argv[4].split(";") if len(sys.argv) > 4 else list(variants)
+    for name in [v for v in ("default", "weight decay 1e-3", "4-step loss, weight decay 1e-3") if v in only]:
         t0 = time.time()
         model, info = train_mlp_dynamics(data.transitions(train), variants[name])
         print(f"cold, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, best step "
               f"{info['best_step']}/{info['steps']} ({time.time() - t0:.0f} s) | {line(data.scores(model, scored))}",
               flush=True)
-    for name, cfg in variants.items():
+    for name, cfg in [(v, variants[v]) for v in only]:
         with_lead, t0, model, steps = "lead" in name, time.time(), None, 0
         for upto in range(every, k + 1, every):
             model, info = train_mlp_dynamics(data.transitions(data.episodes[:upto], with_lead), cfg, init=model)

@@ -13,6 +13,7 @@ from worldsample_worldmodel.core.mlp_dynamics import (
     MLPDynamicsConfig,
     Transitions,
     held_out,
+    rollout_starts,
     train_mlp_dynamics,
     transitions_from_episodes,
 )
@@ -276,6 +277,50 @@ def test_mlp_fit_stops_early_and_continues_from_a_previous_ensemble():
         train_mlp_dynamics(train, replace(cfg, hidden_dim=32), init=model)
     with pytest.raises(ValueError, match="patience"):
         replace(cfg, patience=-1).validate()
+
+
+def known_runs(runs: int, length: int, seed: int) -> Transitions:
+    """`known_transitions`' system rolled forward: ``runs`` runs of ``length`` consecutive transitions, one after the
+    other (each run's last next observation is not the next run's first observation)."""
+    rng = np.random.default_rng(seed)
+    obs, act, nxt = [], [], []
+    for _ in range(runs):
+        o = rng.uniform(-0.5, 0.5, 5).astype(np.float32)
+        for _ in range(length):
+            a = rng.uniform(-1, 1, 3).astype(np.float32)
+            n = o.copy()
+            n[:3] += 0.1 * a
+            n[3] += 0.05 * o[0]
+            obs.append(o), act.append(a), nxt.append(n)
+            o = n
+    nxt_a = np.stack(nxt)
+    return Transitions(np.stack(obs), np.stack(act), nxt_a, -np.linalg.norm(nxt_a[:, :3], axis=1).astype(np.float32),
+                       np.zeros(len(nxt_a), np.float32))
+
+
+def test_multi_step_loss_rolls_only_through_consecutive_training_rows():
+    data = known_runs(30, 10, 0)
+    held = held_out(len(data), 0.1)
+    starts = rollout_starts(data, held, 4)
+    assert len(starts) > 0
+    for i in starts:  # four training rows of one run
+        assert not held[i:i + 4].any() and i % 10 <= 6, i
+    # every such row is found: one-step starts are the training rows, and a run's last 3 rows start no 4-step rollout
+    want = [i for i in range(len(data)) if i % 10 <= 6 and not held[i:i + 4].any()]
+    assert list(starts) == want and list(rollout_starts(data, held, 1)) == list(np.flatnonzero(~held))
+    cfg = MLPDynamicsConfig(ensemble_size=3, hidden_dim=64, num_layers=2, steps=600, batch_size=128, lr=3e-3,
+                            rollout_steps=4)
+    model, met = train_mlp_dynamics(data, cfg)
+    assert met["num_train"] == len(starts) and np.isfinite(met["holdout_loss"]), met
+    test = known_transitions(500, 1)
+    pred = model.predict(test.obs, test.actions)
+    motion = np.sqrt(np.mean((test.next_obs - test.obs)[:, :4] ** 2, 0))
+    err = np.sqrt(np.mean((pred["next_obs"] - test.next_obs) ** 2, 0))
+    assert (err[:4] < 0.2 * motion).all(), (err, motion)
+    with pytest.raises(ValueError, match="consecutive"):  # shuffled transitions carry no runs
+        train_mlp_dynamics(known_transitions(500, 0), cfg)
+    with pytest.raises(ValueError, match="rollout_steps"):
+        replace(cfg, rollout_steps=0).validate()
 
 
 def test_mlp_predictor_beats_copy_state_open_loop():
