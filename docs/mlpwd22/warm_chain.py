@@ -107,6 +107,7 @@ def main():
     variants = {"default": MLPDynamicsConfig(), "weight decay 1e-3": MLPDynamicsConfig(weight_decay=1e-3),
                 "weight decay 1e-2": MLPDynamicsConfig(weight_decay=1e-2),
                 "weight decay 1e-3, lead": MLPDynamicsConfig(weight_decay=1e-3),
+                "lead": MLPDynamicsConfig(),
                 "4-step loss": MLPDynamicsConfig(rollout_steps=4),
                 "4-step loss, weight decay 1e-3": MLPDynamicsConfig(rollout_steps=4, weight_decay=1e-3)}
     only = sys.argv[4].split(";") if len(sys.argv) > 4 else list(variants)
