@@ -290,7 +290,6 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
         return step_loss(net(x[idx]), y[idx], idx, nll)
 
     obs_t, next_t = torch.as_tensor(data.obs), torch.as_tensor(data.next_obs)
-    act_t = torch.as_tensor(data.actions).clamp(-1, 1)
 
     def rollout_loss_of(idx: torch.Tensor, nll: bool = False) -> torch.Tensor:
         """`loss_of` averaged over ``cfg.rollout_steps`` steps from the rows idx (N, B), each step from the members'
@@ -298,7 +297,7 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
         o, total = obs_t[idx], 0.0
         for j in range(cfg.rollout_steps):
             rows = idx + j
-            out = net(torch.cat([(o - net.obs_mean) / net.obs_std, act_t[rows]], -1))
+            out = net(torch.cat([(o - net.obs_mean) / net.obs_std, x[rows, obs_dim:]], -1))  # x: [obs, actions]
             target = torch.cat([(next_t[rows] - o - net.delta_mean) / net.delta_std, y[rows, obs_dim:]], -1)
             total = total + step_loss(out, target, rows, nll)
             o = o + out[..., :obs_dim] * net.delta_std + net.delta_mean
