@@ -70,8 +70,18 @@ class Data:
         return Transitions(self.obs[i], self.inputs(self.act[i], self.lead[i], with_lead), self.nxt[i], self.rew[i],
                            self.term[i])
 
-    def scores(self, model, episodes, with_lead=False):
-        """[(block RMSE mm, end-effector RMSE mm, copy-state block RMSE mm) at each horizon]."""
+    def warm_chain(self, k, every, cfg, with_lead=False):
+        """The runs' way of fitting: one fit every ``every`` of the first ``k`` episodes, each from the last one's
+        weights; (model, the last fit's info, the training steps of all fits)."""
+        model, steps = None, 0
+        for upto in range(every, k + 1, every):
+            model, info = train_mlp_dynamics(self.transitions(self.episodes[:upto], with_lead), cfg, init=model)
+            steps += info["steps"]
+        return model, info, steps
+
+    def scores(self, model, episodes, with_lead=False, after_step=None):
+        """[(block RMSE mm, end-effector RMSE mm, copy-state block RMSE mm) at each horizon]. ``after_step(before,
+        after)``: what becomes of each predicted step (before the next one), e.g. a correction under test."""
         out = []
         for h in HORIZONS:
             st = np.concatenate([np.arange(s, e - h + 1) for s, e in episodes])
@@ -79,6 +89,8 @@ class Data:
             for k in range(h):
                 a = self.act[st + k]
                 o2 = model.predict(o, self.inputs(a, lead, with_lead))["next_obs"]
+                if after_step is not None:
+                    o2 = after_step(o, o2)
                 lead = step_target(o[:, :3] + lead, o[:, :3], a) - o2[:, :3]
                 o = o2
             real = self.nxt[st + h - 1]
@@ -118,10 +130,8 @@ def main():
               f"{info['best_step']}/{info['steps']} ({time.time() - t0:.0f} s) | {line(data.scores(model, scored))}",
               flush=True)
     for name, cfg in [(v, variants[v]) for v in only]:
-        with_lead, t0, model, steps = "lead" in name, time.time(), None, 0
-        for upto in range(every, k + 1, every):
-            model, info = train_mlp_dynamics(data.transitions(data.episodes[:upto], with_lead), cfg, init=model)
-            steps += info["steps"]
+        with_lead, t0 = "lead" in name, time.time()
+        model, info, steps = data.warm_chain(k, every, cfg, with_lead)
         print(f"warm chain, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, "
               f"{steps} steps in all ({time.time() - t0:.0f} s) | {line(data.scores(model, scored, with_lead))}",
               flush=True)
