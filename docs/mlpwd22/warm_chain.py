@@ -32,6 +32,10 @@ KEYS = ("proprio", "next_proprio", "state", "next_state", "action", "reward", "t
 LO, HI = np.array([0.30, -0.35, 0.012]), np.array([0.75, 0.35, 0.45])  # EnvConfig.workspace_min/max
 SCALE, LEAD = 0.02, 0.03  # EnvConfig.action_scale, max_target_lead
 HORIZONS = (1, 4, 8)
+# push's observation: ee xyz, gripper, ee velocity (proprio), then block xyz, target xy, block-to-target xy, ee-to-block
+# xyz (`PushTask.state_labels`); "translation-free" hides the block's and the target's absolute x, y and the
+# block-to-target offset from the model's inputs: the block's motion depends on where the arm is relative to it
+ABSOLUTE = (7, 8, 10, 11, 12, 13)
 N_SCORED = 25
 
 
@@ -121,9 +125,16 @@ def main():
                 "weight decay 1e-3, lead": MLPDynamicsConfig(weight_decay=1e-3),
                 "lead": MLPDynamicsConfig(),
                 "4-step loss": MLPDynamicsConfig(rollout_steps=4),
-                "4-step loss, weight decay 1e-3": MLPDynamicsConfig(rollout_steps=4, weight_decay=1e-3)}
+                "4-step loss, weight decay 1e-3": MLPDynamicsConfig(rollout_steps=4, weight_decay=1e-3),
+                "translation-free": MLPDynamicsConfig(ignore_inputs=ABSOLUTE),
+                "translation-free, weight decay 1e-3": MLPDynamicsConfig(ignore_inputs=ABSOLUTE, weight_decay=1e-3),
+                "translation-free, no ee xy": MLPDynamicsConfig(ignore_inputs=ABSOLUTE + (0, 1)),
+                "translation-free, no ee xy, weight decay 1e-3": MLPDynamicsConfig(ignore_inputs=ABSOLUTE + (0, 1),
+                                                                                   weight_decay=1e-3),
+                "translation-free, lead": MLPDynamicsConfig(ignore_inputs=ABSOLUTE)}
     only = sys.argv[4].split(";") if len(sys.argv) > 4 else list(variants)
-    for name in [v for v in ("default", "weight decay 1e-3", "4-step loss, weight decay 1e-3") if v in only]:
+    for name in [v for v in ("default", "weight decay 1e-3", "4-step loss, weight decay 1e-3", "translation-free",
+                             "translation-free, weight decay 1e-3") if v in only]:
         t0 = time.time()
         model, info = train_mlp_dynamics(data.transitions(train), variants[name])
         print(f"cold, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, best step "

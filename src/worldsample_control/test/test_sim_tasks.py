@@ -239,3 +239,42 @@ def test_judging_the_state_vector_equals_the_env_reward(task):
         judge_states(task, np.zeros((3, 2)))
     with pytest.raises(ValueError, match="NaN"):
         judge_states(task, np.full((1, len(states[0])), np.nan))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_model_blind_dims_index_the_placement_entries(task):
+    from worldsample_control.core.sim.env import PROPRIO_DIM
+    from worldsample_control.core.sim.tasks import TASK_CLASSES, model_blind_dims
+
+    env = make_env(task, EnvConfig(render=False))
+    obs = env.reset(seed=3)
+    vec = np.concatenate([obs.proprio, obs.state])
+    labels = TASK_CLASSES[task].state_labels
+    dims = model_blind_dims(task, PROPRIO_DIM)
+    assert len(dims) == len(TASK_CLASSES[task].placement_labels) > 0
+    for d, name in zip(dims, TASK_CLASSES[task].placement_labels, strict=True):
+        assert vec[d] == obs.state[labels.index(name)]
+    with pytest.raises(ValueError, match="unknown"):
+        model_blind_dims("stack", PROPRIO_DIM)
+
+
+def test_the_push_target_is_drawn_only():
+    """Push hides the target from its state model: moving it leaves an expert push's block motion unchanged."""
+    from worldsample_control.core.experts import make_expert
+
+    runs = []
+    for shift in (0.0, 0.08):
+        env = make_env("push", EnvConfig(render=False))
+        obs = env.reset(seed=5)
+        if shift:
+            env.set_mocap("target", [obs.state[3] + shift, obs.state[4] - shift, 0.0])
+        expert, blocks = make_expert("push"), []
+        expert.reset()
+        for t in range(40):
+            a = runs[0][1][t] if runs else np.clip(expert.act(obs, env), -1, 1).astype(np.float32)
+            obs = env.step(a).observation
+            blocks.append((obs.state[:3].copy(), a))
+        runs.append(([b for b, _ in blocks], [a for _, a in blocks]))
+    moved = np.abs(np.array(runs[0][0]) - runs[0][0][0]).max()
+    assert moved > 0.01, moved  # the expert did push the block
+    np.testing.assert_allclose(runs[1][0], runs[0][0], atol=1e-9)

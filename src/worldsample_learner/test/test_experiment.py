@@ -104,8 +104,10 @@ def test_any_config_field_can_be_set_from_the_command_line():
     args = parser.parse_args(["policy", "--config", "rl", "--out", "x", "--set", "wm_judge=false",
                               "--set", "synthetic_branches=64", "--set", "cameras=front,wrist",
                               "--set", "ppl.naive_horizon=3", "--set", "ppl.horizon_max=5", "--set", "oracle_object_noise=0.006",
-                              "--set", "wm_mlp.probabilistic=true", "--set", "wm_source.uncertainty_over=branch_mean"])
+                              "--set", "wm_mlp.probabilistic=true", "--set", "wm_source.uncertainty_over=branch_mean",
+                              "--set", "wm_mlp_translation_free=true"])
     cfg = config_from_args(args)
+    assert cfg.wm_mlp_translation_free is True
     assert cfg.wm_judge is False and cfg.synthetic_branches == 64 and cfg.cameras == ("front", "wrist")
     assert cfg.ppl == {"naive_horizon": 3, "horizon_max": 5} and cfg.oracle_object_noise == 0.006
     assert cfg.wm_mlp == {"probabilistic": True} and cfg.wm_source == {"uncertainty_over": "branch_mean"}
@@ -119,7 +121,7 @@ def test_any_config_field_can_be_set_from_the_command_line():
                      ("synthetic_branches=lots", "takes a int"), ("wm_judge", "FIELD=VALUE"),
                      ("ppl.nope=1", "FIELD=VALUE"), ("ppl.mode=naive", "FIELD=VALUE"), ("ppl=1", "FIELD=VALUE"),
                      ("ppl.horizon_max=long", "takes a int"), ("wm_mlp.seed=3", "FIELD=VALUE"),
-                     ("wm_mlp=1", "FIELD=VALUE"), ("wm_mlp.min_logvar=2", "must be below max_logvar"),
+                     ("wm_mlp.ignore_inputs=7", "FIELD=VALUE"), ("wm_mlp=1", "FIELD=VALUE"), ("wm_mlp.min_logvar=2", "must be below max_logvar"),
                      ("wm_source.uncertainty_over=sum", "uncertainty_over must be one of"),
                      ("wm_source.seed=1", "FIELD=VALUE"), ("wm_source.service=x", "FIELD=VALUE")):
         with pytest.raises(ValueError, match=why):
@@ -236,8 +238,9 @@ def test_a_video_run_killed_part_way_goes_on_from_its_snapshot_as_if_never_stopp
     cfg = ExperimentConfig(tasks=("push",), modes=("ppl",), seeds=(0,), env_steps=120, eval_every=40, eval_episodes=1,
                            demos=2, max_steps=20, batch_size=16, hidden_dim=32, synthetic_every=20,
                            synthetic_branches=4, jobs=1, wm_state_model="mlp", wm_mlp={"steps": 30, "eval_every": 10},
-                           wm_pretrain_steps=2, wm_posttrain_steps=2, wm_min_new_episodes=2, wm_batch_size=2,
-                           wm_rollout_steps=2, audit_synthetic=True, snapshot_every=40)
+                           wm_mlp_translation_free=True, wm_pretrain_steps=2, wm_posttrain_steps=2,
+                           wm_min_new_episodes=2, wm_batch_size=2, wm_rollout_steps=2, audit_synthetic=True,
+                           snapshot_every=40)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_policy(cfg, whole, "whole") == 0
     script = ("import sys; from worldsample_learner.drivers.experiment import ExperimentConfig, run_policy; "

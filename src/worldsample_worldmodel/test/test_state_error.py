@@ -323,6 +323,28 @@ def test_multi_step_loss_rolls_only_through_consecutive_training_rows():
         replace(cfg, rollout_steps=0).validate()
 
 
+def test_ignored_inputs_are_unseen_but_still_predicted():
+    """The known system's motion depends on o[0] and the action only: hiding o[1], o[2], o[4] keeps the fit, and the
+    change predicted is the same wherever those sit; hiding o[0] loses o[3]'s drift (0.05 * o[0])."""
+    train, test = known_transitions(2000, 0), known_transitions(500, 1)
+    cfg = MLPDynamicsConfig(ensemble_size=3, hidden_dim=64, num_layers=2, steps=600, batch_size=128, lr=3e-3,
+                            ignore_inputs=(1, 2, 4))
+    model, _ = train_mlp_dynamics(train, cfg)
+    pred = model.predict(test.obs, test.actions)["next_obs"]
+    drift = np.sqrt(np.mean((test.next_obs - test.obs)[:, 3] ** 2))
+    assert np.sqrt(np.mean((pred - test.next_obs)[:, 3] ** 2)) < 0.2 * drift
+    moved = test.obs.copy()
+    moved[:, [1, 2, 4]] = np.random.default_rng(2).uniform(-1, 1, (len(moved), 3))
+    np.testing.assert_allclose(model.predict(moved, test.actions)["next_obs"] - moved, pred - test.obs, atol=1e-5)
+    blind, _ = train_mlp_dynamics(train, replace(cfg, ignore_inputs=(0,)))
+    err3 = np.sqrt(np.mean((blind.predict(test.obs, test.actions)["next_obs"] - test.next_obs)[:, 3] ** 2))
+    assert err3 > 0.8 * drift, (err3, drift)
+    with pytest.raises(ValueError, match="ignore_inputs"):
+        replace(cfg, ignore_inputs=(-1,)).validate()
+    with pytest.raises(ValueError, match="reaches past"):
+        train_mlp_dynamics(train, replace(cfg, ignore_inputs=(5,)))
+
+
 def test_mlp_predictor_beats_copy_state_open_loop():
     """On the toy world (the point moves by 0.08 * action, clipped to the unit cube), rolled open loop."""
     train = toy(24, 0, steps=20, policy="random")

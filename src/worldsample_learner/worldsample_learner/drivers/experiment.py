@@ -116,8 +116,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from worldsample_control.core.sim import make_env
+    from worldsample_control.core.sim.env import PROPRIO_DIM
     from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource, SyntheticAudit
-    from worldsample_control.core.sim.tasks import judge_states
+    from worldsample_control.core.sim.tasks import judge_states, model_blind_dims
     from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
     from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
 
@@ -150,9 +151,11 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         if Path(spec["wm_init"]).is_dir() and not resume:  # absent with wm_source.frames=False: no video model
             shutil.copytree(spec["wm_init"], wm_dir)
         judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
+        blind = model_blind_dims(task, PROPRIO_DIM) if cfg.wm_mlp_translation_free else ()
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
                                                          state_in_proprio=True, state_model=cfg.wm_state_model,
-                                                         mlp=MLPDynamicsConfig(**cfg.wm_mlp), seed=seed, **cfg.wm_source),
+                                                         mlp=MLPDynamicsConfig(**cfg.wm_mlp, ignore_inputs=blind),
+                                                         seed=seed, **cfg.wm_source),
                                         judge=judge)
         source.add_demos(demos)
         if cfg.audit_synthetic:

@@ -91,6 +91,9 @@ class ExperimentConfig:
     oracle_object_noise: float = 0.0  # std [m] of the per-step noise on the objects' x, y in imagined steps
     oracle_motion_scale: float = 1.0  # fraction of each imagined step's object motion that happens
     ppl: dict[str, Any] = field(default_factory=dict)  # PPLConfig fields for every run (`--set ppl.FIELD=VALUE`)
+    # the MLP state model does not see the task's placement entries (`Task.placement_labels`: absolute x, y on the
+    # table, offsets to a drawn target), so it learns one law for the whole table (`tasks.model_blind_dims`)
+    wm_mlp_translation_free: bool = False
     # MLPDynamicsConfig fields of the MLP state model (wm_state_model "mlp"; `--set wm_mlp.FIELD=VALUE`)
     wm_mlp: dict[str, Any] = field(default_factory=dict)
     # VideoSourceConfig fields (`--set wm_source.FIELD=VALUE`, e.g. uncertainty_over=branch_mean)
@@ -214,8 +217,8 @@ def _sub_configs() -> dict[str, type]:
 
 
 # sub-config fields the run sets itself (its variant, seed, the fields with their own ExperimentConfig entry)
-_RUN_OWN = {("ppl", "mode"), ("wm_mlp", "seed"), ("wm_source", "seed"), ("wm_source", "state_model"),
-            ("wm_source", "state_in_proprio")}
+_RUN_OWN = {("ppl", "mode"), ("wm_mlp", "seed"), ("wm_mlp", "ignore_inputs"), ("wm_source", "seed"),
+            ("wm_source", "state_model"), ("wm_source", "state_in_proprio")}
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -62,6 +62,8 @@ class MLPDynamicsConfig:
     # Rows run on only while the next row continues them (its observation is this row's next observation) and none
     # is held out
     rollout_steps: int = 1
+    # observation dimensions the members do not see (their standardised input is held at 0; they are still predicted)
+    ignore_inputs: tuple[int, ...] = ()
     seed: int = 0
 
     def validate(self) -> None:
@@ -83,6 +85,9 @@ class MLPDynamicsConfig:
         if not (math.isfinite(self.min_logvar) and math.isfinite(self.max_logvar) and self.min_logvar < self.max_logvar):
             raise ValueError(f"MLPDynamicsConfig: min_logvar ({self.min_logvar}) must be below max_logvar "
                              f"({self.max_logvar}), both finite")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.ignore_inputs):
+            raise ValueError(f"MLPDynamicsConfig.ignore_inputs must hold observation indices (ints >= 0), got "
+                             f"{self.ignore_inputs!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"MLPDynamicsConfig.holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}")
 
@@ -135,6 +140,8 @@ class DynamicsNet(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: MLPDynamicsConfig) -> None:
         super().__init__()
+        if any(i >= obs_dim for i in cfg.ignore_inputs):
+            raise ValueError(f"MLPDynamicsConfig.ignore_inputs {cfg.ignore_inputs} reaches past the {obs_dim}-dim observation")
         self.obs_dim, self.cfg = obs_dim, cfg
         n, hd = cfg.ensemble_size, cfg.hidden_dim
         dims = [obs_dim + action_dim] + [hd] * cfg.num_layers
@@ -145,6 +152,14 @@ class DynamicsNet(nn.Module):
             self.register_buffer(name, torch.zeros(obs_dim) if "mean" in name else torch.ones(obs_dim))
         self.register_buffer("rew_mean", torch.zeros(()))
         self.register_buffer("rew_std", torch.ones(()))
+
+    def standardise(self, o: torch.Tensor) -> torch.Tensor:
+        """The members' view of observations o (..., O): standardised, ``cfg.ignore_inputs`` held at 0."""
+        z = (o - self.obs_mean) / self.obs_std
+        if self.cfg.ignore_inputs:
+            z = z.clone()
+            z[..., list(self.cfg.ignore_inputs)] = 0.0
+        return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, B, O + A) standardised -> (N, B, O + 2): delta, reward (standardised), termination logit."""
@@ -173,7 +188,7 @@ class MLPDynamics:
         if o.ndim != 2 or o.shape[1] != self.obs_dim or a.shape != (o.shape[0], self.action_dim):
             raise ValueError(f"MLPDynamics.predict: obs must be (B, {self.obs_dim}) and actions (B, {self.action_dim}),"
                              f" got {tuple(o.shape)} and {tuple(a.shape)}")
-        x = torch.cat([(o - self.net.obs_mean) / self.net.obs_std, a], -1)
+        x = torch.cat([self.net.standardise(o), a], -1)
         return o, x.unsqueeze(0).expand(self.cfg.ensemble_size, -1, -1)
 
     def predict(self, obs: np.ndarray, actions: np.ndarray, members: bool = False) -> dict[str, np.ndarray]:
@@ -263,7 +278,7 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     net.delta_std.copy_(torch.as_tensor(_std(delta)))
     net.rew_mean.fill_(float(data.rewards.mean()))
     net.rew_std.fill_(float(data.rewards.std() + 1e-6))
-    x = torch.cat([(torch.as_tensor(data.obs) - net.obs_mean) / net.obs_std,
+    x = torch.cat([net.standardise(torch.as_tensor(data.obs)),
                    torch.as_tensor(data.actions).clamp(-1, 1)], -1)
     y = torch.cat([(torch.as_tensor(delta) - net.delta_mean) / net.delta_std,
                    ((torch.as_tensor(data.rewards) - net.rew_mean) / net.rew_std)[:, None]], -1)
@@ -297,7 +312,7 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
         o, total = obs_t[idx], 0.0
         for j in range(cfg.rollout_steps):
             rows = idx + j
-            out = net(torch.cat([(o - net.obs_mean) / net.obs_std, x[rows, obs_dim:]], -1))  # x: [obs, actions]
+            out = net(torch.cat([net.standardise(o), x[rows, obs_dim:]], -1))  # x: [obs, actions]
             target = torch.cat([(next_t[rows] - o - net.delta_mean) / net.delta_std, y[rows, obs_dim:]], -1)
             total = total + step_loss(out, target, rows, nll)
             o = o + out[..., :obs_dim] * net.delta_std + net.delta_mean

@@ -71,6 +71,10 @@ class Task:
     name = ""
     state_dim = 0
     state_labels: tuple[str, ...] = ()
+    # the state entries that only say where the scene sits on the table (absolute x, y of objects and of drawn
+    # targets, offsets to a drawn target) while the rest of the state already holds every relation physics acts on;
+    # a dynamics model blind to them (`model_blind_dims`) learns one law for the whole table instead of one per place
+    placement_labels: tuple[str, ...] = ()
     # True: the hand stays closed whatever the gripper command (the task starts with the object in hand)
     gripper_held_closed = False
 
@@ -126,6 +130,8 @@ class PushTask(Task):
     state_dim = 10
     state_labels = ("block_x", "block_y", "block_z", "target_x", "target_y",
                     "block_to_target_x", "block_to_target_y", "ee_to_block_x", "ee_to_block_y", "ee_to_block_z")
+    # the target is a drawn disc (no contact) and ee_to_block holds the arm-block relation
+    placement_labels = ("block_x", "block_y", "target_x", "target_y", "block_to_target_x", "block_to_target_y")
     half = 0.025
     success_radius = 0.03
 
@@ -164,6 +170,7 @@ class PickPlaceTask(Task):
     name = "pick_place"
     state_dim = 10
     state_labels = PushTask.state_labels
+    placement_labels = PushTask.placement_labels
     half = 0.02
     success_radius = 0.03
 
@@ -197,6 +204,8 @@ class SortTask(Task):
                     "red_bin_x", "red_bin_y", "blue_bin_x", "blue_bin_y",
                     "red_to_bin_x", "red_to_bin_y", "blue_to_bin_x", "blue_to_bin_y",
                     "ee_to_red_x", "ee_to_red_y", "ee_to_red_z", "ee_to_blue_x", "ee_to_blue_y", "ee_to_blue_z")
+    # every relation is kept: ee_to_*, *_to_bin, and red-blue as the difference of the two ee_to_ vectors
+    placement_labels = ("red_x", "red_y", "blue_x", "blue_y", "red_bin_x", "red_bin_y", "blue_bin_x", "blue_bin_y")
     half = 0.02
     bin_inner = 0.055  # inner half-width of a bin
     wall_h = 0.02
@@ -265,6 +274,8 @@ class PegInsertionTask(Task):
     state_dim = 9
     state_labels = ("peg_x", "peg_y", "peg_z", "hole_x", "hole_y", "hole_z",
                     "peg_to_hole_x", "peg_to_hole_y", "peg_bottom_above_rim")
+    # the hole's place is peg + peg_to_hole; the peg's own x, y stay (with the hand's, its offset in the fingers)
+    placement_labels = ("hole_x", "hole_y")
     peg_half = (0.014, 0.014, 0.04)
     # 4 mm clearance per side: with 1.7 mm the exploring policy (2 cm per unit action) never hit the
     # hole by chance, so the critic saw success only in the demos and RL-only stayed at ~0.1 (issue 16)
@@ -328,6 +339,15 @@ TASK_CLASSES: dict[str, type[Task]] = {
     "sort": SortTask,
     "pick_place": PickPlaceTask,
 }
+
+
+def model_blind_dims(task: str, proprio_dim: int) -> tuple[int, ...]:
+    """Where the task's ``placement_labels`` sit in a [proprio, state] vector (the MLP state model's observation):
+    the inputs a translation-free dynamics model hides (`MLPDynamicsConfig.ignore_inputs`)."""
+    if task not in TASK_CLASSES:
+        raise ValueError(f"task {task!r} is unknown; expected one of {tuple(TASK_CLASSES)}")
+    t = TASK_CLASSES[task]
+    return tuple(proprio_dim + t.state_labels.index(name) for name in t.placement_labels)
 
 
 def judge_states(task: str, states: np.ndarray, reward: str = "shaped") -> tuple[np.ndarray, np.ndarray]:
