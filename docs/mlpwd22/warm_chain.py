@@ -16,7 +16,8 @@ Two ways to fit the same data:
 Variants: the default `MLPDynamicsConfig`, weight decay 1e-3 / 1e-2, the 4-step loss (``rollout_steps``), and "lead": the controller's hidden target (the
 end-effector set-point, `FrankaTaskEnv.step`: the previous target moved by the action, kept within 3 cm of the
 measured end effector and inside the workspace box) as an extra input, recomputed from the actions and the measured
-(or predicted) end effector.
+(or predicted) end effector; "translation-free": push's placement entries hidden from the inputs
+(`MLPDynamicsConfig.ignore_inputs`, `Task.placement_labels`), "no ee xy": the end effector's x, y as well.
 """
 
 import math
