@@ -7,7 +7,8 @@ ROWS: the real transitions of a policy run's replay (an ``.npz`` with proprio, n
 reward, terminated in the order they arrived; `save_rows` writes one from a run's ``snapshot.pt``). Episodes are cut
 where a row's observation is not the previous row's next observation. The first K episodes train, the next 25 (the
 policy's *future* data, which the model never saw) are scored: open loop under their recorded actions, every start,
-RMSE of the block position and of the end effector after h = 1, 4, 8 steps, beside copy-state.
+RMSE of the block position (the peg on peg insertion) and of the end effector after h = 1, 4, 8 steps, beside
+copy-state.
 
 Two ways to fit the same data:
 - **cold**: one fit on all K episodes (`train_mlp_dynamics`);
@@ -16,7 +17,7 @@ Two ways to fit the same data:
 Variants: the default `MLPDynamicsConfig`, weight decay 1e-3 / 1e-2, the 4-step loss (``rollout_steps``), and "lead": the controller's hidden target (the
 end-effector set-point, `FrankaTaskEnv.step`: the previous target moved by the action, kept within 3 cm of the
 measured end effector and inside the workspace box) as an extra input, recomputed from the actions and the measured
-(or predicted) end effector; "translation-free": push's placement entries hidden from the inputs
+(or predicted) end effector; "translation-free": the task's placement entries hidden from the inputs
 (`MLPDynamicsConfig.ignore_inputs`, `Task.placement_labels`), "no ee xy": the end effector's x, y as well.
 """
 
@@ -27,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from worldsample_control.core.sim.env import PROPRIO_DIM
+from worldsample_control.core.sim.tasks import model_blind_dims
 from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig, Transitions, train_mlp_dynamics
 
 KEYS = ("proprio", "next_proprio", "state", "next_state", "action", "reward", "terminated")
 LO, HI = np.array([0.30, -0.35, 0.012]), np.array([0.75, 0.35, 0.45])  # EnvConfig.workspace_min/max
 SCALE, LEAD = 0.02, 0.03  # EnvConfig.action_scale, max_target_lead
 HORIZONS = (1, 4, 8)
-# push's observation: ee xyz, gripper, ee velocity (proprio), then block xyz, target xy, block-to-target xy, ee-to-block
-# xyz (`PushTask.state_labels`); "translation-free" hides the block's and the target's absolute x, y and the
-# block-to-target offset from the model's inputs: the block's motion depends on where the arm is relative to it
-ABSOLUTE = (7, 8, 10, 11, 12, 13)
+# the task by its observation's size ([proprio, state]; the object's xyz is first in both states)
+TASK_OF_DIM = {PROPRIO_DIM + 10: "push", PROPRIO_DIM + 9: "peg_insertion"}
 N_SCORED = 25
 
 
@@ -119,6 +120,7 @@ def main():
     data, k = Data(sys.argv[1]), int(sys.argv[2])
     every = int(sys.argv[3]) if len(sys.argv) > 3 else 6
     train, scored = data.episodes[:k], data.episodes[k:k + N_SCORED]
+    blind = model_blind_dims(TASK_OF_DIM[data.obs.shape[1]], PROPRIO_DIM)
     print(f"{Path(sys.argv[1]).name}: {len(data.episodes)} episodes, {len(data.obs)} rows; train on the first {k}, "
           f"score the next {len(scored)}; warm fits every {every} episodes; mm at h = {', '.join(map(str, HORIZONS))}", flush=True)
     variants = {"default": MLPDynamicsConfig(), "weight decay 1e-3": MLPDynamicsConfig(weight_decay=1e-3),
@@ -127,12 +129,18 @@ def main():
                 "lead": MLPDynamicsConfig(),
                 "4-step loss": MLPDynamicsConfig(rollout_steps=4),
                 "4-step loss, weight decay 1e-3": MLPDynamicsConfig(rollout_steps=4, weight_decay=1e-3),
-                "translation-free": MLPDynamicsConfig(ignore_inputs=ABSOLUTE),
-                "translation-free, weight decay 1e-3": MLPDynamicsConfig(ignore_inputs=ABSOLUTE, weight_decay=1e-3),
-                "translation-free, no ee xy": MLPDynamicsConfig(ignore_inputs=ABSOLUTE + (0, 1)),
-                "translation-free, no ee xy, weight decay 1e-3": MLPDynamicsConfig(ignore_inputs=ABSOLUTE + (0, 1),
+                "translation-free": MLPDynamicsConfig(ignore_inputs=blind),
+                "translation-free, weight decay 1e-3": MLPDynamicsConfig(ignore_inputs=blind, weight_decay=1e-3),
+                "translation-free, no ee xy": MLPDynamicsConfig(ignore_inputs=blind + (0, 1)),
+                "translation-free, no ee xy, weight decay 1e-3": MLPDynamicsConfig(ignore_inputs=blind + (0, 1),
                                                                                    weight_decay=1e-3),
-                "translation-free, lead": MLPDynamicsConfig(ignore_inputs=ABSOLUTE)}
+                "translation-free, lead": MLPDynamicsConfig(ignore_inputs=blind),
+                "default, seed 1": MLPDynamicsConfig(seed=1), "default, seed 2": MLPDynamicsConfig(seed=2),
+                "translation-free, weight decay 1e-3, seed 1": MLPDynamicsConfig(ignore_inputs=blind, weight_decay=1e-3,
+                                                                                 seed=1),
+                "translation-free, weight decay 1e-3, seed 2": MLPDynamicsConfig(ignore_inputs=blind, weight_decay=1e-3,
+                                                                                 seed=2),
+                "translation-free, seed 1": MLPDynamicsConfig(ignore_inputs=blind, seed=1)}
     only = sys.argv[4].split(";") if len(sys.argv) > 4 else list(variants)
     for name in [v for v in ("default", "weight decay 1e-3", "4-step loss, weight decay 1e-3", "translation-free",
                              "translation-free, weight decay 1e-3") if v in only]:
