@@ -115,6 +115,17 @@ def line(scores):
             f"end effector {f(f'{e:.1f}' for _, e, _ in scores)}")
 
 
+def fields_variant(name: str, blind: tuple[int, ...]) -> MLPDynamicsConfig:
+    """Any other variant: "FIELD=VALUE FIELD=VALUE ..." of `MLPDynamicsConfig` (numbers), with the word "translation-free"
+    for the task's placement entries hidden, e.g. "translation-free weight_decay=1e-3 hidden_dim=128"."""
+    kw: dict = {"ignore_inputs": blind} if "translation-free" in name.split() else {}
+    for item in name.split():
+        if "=" in item:
+            key, value = item.split("=")
+            kw[key] = type(getattr(MLPDynamicsConfig, key))(float(value))
+    return MLPDynamicsConfig(**kw)
+
+
 def main():
     torch.set_num_threads(1)
     data, k = Data(sys.argv[1]), int(sys.argv[2])
@@ -149,7 +160,7 @@ def main():
         print(f"cold, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, best step "
               f"{info['best_step']}/{info['steps']} ({time.time() - t0:.0f} s) | {line(data.scores(model, scored))}",
               flush=True)
-    for name, cfg in [(v, variants[v]) for v in only]:
+    for name, cfg in [(v, variants[v] if v in variants else fields_variant(v, blind)) for v in only]:
         with_lead, t0 = "lead" in name, time.time()
         model, info, steps = data.warm_chain(k, every, cfg, with_lead)
         print(f"warm chain, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, "
