@@ -152,9 +152,13 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             shutil.copytree(spec["wm_init"], wm_dir)
         judge = partial(judge_states, reward=env_config(cfg, render=False).reward) if cfg.wm_judge else None
         blind = model_blind_dims(task, PROPRIO_DIM) if cfg.wm_mlp_translation_free else ()
+        # the source takes only the MLP's next state and disagreement: no fitting of the reward and termination,
+        # which a blind model cannot tell (push's reward is made of the hidden block-to-target offset)
+        unread = {"reward_weight": 0.0, "done_weight": 0.0} if blind else {}
         source = VideoWorldModelSource(VideoSourceConfig(service=wm_service_config(cfg, wm_dir, seed),
                                                          state_in_proprio=True, state_model=cfg.wm_state_model,
-                                                         mlp=MLPDynamicsConfig(**cfg.wm_mlp, ignore_inputs=blind),
+                                                         mlp=MLPDynamicsConfig(**{**unread, **cfg.wm_mlp},
+                                                                                 ignore_inputs=blind),
                                                          seed=seed, **cfg.wm_source),
                                         judge=judge)
         source.add_demos(demos)

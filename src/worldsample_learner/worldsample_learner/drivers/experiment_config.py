@@ -92,7 +92,9 @@ class ExperimentConfig:
     oracle_motion_scale: float = 1.0  # fraction of each imagined step's object motion that happens
     ppl: dict[str, Any] = field(default_factory=dict)  # PPLConfig fields for every run (`--set ppl.FIELD=VALUE`)
     # the MLP state model does not see the task's placement entries (`Task.placement_labels`: absolute x, y on the
-    # table, offsets to a drawn target), so it learns one law for the whole table (`tasks.model_blind_dims`)
+    # table, offsets to a drawn target), so it learns one law for the whole table (`tasks.model_blind_dims`), and
+    # its loss leaves out the reward and termination, which the runs never read from it (wm_mlp reward_weight and
+    # done_weight 0 unless set)
     wm_mlp_translation_free: bool = False
     # MLPDynamicsConfig fields of the MLP state model (wm_state_model "mlp"; `--set wm_mlp.FIELD=VALUE`)
     wm_mlp: dict[str, Any] = field(default_factory=dict)

@@ -48,6 +48,10 @@ class MLPDynamicsConfig:
     eval_every: int = 100
     patience: int = 3  # stop after this many held-out checks without improvement (0: run all ``steps``)
     done_weight: float = 1.0
+    # the reward's share in the loss (1: one more output beside the change of each observation dimension). 0 when the
+    # reward and termination are judged from the predicted state instead (the experiment's wm_judge) and the model's
+    # inputs cannot tell them (translation-free push hides the block-to-target offset that the reward is made of)
+    reward_weight: float = 1.0
     # MBPO's probabilistic ensemble: each member also predicts the log-variance of its standardised delta and reward
     # (soft-bounded to [min_logvar, max_logvar]) and is trained by the Gaussian negative log-likelihood instead of
     # the MSE; `MLPDynamics.predict`'s ``disagreement`` then adds the members' mean predicted variance (aleatoric:
@@ -78,7 +82,7 @@ class MLPDynamicsConfig:
                 raise ValueError(f"MLPDynamicsConfig.{name} must be a positive number, got {v!r}")
         if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 0:
             raise ValueError(f"MLPDynamicsConfig.patience must be an int >= 0, got {self.patience!r}")
-        for name in ("weight_decay", "done_weight"):
+        for name in ("weight_decay", "done_weight", "reward_weight"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"MLPDynamicsConfig.{name} must be a number >= 0, got {v!r}")
@@ -290,11 +294,15 @@ def train_mlp_dynamics(data: Transitions, cfg: MLPDynamicsConfig | None = None,
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     m = cfg.ensemble_size
 
+    out_weight = torch.ones(obs_dim + 1)
+    out_weight[obs_dim] = cfg.reward_weight
+
     def step_loss(out: torch.Tensor, target: torch.Tensor, rows: torch.Tensor, nll: bool) -> torch.Tensor:
         err2 = (out[..., :obs_dim + 1] - target) ** 2
         if nll:
             lv = net.logvar(out)
             err2 = err2 * (-lv).exp() + lv
+        err2 = err2 * out_weight
         bce = torch.nn.functional.binary_cross_entropy_with_logits(out[..., obs_dim + 1], done[rows],
                                                                    reduction="none").mean(-1)
         return err2.mean(-1).mean(-1) + cfg.done_weight * bce
