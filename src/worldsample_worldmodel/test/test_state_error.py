@@ -345,6 +345,22 @@ def test_ignored_inputs_are_unseen_but_still_predicted():
         train_mlp_dynamics(train, replace(cfg, ignore_inputs=(5,)))
 
 
+def test_a_zero_reward_weight_leaves_the_reward_unfitted_and_the_dynamics_fitted():
+    train, test = known_transitions(2000, 0), known_transitions(500, 1)
+    cfg = MLPDynamicsConfig(ensemble_size=3, hidden_dim=64, num_layers=2, steps=600, batch_size=128, lr=3e-3,
+                            reward_weight=0.0, done_weight=0.0)
+    model, _ = train_mlp_dynamics(train, cfg)
+    pred = model.predict(test.obs, test.actions)
+    motion = np.sqrt(np.mean((test.next_obs - test.obs)[:, :4] ** 2, 0))
+    assert (np.sqrt(np.mean((pred["next_obs"] - test.next_obs) ** 2, 0))[:4] < 0.1 * motion).all()
+    fitted, _ = train_mlp_dynamics(train, replace(cfg, reward_weight=1.0))
+    err = {m: np.abs(r.predict(test.obs, test.actions)["reward"] - test.rewards).mean() for m, r in
+           (("unweighted", model), ("weighted", fitted))}
+    assert err["unweighted"] > 5 * err["weighted"], err
+    with pytest.raises(ValueError, match="reward_weight"):
+        replace(cfg, reward_weight=-1.0).validate()
+
+
 def test_mlp_predictor_beats_copy_state_open_loop():
     """On the toy world (the point moves by 0.08 * action, clipped to the unit cube), rolled open loop."""
     train = toy(24, 0, steps=20, policy="random")
