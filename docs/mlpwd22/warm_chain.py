@@ -24,6 +24,7 @@ measured end effector and inside the workspace box) as an extra input, recompute
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,14 @@ def fields_variant(name: str, blind: tuple[int, ...]) -> MLPDynamicsConfig:
     return MLPDynamicsConfig(**kw)
 
 
+def variant(name: str, variants: dict, blind: tuple[int, ...]) -> MLPDynamicsConfig:
+    """A named variant, that with ", seed N" (the fit's seed), or `fields_variant`."""
+    base, sep, seed = name.rpartition(", seed ")
+    if sep and base in variants:
+        return replace(variants[base], seed=int(seed))
+    return variants[name] if name in variants else fields_variant(name, blind)
+
+
 def main():
     torch.set_num_threads(1)
     data, k = Data(sys.argv[1]), int(sys.argv[2])
@@ -145,13 +154,7 @@ def main():
                 "translation-free, no ee xy": MLPDynamicsConfig(ignore_inputs=blind + (0, 1)),
                 "translation-free, no ee xy, weight decay 1e-3": MLPDynamicsConfig(ignore_inputs=blind + (0, 1),
                                                                                    weight_decay=1e-3),
-                "translation-free, lead": MLPDynamicsConfig(ignore_inputs=blind),
-                "default, seed 1": MLPDynamicsConfig(seed=1), "default, seed 2": MLPDynamicsConfig(seed=2),
-                "translation-free, weight decay 1e-3, seed 1": MLPDynamicsConfig(ignore_inputs=blind, weight_decay=1e-3,
-                                                                                 seed=1),
-                "translation-free, weight decay 1e-3, seed 2": MLPDynamicsConfig(ignore_inputs=blind, weight_decay=1e-3,
-                                                                                 seed=2),
-                "translation-free, seed 1": MLPDynamicsConfig(ignore_inputs=blind, seed=1)}
+                "translation-free, lead": MLPDynamicsConfig(ignore_inputs=blind)}
     only = sys.argv[4].split(";") if len(sys.argv) > 4 else list(variants)
     for name in [v for v in ("default", "weight decay 1e-3", "4-step loss, weight decay 1e-3", "translation-free",
                              "translation-free, weight decay 1e-3") if v in only]:
@@ -160,7 +163,7 @@ def main():
         print(f"cold, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, best step "
               f"{info['best_step']}/{info['steps']} ({time.time() - t0:.0f} s) | {line(data.scores(model, scored))}",
               flush=True)
-    for name, cfg in [(v, variants[v] if v in variants else fields_variant(v, blind)) for v in only]:
+    for name, cfg in [(v, variant(v, variants, blind)) for v in only]:
         with_lead, t0 = "lead" in name, time.time()
         model, info, steps = data.warm_chain(k, every, cfg, with_lead)
         print(f"warm chain, {name}: held-out loss {info['holdout_loss']:.3f}, train {info['train_loss']:.3f}, "

@@ -48,9 +48,9 @@ class MLPDynamicsConfig:
     eval_every: int = 100
     patience: int = 3  # stop after this many held-out checks without improvement (0: run all ``steps``)
     done_weight: float = 1.0
-    # the reward's share in the loss (1: one more output beside the change of each observation dimension). 0 when the
-    # reward and termination are judged from the predicted state instead (the experiment's wm_judge) and the model's
-    # inputs cannot tell them (translation-free push hides the block-to-target offset that the reward is made of)
+    # the reward's share in the loss (1: one more output beside the change of each observation dimension). 0 where
+    # nothing reads the model's reward and termination (the experiment's source takes only its next state and
+    # disagreement) and its inputs cannot tell them (translation-free push hides the block-to-target offset)
     reward_weight: float = 1.0
     # MBPO's probabilistic ensemble: each member also predicts the log-variance of its standardised delta and reward
     # (soft-bounded to [min_logvar, max_logvar]) and is trained by the Gaussian negative log-likelihood instead of
