@@ -91,6 +91,7 @@ def test_run_variants_name_mode_source_and_updates():
 
 def test_any_config_field_can_be_set_from_the_command_line():
     import argparse
+    from dataclasses import replace
 
     from worldsample_learner.drivers.experiment_config import (
         add_arguments,
@@ -117,6 +118,18 @@ def test_any_config_field_can_be_set_from_the_command_line():
     mb = config_from_args(parser.parse_args(["policy", "--config", "mbpo", "--out", "x"]))
     assert (mb.synthetic_branches, mb.synthetic_every, mb.utd_ratio, mb.wm_state_model) == (64, 100, 4, "mlp")
     assert all(parse_variant(m)[2] == 4 for m in mb.modes)
+    # the "ppl20k" preset is exactly the command line of the runs that met push's target (docs/results.md,
+    # "Translation-free inputs"), and a --set on a preset's dict field adds to it
+    recipe = ["--config", "rl", "--tasks", "push", "--modes", "rl-only,rl-only-utd4,ppl-utd4", "--env-steps", "20000",
+              "--eval-every", "1000", "--jobs", "1", "--set", "wm_state_model=mlp", "--set", "synthetic_every=100",
+              "--set", "synthetic_branches=64", "--set", "wm_mlp.weight_decay=0.001",
+              "--set", "wm_mlp_translation_free=true"]
+    by_flags = config_from_args(parser.parse_args(["policy", *recipe, "--out", "x"]))
+    preset = config_from_args(parser.parse_args(["policy", "--config", "ppl20k", "--out", "x"]))
+    assert replace(preset, name="rl") == by_flags
+    assert config_from_args(parser.parse_args(["policy", "--config", "ppl20k", "--out", "x", "--set",
+                                               "wm_mlp.probabilistic=true"])).wm_mlp == \
+        {"weight_decay": 1e-3, "probabilistic": True}
     for bad, why in (("nope=1", "FIELD=VALUE"), ("wm_judge=maybe", "takes a bool"),
                      ("synthetic_branches=lots", "takes a int"), ("wm_judge", "FIELD=VALUE"),
                      ("ppl.nope=1", "FIELD=VALUE"), ("ppl.mode=naive", "FIELD=VALUE"), ("ppl=1", "FIELD=VALUE"),
