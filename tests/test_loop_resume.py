@@ -97,6 +97,11 @@ def _pids_gone(out: Path, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def _not_older(version: str, start: str) -> bool:
+    """``version`` is a checkpoint ("policy-NNNNNN", never "random") no older than ``start``."""
+    return version.startswith("policy-") and int(version.split("-")[1]) >= int(start.split("-")[1])
+
+
 def _args(tmp_path: Path, episodes: int) -> list[str]:
     return ["--task", "push", "--mode", "ppl", "--episodes", str(episodes), "--demos", "2", "--max-steps", "10", "--image-size", "32",
             "--cameras", "front", "--params", str(_params(tmp_path)), "--episodes-per-policy", str(PER_POLICY)]
@@ -150,17 +155,15 @@ def test_kill_9_of_the_learner_mid_iteration_then_resume_loses_nothing_learned(t
     first_batch = re.search(r"scheduled generation: .* for policy (\S+) \(horizon", wm2)
     # (or for a newer checkpoint, when the resumed learner published one before the first generation: never
     # "random" and never an older policy)
-    assert first_batch and first_batch.group(1).startswith("policy-") and start.startswith("policy-"), \
-        (start, wm2[-2000:])
-    assert int(first_batch.group(1).split("-")[1]) >= int(start.split("-")[1]), (start, wm2[-2000:])
+    assert first_batch and start.startswith("policy-"), (start, wm2[-2000:])
+    assert _not_older(first_batch.group(1), start), (start, wm2[-2000:])
     # the display goes on: the first lines of the resumed run show its iteration and policy
     shown = [line for line in second.splitlines() if line.startswith("[loop]")]
     assert shown and "iter   0 " not in shown[0], shown[:2]
     # the policy it shows is the one the actor started with, or a newer one the resumed learner published before the
     # first display line: never "random" and never an older policy
     shown_policy = re.search(r"\| policy +(\S+) \|", shown[0])
-    assert shown_policy and shown_policy.group(1).startswith("policy-"), shown[:2]
-    assert int(shown_policy.group(1).split("-")[1]) >= int(start.split("-")[1]), (start, shown[:2])
+    assert shown_policy and _not_older(shown_policy.group(1), start), (start, shown[:2])
 
 
 def test_three_stops_and_resumes_keep_iterations_policies_and_pacing(tmp_path):
