@@ -154,6 +154,8 @@ def test_audit_finds_no_error_in_exact_branches_and_the_drift_of_degraded_ones(t
         s = audit.summary(horizons=(1, 3))
         if noise == 0:
             assert s["k=1"]["object_rmse"] == 0 and s["k=1"]["reward_mae"] < 1e-6 and s["k=1"]["ee_rmse"] == 0
+            assert all(r["object_rise_predicted"] == r["object_rise_real"] for r in audit.rows)
+            assert s["k=3"]["lifted_predicted"] == s["k=3"]["lifted_real"] == s["k=3"]["lifted_both"]
         else:  # the block drifts by ~1 cm a step in imagination; the arm is exact
             assert s["k=1"]["object_rmse"] > 0.003 and s["k=3"]["object_rmse"] > s["k=1"]["object_rmse"]
             assert s["k=1"]["ee_rmse"] < 1e-6

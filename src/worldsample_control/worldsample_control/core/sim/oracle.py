@@ -172,8 +172,8 @@ class OracleSyntheticSource:
 
 
 AUDIT_FIELDS = ("call", "branch", "k", "object_error", "ee_error", "object_moved", "object_predicted_move",
-                "object_move_dot", "reward_predicted", "reward_real", "success_predicted", "success_real",
-                "uncertainty")
+                "object_move_dot", "object_rise_predicted", "object_rise_real", "reward_predicted", "reward_real",
+                "success_predicted", "success_real", "uncertainty")
 
 
 class SyntheticAudit:
@@ -184,7 +184,8 @@ class SyntheticAudit:
     ``needs_sim_state`` asks the driver for) and stepped with the branch's own actions. Each imagined step k
     is then compared with what really follows: object position error (the state's first three dimensions,
     the object's xyz in every task), end-effector error (proprio's first three), the object's real and
-    predicted displacement from the start, the predicted and real reward and success. One row per step goes
+    predicted displacement from the start and its rise (height above the start: a lift, or a peg's descent
+    when negative), the predicted and real reward and success. One row per step goes
     to ``path`` (CSV, ``AUDIT_FIELDS``); `summary` aggregates them per k. This is the model's error *on the
     data the learner eats* (the learning policy's own branches), where the model-error table scores it on
     held-out rollouts of a noisy expert. Branches pass through unchanged."""
@@ -252,6 +253,7 @@ class SyntheticAudit:
                         "ee_error": float(np.linalg.norm(ep.proprio[k + 1][:3] - res.observation.proprio[:3])),
                         "object_moved": float(np.linalg.norm(rm)), "object_predicted_move": float(np.linalg.norm(pm)),
                         "object_move_dot": float(rm @ pm),
+                        "object_rise_predicted": float(pm[2]), "object_rise_real": float(rm[2]),
                         "reward_predicted": float(ep.rewards[k]), "reward_real": float(res.reward),
                         "success_predicted": float(ep.successes[k]), "success_real": float(res.success),
                         "uncertainty": float(ep.uncertainty[k]) if ep.uncertainty is not None else float("nan")})
@@ -259,11 +261,14 @@ class SyntheticAudit:
                 break
         return out
 
-    def summary(self, horizons: tuple[int, ...] = (1, 2, 4, 8), moving_threshold: float = 0.002) -> dict[str, Any]:
+    def summary(self, horizons: tuple[int, ...] = (1, 2, 4, 8), moving_threshold: float = 0.002,
+                lift_threshold: float = 0.01) -> dict[str, Any]:
         """Per horizon k: object and ee RMSE [m], the object motion gain and calibration over the steps where
         the real object moved more than ``moving_threshold`` (as in the model-error table), the reward bias
-        (predicted - real) and MAE, predicted / real success counts, and the Spearman rank correlation of the
-        branch's per-step uncertainty with the object error (what PPL's selection relies on); ``steps`` audited."""
+        (predicted - real) and MAE, predicted / real success counts, how many steps have the object risen more
+        than ``lift_threshold`` above the branch's start in the replay (``lifted_real``), in imagination
+        (``lifted_predicted``) and in both (``lifted_both``: a grasp the model imagines where one happens), and
+        the Spearman rank correlation of the branch's per-step uncertainty with the object error (what PPL's selection relies on); ``steps`` audited."""
         out: dict[str, Any] = {}
         for h in horizons:
             r = [x for x in self.rows if x["k"] == h]
@@ -274,6 +279,7 @@ class SyntheticAudit:
             dot, real2, pred2 = col["object_move_dot"][mv].sum(), (col["object_moved"][mv] ** 2).sum(), \
                 (col["object_predicted_move"][mv] ** 2).sum()
             dr = col["reward_predicted"] - col["reward_real"]
+            lifted_real, lifted_pred = col["object_rise_real"] > lift_threshold, col["object_rise_predicted"] > lift_threshold
             out[f"k={h}"] = {
                 "steps": len(r), "object_rmse": float(np.sqrt((col["object_error"] ** 2).mean())),
                 "ee_rmse": float(np.sqrt((col["ee_error"] ** 2).mean())), "moving": int(mv.sum()),
@@ -281,6 +287,8 @@ class SyntheticAudit:
                            strict=True)),
                 "reward_bias": float(dr.mean()), "reward_mae": float(np.abs(dr).mean()),
                 "success_predicted": int(col["success_predicted"].sum()), "success_real": int(col["success_real"].sum()),
+                "lifted_real": int(lifted_real.sum()), "lifted_predicted": int(lifted_pred.sum()),
+                "lifted_both": int((lifted_real & lifted_pred).sum()),
                 "uncertainty_spearman": spearman(col["uncertainty"], col["object_error"])}
         return out
 
