@@ -159,3 +159,60 @@ def test_audit_finds_no_error_in_exact_branches_and_the_drift_of_degraded_ones(t
         else:  # the block drifts by ~1 cm a step in imagination; the arm is exact
             assert s["k=1"]["object_rmse"] > 0.003 and s["k=3"]["object_rmse"] > s["k=1"]["object_rmse"]
             assert s["k=1"]["ee_rmse"] < 1e-6
+
+
+class _Liar:
+    """The exact oracle with wrong labels: every reward +5, and (``cut``) each branch cut after its first step as
+    a terminated success."""
+
+    def __init__(self, inner, cut: bool) -> None:
+        self.inner, self.cut, self.version = inner, cut, inner.version
+
+    def observe_real(self, episode) -> None:
+        self.inner.observe_real(episode)
+
+    def generate(self, policy, num_branches, horizon):
+        from dataclasses import replace
+
+        out = []
+        for e in self.inner.generate(policy, num_branches, horizon):
+            e = replace(e, rewards=e.rewards + 5.0)
+            if self.cut:
+                e = replace(e, images={}, proprio=e.proprio[:2], states=e.states[:2], actions=e.actions[:1],
+                            rewards=e.rewards[:1], terminated=[True], truncated=[False], successes=[True],
+                            uncertainty=e.uncertainty[:1], trust=e.trust[:1], sim_states=e.sim_states[:2])
+            out.append(e)
+        return out
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_relabelling_audit_gives_the_model_branches_the_replays_labels(tmp_path, cut):
+    from worldsample_control.core.sim.oracle import SyntheticAudit
+
+    env, ep = _recorded_episode("push", 20)
+    exact = OracleSyntheticSource(make_env("push", EnvConfig(render=False, max_episode_steps=20)),
+                                  OracleConfig(action_noise=0.0), seed=1)
+    exact.observe_real(ep)
+    truth = exact.generate(ReplayPolicy(ep), num_branches=4, horizon=3)
+    liar = _Liar(OracleSyntheticSource(make_env("push", EnvConfig(render=False, max_episode_steps=20)),
+                                       OracleConfig(action_noise=0.0), seed=1), cut)
+    audit = SyntheticAudit(liar, make_env("push", EnvConfig(render=False, max_episode_steps=20)),
+                           tmp_path / "audit.csv", relabel=True)
+    audit.observe_real(ep)
+    got = audit.generate(ReplayPolicy(ep), num_branches=4, horizon=3)
+    assert len(got) == 4 and audit.unlabelled == 0
+    for g, t in zip(got, truth, strict=True):  # same seed: the same starts and actions
+        n = 1 if cut else t.length
+        assert g.length == n
+        np.testing.assert_array_equal(g.states, t.states[: n + 1])  # the model's states are kept
+        np.testing.assert_allclose(g.rewards, t.rewards[:n])  # the replay's reward, not the model's +5
+        assert not g.successes.any() and not g.terminated.any() and g.truncated[-1]  # no false success
+    s = audit.summary(horizons=(1,))
+    assert s["k=1"]["reward_bias"] == pytest.approx(5.0) and s["k=1"]["success_predicted"] == (4 if cut else 0)
+    with pytest.raises(ValueError, match="max_branches"):
+        SyntheticAudit(liar, env, tmp_path / "x.csv", max_branches=2, relabel=True)
+    # a branch whose start the audit does not keep cannot be relabelled: dropped and counted
+    blind = SyntheticAudit(liar, make_env("push", EnvConfig(render=False, max_episode_steps=20)),
+                           tmp_path / "blind.csv", relabel=True)
+    liar.observe_real(ep)  # the inner source sees the episode, the audit does not
+    assert blind.generate(ReplayPolicy(ep), num_branches=3, horizon=2) == [] and blind.unlabelled == 3

@@ -162,9 +162,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                                                          seed=seed, **cfg.wm_source),
                                         judge=judge)
         source.add_demos(demos)
-        if cfg.audit_synthetic:
+        if cfg.audit_synthetic or cfg.oracle_labels:
             source = SyntheticAudit(source, make_env(task, replace(env_config(cfg, render=False), seed=seed)),
-                                    out / "synthetic_audit.csv")
+                                    out / "synthetic_audit.csv", relabel=cfg.oracle_labels)
     agent = AgentConfig(obs_mode="state", batch_size=cfg.batch_size, num_critics=cfg.num_critics,
                         num_min_critics=min(2, cfg.num_critics),
                         utd_ratio=utd or cfg.utd_ratio, hidden_dim=cfg.hidden_dim, device=cfg.device, seed=seed)
@@ -189,7 +189,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                               "state_model_trainings": source.mlp_metrics, "train_failures": source.train_failures,
                               "success_trust": source.success_trust_log}
     if isinstance(source, SyntheticAudit):
-        res["synthetic_audit"] = source.summary()
+        res["synthetic_audit"] = {**source.summary(), "relabelled": source.relabel, "unlabelled": source.unlabelled}
     (out / "results.json").write_text(json.dumps(res, indent=2, default=float))
     env.close()
     eval_env.close()

@@ -87,6 +87,10 @@ class ExperimentConfig:
     wm_judge: bool = True
     wm_state_model: str = "video"  # VideoSourceConfig.state_model: "video" (its own head) or "mlp" (MBPO's ensemble)
     audit_synthetic: bool = False  # video runs: replay every branch in the simulator, log its error (`SyntheticAudit`)
+    # video runs, a diagnostic: the audit's replay also relabels every branch, which keeps the model's imagined states
+    # but takes the simulator's reward, success and termination for the same actions from the same real start (is
+    # what is left between the model and the oracle in the states or in the labels?); implies audit_synthetic
+    oracle_labels: bool = False
     # the degraded oracle (`core.sim.oracle`; oracle- variants): model error of one kind, everything else exact
     oracle_object_noise: float = 0.0  # std [m] of the per-step noise on the objects' x, y in imagined steps
     oracle_motion_scale: float = 1.0  # fraction of each imagined step's object motion that happens

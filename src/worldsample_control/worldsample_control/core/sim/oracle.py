@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +171,22 @@ class OracleSyntheticSource:
         )
 
 
+def _relabelled(ep: Episode, rewards: list, successes: list, terminated: list) -> Episode:
+    """``ep`` with the replay's labels, cut to the replay's ``n`` steps; its last step is truncated (the learner
+    bootstraps there) unless the replay terminated there."""
+    n = len(rewards)
+    term = np.asarray(terminated, bool)
+    trunc = np.zeros(n, bool)
+    trunc[-1] = not term[-1]
+    return replace(ep, images={c: v[: n + 1] for c, v in ep.images.items()}, proprio=ep.proprio[: n + 1],
+                   states=ep.states[: n + 1], actions=ep.actions[:n], rewards=np.asarray(rewards, np.float32),
+                   terminated=term, truncated=trunc, successes=np.asarray(successes, bool),
+                   uncertainty=None if ep.uncertainty is None else ep.uncertainty[:n],
+                   trust=None if ep.trust is None else ep.trust[:n],
+                   stamps_ns=None if ep.stamps_ns is None else ep.stamps_ns[: n + 1],
+                   sim_states=None if ep.sim_states is None else ep.sim_states[: n + 1])
+
+
 AUDIT_FIELDS = ("call", "branch", "k", "object_error", "ee_error", "object_moved", "object_predicted_move",
                 "object_move_dot", "object_rise_predicted", "object_rise_real", "reward_predicted", "reward_real",
                 "success_predicted", "success_real", "uncertainty")
@@ -188,16 +204,22 @@ class SyntheticAudit:
     when negative), the predicted and real reward and success. One row per step goes
     to ``path`` (CSV, ``AUDIT_FIELDS``); `summary` aggregates them per k. This is the model's error *on the
     data the learner eats* (the learning policy's own branches), where the model-error table scores it on
-    held-out rollouts of a noisy expert. Branches pass through unchanged."""
+    held-out rollouts of a noisy expert. Branches pass through unchanged, unless ``relabel``: then each branch
+    keeps the model's states but takes the replay's reward, success and termination (a diagnostic, "oracle
+    labels": the model's imagined states with exact labels), cut where the replay ended; a branch whose start
+    is not kept (no ``sim_states``) cannot be relabelled and is dropped (counted in ``unlabelled``)."""
 
     needs_sim_state = True
 
     def __init__(self, inner: Any, env: FrankaTaskEnv, path, keep_episodes: int = 64,
-                 max_branches: int | None = None) -> None:
+                 max_branches: int | None = None, relabel: bool = False) -> None:
         if not callable(getattr(env, "set_sim_state", None)):
             raise TypeError(f"the audit needs an env with sim_state/set_sim_state, got {type(env).__name__}")
+        if relabel and max_branches is not None:
+            raise ValueError("SyntheticAudit(relabel=True) replays every branch: max_branches must be None")
         self.inner, self.env, self.path = inner, env, Path(path)
-        self.max_branches = max_branches
+        self.max_branches, self.relabel = max_branches, bool(relabel)
+        self.unlabelled = 0
         self._episodes: dict[str, Episode] = {}
         self._order: deque[str] = deque()
         self._keep = int(keep_episodes)
@@ -222,9 +244,19 @@ class SyntheticAudit:
 
     def generate(self, policy: Any, num_branches: int, horizon: int) -> list[Episode]:
         eps = self.inner.generate(policy, num_branches, horizon)
-        rows = []
-        for j, ep in enumerate(eps[: self.max_branches]):
-            rows += self._audit(ep, j)
+        rows, out = [], []
+        for j, ep in enumerate(eps):
+            if self.max_branches is not None and j >= self.max_branches:
+                out.append(ep)
+                continue
+            r, replay = self._audit(ep, j)
+            rows += r
+            if not self.relabel:
+                out.append(ep)
+            elif replay is None:
+                self.unlabelled += 1
+            else:
+                out.append(_relabelled(ep, *replay))
         self._calls += 1
         if rows:
             new = not self.path.exists()
@@ -234,18 +266,22 @@ class SyntheticAudit:
                     w.writeheader()
                 w.writerows(rows)
             self.rows += rows
-        return eps
+        return out
 
-    def _audit(self, ep: Episode, j: int) -> list[dict[str, float]]:
+    def _audit(self, ep: Episode, j: int) -> tuple[list[dict[str, float]], tuple[list, list, list] | None]:
+        """The branch replayed: its audit rows and the replay's (rewards, successes, terminated) per step, up to
+        where the replay ended; ([], None) when its start is not kept."""
         start = self._episodes.get((ep.extras or {}).get("start_episode", ""))
         if start is None or ep.states is None or start.states is None:
-            return []
+            return [], None
         t = int(ep.extras["start_step"])
         self.env.set_sim_state(start.sim_states[t])
         s0 = np.asarray(start.states[t][:3], np.float64)
-        out = []
+        out, replay = [], ([], [], [])
         for k, a in enumerate(ep.actions):
             res = self.env.step(np.clip(a, -1.0, 1.0))
+            for col, v in zip(replay, (float(res.reward), bool(res.success), bool(res.terminated)), strict=True):
+                col.append(v)
             real, pred = np.asarray(res.observation.state, np.float64), np.asarray(ep.states[k + 1], np.float64)
             rm, pm = real[:3] - s0, pred[:3] - s0
             out.append({"call": self._calls, "branch": j, "k": k + 1,
@@ -259,7 +295,7 @@ class SyntheticAudit:
                         "uncertainty": float(ep.uncertainty[k]) if ep.uncertainty is not None else float("nan")})
             if res.terminated or res.truncated:
                 break
-        return out
+        return out, replay
 
     def summary(self, horizons: tuple[int, ...] = (1, 2, 4, 8), moving_threshold: float = 0.002,
                 lift_threshold: float = 0.01) -> dict[str, Any]:
