@@ -232,7 +232,8 @@ def test_an_interrupted_policy_experiment_resumes(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_video_run_killed_part_way_goes_on_from_its_snapshot_as_if_never_stopped(tmp_path):
-    """A PPL run on the video world model (MLP state, the audit's simulator replay) killed with SIGKILL in the middle
+    """A PPL run on the video world model (MLP state, the audit's simulator replay relabelling every branch: oracle
+    labels) killed with SIGKILL in the middle
     of a run: started again, it goes on from its last snapshot and ends with the same curves, PPL decisions, audit
     rows, world-model versions and policy weights as a run that was never stopped. A second process on a run that
     is being written is refused."""
@@ -252,7 +253,7 @@ def test_a_video_run_killed_part_way_goes_on_from_its_snapshot_as_if_never_stopp
                            demos=2, max_steps=20, batch_size=16, hidden_dim=32, synthetic_every=20,
                            synthetic_branches=4, jobs=1, wm_state_model="mlp", wm_mlp={"steps": 30, "eval_every": 10},
                            wm_mlp_translation_free=True, wm_pretrain_steps=2, wm_posttrain_steps=2,
-                           wm_min_new_episodes=2, wm_batch_size=2, wm_rollout_steps=2, audit_synthetic=True,
+                           wm_min_new_episodes=2, wm_batch_size=2, wm_rollout_steps=2, oracle_labels=True,
                            snapshot_every=40)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_policy(cfg, whole, "whole") == 0
@@ -283,6 +284,9 @@ def test_a_video_run_killed_part_way_goes_on_from_its_snapshot_as_if_never_stopp
         assert rows(run / name) == rows(ref / name), name
     a, b = (json.loads((d / "results.json").read_text()) for d in (ref, run))
     assert a["success_curve"] == b["success_curve"] and a["world_model"]["version"] == b["world_model"]["version"]
+    audits = [{k: (v["steps"], v["success_real"]) if isinstance(v, dict) else v for k, v in r["synthetic_audit"].items()}
+              for r in (a, b)]
+    assert audits[0] == audits[1] and audits[0]["relabelled"] and audits[0]["k=1"][0] > 0
     assert len(a["world_model"]["state_model_trainings"]) == len(b["world_model"]["state_model_trainings"])
     assert sorted(p.name for p in (run / "world_model" / "versions").iterdir()) == \
         sorted(p.name for p in (ref / "world_model" / "versions").iterdir())
