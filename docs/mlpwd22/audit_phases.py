@@ -5,7 +5,7 @@
 Per third of the synthetic calls and imagined step k: audited steps; steps where the object (the state's first three
 entries: the red block on sort) stands more than 1 cm above the branch's start in the simulator's replay of the same
 actions (lifted, real), in imagination (predicted), in both; the end effector's RMSE [mm]; the mean reward predicted
-and real; success counts.
+and real; success counts (replay, imagined, both).
 """
 import csv
 import sys
@@ -21,10 +21,10 @@ def main() -> None:
     col = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
     calls = col["call"]
     edges = np.percentile(calls, [0, 100 / 3, 200 / 3, 100])
-    print("| calls | k | steps | lifted: real | predicted | both | end effector [mm] | reward: predicted | real | success: real | predicted |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| calls | k | steps | lifted: real | predicted | both | end effector [mm] | reward: predicted | real | success: real | predicted | both |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-        for k in (1, 4, 8, 10):
+        for k in (1, 2, 4, 8, 10):
             m = (col["k"] == k) & (calls >= lo) & ((calls < hi) if i < 2 else (calls <= hi))
             if not m.any():
                 continue
@@ -32,7 +32,8 @@ def main() -> None:
             print(f"| {lo:.0f}-{hi:.0f} | {k} | {m.sum()} | {real.sum()} | {pred.sum()} | {(real & pred).sum()} | "
                   f"{1000 * np.sqrt((col['ee_error'][m] ** 2).mean()):.1f} | "
                   f"{col['reward_predicted'][m].mean():+.3f} | {col['reward_real'][m].mean():+.3f} | "
-                  f"{col['success_real'][m].sum():.0f} | {col['success_predicted'][m].sum():.0f} |")
+                  f"{col['success_real'][m].sum():.0f} | {col['success_predicted'][m].sum():.0f} | "
+                  f"{((col['success_real'][m] > 0.5) & (col['success_predicted'][m] > 0.5)).sum()} |")
 
 
 if __name__ == "__main__":
