@@ -216,3 +216,13 @@ def test_relabelling_audit_gives_the_model_branches_the_replays_labels(tmp_path,
                            tmp_path / "blind.csv", relabel=True)
     liar.observe_real(ep)  # the inner source sees the episode, the audit does not
     assert blind.generate(ReplayPolicy(ep), num_branches=3, horizon=2) == [] and blind.unlabelled == 3
+    # the audit keeps the keep_episodes most recent real episodes (None: all): older starts are dropped
+    _, other = _recorded_episode("push", 20, seed=4)
+    for keep, dropped in ((1, True), (None, False)):
+        audit = SyntheticAudit(liar, make_env("push", EnvConfig(render=False, max_episode_steps=20)),
+                               tmp_path / f"keep{keep}.csv", keep_episodes=keep, relabel=True)
+        audit.observe_real(ep)
+        audit.observe_real(other)  # ep is now the older one; the liar branches from ep (and other)
+        got = audit.generate(ReplayPolicy(ep), num_branches=8, horizon=2)
+        starts = {g.extras["start_episode"] for g in got}
+        assert (ep.episode_id not in starts) == dropped and (audit.unlabelled > 0) == dropped

@@ -207,11 +207,13 @@ class SyntheticAudit:
     held-out rollouts of a noisy expert. Branches pass through unchanged, unless ``relabel``: then each branch
     keeps the model's states but takes the replay's reward, success and termination (a diagnostic, "oracle
     labels": the model's imagined states with exact labels), cut where the replay ended; a branch whose start
-    is not kept (no ``sim_states``) cannot be relabelled and is dropped (counted in ``unlabelled``)."""
+    is not kept (no ``sim_states``, or older than the ``keep_episodes`` most recent real episodes: the video source
+    also branches from its held-out episodes, which can be old) cannot be relabelled and is dropped (counted in
+    ``unlabelled``); ``keep_episodes=None`` keeps every real episode's start."""
 
     needs_sim_state = True
 
-    def __init__(self, inner: Any, env: FrankaTaskEnv, path, keep_episodes: int = 64,
+    def __init__(self, inner: Any, env: FrankaTaskEnv, path, keep_episodes: int | None = 64,
                  max_branches: int | None = None, relabel: bool = False) -> None:
         if not callable(getattr(env, "set_sim_state", None)):
             raise TypeError(f"the audit needs an env with sim_state/set_sim_state, got {type(env).__name__}")
@@ -222,7 +224,7 @@ class SyntheticAudit:
         self.unlabelled = 0
         self._episodes: dict[str, Episode] = {}
         self._order: deque[str] = deque()
-        self._keep = int(keep_episodes)
+        self._keep = None if keep_episodes is None else int(keep_episodes)  # None: every real episode
         self._calls = 0
         self.rows: list[dict[str, float]] = []
 
@@ -235,7 +237,7 @@ class SyntheticAudit:
         if episode.sim_states is not None:
             self._episodes[episode.episode_id] = episode
             self._order.append(episode.episode_id)
-            while len(self._order) > self._keep:
+            while self._keep is not None and len(self._order) > self._keep:
                 self._episodes.pop(self._order.popleft(), None)
         self.inner.observe_real(episode)
 
