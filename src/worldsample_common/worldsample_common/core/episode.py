@@ -17,7 +17,7 @@ Shapes (T = number of steps, P = proprioception size, A = action size):
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -91,6 +91,18 @@ class Episode:
     @property
     def episode_return(self) -> float:
         return float(self.rewards.sum())
+
+    def first(self, n: int, **labels: np.ndarray) -> Episode:
+        """The episode's first ``n`` steps (observations 0 .. n), with ``labels`` (per-step arrays of length ``n``,
+        e.g. ``rewards``, ``terminated``, ``truncated``, ``successes``) in place of the cut ones: a synthetic branch
+        cut and relabelled."""
+        if not 1 <= n <= self.length:
+            raise ValueError(f"episode {self.episode_id!r}: first({n}) needs 1 <= n <= {self.length}")
+        steps = {k: getattr(self, k)[:n] for k in ("actions", "rewards", "terminated", "truncated", "successes",
+                                                   "uncertainty", "trust")}
+        obs = {k: None if getattr(self, k) is None else getattr(self, k)[: n + 1]
+               for k in ("proprio", "states", "stamps_ns", "sim_states")}
+        return replace(self, images={c: v[: n + 1] for c, v in self.images.items()}, **{**steps, **obs, **labels})
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:

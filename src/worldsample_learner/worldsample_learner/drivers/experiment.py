@@ -165,7 +165,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         if cfg.audit_synthetic or cfg.oracle_labels:
             source = SyntheticAudit(source, make_env(task, replace(env_config(cfg, render=False), seed=seed)),
                                     out / "synthetic_audit.csv", relabel=cfg.oracle_labels,
-                                    keep_episodes=None if cfg.oracle_labels else 64)  # relabelling drops no branch
+                                    # relabelling drops no branch: every start kept
+                                    **({"keep_episodes": None} if cfg.oracle_labels else {}))
     agent = AgentConfig(obs_mode="state", batch_size=cfg.batch_size, num_critics=cfg.num_critics,
                         num_min_critics=min(2, cfg.num_critics),
                         utd_ratio=utd or cfg.utd_ratio, hidden_dim=cfg.hidden_dim, device=cfg.device, seed=seed)

@@ -202,12 +202,8 @@ def judged(ep: Episode, judge: Judge, member_states: np.ndarray | None = None, a
     terminated[-1] = bool(success[n - 1]) and success_terminates
     truncated = np.zeros(n, bool)
     truncated[-1] = not terminated[-1]
-    return replace(ep, images={c: v[: n + 1] for c, v in ep.images.items()}, proprio=ep.proprio[: n + 1],
-                   states=ep.states[: n + 1], actions=ep.actions[:n], rewards=np.asarray(reward[:n], np.float32),
-                   terminated=terminated, truncated=truncated, successes=success[:n],
-                   uncertainty=None if ep.uncertainty is None else ep.uncertainty[:n],
-                   trust=None if ep.trust is None else ep.trust[:n],
-                   stamps_ns=None if ep.stamps_ns is None else ep.stamps_ns[: n + 1])
+    return ep.first(n, rewards=np.asarray(reward[:n], np.float32), terminated=terminated, truncated=truncated,
+                    successes=success[:n])
 
 
 class VideoWorldModelSource:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import uuid
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,13 +178,8 @@ def _relabelled(ep: Episode, rewards: list, successes: list, terminated: list) -
     term = np.asarray(terminated, bool)
     trunc = np.zeros(n, bool)
     trunc[-1] = not term[-1]
-    return replace(ep, images={c: v[: n + 1] for c, v in ep.images.items()}, proprio=ep.proprio[: n + 1],
-                   states=ep.states[: n + 1], actions=ep.actions[:n], rewards=np.asarray(rewards, np.float32),
-                   terminated=term, truncated=trunc, successes=np.asarray(successes, bool),
-                   uncertainty=None if ep.uncertainty is None else ep.uncertainty[:n],
-                   trust=None if ep.trust is None else ep.trust[:n],
-                   stamps_ns=None if ep.stamps_ns is None else ep.stamps_ns[: n + 1],
-                   sim_states=None if ep.sim_states is None else ep.sim_states[: n + 1])
+    return ep.first(n, rewards=np.asarray(rewards, np.float32), terminated=term, truncated=trunc,
+                    successes=np.asarray(successes, bool))
 
 
 AUDIT_FIELDS = ("call", "branch", "k", "object_error", "ee_error", "object_moved", "object_predicted_move",
@@ -306,7 +301,8 @@ class SyntheticAudit:
         (predicted - real) and MAE, predicted / real success counts, how many steps have the object risen more
         than ``lift_threshold`` above the branch's start in the replay (``lifted_real``), in imagination
         (``lifted_predicted``) and in both (``lifted_both``: a grasp the model imagines where one happens), and
-        the Spearman rank correlation of the branch's per-step uncertainty with the object error (what PPL's selection relies on); ``steps`` audited."""
+        the Spearman rank correlation of the branch's per-step uncertainty with the object error (what PPL's
+        selection relies on); ``steps`` audited."""
         out: dict[str, Any] = {}
         for h in horizons:
             r = [x for x in self.rows if x["k"] == h]
@@ -317,7 +313,8 @@ class SyntheticAudit:
             dot, real2, pred2 = col["object_move_dot"][mv].sum(), (col["object_moved"][mv] ** 2).sum(), \
                 (col["object_predicted_move"][mv] ** 2).sum()
             dr = col["reward_predicted"] - col["reward_real"]
-            lifted_real, lifted_pred = col["object_rise_real"] > lift_threshold, col["object_rise_predicted"] > lift_threshold
+            lifted_real = col["object_rise_real"] > lift_threshold
+            lifted_pred = col["object_rise_predicted"] > lift_threshold
             out[f"k={h}"] = {
                 "steps": len(r), "object_rmse": float(np.sqrt((col["object_error"] ** 2).mean())),
                 "ee_rmse": float(np.sqrt((col["ee_error"] ** 2).mean())), "moving": int(mv.sum()),
