@@ -28,6 +28,8 @@ from worldsample_worldmodel.core.state_error import (
     state_error_table,
     state_groups,
     state_skill,
+    success_reward_floor,
+    success_scores,
     termination_metrics,
 )
 from worldsample_worldmodel.core.toy import GOAL, toy_episode
@@ -539,3 +541,52 @@ def test_judged_predictor_labels_by_the_predicted_state():
     assert r["rmse"]["object"] == 0.0
     assert r["termination"]["positives"] > 0, "the toy episodes should contain successes"
     assert r["termination"]["f1"] == 1.0 and r["termination"]["brier"] == 0.0
+
+
+def test_success_reward_floor_recovers_the_successes_a_lagging_model_misses():
+    """`success_scores` / `success_reward_floor`: a model that predicts the real future exactly needs no floor; one
+    whose object lags behind the real one misses the real successes with the judge alone, and the floor chosen on
+    the judged rewards of its misses recovers them without false ones."""
+
+    class Lagging:
+        name = "lagging"
+
+        def __init__(self, lag: float) -> None:
+            self.lag = lag
+
+        def predict(self, episodes, ep_idx, t, actions):
+            real = real_future(episodes, ep_idx, t, actions.shape[1])
+            return replace(real, state=real.state - self.lag)  # every state entry a little short
+
+    held = toy(6, 300, steps=12, noise=0.2)
+    final = {e.episode_id: e.states[1:][np.flatnonzero(e.terminated)] for e in held}
+    threshold = min(float(v[:, 0].min()) for v in final.values() if len(v))
+
+    def judge(task, states):  # success from the lowest recorded terminal block_x on; the reward grows with it below
+        ok = states[:, 0] >= threshold
+        return ok, np.where(ok, 0.0, -1.0 + 0.5 * np.tanh(states[:, 0] - threshold + 1)).astype(np.float32)
+
+    class RealFuture(Lagging):
+        name = "real future"
+
+    exact = success_scores(RealFuture(0.0), judge, held, (1, 2), stride=1, max_starts=4096)
+    assert exact["real"].sum() > 0 and set(exact) >= {"imagined", "reward", "real", "real_reward"}
+    assert exact["state"].shape == (len(exact["real"]), held[0].states.shape[1])
+    assert sorted(set(exact["horizon"].tolist())) == [1, 2] and exact["episode"].max() < len(held)
+    assert len(exact["real"]) == len(exact["reward"]) == len(exact["imagined"])
+    chosen = success_reward_floor(exact, min_real=1)
+    if chosen["judge"]["recall"] == 1.0 and chosen["judge"]["precision"] == 1.0:
+        assert chosen["floor"] is None
+    lag = success_scores(Lagging(10.0), judge, held, (1, 2), stride=1, max_starts=4096)
+    assert not lag["imagined"].any() and lag["real"].sum() == exact["real"].sum()
+    chosen = success_reward_floor(lag, min_real=1)
+    assert chosen["floor"] is not None and chosen["judge"]["recall"] == 0.0
+    assert chosen["with_floor"]["recall"] > 0 and chosen["with_floor"]["f1"] > 0
+    assert chosen["success_reward"] == float(np.median(lag["real_reward"][lag["real"]]))
+    assert success_reward_floor(lag, min_real=10 ** 6)["floor"] is None  # too few real successes to choose on
+    # constructed scores: the floor that separates the misses from the rest, the highest of equal ones
+    scores = {"imagined": np.array([1, 0, 0, 0, 0, 0], bool), "reward": np.array([0.0, -0.2, -0.3, -0.6, -0.7, -0.9]),
+              "real": np.array([1, 1, 1, 0, 0, 0], bool), "real_reward": np.zeros(6)}
+    chosen = success_reward_floor(scores, min_real=1)
+    assert chosen["floor"] == pytest.approx(-0.3) and chosen["with_floor"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert chosen["judge"]["recall"] == pytest.approx(1 / 3)

@@ -289,16 +289,66 @@ def success_counts(predictor: Predictor, judge, episodes: list[Episode], horizon
     """(imagined successes that were real ones, imagined successes): ``predictor``'s states judged by ``judge``
     (`JudgedPredictor`) at each horizon, open loop under the recorded actions from starts on ``episodes`` (with
     states; the starts of `state_skill`), against the real step's termination (a success in simulation)."""
-    horizons, ep_idx, ts, actions, real, lengths = _sampled_starts("success_counts", episodes, horizons, stride,
+    s = success_scores(predictor, judge, episodes, horizons, stride, max_starts, seed)
+    return int((s["imagined"] & s["real"]).sum()), int(s["imagined"].sum())
+
+
+def success_scores(predictor: Predictor, judge, episodes: list[Episode], horizons=(1, 4, 8), stride: int = 2,
+                   max_starts: int = 512, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every (start, horizon) pair of `success_counts`, flat: ``imagined`` (the judge's success on the predicted
+    state), ``reward`` (the judge's reward there), ``real`` (the real step terminated: a success), ``real_reward``
+    (the real step's reward), ``state`` (the predicted state), ``horizon`` and ``episode`` (its index in
+    ``episodes``)."""
+    horizons, ep_idx, ts, actions, real, lengths = _sampled_starts("success_scores", episodes, horizons, stride,
                                                                    max_starts, seed)
     ol = JudgedPredictor(predictor, judge).predict(episodes, ep_idx, ts, actions)
-    hit = total = 0
+    keys = ("imagined", "reward", "real", "real_reward", "state", "horizon", "episode")
+    out: dict[str, list] = {k: [] for k in keys}
     for h in horizons:
         ok, k = ts + h <= lengths, h - 1
-        imagined = ol.terminated_prob[ok, k] > 0.5
-        hit += int((imagined & (real.terminated_prob[ok, k] > 0.5)).sum())
-        total += int(imagined.sum())
-    return hit, total
+        out["imagined"].append(ol.terminated_prob[ok, k] > 0.5)
+        out["reward"].append(ol.reward[ok, k])
+        out["real"].append(real.terminated_prob[ok, k] > 0.5)
+        out["real_reward"].append(real.reward[ok, k])
+        out["state"].append(ol.state[ok, k])
+        out["horizon"].append(np.full(int(ok.sum()), h))
+        out["episode"].append(ep_idx[ok])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def success_reward_floor(scores: dict[str, np.ndarray], min_real: int = 10) -> dict[str, Any]:
+    """The judged reward from which an imagined state is taken for a success, chosen on `success_scores`: the
+    floor among the judged rewards of the imagined non-successes that maximises F1 of ``imagined or reward >=
+    floor`` against the real successes (ties: the highest floor); ``floor`` None where the judge alone scores
+    best, or where fewer than ``min_real`` real successes were there to choose on. A model that lags behind a
+    real success (measured on peg insertion: the imagined peg 8.5 mm above the real one on a missed insertion)
+    reaches a high shaped reward there without the success; the floor asks whether such states can count. On peg
+    it barely can: the misses' rewards overlap the real non-successes' (docs/results.md, "Can a label recover
+    the missed insertions?"; `docs/mlpwd22/label_calibration.py`). Returns the floor, the success reward (the median reward of the real successes: the one a real success is
+    labelled with), and precision / recall / F1 of the judge alone and with the floor."""
+    imagined, reward, real = (np.asarray(scores[k]) for k in ("imagined", "reward", "real"))
+    imagined, real = imagined.astype(bool), real.astype(bool)
+
+    def prf(pred: np.ndarray) -> tuple[float, float, float]:
+        tp, fp, fn = int((pred & real).sum()), int((pred & ~real).sum()), int((~pred & real).sum())
+        return (tp / (tp + fp) if tp + fp else float("nan"), tp / (tp + fn) if tp + fn else float("nan"),
+                2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"))
+
+    judge_alone = prf(imagined)
+    out: dict[str, Any] = {"floor": None, "real": int(real.sum()), "pairs": int(len(real)),
+                           "success_reward": float(np.median(scores["real_reward"][real])) if real.any() else None,
+                           "judge": dict(zip(("precision", "recall", "f1"), judge_alone, strict=True))}
+    out["with_floor"] = dict(out["judge"])
+    if real.sum() < min_real:
+        return out
+    best = (judge_alone[2] if math.isfinite(judge_alone[2]) else 0.0, None, judge_alone)
+    for floor in np.unique(reward[~imagined & real]):
+        pr = prf(imagined | (reward >= floor))
+        if pr[2] > best[0] + 1e-12 or (abs(pr[2] - best[0]) <= 1e-12 and best[1] is not None and floor > best[1]):
+            best = (pr[2], float(floor), pr)
+    out["floor"] = best[1]
+    out["with_floor"] = dict(zip(("precision", "recall", "f1"), best[2], strict=True))
+    return out
 
 
 # --------------------------------------------------------------------------- metrics
