@@ -9,7 +9,10 @@ vertical, and where the peg was when it first passed 0.2), then fits the runs' M
 translation-free, no reward or termination in the loss) on three quarters of the episodes with and without the
 peg's tilt (the peg axis's x, y) in its input and output, and scores the predicted depth (peg bottom above the rim)
 open loop under the recorded actions on the other quarter, at h = 1, 4, 8: near the hole (within 15 mm, bottom
-less than 2 cm above the rim) with the peg upright or tipped (> 0.15), and elsewhere.
+less than 2 cm above the rim) with the peg upright or tipped (> 0.15), and elsewhere; and the same with the
+probabilistic members (`MLPDynamicsConfig.probabilistic`). Beside each, the model's uncertainty as PPL reads it (the
+disagreement, averaged over the branch's steps, over the fit's held-out median) there and elsewhere, and its Spearman
+correlation with the depth error.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def rmse_bias(err: np.ndarray, mask: np.ndarray) -> str:
 
 
 def depth_error(data: list[dict[str, np.ndarray]]) -> None:
+    from worldsample_common.core.stats import spearman
     from worldsample_control.core.sim.tasks import model_blind_dims
     from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig, train_mlp_dynamics
 
@@ -102,28 +106,37 @@ def depth_error(data: list[dict[str, np.ndarray]]) -> None:
     depth = p + 8  # peg_bottom_above_rim
     idx = np.random.default_rng(1).permutation(len(data))
     test, train = [data[i] for i in idx[: len(data) // 4]], [data[i] for i in idx[len(data) // 4:]]
-    cfg = MLPDynamicsConfig(weight_decay=1e-3, reward_weight=0.0, done_weight=0.0,
-                            ignore_inputs=model_blind_dims("peg_insertion", p), seed=0)
-    for tilt in (False, True):
-        model, _ = train_mlp_dynamics(transitions(train, tilt), cfg)
+    for name, tilt, probabilistic in (("the state as the runs have it", False, False),
+                                      ("the tilt in the state", True, False),
+                                      ("the state as the runs have it, probabilistic members", False, True)):
+        cfg = MLPDynamicsConfig(weight_decay=1e-3, reward_weight=0.0, done_weight=0.0, probabilistic=probabilistic,
+                                ignore_inputs=model_blind_dims("peg_insertion", p), seed=0)
+        model, metrics = train_mlp_dynamics(transitions(train, tilt), cfg)
+        ref = metrics["holdout_disagreement"]  # what the runs divide the disagreement by (PPL's uncertainty)
         rows = []
         for h in (1, 4, 8):
-            err, near, tipped = [], [], []
+            err, near, tipped, unc = [], [], [], []
             for e in test:
                 x, n = vectors(e, tilt), len(e["actions"])
                 starts = np.arange(0, n - h + 1)
                 if not len(starts):
                     continue
-                o = x[starts]
+                o, acc = x[starts], np.zeros(len(starts))
                 for k in range(h):
-                    o = model.predict(o, e["actions"][starts + k])["next_obs"]
+                    out = model.predict(o, e["actions"][starts + k])
+                    o, acc = out["next_obs"], acc + out["disagreement"]
                 err.append(o[:, depth] - x[starts + h, depth])
+                unc.append(acc / h / ref)
                 near.append((np.linalg.norm(x[starts, p + 6:p + 8], axis=1) < 0.015) & (x[starts, depth] < 0.02))
                 tipped.append(np.linalg.norm(e["rot"][starts, :2], axis=1) > 0.15)
-            err, near, tipped = map(np.concatenate, (err, near, tipped))
-            rows.append(f"h={h}: near the hole, upright {rmse_bias(err, near & ~tipped)}; tipped "
-                        f"{rmse_bias(err, near & tipped)}; elsewhere {rmse_bias(err, ~near)}")
-        print(("the tilt in the state" if tilt else "the state as the runs have it") + " (depth RMSE / mean error)")
+            err, near, tipped, unc = map(np.concatenate, (err, near, tipped, unc))
+            rim = near & ~tipped
+            rows.append(f"h={h}: near the hole, upright {rmse_bias(err, rim)}; tipped "
+                        f"{rmse_bias(err, near & tipped)}; elsewhere {rmse_bias(err, ~near)}\n"
+                        f"       uncertainty (branch mean / the fit's held-out median): near the hole, upright "
+                        f"{unc[rim].mean():.2f}, elsewhere {unc[~near].mean():.2f}; Spearman with the depth error: "
+                        f"all {spearman(unc, np.abs(err)):.2f}, near the hole, upright {spearman(unc[rim], np.abs(err[rim])):.2f}")
+        print(f"{name} (depth RMSE / mean error)")
         print("  " + "\n  ".join(rows))
 
 
