@@ -26,8 +26,10 @@ import torch
 
 
 def prf(pred: np.ndarray, real: np.ndarray) -> tuple[float, float, float]:
-    tp, fp, fn = int((pred & real).sum()), int((pred & ~real).sum()), int((~pred & real).sum())
-    return tp / max(tp + fp, 1), tp / max(tp + fn, 1), 2 * tp / max(2 * tp + fp + fn, 1)
+    from worldsample_worldmodel.core.state_error import termination_metrics
+
+    m = termination_metrics(real, pred.astype(np.float64))
+    return m["precision"], m["recall"], m["f1"]
 
 
 def fit_classifier(x: np.ndarray, y: np.ndarray, seed: int, steps: int = 3000) -> torch.nn.Module:

@@ -233,9 +233,9 @@ def test_an_interrupted_policy_experiment_resumes(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_video_run_killed_part_way_goes_on_from_its_snapshot_as_if_never_stopped(tmp_path):
     """A PPL run on the video world model (MLP state, the audit's simulator replay relabelling every branch: oracle
-    labels) killed with SIGKILL in the middle of a run: started again, it goes on from its last snapshot and ends with the same curves, PPL decisions, audit
-    rows, world-model versions and policy weights as a run that was never stopped. A second process on a run that
-    is being written is refused."""
+    labels) killed with SIGKILL in the middle of a run: started again, it goes on from its last snapshot and ends
+    with the same curves, PPL decisions, audit rows, world-model versions and policy weights as a run that was never
+    stopped. A second process on a run that is being written is refused."""
     import csv
     import json
     import os

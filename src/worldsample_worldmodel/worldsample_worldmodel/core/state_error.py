@@ -324,15 +324,15 @@ def success_reward_floor(scores: dict[str, np.ndarray], min_real: int = 10) -> d
     real success (measured on peg insertion: the imagined peg 8.5 mm above the real one on a missed insertion)
     reaches a high shaped reward there without the success; the floor asks whether such states can count. On peg
     it barely can: the misses' rewards overlap the real non-successes' (docs/results.md, "Can a label recover
-    the missed insertions?"; `docs/mlpwd22/label_calibration.py`). Returns the floor, the success reward (the median reward of the real successes: the one a real success is
-    labelled with), and precision / recall / F1 of the judge alone and with the floor."""
+    the missed insertions?"; `docs/mlpwd22/label_calibration.py`). Returns the floor, the success reward (the
+    median reward of the real successes: the one a real success is labelled with), and precision / recall / F1
+    (`termination_metrics`) of the judge alone and with the floor."""
     imagined, reward, real = (np.asarray(scores[k]) for k in ("imagined", "reward", "real"))
     imagined, real = imagined.astype(bool), real.astype(bool)
 
     def prf(pred: np.ndarray) -> tuple[float, float, float]:
-        tp, fp, fn = int((pred & real).sum()), int((pred & ~real).sum()), int((~pred & real).sum())
-        return (tp / (tp + fp) if tp + fp else float("nan"), tp / (tp + fn) if tp + fn else float("nan"),
-                2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"))
+        m = termination_metrics(real, pred.astype(np.float64))
+        return m["precision"], m["recall"], m["f1"]
 
     judge_alone = prf(imagined)
     out: dict[str, Any] = {"floor": None, "real": int(real.sum()), "pairs": int(len(real)),
