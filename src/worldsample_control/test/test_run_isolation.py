@@ -66,8 +66,8 @@ def _free_domain(offset: int, taken: tuple[int, ...] = ()) -> int:
     pytest.skip("no free ROS domain among 20 test domains")
 
 
-def _sim(out: Path, domain: int, episodes: int, steps: int, seed: int = 0) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "sim", "--task", "push", "--policy", "random",
+def _sim(out: Path, domain: int, episodes: int, steps: int, seed: int = 0, policy: str = "random") -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "worldsample_bringup.cli", "sim", "--task", "push", "--policy", policy,
            "--episodes", str(episodes), "--max-steps", str(steps), "--cameras", "front", "--image-size", "32",
            "--seed", str(seed), "--out", str(out), "--timeout", "240"]
     return subprocess.Popen(cmd, env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -148,9 +148,12 @@ def test_flooding_policy_action_does_not_get_into_the_arm_or_the_bags(tmp_path):
 
     from worldsample_msgs.msg import EpisodeInfo, PolicyAction
 
-    episodes, steps = 2, 20
-    # the intruder is up and subscribed before the graph starts, so it sees the first episode's START even when
-    # discovery is slow (on a loaded machine the graph once ran both episodes before the intruder matched)
+    episodes, steps = 3, 20
+    # The graph is driven by this test as its teleoperation device (`--policy teleop`): the actor starts an episode
+    # only once a fresh teleop command is there, and the test sends the first one only after its intruder has
+    # matched arm control's policy/action subscription and sees the graph's episodes publisher. Discovery can take
+    # seconds on a loaded machine (a fresh-clone CI run once had the graph run both random-policy episodes before the
+    # intruder matched: 0 messages sent); this way no episode runs unflooded because of it.
     rclpy.init()
     node = rclpy.create_node("intruder")
     q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -158,25 +161,32 @@ def test_flooding_policy_action_does_not_get_into_the_arm_or_the_bags(tmp_path):
     node.create_subscription(EpisodeInfo, "episodes", lambda m: current.update(
         episode=m.episode_id, run=m.run_id) if m.event == EpisodeInfo.EVENT_START else None, q)
     pub = node.create_publisher(PolicyAction, "policy/action", q)
+    device = node.create_publisher(PolicyAction, "teleop/action",
+                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     spinner = threading.Thread(target=lambda: ex.spin(), daemon=True)
     spinner.start()
-    sim = _sim(tmp_path / "run", domain, episodes=episodes, steps=steps)
+    sim = _sim(tmp_path / "run", domain, episodes=episodes, steps=steps, policy="teleop")
     sent = 0
     rng = np.random.default_rng(0)
     try:
+        deadline = time.monotonic() + 120.0
+        while sim.poll() is None and not (pub.get_subscription_count() > 0 and device.get_subscription_count() > 0
+                                          and node.count_publishers("/episodes") > 0):
+            assert time.monotonic() < deadline, "the graph's arm control, actor and episodes never matched the test's"
+            time.sleep(0.05)
         while sim.poll() is None:
-            if not current:
-                time.sleep(0.05)
-                continue
-            # a replay attack: the running episode's id and run id, every step number, wild actions
-            for k in range(steps + 2):
-                msg = PolicyAction(episode_id=current["episode"], run_id=current["run"], step=k,
-                                   action=[float(x) for x in rng.uniform(-1, 1, 4)], policy_version="intruder")
-                msg.header.stamp = node.get_clock().now().to_msg()
-                pub.publish(msg)
-                sent += 1
+            # the operator's command: the actor's action, the one the arm must apply
+            device.publish(PolicyAction(action=[float(x) for x in rng.uniform(-0.5, 0.5, 4)]))
+            if current:
+                # a replay attack: the running episode's id and run id, every step number, wild actions
+                for k in range(steps + 2):
+                    msg = PolicyAction(episode_id=current["episode"], run_id=current["run"], step=k,
+                                       action=[float(x) for x in rng.uniform(-1, 1, 4)], policy_version="intruder")
+                    msg.header.stamp = node.get_clock().now().to_msg()
+                    pub.publish(msg)
+                    sent += 1
             time.sleep(0.01)
         out, err = sim.communicate(timeout=60)
     finally:
@@ -193,7 +203,7 @@ def test_flooding_policy_action_does_not_get_into_the_arm_or_the_bags(tmp_path):
     for bag in bag_io.find_bags(run / "bags"):
         (ep,) = bag_io.read_bag_episodes(bag)
         applied = [m for topic, _, _, m in bag_io.read_bag_messages(bag, msgtypes=[ACTION_TYPE])]
-        assert {m.policy_version for m in applied} != {"intruder"}
+        assert "intruder" not in {m.policy_version for m in applied}
         assert sorted(m.step for m in applied) == list(range(ep.length)), [m.step for m in applied]
         steps_applied = {m.step: np.asarray(m.action, np.float32) for m in applied}
         np.testing.assert_array_equal(np.stack([steps_applied[k] for k in range(ep.length)]),
