@@ -124,6 +124,65 @@ def test_share_by_fidelity_is_zero_for_a_model_no_better_than_copying_and_ignore
         PPLConfig(share_by="progress").validate()
 
 
+def test_progress_by_return_paces_a_task_with_no_real_success_by_the_rewards_way_towards_the_demos():
+    """Sort's case: no real success at all. "success" leaves the pace at fidelity's weight; "return" moves it with
+    the real episodes' reward per step, measured from the first episodes' towards the demos'."""
+    by_success, by_return = _ctl(), _ctl(progress_by="return", return_baseline_episodes=2)
+    for c in (by_success, by_return):
+        c.observe_fidelity(1.0)
+        for r in (-0.9, -0.6):  # demos: mean -0.75
+            c.observe_demo_episode(r)
+    share0 = by_return.synthetic_share()
+    for c in (by_success, by_return):
+        for r in (-0.95, -0.95):  # the first two episodes: r_first = -0.95
+            c.observe_real_episode(False, r)
+    assert by_return.return_progress() == pytest.approx(0.0) and by_return.synthetic_share() == pytest.approx(share0)
+    for c in (by_success, by_return):
+        for r in (-0.85, -0.85, -0.85, -0.85):  # window of 6: mean -0.8833
+            c.observe_real_episode(False, r)
+    assert by_return.return_progress() == pytest.approx((-0.8833333 + 0.95) / (-0.75 + 0.95))
+    assert by_return.synthetic_share() > share0 and by_return.rollout_horizon() > by_success.rollout_horizon()
+    assert by_success.synthetic_share() == pytest.approx(share0)  # the default reads success only
+    # success still counts: progress is the larger of the two
+    for _ in range(6):
+        by_return.observe_real_episode(True, -0.95)
+    assert by_return.progress() == pytest.approx(1.0)
+    # a resumed controller goes on with the same signals; a snapshot taken before "return" existed loads too
+    state = by_return.state_dict()
+    again = _ctl(progress_by="return", return_baseline_episodes=2)
+    again.load_state_dict(state)
+    assert again.progress() == by_return.progress() and again.return_progress() == by_return.return_progress()
+    old = {k: v for k, v in state.items() if k not in ("returns", "first_returns", "demo_returns")}
+    again.load_state_dict(old)
+    assert again.return_progress() == 0.0
+
+
+def test_return_progress_is_zero_until_it_can_be_measured():
+    c = _ctl(progress_by="return", return_baseline_episodes=1)
+    c.observe_real_episode(False, -0.9)
+    c.observe_real_episode(False, -0.5)
+    assert c.return_progress() == 0.0  # no demos: nothing to measure towards
+    c.observe_demo_episode(-0.95)
+    assert c.return_progress() == 0.0  # the first episodes already did as well as the demos
+    c.observe_real_episode(False, float("nan"))  # an unreadable return is left out
+    assert len(c.state_dict()["returns"]) == 2
+    with pytest.raises(ValueError, match="progress_by"):
+        PPLConfig(progress_by="reward").validate()
+
+
+def test_learner_hands_ppl_the_rewards_per_step_of_demos_and_real_episodes():
+    ln = _learner("ppl")
+    ln.ppl.cfg.progress_by, ln.ppl.cfg.return_baseline_episodes = "return", 1
+    demo = make_episode("d", t=4, source=Source.DEMO, cams=())
+    demo.rewards[:] = -0.5
+    real = make_episode("r", t=5, cams=())
+    real.rewards[:] = -1.0
+    ln.add_demo_episode(demo)
+    ln.add_real_episode(real)
+    st = ln.ppl.state_dict()
+    assert st["demo_returns"] == [pytest.approx(-0.5)] and st["first_returns"] == [pytest.approx(-1.0)]
+
+
 def test_learner_selects_synthetic_and_mixes_batches_by_share():
     for mode, expect_admitted in (("naive", 10), ("ppl", 5), ("rl-only", 0)):
         lr = _learner(mode)

@@ -110,6 +110,30 @@ def test_a_snapshot_written_before_demos_were_kept_in_it_resumes_with_the_caller
     assert res["success_curve"] == ref["success_curve"] and res["replay"] == ref["replay"]
 
 
+def test_a_snapshot_from_before_a_config_field_existed_resumes_only_at_that_fields_default(tmp_path):
+    """Runs interrupted by a sitting's end go on with newer code: a field added since (here PPL's progress_by) is
+    no difference while the run asks for its default, and is one when it asks for anything else."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    torch.manual_seed(0)
+    ref = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), whole, eval_env=PointEnv(), progress=False)
+    torch.manual_seed(0)
+    with pytest.raises(Stopped):
+        train_in_process(StopsAt(620), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False)
+    blob = torch.load(cut / SNAPSHOT, weights_only=False)
+    for name in ("progress_by", "return_baseline_episodes"):
+        del blob["loop"]["config"]["ppl"][name]
+    torch.save(blob, cut / SNAPSHOT)
+    other = _cfg()
+    other.ppl.progress_by = "return"
+    with pytest.raises(SnapshotMismatch, match=r"ppl.progress_by: None in the snapshot, 'return' now"):
+        train_in_process(PointEnv(), other, _demos(), _pool(), cut, eval_env=PointEnv(), progress=False, resume=True)
+    res = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False,
+                           resume=True)
+    for name in ("eval.csv", "metrics.csv", "ppl.csv"):
+        assert _rows(cut / name) == _rows(whole / name), name
+    assert res["success_curve"] == ref["success_curve"]
+
+
 def test_without_resume_a_stale_snapshot_is_dropped_and_a_damaged_one_is_named(tmp_path):
     cfg = _cfg()
     with pytest.raises(Stopped):

@@ -130,6 +130,7 @@ class ReplayConfig:
 
 OVERESTIMATION_REFERENCES = ("branch_return", "branch_start", "batch")  # PPLConfig.overestimation_reference
 SHARE_BY = ("pace", "fidelity")  # PPLConfig.share_by
+PROGRESS_BY = ("success", "return")  # PPLConfig.progress_by
 
 
 @dataclass
@@ -172,6 +173,12 @@ class PPLConfig:
     fidelity_weight: float = 0.4
     trend_gain: float = 2.0  # success-rate slope per window added to progress
     success_window: int = 20  # real episodes in the progress estimate
+    # what progress reads: "success" (the recent real success rate and its rising trend) or "return" (the larger of
+    # that and how far the recent real episodes' mean per-step reward has come from the first ones' towards the
+    # demos': (r_recent - r_first) / (r_demo - r_first), clipped to [0, 1]). "return" paces a task whose first
+    # successes have to come from the synthetic data (sort: with "success" the pace stays at fidelity's weight)
+    progress_by: str = "success"
+    return_baseline_episodes: int = 5  # real episodes whose mean per-step reward is r_first ("return")
     overestimation_tolerance: float = 0.5  # normalised q_syn - q_real at which the share reaches 0
     # how the overestimation signal (q_synthetic - q_real) / real Q spread is measured, with the current critic on
     # the newest ``reference_window`` admitted synthetic transitions (`Learner.branch_q`), so a stopped share is
@@ -202,12 +209,15 @@ class PPLConfig:
             raise ValueError(f"{o}.threshold_min ({self.threshold_min}) must be <= threshold_max ({self.threshold_max})")
         if self.share_min > self.share_max:
             raise ValueError(f"{o}.share_min ({self.share_min}) must be <= share_max ({self.share_max})")
+        if self.progress_by not in PROGRESS_BY:
+            raise ValueError(f"{o}.progress_by must be one of {PROGRESS_BY}, got {self.progress_by!r}")
         if self.share_by not in SHARE_BY:
             raise ValueError(f"{o}.share_by must be one of {SHARE_BY}, got {self.share_by!r}")
         if self.overestimation_reference not in OVERESTIMATION_REFERENCES:
             raise ValueError(f"{o}.overestimation_reference must be one of {OVERESTIMATION_REFERENCES}, "
                              f"got {self.overestimation_reference!r}")
-        for name in ("horizon_min", "horizon_max", "naive_horizon", "success_window", "reference_window"):
+        for name in ("horizon_min", "horizon_max", "naive_horizon", "success_window", "reference_window",
+                     "return_baseline_episodes"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{o}.{name} must be an int >= 1, got {v!r}")

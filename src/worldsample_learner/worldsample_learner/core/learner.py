@@ -41,6 +41,11 @@ def log_decisions(path: str | Path, episodes: list[Episode], admitted: list[np.n
     append_csv(path, DECISION_COLUMNS, rows)
 
 
+def mean_reward(ep: Episode) -> float:
+    """An episode's return per step (PPL's progress_by "return"); NaN for an empty one."""
+    return ep.episode_return / ep.length if ep.length else float("nan")
+
+
 class SyntheticSource(Protocol):
     """Anything that produces synthetic branches for a policy (the world model, a static pool, ...)."""
 
@@ -70,12 +75,15 @@ class Learner:
 
     # ------------------------------------------------------------------ data in
     def add_demo_episode(self, ep: Episode) -> AddReport:
-        return self.demo.add_episode(ep)
+        rep = self.demo.add_episode(ep)
+        if rep.added:
+            self.ppl.observe_demo_episode(mean_reward(ep))
+        return rep
 
     def add_real_episode(self, ep: Episode, count_progress: bool = True) -> AddReport:
         rep = self.real.add_episode(ep)
         if count_progress and rep.added:
-            self.ppl.observe_real_episode(ep.success)
+            self.ppl.observe_real_episode(ep.success, mean_reward(ep))
         return rep
 
     def add_transition(self, tr: Transition) -> AddReport:

@@ -14,6 +14,8 @@ Selection
 
 Scheduling
     ``progress`` = recent real success rate + ``trend_gain`` x its rising trend (clipped to [0, 1]);
+    with ``progress_by = "return"`` the larger of that and the recent real episodes' mean per-step reward's
+    way from the first episodes' to the demos' (``(r_recent - r_first) / (r_demo - r_first)``, clipped);
     ``pace`` = weighted mean of progress and the newest world-model fidelity, damped by
     ``penalty = clip(overestimation / overestimation_tolerance, 0, 1)`` where ``overestimation``
     = (mean Q on synthetic - mean Q on real) / real Q spread. Then::
@@ -204,6 +206,10 @@ class PPLController:
         self.cfg.validate()
         self.strategy = strategy_for(self.cfg.mode)
         self._successes: deque[float] = deque(maxlen=self.cfg.success_window)
+        # mean per-step rewards: the recent real episodes', the first ones' (r_first) and the demos' (r_demo)
+        self._returns: deque[float] = deque(maxlen=self.cfg.success_window)
+        self._first_returns: list[float] = []
+        self._demo_returns: list[float] = []
         self.fidelity = float(self.cfg.initial_fidelity)
         self.q_real = float("nan")
         self.q_synthetic = float("nan")
@@ -216,8 +222,18 @@ class PPLController:
         return self.cfg.mode
 
     # ------------------------------------------------------------------ signals
-    def observe_real_episode(self, success: bool) -> None:
+    def observe_real_episode(self, success: bool, mean_reward: float | None = None) -> None:
+        """A real episode ended; ``mean_reward``: its return / length (progress_by "return" reads it)."""
         self._successes.append(1.0 if success else 0.0)
+        if mean_reward is not None and np.isfinite(mean_reward):
+            self._returns.append(float(mean_reward))
+            if len(self._first_returns) < self.cfg.return_baseline_episodes:
+                self._first_returns.append(float(mean_reward))
+
+    def observe_demo_episode(self, mean_reward: float) -> None:
+        """A demonstration's return / length: the reference of progress_by "return"."""
+        if np.isfinite(mean_reward):
+            self._demo_returns.append(float(mean_reward))
 
     def observe_fidelity(self, score: float) -> None:
         """Newest world-model fidelity in [0, 1] on held-out real rollouts (`worldsample_common.core.stats.fidelity_skill`:
@@ -261,7 +277,21 @@ class PPLController:
         if len(s) >= 4:
             half = len(s) // 2
             trend = float(np.mean(s[half:]) - np.mean(s[:half]))
-        return float(np.clip(rate + self.cfg.trend_gain * max(0.0, trend), 0.0, 1.0))
+        by_success = float(np.clip(rate + self.cfg.trend_gain * max(0.0, trend), 0.0, 1.0))
+        if self.cfg.progress_by == "return":
+            return max(by_success, self.return_progress())
+        return by_success
+
+    def return_progress(self) -> float:
+        """How far the recent real episodes' mean per-step reward has come from the first ones' (once
+        ``return_baseline_episodes`` have ended) towards the demos', in [0, 1]; 0 while either is unknown, or where
+        the first episodes already did as well as the demos."""
+        if len(self._first_returns) < self.cfg.return_baseline_episodes or not self._demo_returns:
+            return 0.0
+        first, demo = float(np.mean(self._first_returns)), float(np.mean(self._demo_returns))
+        if not demo > first:
+            return 0.0
+        return float(np.clip((np.mean(self._returns) - first) / (demo - first), 0.0, 1.0))
 
     def overestimation(self) -> float:
         if not (np.isfinite(self.q_real) and np.isfinite(self.q_synthetic)):
@@ -336,13 +366,19 @@ class PPLController:
     # ------------------------------------------------------------------ state (resuming a run)
     def state_dict(self) -> dict[str, Any]:
         """Every signal and counter (plain Python values): what a resumed learner continues from."""
-        return {"successes": list(self._successes), "fidelity": self.fidelity, "q_real": self.q_real,
+        return {"successes": list(self._successes), "returns": list(self._returns),
+                "first_returns": list(self._first_returns), "demo_returns": list(self._demo_returns),
+                "fidelity": self.fidelity, "q_real": self.q_real,
                 "q_synthetic": self.q_synthetic, "q_scale": self.q_scale, "admitted": int(self.admitted),
                 "rejected": dict(self.rejected)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._successes.clear()
         self._successes.extend(float(s) for s in state["successes"])
+        self._returns.clear()  # the reward lists are absent from snapshots taken before progress_by existed
+        self._returns.extend(float(r) for r in state.get("returns", ()))
+        self._first_returns = [float(r) for r in state.get("first_returns", ())]
+        self._demo_returns = [float(r) for r in state.get("demo_returns", ())]
         self.fidelity = float(state["fidelity"])
         self.q_real, self.q_synthetic = float(state["q_real"]), float(state["q_synthetic"])
         self.q_scale = float(state["q_scale"])

@@ -123,7 +123,8 @@ def train_in_process(env: Env, cfg: LearnConfig, demos: list[Episode],
             raise ValueError(f"obs_mode='pixels' needs cameras {missing} that env {env.task!r} does not render")
         a.image_size = int(obs.images[a.cameras[0]].shape[0])
     a.seed = cfg.seed
-    snap = load_snapshot(out, synthetic_source, json_safe(asdict(cfg))) if resume else None  # checks cfg first
+    snap = (load_snapshot(out, synthetic_source, json_safe(asdict(cfg)), json_safe(asdict(LearnConfig())))
+            if resume else None)  # checks cfg first
     (out / "config.json").write_text(json_dumps(asdict(cfg), indent=2))
     if snap is None:
         remove_snapshot(out)

@@ -31,10 +31,21 @@ class SnapshotMismatch(ValueError):
     """The snapshot is of a run with another configuration (nothing was changed on disk)."""
 
 
-def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+_ABSENT = object()
+
+
+def _differences(a: Any, b: Any, path: str = "", default: Any = _ABSENT) -> list[str]:
+    """Where config ``b`` differs from the snapshot's ``a``. A field the snapshot lacks (added to the code since)
+    is no difference while ``b`` holds its ``default``: the run it resumes had that behaviour."""
+    if a is _ABSENT:
+        if b == default:
+            return []
+        a = None
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b), key=str)
-                for d in _differences(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))]
+        d = default if isinstance(default, dict) else {}
+        return [x for k in sorted(set(a) | set(b), key=str)
+                for x in _differences(a.get(k, _ABSENT), b.get(k), f"{path}.{k}" if path else str(k),
+                                      d.get(k, _ABSENT))]
     return [] if a == b else [f"{path}: {a!r} in the snapshot, {b!r} now"]
 
 
@@ -81,10 +92,13 @@ def save_snapshot(out: Path, loop: dict[str, Any], learner: Any, policy: Any, so
     return path
 
 
-def load_snapshot(out: Path, source: Any, config: dict[str, Any]) -> dict[str, Any] | None:
+def load_snapshot(out: Path, source: Any, config: dict[str, Any],
+                  defaults: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The snapshot in ``out`` restored (files cut back, ``source`` filled in place, the process's random
     generators set), or None when there is none. A snapshot of a run with another ``config`` (the run's
-    ``LearnConfig`` as a dict) or another source kind is refused (`SnapshotMismatch`) before anything changes."""
+    ``LearnConfig`` as a dict) or another source kind is refused (`SnapshotMismatch`) before anything changes;
+    ``defaults`` (the default ``LearnConfig`` as a dict): a field the snapshot predates counts as unchanged while
+    ``config`` holds its default."""
     import torch
 
     path = out / SNAPSHOT
@@ -97,7 +111,7 @@ def load_snapshot(out: Path, source: Any, config: dict[str, Any]) -> dict[str, A
                          "the run afresh") from exc
     if blob.get("format") != FORMAT:
         raise ValueError(f"{path} has snapshot format {blob.get('format')!r}, this code reads {FORMAT}")
-    diff = _differences(blob["loop"].get("config"), config)
+    diff = _differences(blob["loop"].get("config"), config, default=defaults if defaults is not None else _ABSENT)
     if diff:
         raise SnapshotMismatch(f"{path} is of a run with another configuration: " + "; ".join(diff[:5]))
     if (blob["source"] is None) != (source is None):

@@ -43,7 +43,7 @@ from worldsample_common.nodes.support import run as run_node
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 
 from ..core.config import LearnerNodeConfig, ReplayConfig
-from ..core.learner import DECISIONS, Learner, log_decisions
+from ..core.learner import DECISIONS, Learner, log_decisions, mean_reward
 from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
 
@@ -151,7 +151,8 @@ class LearnerNode(Node):
             return
         if msg.source == EpisodeInfo.SOURCE_REAL and msg.episode_id not in self._seen_episodes:
             self._seen_episodes.add(msg.episode_id)
-            self.learner.ppl.observe_real_episode(bool(msg.success))
+            per_step = msg.episode_return / msg.length if msg.length else None
+            self.learner.ppl.observe_real_episode(bool(msg.success), per_step)
         if msg.bag_uri:
             self._load_bags(msg.bag_uri, demo=msg.source == EpisodeInfo.SOURCE_DEMO)
 
@@ -169,13 +170,14 @@ class LearnerNode(Node):
         for ep in eps:
             if ep.source == Source.SYNTHETIC:
                 continue
-            store = self.learner.demo if demo or ep.source == Source.DEMO else self.learner.real
-            rep = store.add_episode(ep)
-            if store is self.learner.real:
+            if demo or ep.source == Source.DEMO:
+                rep = self.learner.add_demo_episode(ep)  # PPL reads the demos' reward per step
+            else:
+                rep = self.learner.real.add_episode(ep)
                 self.env_steps += rep.added
                 if rep.added and ep.episode_id not in self._seen_episodes:  # its END event was missed
                     self._seen_episodes.add(ep.episode_id)
-                    self.learner.ppl.observe_real_episode(bool(ep.success))
+                    self.learner.ppl.observe_real_episode(bool(ep.success), mean_reward(ep))
             if rep.rejected:
                 self.get_logger().warning(f"episode {ep.episode_id}: rejected {dict(rep.rejected)}")
 
