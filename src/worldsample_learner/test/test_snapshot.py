@@ -91,9 +91,9 @@ def test_a_stopped_run_resumes_from_its_snapshot_as_if_it_never_stopped(tmp_path
         sorted(p.name for p in (whole / "checkpoints").iterdir())
 
 
-def test_a_snapshot_written_before_demos_were_kept_in_it_resumes_with_the_callers_demos(tmp_path):
-    """Snapshots of the fourteenth sitting's first runs have no ``demos`` in their loop state; an experiment hands
-    the same demos in again, and the run goes on as if it never stopped."""
+def _old_snapshot(tmp_path, edit):
+    """A whole run, and the same run stopped at step 620 with its snapshot passed through ``edit(blob)`` (what an
+    older version of the code wrote); returns the whole run's result and the stopped run's directory."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     torch.manual_seed(0)
     ref = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), whole, eval_env=PointEnv(), progress=False)
@@ -101,37 +101,41 @@ def test_a_snapshot_written_before_demos_were_kept_in_it_resumes_with_the_caller
     with pytest.raises(Stopped):
         train_in_process(StopsAt(620), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False)
     blob = torch.load(cut / SNAPSHOT, weights_only=False)
-    del blob["loop"]["demos"]
+    edit(blob)
     torch.save(blob, cut / SNAPSHOT)
-    res = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False,
-                           resume=True)
-    for name in ("eval.csv", "metrics.csv", "ppl.csv"):
-        assert _rows(cut / name) == _rows(whole / name), name
-    assert res["success_curve"] == ref["success_curve"] and res["replay"] == ref["replay"]
+    return ref, whole, cut
 
 
-def test_a_snapshot_from_before_a_config_field_existed_resumes_only_at_that_fields_default(tmp_path):
-    """Runs interrupted by a sitting's end go on with newer code: a field added since (here PPL's progress_by) is
-    no difference while the run asks for its default, and is one when it asks for anything else."""
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    torch.manual_seed(0)
-    ref = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), whole, eval_env=PointEnv(), progress=False)
-    torch.manual_seed(0)
-    with pytest.raises(Stopped):
-        train_in_process(StopsAt(620), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False)
-    blob = torch.load(cut / SNAPSHOT, weights_only=False)
-    for name in ("progress_by", "return_baseline_episodes"):
-        del blob["loop"]["config"]["ppl"][name]
-    torch.save(blob, cut / SNAPSHOT)
-    other = _cfg()
-    other.ppl.progress_by = "return"
-    with pytest.raises(SnapshotMismatch, match=r"ppl.progress_by: None in the snapshot, 'return' now"):
-        train_in_process(PointEnv(), other, _demos(), _pool(), cut, eval_env=PointEnv(), progress=False, resume=True)
+def _resumes_as_if_never_stopped(ref, whole, cut) -> dict:
     res = train_in_process(PointEnv(), _cfg(), _demos(), _pool(), cut, eval_env=PointEnv(), progress=False,
                            resume=True)
     for name in ("eval.csv", "metrics.csv", "ppl.csv"):
         assert _rows(cut / name) == _rows(whole / name), name
     assert res["success_curve"] == ref["success_curve"]
+    return res
+
+
+def test_a_snapshot_written_before_demos_were_kept_in_it_resumes_with_the_callers_demos(tmp_path):
+    """Snapshots of the fourteenth sitting's first runs have no ``demos`` in their loop state; an experiment hands
+    the same demos in again, and the run goes on as if it never stopped."""
+    ref, whole, cut = _old_snapshot(tmp_path, lambda blob: blob["loop"].pop("demos"))
+    res = _resumes_as_if_never_stopped(ref, whole, cut)
+    assert res["replay"] == ref["replay"]
+
+
+def test_a_snapshot_from_before_a_config_field_existed_resumes_only_at_that_fields_default(tmp_path):
+    """Runs interrupted by a sitting's end go on with newer code: a field added since (here PPL's progress_by) is
+    no difference while the run asks for its default, and is one when it asks for anything else."""
+    def drop_fields(blob):
+        for name in ("progress_by", "return_baseline_episodes"):
+            del blob["loop"]["config"]["ppl"][name]
+
+    ref, whole, cut = _old_snapshot(tmp_path, drop_fields)
+    other = _cfg()
+    other.ppl.progress_by = "return"
+    with pytest.raises(SnapshotMismatch, match=r"ppl.progress_by: None in the snapshot, 'return' now"):
+        train_in_process(PointEnv(), other, _demos(), _pool(), cut, eval_env=PointEnv(), progress=False, resume=True)
+    _resumes_as_if_never_stopped(ref, whole, cut)
 
 
 def test_without_resume_a_stale_snapshot_is_dropped_and_a_damaged_one_is_named(tmp_path):
