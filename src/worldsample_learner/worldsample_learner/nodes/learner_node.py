@@ -43,7 +43,7 @@ from worldsample_common.nodes.support import run as run_node
 from worldsample_msgs.msg import EpisodeInfo, PolicyCheckpoint, PPLStatus, WorldModelStatus
 
 from ..core.config import LearnerNodeConfig, ReplayConfig
-from ..core.learner import DECISIONS, Learner, log_decisions, mean_reward
+from ..core.learner import DECISIONS, Learner, log_decisions
 from ..core.policy import save_policy
 from ..core.ppl import CsvLog, flat_status
 
@@ -173,11 +173,11 @@ class LearnerNode(Node):
             if demo or ep.source == Source.DEMO:
                 rep = self.learner.add_demo_episode(ep)  # PPL reads the demos' reward per step
             else:
-                rep = self.learner.real.add_episode(ep)
+                missed_end = ep.episode_id not in self._seen_episodes  # PPL has not counted it from its END event
+                rep = self.learner.add_real_episode(ep, count_progress=missed_end)
                 self.env_steps += rep.added
-                if rep.added and ep.episode_id not in self._seen_episodes:  # its END event was missed
+                if rep.added and missed_end:
                     self._seen_episodes.add(ep.episode_id)
-                    self.learner.ppl.observe_real_episode(bool(ep.success), mean_reward(ep))
             if rep.rejected:
                 self.get_logger().warning(f"episode {ep.episode_id}: rejected {dict(rep.rejected)}")
 
