@@ -43,6 +43,9 @@ def main(argv: list[str]) -> None:
     base, cand = load(argv[1]), load(argv[2])
     if len(argv) > 3:
         keep = [int(s) for s in argv[3].split(",")]
+        missing = [(name, s) for name, runs in (("baseline", base), ("candidate", cand)) for s in keep if s not in runs]
+        if missing:
+            sys.exit(f"no results.json for {', '.join(f'{name} seed {s}' for name, s in missing)}")
         base, cand = {s: base[s] for s in keep}, {s: cand[s] for s in keep}
     b, c = summary("baseline", base), summary("candidate", cand)
     assert [t for t, _ in b] == [t for t, _ in c], "the two sets are evaluated at different steps"
