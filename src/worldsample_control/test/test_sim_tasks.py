@@ -242,6 +242,41 @@ def test_judging_the_state_vector_equals_the_env_reward(task):
 
 
 @pytest.mark.parametrize("task", TASKS)
+def test_contact_zone_along_an_expert_episode(task):
+    """`contact_states`: on peg insertion the peg is out of the zone while the expert carries it over the hole,
+    in it from the rim on and at every success step; no other task has a zone."""
+    from worldsample_control.core.experts import make_expert
+    from worldsample_control.core.sim.tasks import TASK_CLASSES, contact_states, judge_states
+
+    env = make_env(task, EnvConfig(render=False))
+    expert = make_expert(task)
+    obs = env.reset(seed=100)
+    expert.reset()
+    states = [obs.state]
+    for _ in range(env.max_episode_steps):
+        res = env.step(np.clip(expert.act(obs, env), -1, 1).astype(np.float32))
+        obs = res.observation
+        states.append(obs.state)
+        if res.terminated or res.truncated:
+            break
+    env.close()
+    x = np.stack(states)
+    zone = contact_states(task, x)
+    if task != "peg_insertion":
+        assert not zone.any()
+        return
+    ok, _ = judge_states(task, x)
+    peg = TASK_CLASSES[task]
+    above_rim = x[:, 8]  # peg_bottom_above_rim
+    assert ok.any() and zone[ok].all(), "every success step is in the zone"
+    assert not zone[0] and (above_rim[zone] < peg.contact_margin).all()
+    first = int(np.argmax(zone))
+    assert 0 < first and zone[first:].all(), f"the expert's peg enters the zone once and stays: {zone.astype(int)}"
+    with pytest.raises(ValueError, match="states must be"):
+        contact_states(task, np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("task", TASKS)
 def test_model_blind_dims_index_the_placement_entries(task):
     from worldsample_control.core.sim.env import PROPRIO_DIM
     from worldsample_control.core.sim.tasks import TASK_CLASSES, model_blind_dims

@@ -239,6 +239,32 @@ def test_video_source_with_the_mlp_state_model_rolls_the_state_with_it(tmp_path)
         assert b.length == m.length and b.successes.tolist() == m.successes.tolist()
         assert not b.terminated.any() and b.truncated[-1]
         np.testing.assert_allclose(b.rewards, m.rewards)
+    # stop_at_contact: the same branches, each ending at its first state in the contact zone (truncated), and those
+    # that start in it dropped
+    zone_level = float(np.median(np.concatenate([b.states[:, 0] for b in boot])))
+
+    def contact(task, states):
+        return states[:, 0] > zone_level
+
+    with pytest.raises(ValueError, match="stop_at_contact needs a contact function"):
+        VideoWorldModelSource(VideoSourceConfig(service=scfg, state_in_proprio=True, state_model="mlp",
+                                                stop_at_contact=True), judge=judge)
+    src.cfg.stop_at_contact, src.contact, src.dropped_at_contact = True, contact, 0
+    src.rng = np.random.default_rng(3)
+    stopped = src.generate(StatePolicy(), 16, 6)
+    kept = [b for b in boot if not contact(b.task, b.states)[0]]
+    assert src.dropped_at_contact == len(boot) - len(kept) > 0 and len(stopped) == len(kept)
+    cut = 0
+    for b, s in zip(kept, stopped, strict=True):
+        zone = contact(b.task, b.states)
+        n = int(np.argmax(zone)) if zone.any() else b.length
+        assert s.length == n and not contact(s.task, s.states[:-1]).any()
+        np.testing.assert_allclose(s.states, b.states[:n + 1])
+        assert s.truncated[-1] and not s.terminated.any()
+        assert s.successes.tolist() == (s.states[1:, 0] > level).tolist()
+        cut += n < b.length
+    assert cut, "some branch should step into the zone after its start"
+    src.cfg.stop_at_contact = False
     # imagined_success "precision": terminal with the held-out precision of the judged successes (Laplace's prior)
     from worldsample_worldmodel.core.state_error import MLPPredictor, success_counts
 

@@ -118,7 +118,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     from worldsample_control.core.sim import make_env
     from worldsample_control.core.sim.env import PROPRIO_DIM
     from worldsample_control.core.sim.oracle import OracleConfig, OracleSyntheticSource, SyntheticAudit
-    from worldsample_control.core.sim.tasks import judge_states, model_blind_dims
+    from worldsample_control.core.sim.tasks import contact_states, judge_states, model_blind_dims
     from worldsample_worldmodel.core.mlp_dynamics import MLPDynamicsConfig
     from worldsample_worldmodel.core.source import VideoSourceConfig, VideoWorldModelSource
 
@@ -160,7 +160,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                                                          mlp=MLPDynamicsConfig(**{**unread, **cfg.wm_mlp},
                                                                                  ignore_inputs=blind),
                                                          seed=seed, **cfg.wm_source),
-                                        judge=judge)
+                                        judge=judge, contact=contact_states)
         source.add_demos(demos)
         if cfg.audit_synthetic or cfg.oracle_labels:
             source = SyntheticAudit(source, make_env(task, replace(env_config(cfg, render=False), seed=seed)),
@@ -189,7 +189,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         res["world_model"] = {"version": source.version, "rejected": len(source.rejected),
                               "fidelity": source.service.fidelity, "state_model": cfg.wm_state_model,
                               "state_model_trainings": source.mlp_metrics, "train_failures": source.train_failures,
-                              "success_trust": source.success_trust_log}
+                              "success_trust": source.success_trust_log,
+                              "dropped_at_contact": getattr(source, "dropped_at_contact", 0)}
     if isinstance(source, SyntheticAudit):
         res["synthetic_audit"] = {**source.summary(), "relabelled": source.relabel, "unlabelled": source.unlabelled}
     (out / "results.json").write_text(json.dumps(res, indent=2, default=float))

@@ -97,6 +97,12 @@ class VideoSourceConfig:
     # "precision": terminal with the probability that such a success is a real one, measured on the held-out real
     # episodes (`VideoWorldModelSource.success_trust`), truncated otherwise
     imagined_success: str = "terminal"
+    # with a ``contact`` function (`VideoWorldModelSource`): a branch stops (truncated, so the learner bootstraps from
+    # its critic there) at its first predicted state in the task's contact zone, and a branch that would start in
+    # it is dropped: the model is not asked to step from where the outcome turns on a contact the state does not
+    # carry. Peg insertion's zone is the rim (`worldsample_control.core.sim.tasks.contact_states`): there the peg
+    # slides in or jams, and the ensemble's mean makes an insertion of a jammed peg (docs/results.md)
+    stop_at_contact: bool = False
     # False (state_model "mlp" with a judge: a state learner): the video model is neither post-trained nor rolled;
     # the branches are the MLP ensemble's alone, without frames (MBPO's model rollouts, `generate_state_branches`).
     # The state learner's inputs come from the same parts as with True (state, judged reward and success, the
@@ -168,6 +174,7 @@ def carry_static(states: np.ndarray, start: np.ndarray, static: np.ndarray | Non
 
 
 Judge = Callable[[str, np.ndarray], tuple[np.ndarray, np.ndarray]]
+Contact = Callable[[str, np.ndarray], np.ndarray]  # (task, states (T, S)) -> in the task's contact zone (T,) bool
 
 
 def agreed_success(judge: Judge, task: str, states: np.ndarray, member_states: np.ndarray | None = None,
@@ -207,9 +214,15 @@ def judged(ep: Episode, judge: Judge, member_states: np.ndarray | None = None, a
 
 
 class VideoWorldModelSource:
-    def __init__(self, cfg: VideoSourceConfig | None = None, judge: Judge | None = None) -> None:
+    def __init__(self, cfg: VideoSourceConfig | None = None, judge: Judge | None = None,
+                 contact: Contact | None = None) -> None:
         self.cfg = cfg or VideoSourceConfig()
         self.cfg.validate()
+        if self.cfg.stop_at_contact and (contact is None or judge is None):
+            raise ValueError("VideoWorldModelSource: stop_at_contact needs a contact function and a judge (it reads "
+                             "the predicted state)")
+        self.contact = contact
+        self.dropped_at_contact = 0  # branches that started in the contact zone (stop_at_contact)
         if judge is not None and not self.cfg.state_in_proprio:
             raise ValueError("VideoWorldModelSource: judge needs state_in_proprio (it judges the predicted state)")
         if not self.cfg.frames and judge is None:
@@ -242,7 +255,7 @@ class VideoWorldModelSource:
         self._static = static_state_dims([ep], self._static)
         return replace(ep, proprio=np.concatenate([ep.proprio, ep.states], 1).astype(np.float32), states=None)
 
-    def _from_model(self, ep: Episode) -> Episode:
+    def _from_model(self, ep: Episode) -> Episode | None:
         if not self.cfg.state_in_proprio:
             return ep
         p = self._proprio_dim
@@ -258,6 +271,15 @@ class VideoWorldModelSource:
         ep = replace(ep, proprio=ep.proprio[:, :p], states=states)
         if self.judge is None:
             return ep
+        if self.cfg.stop_at_contact and ep.length:
+            zone = np.asarray(self.contact(ep.task, states), bool)
+            if zone[0]:
+                self.dropped_at_contact += 1
+                return None
+            if zone.any():  # the first step into the zone is the branch's last
+                n = int(np.argmax(zone))
+                ep = ep.first(n)
+                members = None if members is None else members[:, :n]
         mode = self.cfg.imagined_success
         terminates = mode == "terminal" or (mode == "precision" and self.rng.random() < self.success_trust())
         return judged(ep, self.judge, members, self.cfg.success_agreement, success_terminates=terminates)
@@ -403,7 +425,7 @@ class VideoWorldModelSource:
 
     def _as_learner_sees(self, eps: list[Episode]) -> list[Episode]:
         """Generated branches split back into proprio and state, judged (`_from_model`), uncertainty as configured."""
-        eps = [self._from_model(e) for e in eps]
+        eps = [e for e in map(self._from_model, eps) if e is not None]  # None: started in the contact zone
         if self.cfg.uncertainty_over == "branch_mean":
             eps = [replace(e, uncertainty=branch_mean(e.uncertainty)) for e in eps]
         return eps

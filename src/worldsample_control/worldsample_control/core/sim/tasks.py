@@ -106,6 +106,12 @@ class Task:
         imagined step) is judged by the same rule as a real one."""
         raise NotImplementedError
 
+    def in_contact_zone(self, state: np.ndarray) -> bool:
+        """Whether the privileged state is where the task's next outcome turns on a contact the state does not
+        carry (a world model's imagined branch stops before stepping from there: `contact_states`). None by
+        default."""
+        return False
+
 
 def _sample_xy(rng, lo, hi, avoid: list[np.ndarray], min_dist: float, tries: int = 200) -> np.ndarray:
     for _ in range(tries):
@@ -283,6 +289,7 @@ class PegInsertionTask(Task):
     outer_half = 0.05
     depth = 0.04
     insert_depth = 0.025  # success: peg bottom this far below the rim
+    contact_margin = 0.005  # `in_contact_zone`: the peg's bottom at most this far above the rim
     gripper_held_closed = True
 
     def build(self, spec) -> None:
@@ -332,6 +339,14 @@ class PegInsertionTask(Task):
         progress = 0.5 * _closeness(dxy, 10.0) + 0.5 * depth * _closeness(dxy, 100.0)
         return success, 1.0 if success else float(progress)
 
+    def in_contact_zone(self, state: np.ndarray) -> bool:
+        """The peg's bottom at most ``contact_margin`` above the rim while it overlaps the hole's opening: from
+        here it either slides in or tips in the fingers and jams, which its position alone does not tell
+        (docs/results.md, "A model of two outcomes at peg's rim")."""
+        p, rim = state[0:3], state[3:6]
+        over = float(np.linalg.norm(p[:2] - rim[:2])) < self.hole_half + self.peg_half[0]
+        return bool(over and p[2] - self.peg_half[2] - rim[2] < self.contact_margin)
+
 
 TASK_CLASSES: dict[str, type[Task]] = {
     "peg_insertion": PegInsertionTask,
@@ -368,3 +383,15 @@ def judge_states(task: str, states: np.ndarray, reward: str = "shaped") -> tuple
     success = np.array([o[0] for o in out], bool)
     rewards = np.array([step_reward(ok, prog, reward) for ok, prog in out], np.float32)
     return success, rewards
+
+
+def contact_states(task: str, states: np.ndarray) -> np.ndarray:
+    """`Task.in_contact_zone` on a sequence of privileged states (T, state_dim) -> (T,) bool, e.g. a world model's
+    imagined branch (`worldsample_worldmodel.core.source.VideoSourceConfig.stop_at_contact`)."""
+    if task not in TASK_CLASSES:
+        raise ValueError(f"task {task!r} is unknown; expected one of {tuple(TASK_CLASSES)}")
+    t = TASK_CLASSES[task]()
+    x = np.asarray(states, np.float64)
+    if x.ndim != 2 or x.shape[1] != t.state_dim:
+        raise ValueError(f"contact_states({task!r}): states must be (T, {t.state_dim}), got {x.shape}")
+    return np.array([t.in_contact_zone(row) for row in x], bool)
