@@ -371,14 +371,7 @@ def judge_states(task: str, states: np.ndarray, reward: str = "shaped") -> tuple
     reward convention of `core.reward` (the rule every real step is labelled with)."""
     from ..reward import step_reward
 
-    if task not in TASK_CLASSES:
-        raise ValueError(f"task {task!r} is unknown; expected one of {tuple(TASK_CLASSES)}")
-    t = TASK_CLASSES[task]()
-    x = np.asarray(states, np.float64)
-    if x.ndim != 2 or x.shape[1] != t.state_dim:
-        raise ValueError(f"judge_states({task!r}): states must be (T, {t.state_dim}), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"judge_states({task!r}): states hold NaN or inf")
+    t, x = _task_states("judge_states", task, states)
     out = [t.evaluate_state(row) for row in x]
     success = np.array([o[0] for o in out], bool)
     rewards = np.array([step_reward(ok, prog, reward) for ok, prog in out], np.float32)
@@ -388,10 +381,18 @@ def judge_states(task: str, states: np.ndarray, reward: str = "shaped") -> tuple
 def contact_states(task: str, states: np.ndarray) -> np.ndarray:
     """`Task.in_contact_zone` on a sequence of privileged states (T, state_dim) -> (T,) bool, e.g. a world model's
     imagined branch (`worldsample_worldmodel.core.source.VideoSourceConfig.stop_at_contact`)."""
+    t, x = _task_states("contact_states", task, states)
+    return np.array([t.in_contact_zone(row) for row in x], bool)
+
+
+def _task_states(who: str, task: str, states: np.ndarray) -> tuple[Task, np.ndarray]:
+    """The task and a checked (T, state_dim) float64 copy of ``states`` (ValueError naming ``who`` otherwise)."""
     if task not in TASK_CLASSES:
         raise ValueError(f"task {task!r} is unknown; expected one of {tuple(TASK_CLASSES)}")
     t = TASK_CLASSES[task]()
     x = np.asarray(states, np.float64)
     if x.ndim != 2 or x.shape[1] != t.state_dim:
-        raise ValueError(f"contact_states({task!r}): states must be (T, {t.state_dim}), got {x.shape}")
-    return np.array([t.in_contact_zone(row) for row in x], bool)
+        raise ValueError(f"{who}({task!r}): states must be (T, {t.state_dim}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{who}({task!r}): states hold NaN or inf")
+    return t, x
