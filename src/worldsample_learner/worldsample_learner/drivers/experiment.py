@@ -190,6 +190,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                               "fidelity": source.service.fidelity, "state_model": cfg.wm_state_model,
                               "state_model_trainings": source.mlp_metrics, "train_failures": source.train_failures,
                               "success_trust": source.success_trust_log,
+                              # a source restored from a snapshot taken before the count existed has none
                               "dropped_at_contact": getattr(source, "dropped_at_contact", 0)}
     if isinstance(source, SyntheticAudit):
         res["synthetic_audit"] = {**source.summary(), "relabelled": source.relabel, "unlabelled": source.unlabelled}

@@ -108,8 +108,8 @@ class Task:
 
     def in_contact_zone(self, state: np.ndarray) -> bool:
         """Whether the privileged state is where the task's next outcome turns on a contact the state does not
-        carry (a world model's imagined branch stops before stepping from there: `contact_states`). None by
-        default."""
+        carry (a world model's imagined branch stops before stepping from there: `contact_states`). No task has a
+        zone unless it says so."""
         return False
 
 
